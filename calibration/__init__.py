@@ -1,0 +1,1 @@
+"""Data readers (WIDERFace, image folders) and accuracy evaluation."""

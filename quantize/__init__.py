@@ -1,0 +1,1 @@
+"""Host-side model conversion: PyTorch -> ONNX export, INT8 quantization, TensorRT engines."""

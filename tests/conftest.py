@@ -1,0 +1,59 @@
+"""Shared fixtures. Data comes from ../shared (or $EDGEFACE_SHARED); nothing is copied."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGEFACE_SHARED", REPO.parent / "shared"))
+MODELS = SHARED / "models" / "featherface"
+V1_WEIGHTS = MODELS / "featherface_v1_mobilenet0.25_Final.pth"
+ECA_CBAM_WEIGHTS = MODELS / "featherface_eca_cbam_final.pth"
+WIDERFACE_416 = SHARED / "datasets" / "widerface-val-416"
+WIDERFACE_NATIVE = SHARED / "datasets" / "widerface-val-native"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"shared data not found: {path} (set EDGEFACE_SHARED)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _need(SHARED)
+
+
+@pytest.fixture(scope="session")
+def v1_weights() -> Path:
+    return _need(V1_WEIGHTS)
+
+
+@pytest.fixture(scope="session")
+def eca_cbam_weights() -> Path:
+    return _need(ECA_CBAM_WEIGHTS)
+
+
+@pytest.fixture(scope="session")
+def widerface_416() -> Path:
+    return _need(WIDERFACE_416)
+
+
+@pytest.fixture(scope="session")
+def native_images() -> list[Path]:
+    images = sorted((_need(WIDERFACE_NATIVE) / "images").rglob("*.jpg"))
+    assert images, f"no images under {WIDERFACE_NATIVE}"
+    return images
+
+
+@pytest.fixture(scope="session")
+def v1_onnx(tmp_path_factory, v1_weights) -> Path:
+    """V1 exported once per test session (fixed 416x416, ONNX DeformConv), verified."""
+    from edgeface.quantize.export import export_model
+
+    out = tmp_path_factory.mktemp("export") / "v1.onnx"
+    export_model(v1_weights, out, arch="v1")
+    return out
