@@ -53,7 +53,7 @@ def cli(verbose: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one clear line and a defined exit code for every EdgefaceError."""
     try:
-        cli.main(args=argv, prog_name="edgeface", standalone_mode=False)
+        rv = cli.main(args=argv, prog_name="edgeface", standalone_mode=False)
     except EdgefaceError as exc:
         click.echo(f"edgeface: error: {exc}", err=True)
         return exc.exit_code
@@ -65,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return exc.exit_code
     except click.exceptions.Exit as exc:
         return exc.exit_code
-    return 0
+    # standalone_mode=False hands back ctx.exit(n) codes as the return value.
+    return rv if isinstance(rv, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover
