@@ -1,0 +1,56 @@
+"""`edgeface export`: PyTorch checkpoint -> verified ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import EdgefaceError
+
+
+def _size(value: str) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in value.lower().replace("x", ",").split(",")]
+    except ValueError:
+        raise click.BadParameter(f"expected N or WxH, got {value!r}") from None
+    if len(parts) == 1:
+        return parts[0], parts[0]
+    if len(parts) == 2:
+        return parts[0], parts[1]
+    raise click.BadParameter(f"expected N or WxH, got {value!r}")
+
+
+@click.command("export")
+@click.option("--arch", default=None,
+              help="Architecture (v1, eca_cbam, cbam, eca_cbam_parallel) "
+                   "[default: recognised from the checkpoint].")
+@click.option("--weights", required=True, type=click.Path(path_type=Path),
+              help="PyTorch checkpoint (.pth / .tar).")
+@click.option("--size", default="416", show_default=True,
+              help="Input size N or WxH (multiples of 32).")
+@click.option("--dynamic", is_flag=True, help="Variable input height/width.")
+@click.option("--dcn", type=click.Choice(["onnx", "gridsample"]), default="onnx",
+              show_default=True,
+              help="Deformable conv as ONNX DeformConv, or a GridSample decomposition for "
+                   "runtimes without DeformConv (TensorRT, onnxruntime<1.20).")
+@click.option("--verify-images", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Folder of images to verify on [default: shared WIDERFace samples if "
+                   "found, else synthetic].")
+@click.option("--tolerance", default=1e-3, show_default=True, type=float,
+              help="Max |ONNX - PyTorch| allowed per output.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Output .onnx path.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+def export(arch: str | None, weights: Path, size: str, dynamic: bool, dcn: str,
+           verify_images: Path | None, tolerance: float, output: Path, force: bool) -> None:
+    """Export a FeatherFace checkpoint to ONNX and verify it against PyTorch."""
+    from ..images import expand_inputs
+    from .export import export_model
+
+    if output.exists() and not force:
+        raise EdgefaceError(f"{output} exists; use --force to overwrite")
+    images = list(expand_inputs([verify_images])) if verify_images else None
+    report = export_model(weights, output, arch=arch, size=_size(size), dynamic=dynamic,
+                          dcn=dcn, verify_images=images, tolerance=tolerance)
+    click.echo(report.summary())
