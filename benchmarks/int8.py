@@ -1,0 +1,327 @@
+#!/usr/bin/env python
+"""INT8 quantization (issue 4): FP32 vs INT8 accuracy, latency and size for FeatherFace V1.
+
+Runs ``edgeface quantize --int8``'s own pipeline (``edgeface.quantize.int8.quantize_int8``) with
+its defaults on the shared WIDERFace-416 data: calibration split ``calib`` (50 images),
+accuracy guard on split ``eval`` (100 images), ``--exclude auto``. Then, in one process:
+
+- latency: FP32, the INT8 model the command wrote, and the same INT8 quantization with no
+  block kept in float, measured round-robin in chunks (order rotating each round) at 1 and 2
+  threads with the runtime's session options; medians, ratio of medians and median of
+  per-round ratios;
+- where the time goes (ONNX Runtime profiler, 1 thread): op-type shares for FP32 and INT8;
+- sizes and SHA-256 of both files;
+- ``--sweep``: the alternatives behind the defaults (calibration method, per-channel vs
+  per-tensor, reduce_range, activation type, QOperator format), each quantized with no
+  exclusions, scored on the eval split and timed against FP32 in one interleaved run.
+
+    python benchmarks/int8.py --sweep      # -> benchmarks/results/int8.json and int8.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGEFACE_SHARED", REPO.parent / "shared"))
+DEFAULT_WEIGHTS = SHARED / "models" / "featherface" / "featherface_v1_mobilenet0.25_Final.pth"
+WIDERFACE = SHARED / "datasets" / "widerface-val-416"
+OUT_DIR = REPO / "benchmarks" / "results"
+KIND = "edgeface-int8"
+SCHEMA_VERSION = 1
+TARGETS = {"max_ap_drop": 1.0, "aim_ap_drop": 0.5, "latency_ratio_1t": 0.7, "size_ratio": 0.35}
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--onnx", type=Path, default=None,
+                    help="FP32 export to use [default: export V1 to a temporary directory]")
+    ap.add_argument("--weights", type=Path, default=DEFAULT_WEIGHTS)
+    ap.add_argument("--widerface", type=Path, default=WIDERFACE)
+    ap.add_argument("--calib-split", default="calib")
+    ap.add_argument("--eval-split", default="eval")
+    ap.add_argument("--runs", type=int, default=400, help="latency runs per model and threads")
+    ap.add_argument("--chunk", type=int, default=5, help="runs per turn in the round-robin")
+    ap.add_argument("--warmup", type=int, default=10)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--sweep", action="store_true", help="also measure the alternatives")
+    ap.add_argument("--sweep-runs", type=int, default=100,
+                    help="latency runs per variant in the sweep (1 thread)")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="keep the models in this directory")
+    ap.add_argument("--out-dir", type=Path, default=OUT_DIR)
+    return ap.parse_args(argv)
+
+
+def op_time_shares(path: Path, blob: np.ndarray, runs: int = 30) -> dict[str, float]:
+    """Share of kernel time per operator type (%), ONNX Runtime profiler, 1 thread (a separate
+    session: profiling adds overhead, so these runs are not part of the timings)."""
+    import onnxruntime as ort
+    from edgeface.backends import session_options
+
+    with tempfile.TemporaryDirectory() as tmp:
+        so = session_options(1)
+        so.enable_profiling = True
+        so.profile_file_prefix = str(Path(tmp) / "profile")
+        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        for _ in range(runs):
+            sess.run(None, {"input": blob})
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    per_op: dict[str, float] = {}
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            op = e["args"]["op_name"]
+            per_op[op] = per_op.get(op, 0.0) + e["dur"]
+    total = sum(per_op.values()) or 1.0
+    ranked = sorted(per_op.items(), key=lambda kv: -kv[1])
+    return {op: round(100 * d / total, 1) for op, d in ranked if 100 * d / total >= 1.0}
+
+
+def ap_points(ap: dict) -> dict[str, float | None]:
+    return {s: None if v is None else round(100 * v, 2) for s, v in ap.items()}
+
+
+def sweep(fp32: Path, calib_blobs: list[np.ndarray], eval_ds, fp32_ap: dict, blob: np.ndarray,
+          runs: int, chunk: int, work: Path, keep: Path | None) -> list[dict]:
+    """Each alternative quantized without exclusions: AP on the eval split, 1-thread latency
+    against FP32 in one interleaved run, size."""
+    import onnx
+    from edgeface.backends import OnnxRuntimeBackend
+    from edgeface.calibration.evaluation import evaluate_detector
+    from edgeface.quantize import int8 as q
+    from tqdm import tqdm
+
+    base = q.Int8Config()
+    variants = {
+        "default": base,
+        "no reduce_range": replace(base, reduce_range=False),
+        "per-tensor": replace(base, per_channel=False),
+        "S8 activations": replace(base, activation_type="s8"),
+        "percentile 99.999": replace(base, percentile=99.999),
+        "minmax": replace(base, method="minmax"),
+        "minmax, no reduce_range (ORT's VNNI advice)": replace(base, method="minmax",
+                                                               reduce_range=False),
+        "entropy": replace(base, method="entropy"),
+        "DeformConv weights float": replace(base, dcn_weights_int8=False),
+    }
+    pre = work / "pre.onnx"
+    q.preprocess_model(fp32, pre)
+    meta = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
+    ranges: dict[tuple, Path] = {}
+    rows, paths = [], {}
+    for name, cfg in tqdm(variants.items(), desc="sweep", unit="variant", file=sys.stderr):
+        key = (cfg.method, cfg.percentile, cfg.symmetric_activations)
+        t0 = time.perf_counter()
+        if key not in ranges:
+            tensors, _ = q.calibrate(pre, calib_blobs, cfg, work, total=len(calib_blobs),
+                                     progress=False)
+            ranges[key] = work / f"ranges_{len(ranges)}.json"
+            q._ort_quant().save_tensors_data(tensors, ranges[key])
+        dst = (keep or work) / f"sweep_{len(rows)}.onnx"
+        q.build_model(pre, ranges[key], cfg, [], meta, {"variant": name}, dst)
+        res = evaluate_detector(OnnxRuntimeBackend(dst, threads=1), eval_ds, progress=False)
+        drops = q.check_budget(fp32_ap, res.ap, TARGETS["max_ap_drop"])
+        rows.append({"variant": name, "config": cfg.describe(), "ap": ap_points(res.ap),
+                     "drop_points": drops.drops, "within_1pt": drops.passed,
+                     "size_bytes": dst.stat().st_size, "seconds": round(time.perf_counter() - t0,
+                                                                         1)})
+        paths[name] = dst
+    # QOperator format, for the record (ORT recommends QDQ on CPU).
+    try:
+        with q._quiet():
+            qq = q._ort_quant()
+            qq.quantize_static(str(pre), str(work / "qop.onnx"), None,
+                               quant_format=qq.QuantFormat.QOperator, per_channel=True,
+                               reduce_range=True, activation_type=qq.QuantType.QUInt8,
+                               weight_type=qq.QuantType.QInt8,
+                               calibrate_method=q._calib_method(base.method),
+                               op_types_to_quantize=list(q.QUANTIZED_OP_TYPES),
+                               calibration_cache_path=str(ranges[(base.method, base.percentile,
+                                                                  False)]))
+        rows.append({"variant": "QOperator format", "error": None})
+    except Exception as exc:  # report why it cannot be used
+        rows.append({"variant": "QOperator format",
+                     "error": (str(exc).strip().splitlines() or [type(exc).__name__])[0][:70]})
+    lat = q.measure_latency({"fp32": fp32, **paths}, blob, threads=1, runs=runs, chunk=chunk)
+    for r in rows:
+        if r["variant"] in paths:
+            r["latency_ms"] = lat["median_ms"][r["variant"]]
+            r["latency_ratio"] = lat["ratio"][r["variant"]]
+            r["paired_ratio"] = lat["paired_ratio"][r["variant"]]
+    rows.append({"variant": "FP32", "ap": ap_points(fp32_ap),
+                 "latency_ms": lat["median_ms"]["fp32"], "size_bytes": fp32.stat().st_size})
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    from edgeface.calibration.image_folder import iter_blobs
+    from edgeface.calibration.widerface import load_widerface
+    from edgeface.platform_info import describe, fingerprint
+    from edgeface.quantize import int8 as q
+
+    threads = sorted({int(t) for t in args.threads.split(",")})
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    tmp = tempfile.TemporaryDirectory(prefix="edgeface-int8-bench-")
+    work = Path(tmp.name)
+    keep = args.keep
+    if keep:
+        keep.mkdir(parents=True, exist_ok=True)
+    if args.onnx is None:
+        from edgeface.quantize.export import export_model
+
+        fp32 = (keep or work) / "v1.onnx"
+        print(export_model(args.weights, fp32, arch="v1").summary(), file=sys.stderr)
+    else:
+        fp32 = args.onnx
+    out_dir = keep or work
+    int8_path = out_dir / "v1.int8.onnx"
+    plain_path = out_dir / "v1.int8.no-exclusions.onnx"
+
+    calib = q.open_image_set(args.widerface, args.calib_split)
+    eval_ds = load_widerface(args.widerface, args.eval_split)
+    t0 = time.perf_counter()
+    report = q.quantize_int8(fp32, int8_path, calib, eval_dataset=eval_ds, exclude="auto",
+                             bench_runs=0, force=True, progress=True,
+                             log_fn=lambda m: print(f"int8: {m}", file=sys.stderr))
+    command_s = time.perf_counter() - t0
+    plain = q.quantize_int8(fp32, plain_path, calib, eval_dataset=None, max_ap_drop=None,
+                            bench_runs=0, force=True, progress=False)
+    search = report.search
+    plain_ap = search[0]["int8_ap"] if search else None
+
+    blob = next(iter_blobs(eval_ds, (416, 416)))
+    latency = {}
+    for t in threads:
+        latency[str(t)] = q.measure_latency(
+            {"fp32": fp32, "int8": int8_path, "int8_no_exclusions": plain_path}, blob, t,
+            runs=args.runs, warmup=args.warmup, chunk=args.chunk)
+    profile = {"fp32": op_time_shares(fp32, blob), "int8": op_time_shares(int8_path, blob)}
+
+    rows = None
+    if args.sweep:
+        calib_blobs = list(iter_blobs(calib, (416, 416)))
+        rows = sweep(fp32, calib_blobs, eval_ds, _ap_from_report(report), blob,
+                     args.sweep_runs, args.chunk, work, keep)
+
+    fp = fingerprint()
+    acc = report.accuracy
+    doc = {
+        "schema_version": SCHEMA_VERSION, "kind": KIND,
+        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "platform": fp, "conditions": {"loadavg_start": load_start,
+                                       "loadavg_end": [round(x, 2) for x in os.getloadavg()]},
+        "settings": {"runs": args.runs, "warmup": args.warmup, "chunk": args.chunk,
+                     "threads": threads, "calib_split": args.calib_split,
+                     "eval_split": args.eval_split, "widerface": str(args.widerface),
+                     "latency_input": "1x3x416x416, first eval image, network inference only",
+                     "command": "python benchmarks/int8.py " + " ".join(
+                         sys.argv[1:] if argv is None else argv)},
+        "targets": TARGETS,
+        "report": report.to_json(),
+        "command_seconds": round(command_s, 1),
+        "no_exclusions": {"ap": plain_ap, "size_bytes": plain.int8["size_bytes"],
+                          "float_summary": q.summarize_float_nodes(plain.float_nodes)},
+        "latency": latency,
+        "op_time_share_pct_1thread": profile,
+        "sweep": rows,
+    }
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    (args.out_dir / "int8.json").write_text(json.dumps(doc, indent=1, default=str) + "\n",
+                                            encoding="utf-8")
+    md = markdown(doc, describe(fp))
+    (args.out_dir / "int8.md").write_text(md, encoding="utf-8")
+    print(md)
+    print(f"wrote {args.out_dir / 'int8.json'} and int8.md", file=sys.stderr)
+    tmp.cleanup()
+    return 0 if acc and acc["passed"] else 1
+
+
+def _ap_from_report(report) -> dict[str, float]:
+    return {s: (float("nan") if v is None else v) for s, v in report.accuracy["fp32"].items()}
+
+
+def markdown(doc: dict, platform: str) -> str:
+    r = doc["report"]
+    acc = r["accuracy"]
+    lines = ["# INT8 quantization: FeatherFace V1, FP32 vs INT8\n",
+             f"**{platform}**; load average {doc['conditions']['loadavg_start']} -> "
+             f"{doc['conditions']['loadavg_end']} (shared machine).\n",
+             f"Quantization: {r['config']['description']}; calibrated on "
+             f"{r['calibration']['images']} images ({r['calibration']['source']}). Blocks kept "
+             f"in float by `--exclude auto`: {', '.join(r['excluded']['blocks']) or 'none'}.\n",
+             f"## Accuracy ({acc['dataset']}, {acc['images']} images)\n",
+             "| model | easy | medium | hard |", "|---|---:|---:|---:|"]
+    fp, i8 = ap_points(acc["fp32"]), ap_points(acc["int8"])
+    lines.append("| FP32 | " + " | ".join(f"{fp[s]:.2f}" for s in fp) + " |")
+    lines.append("| INT8 (written) | " + " | ".join(f"{i8[s]:.2f}" for s in i8) + " |")
+    lines.append("| drop, points | " + " | ".join(f"{acc['drop_points'][s]:+.2f}" for s in fp)
+                 + " |")
+    plain = doc["no_exclusions"]["ap"]
+    if plain:
+        p = ap_points(plain)
+        lines.append("| INT8, nothing kept in float | " + " | ".join(
+            f"{p[s]:.2f}" for s in p) + " |")
+    lines += ["", f"Budget {acc['max_ap_drop']:g} point per setting: "
+              f"{'met' if acc['passed'] else 'NOT met'}.", "",
+              "## Latency (network inference, median, interleaved in one run)\n",
+              "| threads | FP32 ms | INT8 ms | INT8/FP32 | paired | INT8 no-excl. ms | ratio |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
+    for t, lat in doc["latency"].items():
+        m, ra, pr = lat["median_ms"], lat["ratio"], lat["paired_ratio"]
+        lines.append(f"| {t} | {m['fp32']:.2f} | {m['int8']:.2f} | {ra['int8']:.3f} | "
+                     f"{pr['int8']:.3f} | {m['int8_no_exclusions']:.2f} | "
+                     f"{ra['int8_no_exclusions']:.3f} |")
+    lines.append(f"\n{doc['settings']['runs']} runs per model and thread count, chunks of "
+                 f"{doc['settings']['chunk']}, runtime session options.\n")
+    prof = doc["op_time_share_pct_1thread"]
+    for k in ("fp32", "int8"):
+        lines.append(f"- Time by op type, {k.upper()} (1 thread): " + ", ".join(
+            f"{op} {pct:.0f}%" for op, pct in list(prof[k].items())[:6]))
+    lines += ["", "## Size\n",
+              f"FP32 {r['fp32']['size_bytes']:,} B -> INT8 {r['int8']['size_bytes']:,} B "
+              f"({r['size_ratio']:.1%}). Nodes in float: {r['float_summary']}.\n"]
+    if doc.get("sweep"):
+        lines += ["## Alternatives (no blocks kept in float; latency at 1 thread, interleaved)\n",
+                  "| variant | easy | medium | hard | max drop | ms | /FP32 | paired | size KiB |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for row in doc["sweep"]:
+            if row.get("error") is not None or "ap" not in row:
+                note = row.get("error") or "ok"
+                lines.append(f"| {row['variant']} | {note} |||||||| ")
+                continue
+            ap = row["ap"]
+            drop = max(row["drop_points"].values()) if "drop_points" in row else 0.0
+            ratio = f"{row['latency_ratio']:.3f}" if "latency_ratio" in row else "1"
+            paired = f"{row['paired_ratio']:.3f}" if "paired_ratio" in row else "1"
+            lines.append(f"| {row['variant']} | {ap['easy']:.2f} | {ap['medium']:.2f} | "
+                         f"{ap['hard']:.2f} | {drop:+.2f} | {row['latency_ms']:.2f} | {ratio} | "
+                         f"{paired} | {row['size_bytes'] / 1024:.0f} |")
+    t = doc["targets"]
+    lat1 = doc["latency"].get("1", {}).get("ratio", {}).get("int8")
+    lines += ["", "## Targets\n",
+              f"- AP drop <= {t['max_ap_drop']} point: "
+              f"{'PASS' if acc['passed'] else 'FAIL'} (worst "
+              f"{max(acc['drop_points'].values()):+.2f})",
+              f"- INT8 latency <= {t['latency_ratio_1t']}x FP32 at 1 thread: "
+              + (f"{'PASS' if lat1 <= t['latency_ratio_1t'] else 'FAIL'} ({lat1:.3f}x)"
+                 if lat1 else "not measured"),
+              f"- INT8 file <= {t['size_ratio']:.0%} of FP32: "
+              f"{'PASS' if r['size_ratio'] <= t['size_ratio'] else 'FAIL'} "
+              f"({r['size_ratio']:.1%})",
+              "", f"Reproduce: `{doc['settings']['command']}`."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

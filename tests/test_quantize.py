@@ -1,0 +1,371 @@
+"""`edgeface quantize --int8`: the real V1 export quantized on a few calibration images, bad
+input, and the accuracy guard's decisions (unit level, with fakes)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from edgeface.cli import main
+from edgeface.quantize import int8 as q
+
+N_CALIB = 4
+
+
+def _run(capsys, *argv) -> tuple[int, str, str]:
+    code = main(["quantize", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def int8_model(v1_onnx, widerface_416, tmp_path_factory) -> tuple[Path, dict]:
+    """V1 quantized on 4 calibration images, guard skipped, a short latency check."""
+    out = tmp_path_factory.mktemp("int8") / "v1.int8.onnx"
+    code = main(["quantize", "--int8", "-m", str(v1_onnx), "--calib", str(widerface_416),
+                 "--num-images", str(N_CALIB), "--no-eval", "--bench-runs", "3",
+                 "--threads", "1", "-o", str(out)])
+    assert code == 0
+    report = json.loads(q.report_path(out).read_text())
+    return out, report
+
+
+# --------------------------------------------------------------------------- real model
+
+
+@pytest.mark.slow
+def test_int8_model_detects_like_fp32(int8_model, v1_onnx, native_images):
+    from edgeface.detector import Detector
+    from edgeface.images import read_image
+
+    path, _ = int8_model
+    fp32 = Detector.from_onnx(v1_onnx, threads=1)
+    int8 = Detector.from_onnx(path, threads=1)
+    assert int8.info.arch == fp32.info.arch and int8.info.input_size == fp32.info.input_size
+    found = total = 0
+    for image_path in native_images[:2]:
+        image = read_image(image_path)
+        ref, got = fp32.detect(image), int8.detect(image)
+        assert len(ref.boxes) > 0
+        total += len(ref.boxes)
+        if len(got.boxes):
+            from edgeface.calibration.evaluation import box_iou
+
+            found += int((box_iou(ref.boxes, got.boxes).max(axis=1) >= 0.5).sum())
+    assert found >= 0.75 * total, f"INT8 found {found} of the {total} faces FP32 finds"
+
+
+@pytest.mark.slow
+def test_int8_report_and_metadata(int8_model, v1_onnx):
+    import onnx
+    from edgeface.model_info import ModelInfo
+
+    path, report = int8_model
+    assert report["accepted"] is True and report["accuracy"] is None
+    assert report["fp32"]["sha256"] == _sha(v1_onnx)
+    assert report["int8"]["sha256"] == _sha(path)
+    assert report["int8"]["size_bytes"] == path.stat().st_size
+    assert report["size_ratio"] < 0.5  # weights went from 32 to 8 bits
+    assert report["calibration"]["images"] == N_CALIB
+    assert report["calibration"]["method"] == q.DEFAULT_METHOD
+    lat = report["latency"]
+    assert lat["threads"] == 1 and lat["runs"] == 3
+    assert lat["median_ms"]["fp32"] > 0 and lat["median_ms"]["int8"] > 0 and lat["ratio"]["int8"]
+    # The deformable convolutions have no INT8 kernel: they are listed as float.
+    dcn = [n for n in report["float_nodes"] if n["op_type"] == "DeformConv"]
+    assert len(dcn) == 15 and "DeformConv x15" in report["float_summary"]
+
+    meta_fp32 = {p.key: p.value for p in onnx.load(str(v1_onnx)).metadata_props}
+    proto = onnx.load(str(path))
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert all(meta[k] == v for k, v in meta_fp32.items())  # runtime reads it unchanged
+    assert ModelInfo.from_metadata(meta).arch == ModelInfo.from_metadata(meta_fp32).arch
+    prov = json.loads(meta["edgeface.quantization"])
+    assert prov["format"] == "QDQ" and prov["calibration_images"] == N_CALIB
+    assert prov["source_sha256"] == _sha(v1_onnx) and meta["edgeface.precision"] == "int8"
+    ops = {n.op_type for n in proto.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "DeformConv"} <= ops
+
+
+def _fake_evaluation(monkeypatch, fp32_model: Path, int8_ap: float) -> list[bool]:
+    """Replace `edgeface eval`'s scoring: FP32 scores 0.60 everywhere, INT8 ``int8_ap``."""
+    import edgeface.calibration.evaluation as evaluation
+
+    calls = []
+
+    def fake_eval(backend, dataset, **kw):
+        is_fp32 = Path(backend.path) == Path(fp32_model)
+        calls.append(is_fp32)
+        ap = dict.fromkeys(q.SETTINGS, 0.60 if is_fp32 else int8_ap)
+        return SimpleNamespace(ap=ap, skipped=[], num_images=len(dataset),
+                               num_faces=dict.fromkeys(q.SETTINGS, 1))
+
+    monkeypatch.setattr(evaluation, "evaluate_detector", fake_eval)
+    return calls
+
+
+@pytest.mark.slow
+def test_guard_rejects_without_writing(capsys, monkeypatch, tmp_path, v1_onnx, widerface_416):
+    """An INT8 model that loses 5 AP points: exit 1, one error line, the figures on stdout,
+    no output file."""
+    calls = _fake_evaluation(monkeypatch, v1_onnx, 0.55)
+    out = tmp_path / "m.int8.onnx"
+    code, stdout, err = _run(capsys, "--int8", "-m", v1_onnx, "--calib", widerface_416,
+                             "--num-images", 2, "--exclude", "none", "--bench-runs", 0,
+                             "-o", out)
+    assert code == 1 and err.count("\n") == 1, err
+    assert "rejected" in err and "medium 5.00" in err and "was not written" in err
+    assert "REJECTED" in stdout and "(+5.00)" in stdout
+    assert calls == [True, False]
+    assert not list(tmp_path.iterdir())  # no model, report or .part file
+
+
+@pytest.mark.slow
+def test_guard_keeps_rejected_model_when_asked(monkeypatch, tmp_path, v1_onnx, widerface_416):
+    _fake_evaluation(monkeypatch, v1_onnx, 0.59)  # 1 point: within a 1.0 budget, not 0.5
+    out = tmp_path / "m.int8.onnx"
+    calib = q.open_image_set(widerface_416)
+    with pytest.raises(q.AccuracyBudgetExceeded, match=r"hard 1\.00.*kept as") as ei:
+        q.quantize_int8(v1_onnx, out, calib, num_images=2, eval_dataset=_FakeDataset(),
+                        max_ap_drop=0.5, bench_runs=0, progress=False, keep_rejected=True)
+    assert ei.value.exit_code == 1
+    assert not out.exists() and q.rejected_path(out).is_file()
+    saved = json.loads(q.report_path(q.rejected_path(out)).read_text())
+    assert saved["accepted"] is False and saved["accuracy"]["passed"] is False
+    assert saved["accuracy"]["drop_points"]["hard"] == pytest.approx(1.0)
+    report = q.quantize_int8(v1_onnx, out, calib, num_images=2, eval_dataset=_FakeDataset(),
+                             max_ap_drop=1.0, bench_runs=0, progress=False)
+    assert report.accepted and out.is_file() and q.report_path(out).is_file()
+
+
+class _FakeDataset:
+    split = "eval"
+    root = Path("fake")
+    entries: list = []
+
+    def __len__(self) -> int:
+        return 3
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+def test_bad_inputs_one_line_each(capsys, tmp_path, v1_onnx, widerface_416):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = ["--int8", "--no-eval", "--bench-runs", "0"]
+    code, _, err = _run(capsys, *args, "-m", v1_onnx, "--calib", empty, "-o", tmp_path / "a")
+    assert code == 2 and err.count("\n") == 1 and "no images in" in err
+
+    not_onnx = tmp_path / "model.onnx"
+    not_onnx.write_text("this is not a model\n")
+    code, _, err = _run(capsys, *args, "-m", not_onnx, "--calib", widerface_416,
+                        "-o", tmp_path / "b.onnx")
+    assert code == 3 and err.count("\n") == 1 and "model.onnx" in err, err
+
+    existing = tmp_path / "exists.onnx"
+    existing.write_bytes(b"keep me")
+    code, _, err = _run(capsys, *args, "-m", v1_onnx, "--calib", widerface_416, "-o", existing)
+    assert code == 2 and err.count("\n") == 1 and "--force" in err
+    assert existing.read_bytes() == b"keep me"
+
+    code, _, err = _run(capsys, "-m", v1_onnx, "--calib", widerface_416, "-o", tmp_path / "c")
+    assert code == 2 and "--int8" in err
+
+    code, _, err = _run(capsys, "--int8", "-m", v1_onnx, "--calib", empty, "-o", tmp_path / "d")
+    assert code == 2 and err.count("\n") == 1 and "--eval DIR" in err
+
+
+@pytest.mark.slow
+def test_unreadable_calibration_images(capsys, tmp_path, v1_onnx):
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    (calib / "a.jpg").write_bytes(b"not a jpeg")
+    (calib / "b.png").write_bytes(b"")
+    code, _, err = _run(capsys, "--int8", "--no-eval", "--bench-runs", "0", "-m", v1_onnx,
+                        "--calib", calib, "-o", tmp_path / "x.onnx")
+    assert code == 2 and err.count("\n") == 1, err
+    assert "none of the 2 calibration images could be read" in err
+    assert not (tmp_path / "x.onnx").exists()
+
+
+def test_overlapping_splits_fail(widerface_416):
+    from edgeface.calibration.image_folder import DatasetError
+    from edgeface.calibration.widerface import load_widerface
+
+    calib = q.open_image_set(widerface_416)  # splits/calib.txt by default
+    assert len(calib) == 50
+    eval_ds = load_widerface(widerface_416, "eval")
+    q.check_disjoint(calib.entries, eval_ds.entries)  # the shared splits are disjoint
+    with pytest.raises(q.ConfigError, match="also evaluation images"):
+        q.check_disjoint(q.open_image_set(widerface_416, "eval").entries, eval_ds.entries)
+    with pytest.raises(DatasetError, match="split 'nope' not found"):
+        q.open_image_set(widerface_416, "nope")
+
+
+# --------------------------------------------------------------------------- guard logic
+
+
+def test_check_budget_decisions():
+    fp32 = {"easy": 0.80, "medium": 0.70, "hard": 0.40}
+    ok = q.check_budget(fp32, {"easy": 0.795, "medium": 0.70, "hard": 0.41}, 1.0)
+    assert ok.passed and ok.worst is None
+    assert ok.drops == pytest.approx({"easy": 0.5, "medium": 0.0, "hard": -1.0})
+    bad = q.check_budget(fp32, {"easy": 0.80, "medium": 0.688, "hard": 0.385}, 1.0)
+    assert not bad.passed and bad.worst == "hard"  # 1.5 points > medium's 1.2
+    assert not q.check_budget(fp32, {"easy": 0.80, "medium": 0.70, "hard": 0.3899}, 1.0).passed
+    assert q.check_budget(fp32, {"easy": 0.80, "medium": 0.70, "hard": 0.39}, 1.0).passed
+    nan = q.check_budget({**fp32, "hard": float("nan")}, {**fp32, "hard": 0.0}, 1.0)
+    assert nan.passed and "hard" not in nan.drops  # no faces in a setting: not judged
+    assert not q.check_budget(fp32, {"easy": 0.8, "medium": 0.7}, 1.0).passed  # missing
+
+
+def test_search_finds_smallest_set():
+    required = {"b", "d"}
+    tried = []
+
+    def passes(blocks):
+        tried.append(blocks)
+        return required <= set(blocks)
+
+    assert set(q.search_exclusions(["a", "b", "c", "d", "e"], passes)) == required
+    assert ("a", "b", "c", "d") in tried and "e" not in {b for t in tried for b in t}
+    assert q.search_exclusions(["a", "b"], passes) is None  # budget never met
+    assert q.search_exclusions(["d", "b", "a"], passes) == ("d", "b")  # no pruning needed
+    assert q.search_exclusions(["a", "b", "c", "d"], passes, max_trials=2) is None
+
+
+def test_rank_blocks_orders_by_error_reduction():
+    blocks = {"stem": ["n1", "n2"], "head": ["n3"], "neck": ["n4"], "noise": ["n5"]}
+    errors = {"stem": 0.4, "head": 0.9, "neck": 0.7, "noise": 1.1}
+
+    def error_without(nodes):
+        return next(errors[b] for b, ns in blocks.items() if ns == list(nodes))
+
+    ranked = q.rank_blocks(blocks, error_without, base_error=1.0, progress=False)
+    assert [b for b, _ in ranked] == ["stem", "neck", "head"]  # "noise" does not help
+    assert ranked[0][1] == pytest.approx(0.6)
+
+
+def test_output_error_focuses_on_faces():
+    rng = np.random.default_rng(0)
+    boxes = rng.normal(size=(1, 100, 4)).astype(np.float32)
+    scores = np.zeros((1, 100), np.float32)
+    scores[0, :5] = 0.9
+    ref = [boxes, scores, np.zeros((1, 100, 10), np.float32)]
+    assert q.output_error(ref, ref) == 0.0
+    background = [boxes, scores.copy(), ref[2]]
+    background[1][0, 50:] = 0.01  # below the evaluation threshold: irrelevant
+    assert q.output_error(ref, background) == 0.0
+    moved = [boxes.copy(), scores, ref[2]]
+    moved[0][0, :5] += 0.1
+    assert q.output_error(ref, moved) == pytest.approx(0.1, rel=1e-4)
+
+
+def test_select_evenly_and_disjoint():
+    assert q.select_evenly(50, None).tolist() == list(range(50))
+    assert q.select_evenly(50, 4).tolist() == [0, 16, 33, 49]
+    assert q.select_evenly(3, 10).tolist() == [0, 1, 2]
+    e = SimpleNamespace
+    calib = [e(key="0--Parade/a.jpg", path=Path("/x/a.jpg"))]
+    q.check_disjoint(calib, [e(key="0--Parade/b", path=Path("/y/b.jpg"))])
+    with pytest.raises(q.ConfigError, match="1 calibration images"):
+        q.check_disjoint(calib, [e(key="0--Parade/a", path=Path("/y/a.jpg"))])
+
+
+def test_config_validation():
+    with pytest.raises(q.ConfigError, match="calibration method"):
+        q.Int8Config(method="kl").validate()
+    with pytest.raises(q.ConfigError, match="activation_type"):
+        q.Int8Config(activation_type="s16").validate()
+    assert "per-channel" in q.Int8Config().describe()
+
+
+# --------------------------------------------------------------------------- graph helpers
+
+
+def _tiny_graph():
+    """input -> DQ/Conv/Q (int8) -> DQ -> DeformConv(float weights) -> Conv(float) -> out."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(4, 3, 3, 3)).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(np.float32(0.1), "s"),
+        numpy_helper.from_array(np.uint8(128), "zp"),
+        numpy_helper.from_array(rng.integers(-127, 127, (3, 3, 1, 1)).astype(np.int8), "wq"),
+        numpy_helper.from_array(np.float32(0.01), "ws"),
+        numpy_helper.from_array(np.int8(0), "wz"),
+        numpy_helper.from_array(w, "dcn_w"),
+        numpy_helper.from_array(np.zeros((1, 18, 8, 8), np.float32), "offset"),
+        numpy_helper.from_array(rng.normal(size=(2, 4, 1, 1)).astype(np.float32), "head_w"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["input", "s", "zp"], ["xq"], name="q_in"),
+        helper.make_node("DequantizeLinear", ["xq", "s", "zp"], ["x"], name="dq_in"),
+        helper.make_node("DequantizeLinear", ["wq", "ws", "wz"], ["w1"], name="dq_w"),
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv_int8"),
+        helper.make_node("QuantizeLinear", ["c1", "s", "zp"], ["c1q"], name="q_c1"),
+        helper.make_node("DequantizeLinear", ["c1q", "s", "zp"], ["c1d"], name="dq_c1"),
+        helper.make_node("DeformConv", ["c1d", "dcn_w", "offset"], ["d"], name="dcn",
+                         kernel_shape=[3, 3], pads=[1, 1, 1, 1]),
+        helper.make_node("Conv", ["d", "head_w"], ["out"], name="head_float"),
+    ]
+    graph = helper.make_graph(
+        nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 2, 8, 8])], inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
+
+
+def test_float_nodes_and_int8_dcn_weights():
+    import onnxruntime as ort
+
+    model = _tiny_graph()
+    got = {n["name"]: n["reason"] for n in q.float_nodes(model)}
+    assert got == {"dcn": "no INT8 kernel", "head_float": "float input"}
+    assert "DeformConv x1" in q.summarize_float_nodes(q.float_nodes(model))
+
+    x = np.random.default_rng(1).normal(size=(1, 3, 8, 8)).astype(np.float32)
+    ref = ort.InferenceSession(model.SerializeToString()).run(None, {"input": x})[0]
+    assert q.quantize_float_weights(model) == 1
+    dq = [n for n in model.graph.node if n.name == "dcn_w_dequantize"]
+    assert dq and dq[0].op_type == "DequantizeLinear"
+    assert {i.name: i.data_type for i in model.graph.initializer}["dcn_w_int8"] == 3  # INT8
+    assert "dcn_w" not in {i.name for i in model.graph.initializer}
+    out = ort.InferenceSession(model.SerializeToString()).run(None, {"input": x})[0]
+    assert np.abs(out - ref).max() <= 0.02 * np.abs(ref).max()  # int8 weight rounding only
+
+
+def test_node_blocks_from_exporter_scopes():
+    from onnx import helper
+
+    def node(name, scopes, op="Conv"):
+        n = helper.make_node(op, ["a"], [name + "_out"], name=name)
+        if scopes is not None:
+            n.metadata_props.add(key="pkg.torch.onnx.name_scopes", value=repr(scopes + [name]))
+        return n
+
+    graph = helper.make_graph([
+        node("c1", ["", "inner", "inner.body", "inner.body.stage1", "inner.body.stage1.0"]),
+        node("c2", ["", "inner", "inner.body", "inner.body.stage1", "inner.body.stage1.1"]),
+        node("c3", ["", "inner", "inner.ssh1", "inner.ssh1.conv3X3"]),
+        node("sm", [""], "Softmax"),
+        node("dcn", ["", "inner", "inner.ssh1", "inner.ssh1.conv3X3"], "DeformConv"),
+        node("loose", None),
+    ], "g", [], [])
+    model = helper.make_model(graph)
+    blocks = q.node_blocks(model)
+    assert blocks == {"inner.body.stage1": ["c1", "c2"], "inner.ssh1.conv3X3": ["c3"],
+                      "output": ["sm"], "loose": ["loose"]}
+    assert q.expand_exclusions(["inner.body.stage1", "c3", "c1"], blocks, model) == [
+        "c1", "c2", "c3"]
+    with pytest.raises(q.ConfigError, match="no node or block named 'nope'"):
+        q.expand_exclusions(["nope"], blocks, model)
