@@ -31,6 +31,7 @@ from torch import Tensor, nn
 
 __all__ = [
     "DCN_MODES",
+    "FusedOffsetDeformConv2d",
     "ModulatedDeformConv2d",
     "dcn_mode",
     "deform_conv2d",
@@ -390,3 +391,34 @@ class ModulatedDeformConv2d(nn.Module):
         mask = torch.sigmoid(self.modulator_conv(x))
         weight = 2.0 * self.regular_conv.weight
         return _sample_and_contract(x, grid, mask, weight, self.regular_conv.bias, oh, ow)
+
+
+class FusedOffsetDeformConv2d(nn.Module):
+    """Inference form of :class:`ModulatedDeformConv2d`: offset and modulator convs merged
+    into one conv (same input, same kernel), split after. Identical outputs, one larger GEMM
+    instead of two small ones; used by the ONNX export."""
+
+    def __init__(self, offset_mask: nn.Conv2d, split: int, regular_conv: nn.Conv2d,
+                 stride, padding, dilation) -> None:
+        super().__init__()
+        self.offset_mask = offset_mask
+        self.split = split
+        self.regular_conv = regular_conv
+        self.stride, self.padding, self.dilation = stride, padding, dilation
+
+    @classmethod
+    def from_module(cls, m: ModulatedDeformConv2d) -> "FusedOffsetDeformConv2d":
+        off, mod = m.offset_conv, m.modulator_conv
+        merged = nn.Conv2d(off.in_channels, off.out_channels + mod.out_channels, off.kernel_size,
+                           off.stride, off.padding, off.dilation)
+        with torch.no_grad():
+            merged.weight.copy_(torch.cat([off.weight, mod.weight]))
+            merged.bias.copy_(torch.cat([off.bias, mod.bias]))
+        return cls(merged, off.out_channels, m.regular_conv, m.stride, m.padding, m.dilation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        om = self.offset_mask(x)
+        mask = 2.0 * torch.sigmoid(om[:, self.split:])
+        fn = deform_conv2d if get_dcn_mode() == "op" else deform_conv2d_gridsample
+        return fn(x, om[:, : self.split], mask, self.regular_conv.weight, self.regular_conv.bias,
+                  self.stride, self.padding, self.dilation)
