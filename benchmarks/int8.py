@@ -5,17 +5,22 @@ Runs ``edgeface quantize --int8``'s own pipeline (``edgeface.quantize.int8.quant
 its defaults on the shared WIDERFace-416 data: calibration split ``calib`` (50 images),
 accuracy guard on split ``eval`` (100 images), ``--exclude auto``. Then, in one process:
 
-- latency: FP32, the INT8 model the command wrote, and the same INT8 quantization with no
-  block kept in float, measured round-robin in chunks (order rotating each round) at 1 and 2
-  threads with the runtime's session options; medians, ratio of medians and median of
-  per-round ratios;
+- latency: FP32, the INT8 model the command wrote, the same INT8 quantization with no
+  block kept in float, and the written model's quantization without compaction
+  (``Int8Config(compact=False)``), measured round-robin in chunks (order rotating each round)
+  at 1 and 2 threads with the runtime's session options; medians, ratio of medians and
+  median of per-round ratios;
 - where the time goes (ONNX Runtime profiler, 1 thread): op-type shares for FP32 and INT8;
-- sizes and SHA-256 of both files;
+- sizes, SHA-256 and where the bytes go (``size_breakdown``) for FP32, INT8 before
+  compaction and INT8 as written, and the largest output difference compaction makes;
 - ``--sweep``: the alternatives behind the defaults (calibration method, per-channel vs
   per-tensor, reduce_range, activation type, QOperator format), each quantized with no
   exclusions, scored on the eval split and timed against FP32 in one interleaved run.
+  Without ``--sweep``, the sweep of the previous result file is carried over, marked with
+  the date and command of the run it came from.
 
-    python benchmarks/int8.py --sweep      # -> benchmarks/results/int8.json and int8.md
+    python benchmarks/int8.py              # -> benchmarks/results/int8.json and int8.md
+    python benchmarks/int8.py --sweep      # + the alternatives (3.5 min in all, 2-core x86)
 """
 
 from __future__ import annotations
@@ -187,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = keep or work
     int8_path = out_dir / "v1.int8.onnx"
     plain_path = out_dir / "v1.int8.no-exclusions.onnx"
+    loose_path = out_dir / "v1.int8.uncompacted.onnx"
 
     calib = q.open_image_set(args.widerface, args.calib_split)
     eval_ds = load_widerface(args.widerface, args.eval_split)
@@ -197,36 +203,47 @@ def main(argv: list[str] | None = None) -> int:
     command_s = time.perf_counter() - t0
     plain = q.quantize_int8(fp32, plain_path, calib, eval_dataset=None, max_ap_drop=None,
                             bench_runs=0, force=True, progress=False)
+    # The written model's quantization (same calibration, same blocks in float), not compacted.
+    loose = q.quantize_int8(fp32, loose_path, calib, eval_dataset=None, max_ap_drop=None,
+                            config=q.Int8Config(compact=False),
+                            exclude=report.excluded["blocks"], bench_runs=0, force=True,
+                            progress=False)
     search = report.search
     plain_ap = search[0]["int8_ap"] if search else None
 
-    blob = next(iter_blobs(eval_ds, (416, 416)))
+    eval_blobs = [b for _, b in zip(range(8), iter_blobs(eval_ds, (416, 416)))]
+    blob = eval_blobs[0]
     latency = {}
     for t in threads:
         latency[str(t)] = q.measure_latency(
-            {"fp32": fp32, "int8": int8_path, "int8_no_exclusions": plain_path}, blob, t,
+            {"fp32": fp32, "int8": int8_path, "int8_no_exclusions": plain_path,
+             "int8_uncompacted": loose_path}, blob, t,
             runs=args.runs, warmup=args.warmup, chunk=args.chunk)
     profile = {"fp32": op_time_shares(fp32, blob), "int8": op_time_shares(int8_path, blob)}
+    sizes = size_section(fp32, loose_path, int8_path, eval_blobs, loose.int8["sha256"])
 
-    rows = None
+    rows, sweep_from = None, None
     if args.sweep:
         calib_blobs = list(iter_blobs(calib, (416, 416)))
         rows = sweep(fp32, calib_blobs, eval_ds, _ap_from_report(report), blob,
                      args.sweep_runs, args.chunk, work, keep)
+    else:
+        rows, sweep_from = previous_sweep(args.out_dir / "int8.json")
 
     fp = fingerprint()
     acc = report.accuracy
+    created = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    command = "python benchmarks/int8.py " + " ".join(sys.argv[1:] if argv is None else argv)
     doc = {
         "schema_version": SCHEMA_VERSION, "kind": KIND,
-        "created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created": created,
         "platform": fp, "conditions": {"loadavg_start": load_start,
                                        "loadavg_end": [round(x, 2) for x in os.getloadavg()]},
         "settings": {"runs": args.runs, "warmup": args.warmup, "chunk": args.chunk,
                      "threads": threads, "calib_split": args.calib_split,
                      "eval_split": args.eval_split, "widerface": str(args.widerface),
                      "latency_input": "1x3x416x416, first eval image, network inference only",
-                     "command": "python benchmarks/int8.py " + " ".join(
-                         sys.argv[1:] if argv is None else argv)},
+                     "command": command.strip()},
         "targets": TARGETS,
         "report": report.to_json(),
         "command_seconds": round(command_s, 1),
@@ -234,7 +251,11 @@ def main(argv: list[str] | None = None) -> int:
                           "float_summary": q.summarize_float_nodes(plain.float_nodes)},
         "latency": latency,
         "op_time_share_pct_1thread": profile,
+        "sizes": sizes,
         "sweep": rows,
+        "sweep_from": sweep_from or {"created": created, "command": command.strip(),
+                                     "fp32_size_bytes": report.fp32["size_bytes"],
+                                     "int8_compacted": True},
     }
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / "int8.json").write_text(json.dumps(doc, indent=1, default=str) + "\n",
@@ -247,8 +268,113 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if acc and acc["passed"] else 1
 
 
+def size_section(fp32: Path, loose: Path, written: Path, blobs: list[np.ndarray],
+                 loose_sha256: str) -> dict:
+    """Byte breakdown of FP32, INT8 before compaction and INT8 as written; the largest output
+    difference between the two INT8 files over ``blobs`` (compaction must not change it)."""
+    import onnx
+    import onnxruntime as ort
+    from edgeface.backends import session_options
+    from edgeface.quantize import int8 as q
+
+    out: dict = {"files": {}}
+    for key, path in (("fp32", fp32), ("int8_uncompacted", loose), ("int8", written)):
+        b = q.size_breakdown(onnx.load(str(path)))
+        assert b["total_bytes"] == path.stat().st_size
+        out["files"][key] = b
+    fp32_bytes = out["files"]["fp32"]["total_bytes"]
+    int8_bytes = out["files"]["int8"]["total_bytes"]
+    graph_meta = out["files"]["fp32"]["parts"]["graph_metadata"]
+    out["int8_uncompacted_sha256"] = loose_sha256
+    out["ratio"] = round(int8_bytes / fp32_bytes, 4)
+    out["ratio_uncompacted"] = round(out["files"]["int8_uncompacted"]["total_bytes"]
+                                     / fp32_bytes, 4)
+    # The FP32 file still carries the exporter's graph-level signature dump, which the INT8
+    # file drops; the like-for-like ratio leaves it out of both.
+    out["fp32_graph_metadata_bytes"] = graph_meta
+    out["ratio_without_fp32_graph_metadata"] = round(int8_bytes / (fp32_bytes - graph_meta), 4)
+    sess, kernels = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, path in enumerate((loose, written)):
+            so = session_options(1)
+            so.optimized_model_filepath = str(Path(tmp) / f"{i}.onnx")
+            sess.append(ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"]))
+            kernels.append([(n.domain, n.op_type) for n in onnx.load(
+                so.optimized_model_filepath).graph.node])
+    # What ONNX Runtime runs after its graph optimisations, op by op, in graph order.
+    out["ort_optimized_nodes"] = len(kernels[1])
+    out["ort_optimized_ops_identical"] = kernels[0] == kernels[1]
+    diff = 0.0
+    for blob in blobs:
+        a, b = (s.run(None, {"input": blob}) for s in sess)
+        diff = max(diff, *(float(np.abs(x - y).max()) for x, y in zip(a, b)))
+    out["compaction_max_abs_diff"] = diff
+    out["compaction_check_images"] = len(blobs)
+    return out
+
+
+def previous_sweep(path: Path) -> tuple[list | None, dict | None]:
+    """The sweep rows of an earlier result file and the run they came from."""
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None, None
+    if not old.get("sweep"):
+        return None, None
+    origin = old.get("sweep_from") or {  # files from before compaction
+        "created": old.get("created"), "command": old["settings"].get("command"),
+        "fp32_size_bytes": old["report"]["fp32"]["size_bytes"],
+        "int8_compacted": "compact" in old["report"]["config"]}
+    return old["sweep"], origin
+
+
 def _ap_from_report(report) -> dict[str, float]:
     return {s: (float("nan") if v is None else v) for s, v in report.accuracy["fp32"].items()}
+
+
+def size_markdown(sizes: dict) -> list[str]:
+    """Where the bytes go: FP32, INT8 before compaction, INT8 as written."""
+    files = sizes["files"]
+    cols = [("fp32", "FP32"), ("int8_uncompacted", "INT8 before compaction"),
+            ("int8", "INT8 written")]
+    lines = ["| bytes | " + " | ".join(c for _, c in cols) + " |",
+             "|---|" + "---:|" * len(cols)]
+
+    def row(label: str, get) -> None:
+        lines.append(f"| {label} | " + " | ".join(f"{get(files[k]):,}" for k, _ in cols) + " |")
+
+    types = sorted({t for k, _ in cols for t in files[k]["initializers_by_type"]},
+                   key=lambda t: -files["fp32"]["initializers_by_type"].get(t, {"bytes": 0})[
+                       "bytes"])
+    for t in types:
+        row(f"initializers {t}", lambda f, t=t: f["initializers_by_type"].get(
+            t, {"bytes": 0})["bytes"])
+    row("&nbsp;&nbsp;of which initializer names", lambda f: f["initializer_name_bytes"])
+    row("initializer count", lambda f: sum(d["count"] for d in f["initializers_by_type"]
+                                           .values()))
+    row("node protos", lambda f: f["parts"]["nodes"])
+    row("&nbsp;&nbsp;node names", lambda f: f["node_detail"]["name_bytes"])
+    row("&nbsp;&nbsp;tensor names referenced", lambda f: f["node_detail"]["tensor_ref_bytes"])
+    row("&nbsp;&nbsp;attributes", lambda f: f["node_detail"]["attribute_bytes"])
+    row("&nbsp;&nbsp;per-node metadata", lambda f: f["node_detail"]["metadata_bytes"])
+    row("node count", lambda f: f["node_detail"]["count"])
+    row("value_info", lambda f: f["parts"]["value_info"])
+    row("graph metadata (exporter signature dump)", lambda f: f["parts"]["graph_metadata"])
+    row("model metadata (`edgeface.*`)", lambda f: f["parts"]["model_metadata"])
+    row("other (graph I/O, opsets, headers)", lambda f: f["parts"]["other"])
+    row("**total**", lambda f: f["total_bytes"])
+    lines += ["", f"INT8/FP32: {sizes['ratio']:.1%} as written, {sizes['ratio_uncompacted']:.1%}"
+              f" before compaction; {sizes['ratio_without_fp32_graph_metadata']:.1%} if the FP32 "
+              f"file also dropped its {sizes['fp32_graph_metadata_bytes']:,} B graph-level "
+              "exporter metadata. Compaction (merged identical constants, short internal "
+              "names, no exporter metadata) "
+              + ("leaves the outputs bitwise equal" if sizes["compaction_max_abs_diff"] == 0
+                 else f"changes the outputs by at most {sizes['compaction_max_abs_diff']:.3g}")
+              + f" on {sizes['compaction_check_images']} eval images; after ONNX Runtime's "
+              f"graph optimisations both files run "
+              + ("the same" if sizes.get("ort_optimized_ops_identical") else "DIFFERENT")
+              + f" {sizes.get('ort_optimized_nodes')} ops in the same order.\n"]
+    return lines
 
 
 def markdown(doc: dict, platform: str) -> str:
@@ -275,13 +401,17 @@ def markdown(doc: dict, platform: str) -> str:
     lines += ["", f"Budget {acc['max_ap_drop']:g} point per setting: "
               f"{'met' if acc['passed'] else 'NOT met'}.", "",
               "## Latency (network inference, median, interleaved in one run)\n",
-              "| threads | FP32 ms | INT8 ms | INT8/FP32 | paired | INT8 no-excl. ms | ratio |",
-              "|---:|---:|---:|---:|---:|---:|---:|"]
+              "| threads | FP32 ms | INT8 ms | INT8/FP32 | paired | INT8 no-excl. ms | ratio "
+              "| INT8 uncompacted ms | ratio |",
+              "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for t, lat in doc["latency"].items():
         m, ra, pr = lat["median_ms"], lat["ratio"], lat["paired_ratio"]
-        lines.append(f"| {t} | {m['fp32']:.2f} | {m['int8']:.2f} | {ra['int8']:.3f} | "
-                     f"{pr['int8']:.3f} | {m['int8_no_exclusions']:.2f} | "
-                     f"{ra['int8_no_exclusions']:.3f} |")
+        row = (f"| {t} | {m['fp32']:.2f} | {m['int8']:.2f} | {ra['int8']:.3f} | "
+               f"{pr['int8']:.3f} | {m['int8_no_exclusions']:.2f} | "
+               f"{ra['int8_no_exclusions']:.3f} |")
+        if "int8_uncompacted" in m:
+            row += f" {m['int8_uncompacted']:.2f} | {ra['int8_uncompacted']:.3f} |"
+        lines.append(row)
     lines.append(f"\n{doc['settings']['runs']} runs per model and thread count, chunks of "
                  f"{doc['settings']['chunk']}, runtime session options.\n")
     prof = doc["op_time_share_pct_1thread"]
@@ -291,8 +421,19 @@ def markdown(doc: dict, platform: str) -> str:
     lines += ["", "## Size\n",
               f"FP32 {r['fp32']['size_bytes']:,} B -> INT8 {r['int8']['size_bytes']:,} B "
               f"({r['size_ratio']:.1%}). Nodes in float: {r['float_summary']}.\n"]
+    if doc.get("sizes"):
+        lines += size_markdown(doc["sizes"])
     if doc.get("sweep"):
+        origin = doc.get("sweep_from") or {}
+        notes = [f"`{origin.get('command')}`"]
+        if origin.get("fp32_size_bytes", r["fp32"]["size_bytes"]) != r["fp32"]["size_bytes"]:
+            notes.append(f"FP32 export then {origin['fp32_size_bytes']:,} B")
+        if not origin.get("int8_compacted", True):
+            notes.append("INT8 files not compacted")
+        when = ("this run" if origin.get("created") == doc["created"] else
+                f"the run of {origin.get('created')} ({', '.join(notes)}), not rerun")
         lines += ["## Alternatives (no blocks kept in float; latency at 1 thread, interleaved)\n",
+                  f"From {when}.\n",
                   "| variant | easy | medium | hard | max drop | ms | /FP32 | paired | size KiB |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for row in doc["sweep"]:

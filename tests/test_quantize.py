@@ -4,6 +4,7 @@ input, and the accuracy guard's decisions (unit level, with fakes)."""
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -93,6 +94,59 @@ def test_int8_report_and_metadata(int8_model, v1_onnx):
     assert prov["source_sha256"] == _sha(v1_onnx) and meta["edgeface.precision"] == "int8"
     ops = {n.op_type for n in proto.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "DeformConv"} <= ops
+
+
+@pytest.mark.slow
+def test_compaction_keeps_outputs(int8_model, v1_onnx, widerface_416, native_images, tmp_path):
+    """Compaction (merged constants, short names) changes the file, not what it computes: the
+    same quantization written without it, then compacted, gives the same outputs on a real
+    image; the model the command wrote is compact."""
+    import copy
+
+    import onnx
+    import onnxruntime as ort
+    from edgeface.images import read_image
+    from edgeface.model_info import OUTPUT_NAMES
+    from edgeface.preprocess import preprocess
+
+    plain_path = tmp_path / "plain.onnx"
+    calib = q.open_image_set(widerface_416)
+    q.quantize_int8(v1_onnx, plain_path, calib, config=q.Int8Config(compact=False),
+                    num_images=N_CALIB, eval_dataset=None, bench_runs=0, progress=False)
+    plain = onnx.load(str(plain_path))
+    small = copy.deepcopy(plain)
+    stats = q.compact_model(small)
+    assert stats["initializers_merged"] > 0 and stats["tensors_renamed"] > 0
+    onnx.checker.check_model(small)
+    assert small.ByteSize() < 0.85 * plain.ByteSize()
+    assert [p.key for p in small.metadata_props] == [p.key for p in plain.metadata_props]
+    assert all(a.value == b.value for a, b in zip(small.metadata_props, plain.metadata_props))
+
+    written_path, _ = int8_model
+    written = onnx.load(str(written_path))
+    for m in (small, written):
+        assert [i.name for i in m.graph.input] == ["input"]
+        assert [o.name for o in m.graph.output] == list(OUTPUT_NAMES)
+        assert not m.graph.value_info and not m.graph.metadata_props
+        assert max(len(i.name) for i in m.graph.initializer) <= 3
+        assert {n.name for n in m.graph.node if n.op_type == "DeformConv"} == {
+            n.name for n in plain.graph.node if n.op_type == "DeformConv"}
+    assert q.size_breakdown(written)["total_bytes"] == written_path.stat().st_size
+
+    blob, _ = preprocess(read_image(native_images[0]), (416, 416))
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+
+    def run(model) -> list[np.ndarray]:
+        sess = ort.InferenceSession(model.SerializeToString(), so,
+                                    providers=["CPUExecutionProvider"])
+        return sess.run(None, {"input": blob})
+
+    ref = run(plain)
+    assert (ref[1] > 0.5).any()  # the image has faces: the comparison means something
+    for got in (run(small), run(written)):
+        for r, g in zip(ref, got):
+            assert r.shape == g.shape and np.abs(r - g).max() <= 1e-6
 
 
 def _fake_evaluation(monkeypatch, fp32_model: Path, int8_ap: float) -> list[bool]:
@@ -369,3 +423,75 @@ def test_node_blocks_from_exporter_scopes():
         "c1", "c2", "c3"]
     with pytest.raises(q.ConfigError, match="no node or block named 'nope'"):
         q.expand_exclusions(["nope"], blocks, model)
+
+
+def test_short_names():
+    names = list(itertools.islice(q.short_names({"b", "aa"}), 3000))
+    assert names[:3] == ["a", "c", "d"] and "aa" not in names and "b" not in names
+    assert len(set(names)) == len(names)
+    assert all(n[0].isalpha() and n.replace("_", "").isalnum() for n in names)
+    assert max(map(len, names)) == 2  # 52 one-letter names, 52 * 63 of two
+
+
+def test_compact_model_on_a_small_graph():
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    model = _tiny_graph()
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))  # unused
+    g = model.graph
+    # The quantizer's habit: one scale/zero point per tensor, most of them equal.
+    g.initializer.extend([numpy_helper.from_array(np.float32(0.1), "s_again"),
+                          numpy_helper.from_array(np.uint8(128), "zp_again")])
+    g.node[4].input[1:] = ["s_again", "zp_again"]
+    g.metadata_props.add(key="pkg.torch.export.ExportedProgram.graph_signature", value="x")
+    x = np.random.default_rng(2).normal(size=(1, 3, 8, 8)).astype(np.float32)
+    ref = ort.InferenceSession(model.SerializeToString()).run(None, {"input": x})[0]
+    before = q.size_breakdown(model)
+
+    stats = q.compact_model(model)
+    onnx.checker.check_model(model)
+    assert stats == {"graph_metadata_dropped": 1, "initializers_merged": 2,
+                     "tensors_renamed": 15, "nodes_renamed": 5, "opsets_dropped": 1}
+    assert [i.name for i in g.input] == ["input"] and [o.name for o in g.output] == ["out"]
+    assert len(g.initializer) == 8 and max(len(i.name) for i in g.initializer) == 1
+    assert {n.name for n in g.node if n.op_type not in ("QuantizeLinear", "DequantizeLinear")
+            } == {"conv_int8", "dcn", "head_float"}  # compute nodes keep their names
+    out = ort.InferenceSession(model.SerializeToString()).run(None, {"input": x})[0]
+    assert np.array_equal(out, ref)
+
+    after = q.size_breakdown(model)
+    assert after["total_bytes"] == model.ByteSize() < before["total_bytes"]
+    assert before["parts"]["graph_metadata"] > 0 and after["parts"]["graph_metadata"] == 0
+    assert after["node_detail"]["tensor_ref_bytes"] < before["node_detail"]["tensor_ref_bytes"]
+    floats = after["initializers_by_type"]["float"]
+    assert floats["elements"] == 1 + 4 * 3 * 3 * 3 + 18 * 8 * 8 + 2 * 4 + 1
+    for b in (before, after):  # the parts account for the file, up to a few header bytes
+        assert 0 <= b["parts"]["other"] < 200
+
+
+def test_finalize_drops_exporter_leftovers():
+    """The final file keeps the edgeface metadata and drops what only debugged the export
+    (compaction on, the default)."""
+    import onnxruntime as ort
+
+    model = _tiny_graph()
+    model.graph.metadata_props.add(key="pkg.torch.export.ExportedProgram.graph_signature",
+                                   value="p_weight: PARAMETER target='weight'\n" * 50)
+    model.graph.node[3].metadata_props.add(key="pkg.torch.onnx.name_scopes", value="['', 'c']")
+    model.graph.node[3].doc_string = "a stack trace"
+    x = np.random.default_rng(3).normal(size=(1, 3, 8, 8)).astype(np.float32)
+    ref = ort.InferenceSession(model.SerializeToString()).run(None, {"input": x})[0]
+    before = q.size_breakdown(model)
+    meta = {"edgeface.arch": "v1", "other.key": "dropped"}
+    q.finalize_model(model, meta, {"format": "QDQ"}, q.Int8Config(dcn_weights_int8=False))
+    after = q.size_breakdown(model)
+    assert before["parts"]["graph_metadata"] > 1000 and after["parts"]["graph_metadata"] == 0
+    assert after["node_detail"]["metadata_bytes"] == 0
+    assert not any(n.HasField("doc_string") for n in model.graph.node)
+    got = {p.key: p.value for p in model.metadata_props}
+    assert got["edgeface.arch"] == "v1" and "other.key" not in got
+    assert json.loads(got["edgeface.quantization"]) == {"format": "QDQ"}
+    out = ort.InferenceSession(model.SerializeToString()).run(None, {"input": x})[0]
+    assert np.array_equal(out, ref)
