@@ -292,6 +292,7 @@ _KEPT_NODE_METADATA = ("pkg.torch.onnx.name_scopes",)
 
 
 def _strip_debug_metadata(proto) -> None:
+    del proto.graph.metadata_props[:]  # the exporter's dump of the PyTorch graph signature
     for node in proto.graph.node:
         kept = [(p.key, p.value) for p in node.metadata_props if p.key in _KEPT_NODE_METADATA]
         del node.metadata_props[:]
