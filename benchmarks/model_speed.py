@@ -135,30 +135,10 @@ def torch_runner(model, blob: np.ndarray, threads: int):
 
 
 def op_time_shares(path: Path, blob: np.ndarray, runs: int = 30) -> dict[str, float]:
-    """Share of kernel time per operator type (%), from ONNX Runtime's profiler, 1 thread.
+    """Share of kernel time per operator type (%), 1 thread (see edgeface.bench)."""
+    from edgeface.bench import op_time_shares as shares
 
-    A separate session: profiling adds overhead, so these runs are not part of the timings.
-    """
-    import onnxruntime as ort
-    from edgeface.backends import session_options
-
-    with tempfile.TemporaryDirectory() as tmp:
-        so = session_options(1)
-        so.enable_profiling = True
-        so.profile_file_prefix = str(Path(tmp) / "profile")
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        for _ in range(runs):
-            sess.run(None, {"input": blob})
-        events = json.loads(Path(sess.end_profiling()).read_text())
-    per_op: dict[str, float] = {}
-    for e in events:
-        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
-            op = e["args"]["op_name"]
-            per_op[op] = per_op.get(op, 0.0) + e["dur"]
-    total = sum(per_op.values()) or 1.0
-    ranked = sorted(per_op.items(), key=lambda kv: -kv[1])
-    return {op: round(100 * d / total, 1) for op, d in ranked if 100 * d / total >= 0.5}
-
+    return shares(path, blob, runs, threads=1, min_percent=0.5)
 
 def stats(samples: np.ndarray) -> dict[str, float]:
     ms = samples * 1e3
