@@ -1,0 +1,218 @@
+"""Where results go: JSON lines, an annotated video, the latest result for the HTTP server.
+
+A sink receives one :class:`FrameResult` per processed frame from the processing loop, so
+``write`` must be cheap; anything expensive that nobody asked for (JPEG encoding, drawing)
+is done lazily by whoever consumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Protocol, TextIO, Union
+
+from .detector import Timing
+from .errors import EdgefaceError
+from .postprocess import Detections
+from .sources import Frame
+
+
+@dataclass
+class FrameResult:
+    """One processed frame: the frame, the faces found in it and how long that took."""
+
+    frame: Frame
+    detections: Detections
+    timing: Timing
+
+    def to_record(self) -> dict:
+        """The JSON-lines record: timestamp, frame index, size, latency and the faces."""
+        h, w = self.frame.image.shape[:2]
+        rec = {"ts": round(self.frame.timestamp, 3), "frame": self.frame.index,
+               "width": w, "height": h, "latency_ms": round(self.timing.total * 1e3, 2),
+               "faces": self.detections.to_list()}
+        if self.frame.label is not None:
+            rec["image"] = self.frame.label
+        return rec
+
+
+class Sink(Protocol):
+    def write(self, result: FrameResult) -> None:  # pragma: no cover
+        ...
+
+    def flush(self) -> None:  # pragma: no cover
+        ...
+
+    def close(self) -> None:  # pragma: no cover
+        ...
+
+
+class JsonLinesSink:
+    """One JSON object per frame, to stdout (``-``) or a file, flushed line by line so a
+    consumer (or the journal) sees every frame as soon as it is done and a stop never
+    leaves half a line. A file is appended to, so a restarted service loses nothing."""
+
+    def __init__(self, target: Union[str, os.PathLike, TextIO] = "-", flush_each: bool = True):
+        self.flush_each = flush_each
+        if hasattr(target, "write"):
+            self._f, self._own, self.name = target, False, getattr(target, "name", "stream")
+        elif str(target) == "-":
+            self._f, self._own, self.name = sys.stdout, False, "stdout"
+        else:
+            path = Path(target)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                self._f = open(path, "a", encoding="utf-8")
+            except OSError as exc:
+                raise EdgefaceError(f"cannot open {path} for writing: "
+                                    f"{exc.strerror or exc}") from None
+            self._own, self.name = True, str(path)
+        self.lines = 0
+
+    def write(self, result: FrameResult) -> None:
+        line = json.dumps(result.to_record(), separators=(",", ":")) + "\n"
+        try:
+            self._f.write(line)
+            if self.flush_each:
+                self._f.flush()
+        except OSError as exc:
+            self._fail(exc)
+        self.lines += 1
+
+    def _fail(self, exc: OSError) -> None:
+        if isinstance(exc, BrokenPipeError) and self._f is sys.stdout:
+            # The reader went away (e.g. `| head`): silence the interpreter's final flush.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        raise EdgefaceError(f"cannot write JSON lines to {self.name}: "
+                            f"{exc.strerror or exc}") from None
+
+    def flush(self) -> None:
+        try:
+            self._f.flush()
+        except OSError as exc:
+            self._fail(exc)
+
+    def close(self) -> None:
+        self.flush()
+        if self._own:
+            self._f.close()
+
+
+def fourcc_for(path: Union[str, os.PathLike]) -> str:
+    """A codec the pip OpenCV wheels can write for this container (.avi: MJPG, else mp4v)."""
+    return "MJPG" if str(path).lower().endswith(".avi") else "mp4v"
+
+
+class VideoSink:
+    """Annotated frames written to a video file (opened on the first frame, at its size)."""
+
+    def __init__(self, path: Union[str, os.PathLike], fps: Optional[float] = None,
+                 fourcc: Optional[str] = None):
+        self.path = Path(path)
+        self.fps = fps or 15.0
+        self.fourcc = fourcc or fourcc_for(self.path)
+        self._writer = None
+        self._size: Optional[tuple[int, int]] = None
+        self.frames = 0
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EdgefaceError(f"cannot create {self.path.parent}: {exc.strerror}") from None
+
+    def write(self, result: FrameResult) -> None:
+        import cv2
+
+        from .draw import annotate
+
+        image = annotate(result.frame.image, result.detections)  # a copy: frames are shared
+        h, w = image.shape[:2]
+        if self._writer is None:
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*self.fourcc),
+                                           self.fps, (w, h))
+            if not self._writer.isOpened():
+                self._writer = None
+                raise EdgefaceError(f"cannot write video {self.path} with codec {self.fourcc} "
+                                    "(use a .avi or .mp4 path)")
+            self._size = (w, h)
+        elif (w, h) != self._size:  # the camera came back at another resolution
+            image = cv2.resize(image, self._size)
+        self._writer.write(image)
+        self.frames += 1
+
+    def flush(self) -> None:
+        pass  # VideoWriter has no flush; frames are complete once close() runs
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
+
+
+class LatestSink:
+    """Keeps the newest result for the HTTP server. ``write`` only stores a reference; JPEG
+    encoding happens in :meth:`jpeg`, i.e. only when a client is watching, once per frame
+    however many clients there are."""
+
+    def __init__(self, jpeg_quality: int = 80):
+        self.jpeg_quality = jpeg_quality
+        self._cond = threading.Condition()
+        self._result: Optional[FrameResult] = None
+        self.seq = 0
+        self.closed = False
+        self._jpeg_lock = threading.Lock()
+        self._jpeg: tuple[int, bytes] = (-1, b"")
+        self._json: tuple[int, bytes] = (-1, b"")
+
+    def write(self, result: FrameResult) -> None:
+        with self._cond:
+            self._result = result
+            self.seq += 1
+            self._cond.notify_all()
+
+    def latest(self) -> tuple[int, Optional[FrameResult]]:
+        with self._cond:
+            return self.seq, self._result
+
+    def wait_newer(self, seq: int, timeout: float) -> tuple[int, Optional[FrameResult]]:
+        """Block until a result newer than ``seq`` arrives (or timeout / close)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self.seq > seq or self.closed, timeout)
+            return self.seq, self._result
+
+    def jpeg(self, seq: int, result: FrameResult) -> bytes:
+        """The annotated frame as JPEG, encoded at most once per result."""
+        import cv2
+
+        from .draw import annotate
+
+        with self._jpeg_lock:
+            if self._jpeg[0] != seq:
+                image = annotate(result.frame.image, result.detections)
+                ok, buf = cv2.imencode(".jpg", image,
+                                       [cv2.IMWRITE_JPEG_QUALITY, self.jpeg_quality])
+                self._jpeg = (seq, buf.tobytes() if ok else b"")
+            return self._jpeg[1]
+
+    def detections_json(self) -> bytes:
+        seq, result = self.latest()
+        if result is None:
+            return b"null"
+        with self._jpeg_lock:
+            if self._json[0] != seq:
+                self._json = (seq, json.dumps(result.to_record()).encode())
+            return self._json[1]
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        with self._cond:
+            self.closed = True
+            self._cond.notify_all()
+

@@ -1,0 +1,116 @@
+"""Sinks: JSON lines, annotated video, the latest-result holder behind the HTTP server."""
+
+from __future__ import annotations
+
+import errno
+import io
+import json
+import threading
+
+import numpy as np
+import pytest
+from edgeface.errors import EdgefaceError
+from edgeface.sinks import JsonLinesSink, LatestSink, VideoSink, fourcc_for
+from runtime_fakes import decode_video, make_result, synthetic_frames
+
+
+def test_record_fields():
+    rec = make_result(3).to_record()
+    assert rec["frame"] == 3 and rec["ts"] == 1700000003.0
+    assert (rec["width"], rec["height"]) == (160, 120)
+    assert rec["latency_ms"] == pytest.approx(11.5)
+    assert len(rec["faces"]) == 2
+    face = rec["faces"][0]
+    assert face["box"] == [13.0, 20.0, 50.0, 70.0] and face["score"] == pytest.approx(0.97)
+    assert np.array(face["landmarks"]).shape == (5, 2)
+    assert "image" not in rec
+
+
+def test_json_lines_file_appends_one_line_per_frame(tmp_path):
+    out = tmp_path / "sub" / "out.jsonl"
+    sink = JsonLinesSink(out)
+    for i in range(3):
+        sink.write(make_result(i))
+    # Flushed line by line: readable before close (a consumer tails it live).
+    assert len(out.read_text().splitlines()) == 3
+    sink.close()
+    sink = JsonLinesSink(out)  # a restarted service appends
+    sink.write(make_result(3, n_faces=0))
+    sink.close()
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["frame"] for r in lines] == [0, 1, 2, 3] and lines[3]["faces"] == []
+
+
+def test_json_lines_to_a_stream_and_stdout(capsys):
+    buf = io.StringIO()
+    JsonLinesSink(buf).write(make_result())
+    assert json.loads(buf.getvalue())["frame"] == 0
+    sink = JsonLinesSink("-")
+    sink.write(make_result(1))
+    sink.close()
+    assert json.loads(capsys.readouterr().out)["frame"] == 1
+
+
+def test_json_write_failure_is_one_clear_error():
+    class Full(io.StringIO):
+        name = "/data/out.jsonl"
+
+        def write(self, s):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(EdgefaceError, match="cannot write JSON lines to /data/out.jsonl: "
+                                            "No space left on device"):
+        JsonLinesSink(Full()).write(make_result())
+
+
+def test_json_unwritable_path(tmp_path):
+    (tmp_path / "f").write_text("")
+    with pytest.raises(EdgefaceError, match="cannot open"):
+        JsonLinesSink(tmp_path / "f" / "out.jsonl")
+
+
+@pytest.mark.parametrize("name", ["out.mp4", "out.avi"])
+def test_video_sink_writes_annotated_frames(tmp_path, name):
+    frames = synthetic_frames(5)
+    sink = VideoSink(tmp_path / name, fps=10)
+    for i, f in enumerate(frames):
+        sink.write(make_result(i, image=f))
+    sink.write(make_result(5, image=np.zeros((60, 80, 3), np.uint8)))  # resized to fit
+    sink.close()
+    decoded = decode_video(tmp_path / name)
+    assert len(decoded) == 6 and decoded[0].shape == frames[0].shape
+    # Drawn on a copy: the shared frame is untouched, the written one has the green box.
+    np.testing.assert_array_equal(frames[0], synthetic_frames(1)[0])
+    edge = (slice(25, 65), 50)  # the box's right edge, x=50, y 20..70
+    green = decoded[0][edge][:, 1].astype(int) - frames[0][edge][:, 1].astype(int)
+    assert green.mean() > 40
+    assert fourcc_for("x.avi") == "MJPG" and fourcc_for("x.mp4") == "mp4v"
+
+
+def test_latest_sink_encodes_only_on_demand(monkeypatch):
+    import cv2
+
+    calls = []
+    real = cv2.imencode
+    monkeypatch.setattr(cv2, "imencode", lambda *a, **k: calls.append(1) or real(*a, **k))
+    sink = LatestSink()
+    assert sink.latest() == (0, None) and sink.detections_json() == b"null"
+    for i in range(5):
+        sink.write(make_result(i))
+    assert calls == []  # nobody watching: no JPEG work in the processing loop
+    seq, res = sink.latest()
+    jpg = sink.jpeg(seq, res)
+    assert sink.jpeg(seq, res) is jpg and len(calls) == 1  # once per frame, shared
+    assert cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR).shape == (120, 160, 3)
+    assert json.loads(sink.detections_json())["frame"] == 4
+
+
+def test_latest_sink_wait_newer():
+    sink = LatestSink()
+    assert sink.wait_newer(0, 0.01) == (0, None)
+    t = threading.Timer(0.05, lambda: sink.write(make_result(7)))
+    t.start()
+    seq, res = sink.wait_newer(0, 2.0)
+    assert seq == 1 and res.frame.index == 7
+    sink.close()
+    assert sink.wait_newer(1, 2.0)[0] == 1  # close wakes waiters at once
