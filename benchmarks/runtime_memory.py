@@ -1,0 +1,202 @@
+#!/usr/bin/env python
+"""Runtime memory (issue 5): peak RSS of `edgeface run` on a video, V1 FP32 and INT8, with the
+ONNX Runtime CPU memory arena off and on.
+
+Each configuration is a fresh `edgeface run` process (exactly what the device runs: looping
+video source decoded in the capture thread, JSON lines to a file, the HTTP server up with
+no client, the default 512M limit) for ``--duration`` seconds. Peak RSS is the kernel's
+high-water mark of that process (VmHWM: its own report at exit, and /proc samples); RSS is
+sampled from /proc every 0.25 s to report the steady level and any growth (second half vs
+first half after warm-up). Runs of
+different configurations are interleaved, ``--repeats`` times; medians are reported.
+
+    python benchmarks/runtime_memory.py          # -> benchmarks/results/runtime_memory.json
+
+Acceptance (printed): peak RSS < 200 MB for FP32 and INT8. The arena comparison (peak and
+steady RSS, p50 latency, FPS) is what the runtime's ``arena`` default is chosen from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("EDGEFACE_SHARED", REPO.parent / "shared"))
+WEIGHTS = SHARED / "models" / "featherface" / "featherface_v1_mobilenet0.25_Final.pth"
+IMAGES = SHARED / "datasets" / "widerface-val-416" / "images"
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "runtime_memory.json"
+LIMIT_MB = 200.0
+_DONE = re.compile(r"done: (\d+) frames in ([\d.]+) s \(([\d.]+) fps\), (\d+) faces, latency "
+                   r"p50 ([\d.]+) ms p95 ([\d.]+) ms, .* peak rss ([\d.]+) MB")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--fp32", type=Path, default=None,
+                    help="FP32 ONNX [default: export V1 from the shared weights]")
+    ap.add_argument("--int8", type=Path, default=None,
+                    help="INT8 ONNX [default: `edgeface quantize` the FP32 model]")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds per run")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--size", default="1280x720", help="video resolution WxH")
+    ap.add_argument("--arena", default="off,on", help="arena settings to compare")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--strict", action="store_true", help="exit 1 if a peak is >= 200 MB")
+    return ap.parse_args(argv)
+
+
+def make_video(path: Path, size: tuple[int, int], n: int = 150) -> Path:
+    import cv2
+
+    files = sorted(IMAGES.rglob("*.jpg"))
+    if not files:
+        sys.exit(f"no images under {IMAGES} (set EDGEFACE_SHARED)")
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, size)
+    for i in range(n):
+        writer.write(cv2.resize(cv2.imread(str(files[i % len(files)])), size))
+    writer.release()
+    return path
+
+
+def quantize(fp32: Path, out: Path) -> tuple[Path | None, str]:
+    """INT8 through the project's own command (static QDQ, calibrated on the calib split;
+    the accuracy guard is skipped: this measures memory, not AP). If the default calibration
+    method fails, min-max calibration is tried (same graph, same memory footprint)."""
+    base = [sys.executable, "-m", "edgeface.cli", "quantize", "--int8", "-m", str(fp32),
+            "--calib", str(IMAGES.parent), "--no-eval", "--bench-runs", "0", "-o", str(out),
+            "--force"]
+    for extra in ([], ["--method", "minmax"]):
+        r = subprocess.run(base + extra, capture_output=True, text=True, cwd=REPO)
+        shown = "edgeface " + " ".join(base[3:] + extra)
+        if r.returncode == 0 and out.exists():
+            return out, shown
+        print(f"INT8: `{shown}` failed: {r.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
+    return None, ""
+
+
+def run_once(model: Path, video: Path, arena: bool, duration: float, tmp: Path) -> dict:
+    cmd = [sys.executable, "-m", "edgeface.cli", "run", "-m", str(model), "--source", str(video),
+           "--loop", "--duration", str(duration), "--json", str(tmp / "out.jsonl"),
+           "--http", "127.0.0.1:0", "--status-interval", "0",
+           "--arena" if arena else "--no-arena"]
+    err_path = tmp / "stderr.txt"
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO)
+        samples = []
+        hwm = 0.0
+        t0 = time.monotonic()
+        while True:
+            try:
+                with open(f"/proc/{proc.pid}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            samples.append((time.monotonic() - t0, int(line.split()[1]) / 1024))
+                        elif line.startswith("VmHWM:"):
+                            hwm = max(hwm, int(line.split()[1]) / 1024)
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                pass
+            if proc.poll() is not None:
+                break
+            time.sleep(0.25)
+    (tmp / "out.jsonl").unlink(missing_ok=True)
+    text = err_path.read_text()
+    rc = proc.returncode
+    m = _DONE.search(text)
+    if rc != 0 or not m:
+        raise SystemExit(f"`{' '.join(cmd)}` failed (exit {rc}):\n{text[-2000:]}")
+    # Steady state: skip the first 10 % (imports, session creation, first frames).
+    steady = [rss for t, rss in samples if t > 0.1 * duration]
+    half = len(steady) // 2
+    return {
+        # VmHWM of the process (its own report at exit, and our samples): ru_maxrss would
+        # count the parent's pages the child shared between fork and exec.
+        "peak_rss_mb": round(max(float(m.group(7)), hwm), 1),
+        "steady_rss_mb": round(statistics.median(steady), 1) if steady else None,
+        "growth_mb": round(statistics.median(steady[half:]) - statistics.median(steady[:half]),
+                           2) if half else None,
+        "frames": int(m.group(1)), "wall_s": float(m.group(2)), "fps": float(m.group(3)),
+        "p50_ms": float(m.group(5)), "p95_ms": float(m.group(6)),
+    }
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    load0 = [round(x, 2) for x in os.getloadavg()]
+    tmp = Path(tempfile.mkdtemp(prefix="edgeface-memory-"))
+    fp32 = args.fp32
+    if fp32 is None:  # in a child: this process stays small and torch-free
+        fp32 = tmp / "featherface_v1.onnx"
+        subprocess.run([sys.executable, "-m", "edgeface.cli", "export", "--arch", "v1",
+                        "--weights", str(WEIGHTS), "-o", str(fp32)], check=True, cwd=REPO,
+                       stdout=subprocess.DEVNULL)
+    int8, int8_cmd = (args.int8, "given") if args.int8 else \
+        quantize(fp32, tmp / "featherface_v1_int8.onnx")
+    models = {"fp32": fp32, **({"int8": int8} if int8 else {})}
+    w, h = map(int, args.size.lower().split("x"))
+    video = make_video(tmp / f"clip_{w}x{h}.mp4", (w, h))
+    arenas = [a.strip() == "on" for a in args.arena.split(",")]
+    configs = [(name, arena) for name in models for arena in arenas]
+    runs: dict[str, list[dict]] = {f"{n}/arena-{'on' if a else 'off'}": [] for n, a in configs}
+    for rep in range(args.repeats):
+        for name, arena in configs:
+            key = f"{name}/arena-{'on' if arena else 'off'}"
+            r = run_once(models[name], video, arena, args.duration, tmp)
+            runs[key].append(r)
+            print(f"[{rep + 1}/{args.repeats}] {key}: peak {r['peak_rss_mb']} MB, steady "
+                  f"{r['steady_rss_mb']} MB, growth {r['growth_mb']} MB, {r['fps']} fps, "
+                  f"p50 {r['p50_ms']} ms", file=sys.stderr)
+    summary = {}
+    for key, rs in runs.items():
+        summary[key] = {k: round(statistics.median(r[k] for r in rs), 2)
+                        for k in ("peak_rss_mb", "steady_rss_mb", "growth_mb", "fps", "p50_ms",
+                                  "p95_ms")}
+        summary[key]["under_limit"] = max(r["peak_rss_mb"] for r in rs) < LIMIT_MB
+    report = {
+        "kind": "edgeface-runtime-memory", "schema_version": 1,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python benchmarks/runtime_memory.py " + " ".join(argv or sys.argv[1:]),
+        "machine": {"platform": platform.platform(), "processor": platform.machine(),
+                    "cpus": os.cpu_count(), "loadavg_at_start": load0,
+                    "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "video": {"size": f"{w}x{h}", "frames": 150, "loop": True},
+        "duration_s": args.duration, "repeats": args.repeats, "limit_mb": LIMIT_MB,
+        "models": {k: Path(v).name for k, v in models.items()}, "int8_made_with": int8_cmd,
+        "summary": summary, "runs": runs,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    md = [f"# Runtime memory: `edgeface run` peak RSS ({report['date']})", "",
+          f"`{report['command'].strip()}` on {platform.machine()} with {os.cpu_count()} CPUs: "
+          f"a looping {w}x{h} mp4v video, JSON lines to a file, HTTP server up, "
+          f"{args.duration:g} s per run, medians of {args.repeats} run(s); models "
+          + ", ".join(f"{k}: {Path(v).name}" for k, v in models.items()) + ".", "",
+          "| model / ONNX Runtime arena | peak RSS MB | steady RSS MB | growth MB | FPS | "
+          "p50 ms | p95 ms |", "|---|---|---|---|---|---|---|"]
+    for key, s in summary.items():
+        md.append(f"| {key} | {s['peak_rss_mb']}{'' if s['under_limit'] else ' (OVER 200)'} | "
+                  f"{s['steady_rss_mb']} | {s['growth_mb']} | {s['fps']} | {s['p50_ms']} | "
+                  f"{s['p95_ms']} |")
+    md += ["", f"Limit: peak < {LIMIT_MB:g} MB. Peak = VmHWM of the process; steady = "
+           "median of /proc samples after the first 10 %; growth = second half minus first "
+           "half. FPS and latency are indicative only (load average "
+           f"{load0[0]} at start, {os.getloadavg()[0]:.2f} at end)."]
+    print("\n".join(md))
+    args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
+    print(f"\nwrote {args.out}")
+    ok = all(s["under_limit"] for s in summary.values())
+    return 0 if ok or not args.strict else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
