@@ -56,11 +56,19 @@ class Detector:
 
     def detect_timed(self, image_bgr: np.ndarray) -> tuple[Detections, Timing]:
         t0 = time.perf_counter()
-        blob, scale = preprocess(image_bgr, self.info.input_size, self.info.mean)
-        t1 = time.perf_counter()
+        blob, scale = self.prepare(image_bgr)
+        return self.detect_prepared(blob, scale, time.perf_counter() - t0)
+
+    def prepare(self, image_bgr: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+        """The preprocessing step alone (the runtime runs it in its capture thread)."""
+        return preprocess(image_bgr, self.info.input_size, self.info.mean)
+
+    def detect_prepared(self, blob: np.ndarray, scale: tuple[float, float],
+                        preprocess_s: float = 0.0) -> tuple[Detections, Timing]:
+        """Inference and postprocessing on a blob from :meth:`prepare`."""
+        t0 = time.perf_counter()
         loc, scores, landm = self.backend.infer(blob)
-        t2 = time.perf_counter()
+        t1 = time.perf_counter()
         dets = postprocess(loc, scores, landm, self.priors, self.info.input_size, scale,
                            self.info.variance, self.config)
-        t3 = time.perf_counter()
-        return dets, Timing(t1 - t0, t2 - t1, t3 - t2)
+        return dets, Timing(preprocess_s, t1 - t0, time.perf_counter() - t1)

@@ -15,7 +15,6 @@ import threading
 import time
 from array import array
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Optional, Sequence, TextIO
 
 import numpy as np
@@ -25,8 +24,7 @@ from .errors import EdgefaceError
 from .memory import MemoryGuard, parse_size, peak_rss_bytes
 from .metrics import STAGES, Metrics
 from .notify import Notifier
-from .postprocess import Detections, postprocess
-from .preprocess import preprocess
+from .postprocess import Detections
 from .sinks import FrameResult, Sink
 from .sources import FrameSource, SourceTimeout
 
@@ -118,8 +116,7 @@ class Runtime:
         tensors), so that resizing overlaps inference of the previous frame."""
         det = self.detector
         if isinstance(det, Detector) and hasattr(self.source, "prepare"):
-            self.source.prepare = partial(preprocess, size=det.info.input_size,
-                                          mean=det.info.mean)
+            self.source.prepare = det.prepare
 
     def _detect(self, frame) -> tuple[Detections, Timing]:
         det = self.detector
@@ -130,12 +127,7 @@ class Runtime:
         w, h = det.info.input_size
         if blob.shape[2:] != (h, w):  # prepared for another detector: start over
             return det.detect_timed(frame.image)
-        t0 = time.perf_counter()
-        loc, scores, landm = det.backend.infer(blob)
-        t1 = time.perf_counter()
-        dets = postprocess(loc, scores, landm, det.priors, det.info.input_size, scale,
-                           det.info.variance, det.config)
-        return dets, Timing(frame.prepare_s, t1 - t0, time.perf_counter() - t1)
+        return det.detect_prepared(blob, scale, frame.prepare_s)
 
     def stop(self) -> None:
         """Ask the loop to finish the current frame and return (thread- and signal-safe)."""
