@@ -16,13 +16,14 @@ $(BIN)/edgeface: setup.cfg pyproject.toml
 setup: $(BIN)/edgeface
 
 # Export the V1 checkpoint (verified against PyTorch), then run the device runtime on a
-# folder of images as if it were a camera, writing JSON lines and annotated frames.
+# folder of images as if it were a camera: JSON lines and an annotated video, no camera needed.
 demo: setup
 	$(BIN)/edgeface export --arch v1 --force \
 	    --weights $(SHARED)/models/featherface/featherface_v1_mobilenet0.25_Final.pth \
 	    -o $(OUT)/featherface_v1.onnx
-	$(BIN)/edgeface detect $(SHARED)/datasets/widerface-val-native/images \
-	    --model $(OUT)/featherface_v1.onnx --json $(OUT)/detections.jsonl --annotate $(OUT)/annotated
+	$(BIN)/edgeface run -m $(OUT)/featherface_v1.onnx \
+	    --source $(SHARED)/datasets/widerface-val-native/images \
+	    --json $(OUT)/run.jsonl --video $(OUT)/run.avi
 
 test: setup
 	$(BIN)/ruff check .
