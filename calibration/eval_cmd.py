@@ -13,18 +13,9 @@ from ..errors import EXIT_FAILURE, ConfigError, EdgefaceError, ModelError, requi
 
 
 def _parse_size(ctx, param, value: str | None) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    try:
-        parts = [int(v) for v in value.lower().split("x")]
-        if len(parts) == 1:
-            parts *= 2
-        w, h = parts
-        if w <= 0 or h <= 0:
-            raise ValueError
-    except ValueError:
-        raise click.BadParameter(f"expected N or WxH, got {value!r}") from None
-    return w, h
+    from ..config import parse_wxh
+
+    return parse_wxh(value, param.opts[0])
 
 
 @click.command("eval")

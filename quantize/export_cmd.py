@@ -9,18 +9,6 @@ import click
 from ..errors import EdgefaceError
 
 
-def _size(value: str) -> tuple[int, int]:
-    try:
-        parts = [int(v) for v in value.lower().replace("x", ",").split(",")]
-    except ValueError:
-        raise click.BadParameter(f"expected N or WxH, got {value!r}") from None
-    if len(parts) == 1:
-        return parts[0], parts[0]
-    if len(parts) == 2:
-        return parts[0], parts[1]
-    raise click.BadParameter(f"expected N or WxH, got {value!r}")
-
-
 @click.command("export")
 @click.option("--arch", default=None,
               help="Architecture (v1, eca_cbam, cbam, eca_cbam_parallel) "
@@ -45,12 +33,13 @@ def _size(value: str) -> tuple[int, int]:
 def export(arch: str | None, weights: Path, size: str, dynamic: bool, dcn: str,
            verify_images: Path | None, tolerance: float, output: Path, force: bool) -> None:
     """Export a FeatherFace checkpoint to ONNX and verify it against PyTorch."""
+    from ..config import parse_wxh
     from ..images import expand_inputs
     from .export import export_model
 
     if output.exists() and not force:
         raise EdgefaceError(f"{output} exists; use --force to overwrite")
     images = list(expand_inputs([verify_images])) if verify_images else None
-    report = export_model(weights, output, arch=arch, size=_size(size), dynamic=dynamic,
-                          dcn=dcn, verify_images=images, tolerance=tolerance)
+    report = export_model(weights, output, arch=arch, size=parse_wxh(size, "--size"),
+                          dynamic=dynamic, dcn=dcn, verify_images=images, tolerance=tolerance)
     click.echo(report.summary())

@@ -44,7 +44,7 @@ def test_usage_errors(capsys, tmp_path, widerface_416):
     code, _, err = _run(capsys, "--model", model, "--widerface", tmp_path)
     assert code == 2 and "no images/ directory" in err
     code, _, err = _run(capsys, "--model", model, "--widerface", widerface_416, "--size", "4x")
-    assert code == 2 and "expected N or WxH" in err
+    assert code == 2 and "invalid --size '4x': expected WIDTHxHEIGHT" in err
     code, _, err = _run(capsys, "--model", model, "--widerface", widerface_416, "--split", "calib")
     assert code == 3 and "not a loadable ONNX model" in err
 
