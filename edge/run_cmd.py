@@ -105,13 +105,14 @@ def execute(opts: dict[str, Any]) -> None:
     from .metrics import Metrics
     from .notify import Notifier
     from .postprocess import PostprocessConfig
-    from .runtime import Runtime, limit_opencv_threads
+    from .runtime import Runtime, limit_opencv_threads, quiet_opencv_logging
     from .sinks import JsonLinesSink, LatestSink, VideoSink
     from .sources import open_source
 
     if not opts["model"]:
         raise ConfigError("no model: pass --model FILE.onnx or set 'model' in the config")
     limit_opencv_threads()
+    quiet_opencv_logging()
     spec, kind = _source_spec(opts)
     memory_limit = parse_size(opts["memory_limit"])
     input_size = parse_wxh(opts["input_size"], "--input-size")

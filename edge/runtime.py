@@ -264,6 +264,16 @@ def limit_opencv_threads() -> None:
         cv2.setNumThreads(1)
 
 
+def quiet_opencv_logging() -> None:
+    """Keep OpenCV's own capture warnings ("can't open camera by index") off stderr: the
+    sources already turn each failure into one actionable line. Respects an explicit
+    ``OPENCV_LOG_LEVEL``."""
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
 def _summary(a: np.ndarray) -> dict[str, float]:
     if a.size == 0:
         return {"n": 0}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -280,3 +281,14 @@ def test_help_lists_the_sources():
     for flag in ("--camera", "--picamera", "--csi", "--source", "--memory-limit", "--http",
                  "--config", "--confidence-threshold", "--provider"):
         assert flag in r.stdout
+
+
+def test_an_absent_camera_is_one_line_on_the_real_stderr(tiny):
+    """OpenCV's own C++ warnings bypass Python's stderr; the runtime silences them."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_LOG_LEVEL"}
+    proc = subprocess.run([sys.executable, "-m", "edgeface.cli", "run", "-m", str(tiny),
+                           "--camera", "97"], capture_output=True, text=True, timeout=60,
+                          env=env)
+    assert proc.returncode == 4
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()], proc.stderr
+    assert "cannot open camera" in proc.stderr
