@@ -101,18 +101,9 @@ def input_blob(image: Path | None) -> tuple[np.ndarray, str]:
 
 
 def ort_runner(session, blob: np.ndarray, input_name: str):
-    feed = {input_name: blob}
-    perf = time.perf_counter
+    from edgeface.bench import session_runner
 
-    def run(n: int) -> np.ndarray:
-        t = np.empty(n)
-        for i in range(n):
-            t0 = perf()
-            session.run(None, feed)
-            t[i] = perf() - t0
-        return t
-
-    return run
+    return session_runner(session, {input_name: blob})
 
 
 def torch_runner(model, blob: np.ndarray, threads: int):

@@ -60,17 +60,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def make_video(path: Path, size: tuple[int, int], n: int) -> Path:
-    import cv2
+    from _media import make_video as make
 
-    files = sorted(IMAGES.rglob("*.jpg"))
-    if not files:
-        sys.exit(f"no images under {IMAGES} (set EDGEFACE_SHARED)")
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 30, size)
-    for i in range(n):
-        writer.write(cv2.resize(cv2.imread(str(files[i % len(files)])), size))
-    writer.release()
-    return path
-
+    return make(path, size, n, IMAGES)
 
 def model_only(backend, blob, n: int) -> tuple[float, float]:
     """(frames per wall second, process CPU seconds per frame) of back-to-back inference."""

@@ -235,6 +235,21 @@ def op_time_shares(path: str | os.PathLike, blob: np.ndarray, runs: int = 30,
     return {op: round(100 * d / total, 1) for op, d in ranked if 100 * d / total >= min_percent}
 
 
+def session_runner(session: Any, feed: Mapping[str, np.ndarray]) -> Callable[[int], np.ndarray]:
+    """A :func:`round_robin` runner timing ``session.run`` on ``feed`` (seconds per run)."""
+    perf = time.perf_counter
+
+    def run(n: int) -> np.ndarray:
+        t = np.empty(n)
+        for i in range(n):
+            t0 = perf()
+            session.run(None, feed)
+            t[i] = perf() - t0
+        return t
+
+    return run
+
+
 def paired_ratio(model_chunks: Sequence[np.ndarray], base_chunks: Sequence[np.ndarray]) -> float:
     """Median over rounds of (model chunk median / baseline chunk median), total latency."""
     ratios = [np.median(np.sum(m, axis=1)) / np.median(np.sum(b, axis=1))

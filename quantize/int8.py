@@ -799,21 +799,10 @@ def measure_latency(models: Mapping[str, str | os.PathLike], blob: np.ndarray, t
     rotating each round) in one process, with the runtime's session options
     (``edgeface.backends.OnnxRuntimeBackend``). Ratios are to the first model."""
     from ..backends import OnnxRuntimeBackend
-    from ..bench import paired_ratio, round_robin
+    from ..bench import paired_ratio, round_robin, session_runner
 
     def runner(backend):
-        session, feed = backend.session, {INPUT_NAME: blob}
-        perf = time.perf_counter
-
-        def run(n: int) -> np.ndarray:
-            t = np.empty(n)
-            for i in range(n):
-                t0 = perf()
-                session.run(None, feed)
-                t[i] = perf() - t0
-            return t
-
-        return run
+        return session_runner(backend.session, {INPUT_NAME: blob})
 
     backends = {k: OnnxRuntimeBackend(p, threads=threads) for k, p in models.items()}
     chunks, interrupted = round_robin({k: runner(b) for k, b in backends.items()}, runs,
