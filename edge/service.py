@@ -528,15 +528,16 @@ def run_command(argv: list[str], *, to_stderr: bool = True) -> int:
     return done.returncode
 
 
-def write_file(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write atomically (temporary file, fsync, rename) with ``mode``."""
+def _atomic_write(path: Path, mode: int, fill) -> None:
+    """Write ``path`` atomically (temporary file, fsync, rename) with ``mode``;
+    ``fill(binary_file)`` writes the content."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        with os.fdopen(fd, "wb") as out:
+            fill(out)
+            out.flush()
+            os.fsync(out.fileno())
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -544,20 +545,19 @@ def write_file(path: Path, text: str, mode: int = 0o644) -> None:
         raise
 
 
+def write_file(path: Path, text: str, mode: int = 0o644) -> None:
+    """Write ``text`` (UTF-8) atomically with ``mode``."""
+    _atomic_write(path, mode, lambda out: out.write(text.encode("utf-8")))
+
+
 def copy_file(src: Path, dst: Path, mode: int = 0o644) -> None:
-    """Copy atomically (temporary file, fsync, rename) with ``mode``."""
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as f:
+    """Copy ``src`` atomically with ``mode``."""
+
+    def fill(out) -> None:
+        with open(src, "rb") as f:
             shutil.copyfileobj(f, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    _atomic_write(dst, mode, fill)
 
 
 def _same_bytes(a: Path, b: Path) -> bool:
