@@ -49,6 +49,17 @@ def native_images() -> list[Path]:
     return images
 
 
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """One torch intra-op thread for a module: small tensors gain nothing from more, and
+    OpenMP spin-waits make multi-threaded runs crawl on an oversubscribed CI machine."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def v1_onnx(tmp_path_factory, v1_weights) -> Path:
     """V1 exported once per test session (fixed 416x416, ONNX DeformConv), verified."""

@@ -29,14 +29,7 @@ EXPECTED_PARAMS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread: small tensors gain nothing from more, and OpenMP spin-waits make
-    multi-threaded runs crawl on an oversubscribed CI machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _state(path: Path) -> dict:
