@@ -9,6 +9,10 @@ Every source captures in its own thread:
 * a **file** source (video file, image folder) is read in order, every frame, with a small
   prefetch queue so that decoding overlaps inference; it ends cleanly at the end of the file.
 
+While a frame is already waiting for the detector, the capture thread decodes the next one
+in the background (``SCHED_IDLE``, see :mod:`edgeface.thread_priority`), so that it fills idle
+cores instead of taking one from inference; when the detector waits, it runs normally.
+
 ``live`` can be overridden: ``live=True`` on a file plays it back in real time at its frame
 rate, like a camera would deliver it (useful to rehearse a deployment without a camera).
 """
@@ -29,6 +33,7 @@ import numpy as np
 
 from .errors import MissingDependency, SourceError
 from .images import IMAGE_EXTENSIONS, ImageReadError, read_image
+from .thread_priority import BackgroundSwitch
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +126,7 @@ class ThreadedSource:
         pace_fps: Optional[float] = None,
         prefetch: int = 2,
         backoff: tuple[float, float] = (0.5, 10.0),
+        background_when_ahead: bool = True,
     ):
         self.reader = reader
         self.name = name
@@ -143,6 +149,7 @@ class ThreadedSource:
         self._ended = False
         self._error: Optional[BaseException] = None
         self._stop = threading.Event()
+        self._priority = BackgroundSwitch(background_when_ahead)
         reader.open()  # fails here, synchronously, with a SourceError naming the source
         self._thread = threading.Thread(target=self._capture, name=f"capture {name}",
                                         daemon=True)
@@ -169,6 +176,7 @@ class ThreadedSource:
                     frame = self._queue.popleft()
                     self._cond.notify_all()  # room for the producer
                     return frame
+                self._priority.set(False)  # the detector waits: no more background decoding
                 if self._ended:
                     if self._error is not None:
                         raise SourceError(f"{self.name}: capture failed: {self._error}")
@@ -202,8 +210,12 @@ class ThreadedSource:
         index = 0
         since_open = 0  # good frames since the last (re)open: a loop over nothing must end
         next_due = time.monotonic()
+        self._priority.attach()
         try:
             while not self._stop.is_set():
+                with self._cond:
+                    self._priority.set(self._latest is not None if self.live
+                                       else bool(self._queue))
                 try:
                     raw = self.reader.read()
                     stamp, mono = time.time(), time.monotonic()
@@ -301,13 +313,14 @@ class CvCaptureReader:
 
     def __init__(self, target: Union[str, int], api: int, describe: str,
                  params: tuple[int, ...] = (), props: Optional[dict[int, float]] = None,
-                 hint: str = ""):
+                 hint: str = "", params_optional: bool = False):
         self.target = target
         self.api = api
         self.describe = describe
         self.params = list(params)
         self.props = props or {}
         self.hint = hint
+        self.params_optional = params_optional
         self._cap = None
 
     def open(self) -> None:
@@ -316,6 +329,10 @@ class CvCaptureReader:
         if self._cap is not None:  # already open (validated when the source was created)
             return
         cap = cv2.VideoCapture(self.target, self.api, self.params)
+        if not cap.isOpened() and self.params and self.params_optional:
+            # A backend that does not know a parameter refuses to open: try without.
+            cap.release()
+            cap = cv2.VideoCapture(self.target, self.api)
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"cannot open {self.describe}" + (f": {self.hint}"
@@ -571,7 +588,11 @@ def _make_reader(kind: str, target, size, fps) -> tuple[Reader, str]:
         raise SourceError(f"no such file: {p}")
     if p.suffix.lower() in IMAGE_EXTENSIONS:
         return ImageFolderReader([p]), str(p)
+    # One decoder thread, the capture thread itself: decoding already overlaps inference,
+    # and FFmpeg's own threads (normal priority) would take cores from inference
+    # (benchmarks/pipeline_overhead.py: 0.3 ms more CPU per 480p frame, and contention).
     reader = CvCaptureReader(str(p), cv2.CAP_ANY, f"video file {p}",
+                             params=(cv2.CAP_PROP_N_THREADS, 1), params_optional=True,
                              hint="not a video OpenCV can decode (corrupt file or "
                                   "unsupported codec)")
     reader.open()  # validate now: a bad file is a SourceError before anything starts

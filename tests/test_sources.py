@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 
@@ -20,6 +21,7 @@ from edgeface.sources import (
     opencv_has_gstreamer,
     redact_url,
 )
+from edgeface.thread_priority import BackgroundSwitch, can_leave_idle
 from runtime_fakes import FakeReader, decode_video, synthetic_frames, write_video
 
 
@@ -162,6 +164,122 @@ def test_live_source_keeps_only_the_newest_frame():
     finally:
         stopping.set()
         src.close()
+
+
+class PolicyRecorder(FakeReader):
+    """Delivers a frame per permit and records the capture thread's scheduling policy at
+    every read (the moment decoding of the next frame would start)."""
+
+    def __init__(self):
+        super().__init__()
+        self.allowed = threading.Semaphore(0)
+        self.stopping = threading.Event()
+        self.policies = []
+        self.tid = None
+
+    def read(self):
+        self.tid = threading.get_native_id()
+        self.policies.append(os.sched_getscheduler(0))
+        while not self.allowed.acquire(timeout=0.02):
+            if self.stopping.is_set():
+                return None
+        return super().read()
+
+
+def wait_for(cond, what, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.002)
+
+
+@pytest.mark.skipif(not can_leave_idle(),
+                    reason="needs Linux and CAP_SYS_NICE or RLIMIT_NICE >= 20 to leave SCHED_IDLE")
+@pytest.mark.parametrize("live", [False, True])
+def test_capture_works_ahead_in_the_background_and_normally_when_the_detector_waits(live):
+    reader = PolicyRecorder()
+    src = ThreadedSource(reader, "fake", live=live, prefetch=4)
+    try:
+        wait_for(lambda: len(reader.policies) == 1, "the first read")
+        reader.allowed.release()
+        wait_for(lambda: len(reader.policies) == 2, "the second read")
+        reader.allowed.release()
+        wait_for(lambda: len(reader.policies) == 3, "the third read")
+        # Nothing was waiting for the detector before frame 0: normal; then ahead: idle.
+        assert reader.policies == [os.SCHED_OTHER, os.SCHED_IDLE, os.SCHED_IDLE]
+        assert os.sched_getscheduler(reader.tid) == os.SCHED_IDLE
+        while True:  # the detector takes what is there...
+            try:
+                src.read(timeout=0.05)
+            except SourceTimeout:
+                break
+        # ...and, having to wait, raises the thread that is decoding its next frame.
+        assert os.sched_getscheduler(reader.tid) == os.SCHED_OTHER
+        reader.allowed.release()
+        wait_for(lambda: len(reader.policies) == 4, "the fourth read")
+        assert reader.policies[3] == os.SCHED_IDLE  # frame 2 is waiting again
+    finally:
+        reader.stopping.set()
+        src.close()
+
+
+def test_capture_priority_can_be_left_alone():
+    reader = PolicyRecorder()
+    src = ThreadedSource(reader, "fake", live=False, prefetch=4, background_when_ahead=False)
+    try:
+        for _ in range(3):
+            reader.allowed.release()
+        wait_for(lambda: len(reader.policies) == 4, "four reads")
+        assert set(reader.policies) == {os.sched_getscheduler(0)}
+    finally:
+        reader.stopping.set()
+        src.close()
+
+
+def test_background_is_never_entered_without_the_right_to_leave_it(monkeypatch):
+    """Without CAP_SYS_NICE / RLIMIT_NICE a thread in SCHED_IDLE could never come back:
+    the probe finds that out on a throwaway thread and the switch stays off."""
+    calls = []
+
+    def refusing(pid, policy, param):
+        calls.append((threading.get_native_id(), policy))
+        if policy != getattr(os, "SCHED_IDLE", -1):
+            raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "SCHED_IDLE", getattr(os, "SCHED_IDLE", 5), raising=False)
+    monkeypatch.setattr(os, "SCHED_OTHER", getattr(os, "SCHED_OTHER", 0), raising=False)
+    monkeypatch.setattr(os, "sched_setscheduler", refusing, raising=False)
+    monkeypatch.setattr(os, "sched_param", lambda p: p, raising=False)
+    import edgeface.thread_priority as tp
+
+    monkeypatch.setattr(tp, "_IDLE", os.SCHED_IDLE)
+    monkeypatch.setattr(tp, "_OTHER", os.SCHED_OTHER)
+    can_leave_idle.cache_clear()
+    try:
+        assert can_leave_idle() is False
+        assert calls and all(tid != threading.get_native_id() for tid, _ in calls)
+        switch = BackgroundSwitch()
+        switch.attach()
+        switch.set(True)
+        assert not switch.enabled and not switch.background and len(calls) == 2
+    finally:
+        can_leave_idle.cache_clear()
+
+
+def test_video_file_opens_without_parameters_its_backend_refuses(monkeypatch, video):
+    real = cv2.VideoCapture
+    opened = []
+
+    def picky(target, api, params=None):
+        opened.append(list(params or []))
+        if params:
+            return real("/nonexistent/clip.mp4")  # what a backend refusing a parameter gives
+        return real(target, api)
+
+    monkeypatch.setattr(cv2, "VideoCapture", picky)
+    with open_source(video) as src:
+        assert len(drain(src)) == 12
+    assert opened[0] == [cv2.CAP_PROP_N_THREADS, 1] and opened[1] == []
 
 
 def test_live_source_reopens_with_backoff(caplog):
