@@ -1,9 +1,10 @@
 """`edgeface run --config FILE`: a YAML file with the same keys as the command's flags.
 
 Flag ``--confidence-threshold`` is key ``confidence_threshold``; the outputs (``--json``,
-``--video``, ``--http``) go under ``outputs:``. Flags given on the command line override the
-file. Unknown keys are errors that name the key and list the valid ones; relative paths are
-relative to the file. The documented default is ``edge/templates/config.yaml``.
+``--json-max-size``, ``--json-keep``, ``--video``, ``--http``) go under ``outputs:``. Flags
+given on the command line override the file. Unknown keys are errors that name the key and
+list the valid ones; relative paths are relative to the file. The documented default is
+``edge/templates/config.yaml``.
 """
 
 from __future__ import annotations
@@ -41,9 +42,13 @@ DEFAULTS: dict[str, Any] = {
     "status_interval": 10.0,
     "max_frames": None,
     "duration": None,
-    "outputs": {"json": None, "video": None, "http": None},
+    # json_max_size: rotate the JSON-lines file past this size (null: never), keeping
+    # json_keep old files.
+    "outputs": {"json": None, "json_max_size": None, "json_keep": 3, "video": None,
+                "http": None},
 }
-OUTPUT_KEYS = ("json", "video", "http")
+OUTPUT_KEYS = ("json", "json_max_size", "json_keep", "video", "http")
+DESTINATION_KEYS = ("json", "video", "http")  # the outputs themselves; the rest tune them
 SOURCE_KEYS = ("source", "camera", "picamera", "csi")
 
 
@@ -145,7 +150,8 @@ _VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
     "duration": _number(0, lo_open=True),
 }
 _OUTPUT_VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
-    "json": _string, "video": _string, "http": _string,
+    "json": _string, "json_max_size": _memory, "json_keep": _number(1, integer=True),
+    "video": _string, "http": _string,
 }
 _PATH_KEYS = ("model",)
 

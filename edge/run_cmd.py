@@ -11,7 +11,7 @@ import click
 
 from .config import (
     DEFAULTS,
-    OUTPUT_KEYS,
+    DESTINATION_KEYS,
     PROVIDERS,
     load_config,
     merge,
@@ -72,6 +72,11 @@ _D = DEFAULTS
 @click.option("--json", "json", default=None, metavar="PATH|-",
               help="JSON lines, one per frame, to a file (appended) or '-' for stdout "
                    "[default: stdout when no other output is given].")
+@click.option("--json-max-size", default=None, metavar="SIZE",
+              help="Rotate the JSON-lines file before it passes this size (e.g. 50M): "
+                   "out.jsonl -> out.jsonl.1 -> ... [default: never].")
+@click.option("--json-keep", type=click.IntRange(1), default=_D["outputs"]["json_keep"],
+              show_default=True, help="Rotated JSON-lines files to keep.")
 @click.option("--video", default=None, metavar="PATH",
               help="Write annotated frames to this video (.mp4 or .avi).")
 @click.option("--http", default=None, metavar="[HOST:]PORT",
@@ -118,7 +123,7 @@ def execute(opts: dict[str, Any]) -> None:
     input_size = parse_wxh(opts["input_size"], "--input-size")
     capture_size = parse_wxh(opts["capture_size"], "--capture-size")
     outputs = dict(opts["outputs"])
-    if not any(outputs.get(k) for k in OUTPUT_KEYS):
+    if not any(outputs.get(k) for k in DESTINATION_KEYS):
         outputs["json"] = "-"
 
     providers = [opts["provider"]]
@@ -138,7 +143,9 @@ def execute(opts: dict[str, Any]) -> None:
     server = None
     try:
         if outputs.get("json"):
-            sinks.append(JsonLinesSink(outputs["json"]))
+            max_size = outputs.get("json_max_size")
+            sinks.append(JsonLinesSink(outputs["json"], keep=outputs["json_keep"],
+                                       max_bytes=parse_size(max_size) if max_size else None))
         if outputs.get("video"):
             sinks.append(VideoSink(outputs["video"], fps=source.fps))
         if outputs.get("http"):

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Protocol, TextIO, Union
@@ -54,34 +55,95 @@ class Sink(Protocol):
 class JsonLinesSink:
     """One JSON object per frame, to stdout (``-``) or a file, flushed line by line so a
     consumer (or the journal) sees every frame as soon as it is done and a stop never
-    leaves half a line. A file is appended to, so a restarted service loses nothing."""
+    leaves half a line. A file is appended to, so a restarted service loses nothing.
 
-    def __init__(self, target: Union[str, os.PathLike, TextIO] = "-", flush_each: bool = True):
+    A file that would grow past ``max_bytes`` is rotated between lines: ``out.jsonl`` becomes
+    ``out.jsonl.1`` (``.1`` becomes ``.2``, ...), ``keep`` old files are kept, so at most
+    ``(keep + 1) * max_bytes`` of disk is used on a device that runs for months. A file
+    moved or deleted by someone else (logrotate without ``copytruncate``) is noticed within
+    a second and reopened under its name.
+    """
+
+    CHECK_MOVED_S = 1.0
+
+    def __init__(self, target: Union[str, os.PathLike, TextIO] = "-", flush_each: bool = True,
+                 max_bytes: Optional[int] = None, keep: int = 3):
         self.flush_each = flush_each
+        self.max_bytes = max_bytes or None
+        self.keep = max(1, keep)
+        self.path: Optional[Path] = None
+        self.rotations = 0
+        if max_bytes is not None and max_bytes < 0:
+            raise EdgefaceError(f"invalid JSON lines size limit {max_bytes}")
         if hasattr(target, "write"):
             self._f, self._own, self.name = target, False, getattr(target, "name", "stream")
         elif str(target) == "-":
             self._f, self._own, self.name = sys.stdout, False, "stdout"
         else:
-            path = Path(target)
+            self.path = Path(target)
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                self._f = open(path, "a", encoding="utf-8")
+                self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise EdgefaceError(f"cannot open {path} for writing: "
-                                    f"{exc.strerror or exc}") from None
-            self._own, self.name = True, str(path)
+                raise EdgefaceError(f"cannot open {self.path} for writing: cannot create "
+                                    f"{self.path.parent}: {exc.strerror or exc}") from None
+            self._open()
+            self._own, self.name = True, str(self.path)
         self.lines = 0
+
+    def _open(self) -> None:
+        assert self.path is not None
+        try:
+            self._f = open(self.path, "a", encoding="utf-8")
+        except OSError as exc:
+            raise EdgefaceError(f"cannot open {self.path} for writing: "
+                                f"{exc.strerror or exc}") from None
+        st = os.fstat(self._f.fileno())
+        self._size, self._inode = st.st_size, (st.st_dev, st.st_ino)
+        self._next_check = time.monotonic() + self.CHECK_MOVED_S
 
     def write(self, result: FrameResult) -> None:
         line = json.dumps(result.to_record(), separators=(",", ":")) + "\n"
         try:
+            if self.path is not None:
+                self._before_write(len(line))
             self._f.write(line)
             if self.flush_each:
                 self._f.flush()
         except OSError as exc:
             self._fail(exc)
         self.lines += 1
+
+    def _before_write(self, n: int) -> None:
+        """Rotate if this line would pass the size limit; reopen if the file was moved."""
+        if self.max_bytes and self._size > 0 and self._size + n > self.max_bytes:
+            self._rotate()
+        elif time.monotonic() >= self._next_check:
+            self._next_check = time.monotonic() + self.CHECK_MOVED_S
+            try:
+                st = os.stat(self.path)
+                moved = (st.st_dev, st.st_ino) != self._inode
+            except FileNotFoundError:
+                moved = True
+            if moved:
+                self._reopen()
+        self._size += n  # characters: bytes for the ASCII json.dumps writes
+
+    def _rotate(self) -> None:
+        self._f.flush()
+        name = str(self.path)
+        for i in range(self.keep - 1, 0, -1):
+            if os.path.exists(f"{name}.{i}"):
+                os.replace(f"{name}.{i}", f"{name}.{i + 1}")
+        os.replace(name, f"{name}.1")  # the open file moves with its name: nothing is lost
+        self.rotations += 1
+        self._reopen()
+
+    def _reopen(self) -> None:
+        old = self._f
+        try:
+            self._open()
+        finally:
+            old.close()
 
     def _fail(self, exc: OSError) -> None:
         if isinstance(exc, BrokenPipeError) and self._f is sys.stdout:
@@ -93,6 +155,8 @@ class JsonLinesSink:
                             f"{exc.strerror or exc}") from None
 
     def flush(self) -> None:
+        if self._f.closed:  # a reopen after rotation failed; that error was raised then
+            return
         try:
             self._f.flush()
         except OSError as exc:

@@ -55,7 +55,8 @@ def test_unknown_key_names_it_and_lists_valid_ones(tmp_path):
     assert e.value.exit_code == EXIT_USAGE
     assert "unknown key 'confidence'" in msg and str(tmp_path) in msg
     assert "confidence_threshold" in msg and "nms_threshold" in msg and "outputs" in msg
-    with pytest.raises(ConfigError, match=r"unknown key 'outputs.mqtt' .*json, video, http"):
+    with pytest.raises(ConfigError, match=r"unknown key 'outputs.mqtt' .*"
+                                          r"json, json_max_size, json_keep, video, http"):
         load_config(write(tmp_path, "outputs:\n  mqtt: broker:1883\n"))
 
 
@@ -93,7 +94,8 @@ def test_merge_precedence():
     assert merged["confidence_threshold"] == 0.7  # from the file
     assert merged["threads"] == 4  # the flag wins
     assert merged["source"] == "clip.mp4" and merged["camera"] is None  # source replaced
-    assert merged["outputs"] == {"json": "x.jsonl", "video": None, "http": "8080"}
+    assert merged["outputs"] == {"json": "x.jsonl", "json_max_size": None, "json_keep": 3,
+                                 "video": None, "http": "8080"}
     assert merged["nms_threshold"] == DEFAULTS["nms_threshold"]
     assert DEFAULTS["outputs"]["json"] is None  # merge copies, never mutates the defaults
 

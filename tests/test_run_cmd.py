@@ -176,6 +176,20 @@ def test_config_file_with_flag_overrides(tiny, clip, tmp_path, capsys):
     assert len(lines(tmp_path / "flag.jsonl")) == 5
 
 
+def test_json_output_rotates_by_size(tiny, clip, tmp_path, capsys):
+    out = tmp_path / "det.jsonl"
+    rc, _, err = run_main(capsys, "-m", tiny, "--source", clip, "--max-frames", "12",
+                          "--status-interval", "0", "--json", out, "--json-max-size", "1K",
+                          "--json-keep", "1")
+    assert rc == 0, err
+    rotated = tmp_path / "det.jsonl.1"
+    for f in (rotated, out):  # within the limit, unless one line alone is longer
+        assert f.stat().st_size <= 1024 or len(lines(f)) == 1
+    frames = [r["frame"] for f in (rotated, out) for r in lines(f)]
+    assert frames == list(range(12 - len(frames), 12))  # the newest, in order
+    assert not (tmp_path / "det.jsonl.2").exists()
+
+
 def test_default_output_is_json_on_stdout(tiny, clip, capsys):
     rc, out, err = run_main(capsys, "-m", tiny, "--source", clip, "--max-frames", "4")
     assert rc == 0, err

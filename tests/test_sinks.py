@@ -41,6 +41,52 @@ def test_json_lines_file_appends_one_line_per_frame(tmp_path):
     assert [r["frame"] for r in lines] == [0, 1, 2, 3] and lines[3]["faces"] == []
 
 
+def read_frames(path):
+    return [json.loads(line)["frame"] for line in path.read_text().splitlines()]
+
+
+def test_json_lines_file_rotates_by_size_and_keeps_the_newest(tmp_path):
+    out = tmp_path / "out.jsonl"
+    line_len = len(json.dumps(make_result(0).to_record(), separators=(",", ":"))) + 1
+    sink = JsonLinesSink(out, max_bytes=3 * line_len + 5, keep=2)
+    for i in range(10):
+        sink.write(make_result(i))
+    sink.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl", "out.jsonl.1",
+                                                          "out.jsonl.2"]
+    assert sink.rotations == 3
+    assert all(p.stat().st_size <= 3 * line_len + 5 for p in tmp_path.iterdir())
+    # Oldest to newest, whole lines, no gap: only the first rotated-out file is gone.
+    kept = [f for name in ("out.jsonl.2", "out.jsonl.1", "out.jsonl")
+            for f in read_frames(tmp_path / name)]
+    assert kept == list(range(3, 10))
+
+
+def test_json_lines_line_longer_than_the_limit_is_written_whole(tmp_path):
+    out = tmp_path / "out.jsonl"
+    sink = JsonLinesSink(out, max_bytes=10, keep=1)
+    for i in range(3):
+        sink.write(make_result(i))
+    sink.close()
+    assert read_frames(out) == [2] and read_frames(tmp_path / "out.jsonl.1") == [1]
+
+
+def test_json_lines_file_moved_away_is_reopened(tmp_path, monkeypatch):
+    """logrotate without copytruncate renames the file: the sink notices and starts a new one
+    under the configured name instead of writing into the rotated file forever."""
+    monkeypatch.setattr(JsonLinesSink, "CHECK_MOVED_S", 0.0)
+    out = tmp_path / "out.jsonl"
+    sink = JsonLinesSink(out)
+    sink.write(make_result(0))
+    out.rename(tmp_path / "out.jsonl.2026-11-21")
+    sink.write(make_result(1))
+    out.unlink()
+    sink.write(make_result(2))
+    sink.close()
+    assert read_frames(tmp_path / "out.jsonl.2026-11-21") == [0]
+    assert read_frames(out) == [2]  # frame 1 went to the deleted file, as logrotate asked
+
+
 def test_json_lines_to_a_stream_and_stdout(capsys):
     buf = io.StringIO()
     JsonLinesSink(buf).write(make_result())
