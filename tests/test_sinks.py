@@ -115,6 +115,76 @@ def test_json_unwritable_path(tmp_path):
         JsonLinesSink(tmp_path / "f" / "out.jsonl")
 
 
+def test_video_sink_encodes_off_the_loop_and_keeps_every_frame(tmp_path, monkeypatch):
+    """write() hands the frame over and returns while the encoder works; a slow encoder
+    holds write() back (no frame lost) once queue_size frames wait; flush() waits for all."""
+    import cv2
+
+    gate = threading.Event()
+    written = []
+
+    class SlowWriter:
+        def __init__(self, *args):
+            pass
+
+        def isOpened(self):
+            return True
+
+        def write(self, image):
+            gate.wait(5)
+            written.append(image)
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoWriter", SlowWriter)
+    sink = VideoSink(tmp_path / "out.mp4", fps=10, queue_size=2)
+    for i in range(3):  # one being encoded, two queued: none of these waits
+        sink.write(make_result(i))
+    blocked = threading.Thread(target=sink.write, args=(make_result(3),))
+    blocked.start()
+    blocked.join(0.2)
+    assert blocked.is_alive() and not written  # the fourth waits for the encoder
+    gate.set()
+    blocked.join(5)
+    sink.flush()
+    assert len(written) == 4 and sink.frames == 4
+    sink.close()
+
+
+def test_video_sink_encoder_failure_surfaces_once(tmp_path, monkeypatch):
+    import cv2
+
+    class BrokenWriter:
+        def __init__(self, *args):
+            pass
+
+        def isOpened(self):
+            return True
+
+        def write(self, image):
+            raise cv2.error("disk full")
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(cv2, "VideoWriter", BrokenWriter)
+    sink = VideoSink(tmp_path / "out.mp4")
+    sink.write(make_result(0))
+    with pytest.raises(EdgefaceError, match="cannot write video .*disk full"):
+        sink.flush()
+    sink.write(make_result(1))  # dropped, not blocked, not raised twice
+    sink.close()
+    assert sink.frames == 0
+
+
+def test_video_sink_bad_codec_fails_on_the_first_frame(tmp_path):
+    sink = VideoSink(tmp_path / "out.mp4", fourcc="ZZZZ")
+    with pytest.raises(EdgefaceError, match="cannot write video .* codec ZZZZ"):
+        sink.write(make_result(0))
+    sink.close()
+
+
 @pytest.mark.parametrize("name", ["out.mp4", "out.avi"])
 def test_video_sink_writes_annotated_frames(tmp_path, name):
     frames = synthetic_frames(5)
