@@ -12,6 +12,11 @@ different configurations are interleaved, ``--repeats`` times; medians are repor
 
     python benchmarks/runtime_memory.py          # -> benchmarks/results/runtime_memory.json
 
+    python benchmarks/runtime_memory.py --arena on --with-video \
+        --out benchmarks/results/runtime_memory_video.json     # with the annotated video
+    python benchmarks/runtime_memory.py --arena on --duration 600 \
+        --out benchmarks/results/runtime_memory_soak.json      # 10 minutes: growth
+
 Acceptance (printed): peak RSS < 200 MB for FP32 and INT8. The arena comparison (peak and
 steady RSS, p50 latency, FPS) is what the runtime's ``arena`` default is chosen from.
 """
@@ -51,6 +56,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--size", default="1280x720", help="video resolution WxH")
     ap.add_argument("--arena", default="off,on", help="arena settings to compare")
+    ap.add_argument("--with-video", action="store_true",
+                    help="also write the annotated video (--video, deleted after each run)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--strict", action="store_true", help="exit 1 if a peak is >= 200 MB")
     return ap.parse_args(argv)
@@ -77,11 +84,14 @@ def quantize(fp32: Path, out: Path) -> tuple[Path | None, str]:
     return None, ""
 
 
-def run_once(model: Path, video: Path, arena: bool, duration: float, tmp: Path) -> dict:
+def run_once(model: Path, video: Path, arena: bool, duration: float, tmp: Path,
+             with_video: bool = False) -> dict:
     cmd = [sys.executable, "-m", "edgeface.cli", "run", "-m", str(model), "--source", str(video),
            "--loop", "--duration", str(duration), "--json", str(tmp / "out.jsonl"),
            "--http", "127.0.0.1:0", "--status-interval", "0",
            "--arena" if arena else "--no-arena"]
+    if with_video:
+        cmd += ["--video", str(tmp / "annotated.mp4")]
     err_path = tmp / "stderr.txt"
     with open(err_path, "w") as err:
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO)
@@ -102,6 +112,7 @@ def run_once(model: Path, video: Path, arena: bool, duration: float, tmp: Path) 
                 break
             time.sleep(0.25)
     (tmp / "out.jsonl").unlink(missing_ok=True)
+    (tmp / "annotated.mp4").unlink(missing_ok=True)
     text = err_path.read_text()
     rc = proc.returncode
     m = _DONE.search(text)
@@ -143,7 +154,7 @@ def main(argv=None) -> int:
     for rep in range(args.repeats):
         for name, arena in configs:
             key = f"{name}/arena-{'on' if arena else 'off'}"
-            r = run_once(models[name], video, arena, args.duration, tmp)
+            r = run_once(models[name], video, arena, args.duration, tmp, args.with_video)
             runs[key].append(r)
             print(f"[{rep + 1}/{args.repeats}] {key}: peak {r['peak_rss_mb']} MB, steady "
                   f"{r['steady_rss_mb']} MB, growth {r['growth_mb']} MB, {r['fps']} fps, "
@@ -162,6 +173,7 @@ def main(argv=None) -> int:
                     "cpus": os.cpu_count(), "loadavg_at_start": load0,
                     "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
         "video": {"size": f"{w}x{h}", "frames": 150, "loop": True},
+        "sinks": ["json", "http"] + (["video"] if args.with_video else []),
         "duration_s": args.duration, "repeats": args.repeats, "limit_mb": LIMIT_MB,
         "models": {k: Path(v).name for k, v in models.items()}, "int8_made_with": int8_cmd,
         "summary": summary, "runs": runs,
@@ -171,6 +183,7 @@ def main(argv=None) -> int:
     md = [f"# Runtime memory: `edgeface run` peak RSS ({report['date']})", "",
           f"`{report['command'].strip()}` on {platform.machine()} with {os.cpu_count()} CPUs: "
           f"a looping {w}x{h} mp4v video, JSON lines to a file, HTTP server up, "
+          + ("annotated mp4v video written, " if args.with_video else "") +
           f"{args.duration:g} s per run, medians of {args.repeats} run(s); models "
           + ", ".join(f"{k}: {Path(v).name}" for k, v in models.items()) + ".", "",
           "| model / ONNX Runtime arena | peak RSS MB | steady RSS MB | growth MB | FPS | "
