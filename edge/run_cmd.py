@@ -164,7 +164,10 @@ def execute(opts: dict[str, Any]) -> None:
                       status_interval=opts["status_interval"], notifier=notifier,
                       metrics=metrics, status_stream=sys.stderr)
     w, h = backend.info.input_size
-    outs = ", ".join(f"{k} {v if v != '-' else 'stdout'}" for k, v in outputs.items() if v)
+    outs = ", ".join(f"{k} {outputs[k] if outputs[k] != '-' else 'stdout'}"
+                     for k in DESTINATION_KEYS if outputs.get(k))
+    if outputs.get("json") not in (None, "-") and outputs.get("json_max_size"):
+        outs += f" (json rotated at {outputs['json_max_size']}, {outputs['json_keep']} kept)"
     click.echo(f"edgeface: {Path(opts['model']).name} ({backend.info.arch}, {w}x{h}, "
                f"{'/'.join(p.replace('ExecutionProvider', '') for p in backend.providers)}, "
                f"{backend.threads} threads) on {source.name} "

@@ -188,6 +188,7 @@ def test_json_output_rotates_by_size(tiny, clip, tmp_path, capsys):
     frames = [r["frame"] for f in (rotated, out) for r in lines(f)]
     assert frames == list(range(12 - len(frames), 12))  # the newest, in order
     assert not (tmp_path / "det.jsonl.2").exists()
+    assert f"json {out} (json rotated at 1K, 1 kept)" in err  # the startup line says so
 
 
 def test_default_output_is_json_on_stdout(tiny, clip, capsys):
