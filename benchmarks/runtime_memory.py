@@ -16,6 +16,9 @@ different configurations are interleaved, ``--repeats`` times; medians are repor
         --out benchmarks/results/runtime_memory_video.json     # with the annotated video
     python benchmarks/runtime_memory.py --arena on --duration 600 \
         --out benchmarks/results/runtime_memory_soak.json      # 10 minutes: growth
+    git clone . ../fresh && cd ../fresh && make setup && .venv/bin/python \
+        benchmarks/runtime_memory.py --arena on \
+        --out benchmarks/results/runtime_memory_fresh_install.json   # libraries just written
 
 Acceptance (printed): peak RSS < 200 MB for FP32 and INT8. The arena comparison (peak and
 steady RSS, p50 latency, FPS) is what the runtime's ``arena`` default is chosen from.
