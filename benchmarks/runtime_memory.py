@@ -19,6 +19,8 @@ different configurations are interleaved, ``--repeats`` times; medians are repor
     git clone . ../fresh && cd ../fresh && make setup && .venv/bin/python \
         benchmarks/runtime_memory.py --arena on \
         --out benchmarks/results/runtime_memory_fresh_install.json   # libraries just written
+    ... --arena on --cold-libraries \
+        --out benchmarks/results/runtime_memory_fresh_install_cold.json  # as after a reboot
 
 Acceptance (printed): peak RSS < 200 MB for FP32 and INT8. The arena comparison (peak and
 steady RSS, p50 latency, FPS) is what the runtime's ``arena`` default is chosen from.
@@ -59,6 +61,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--size", default="1280x720", help="video resolution WxH")
     ap.add_argument("--arena", default="off,on", help="arena settings to compare")
+    ap.add_argument("--cold-libraries", action="store_true",
+                    help="before each run, drop this environment's shared libraries from the "
+                         "page cache (as after a reboot, when a service starts)")
     ap.add_argument("--with-video", action="store_true",
                     help="also write the annotated video (--video, deleted after each run)")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -85,6 +90,29 @@ def quantize(fp32: Path, out: Path) -> tuple[Path | None, str]:
             return out, shown
         print(f"INT8: `{shown}` failed: {r.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
     return None, ""
+
+
+def evict_libraries() -> int:
+    """Drop the shared libraries of this Python environment from the page cache, so that the
+    next process reads them from disk, as a service started at boot does. How many pages of
+    them a process maps (its file-backed RSS) depends on how they entered the cache: files
+    pip has just written read ~50 MB higher on this machine than files read from disk."""
+    import glob
+    import sysconfig
+
+    n = 0
+    for root in {sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]}:
+        for f in glob.glob(os.path.join(root, "**", "*.so*"), recursive=True):
+            try:
+                fd = os.open(f, os.O_RDONLY)
+            except OSError:
+                continue
+            try:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                n += 1
+            finally:
+                os.close(fd)
+    return n
 
 
 def run_once(model: Path, video: Path, arena: bool, duration: float, tmp: Path,
@@ -167,6 +195,8 @@ def main(argv=None) -> int:
     for rep in range(args.repeats):
         for name, arena in configs:
             key = f"{name}/arena-{'on' if arena else 'off'}"
+            if args.cold_libraries:
+                evict_libraries()
             r = run_once(models[name], video, arena, args.duration, tmp, args.with_video)
             runs[key].append(r)
             print(f"[{rep + 1}/{args.repeats}] {key}: peak {r['peak_rss_mb']} MB, steady "
@@ -187,6 +217,7 @@ def main(argv=None) -> int:
                     "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
         "video": {"size": f"{w}x{h}", "frames": 150, "loop": True},
         "sinks": ["json", "http"] + (["video"] if args.with_video else []),
+        "cold_libraries": args.cold_libraries,
         "duration_s": args.duration, "repeats": args.repeats, "limit_mb": LIMIT_MB,
         "models": {k: Path(v).name for k, v in models.items()}, "int8_made_with": int8_cmd,
         "summary": summary, "runs": runs,
@@ -196,7 +227,9 @@ def main(argv=None) -> int:
     md = [f"# Runtime memory: `edgeface run` peak RSS ({report['date']})", "",
           f"`{report['command'].strip()}` on {platform.machine()} with {os.cpu_count()} CPUs: "
           f"a looping {w}x{h} mp4v video, JSON lines to a file, HTTP server up, "
-          + ("annotated mp4v video written, " if args.with_video else "") +
+          + ("annotated mp4v video written, " if args.with_video else "")
+          + ("libraries dropped from the page cache before each run, " if args.cold_libraries
+             else "") +
           f"{args.duration:g} s per run, medians of {args.repeats} run(s); models "
           + ", ".join(f"{k}: {Path(v).name}" for k, v in models.items()) + ".", "",
           "| model / ONNX Runtime arena | peak RSS MB | steady RSS MB | growth MB | peak anon MB "
