@@ -36,11 +36,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from _shared import REPO
+from _shared import V1_WEIGHTS as DEFAULT_WEIGHTS
+from _shared import WIDERFACE_416 as WIDERFACE
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("EDGEFACE_SHARED", REPO.parent / "shared"))
-DEFAULT_WEIGHTS = SHARED / "models" / "featherface" / "featherface_v1_mobilenet0.25_Final.pth"
-WIDERFACE = SHARED / "datasets" / "widerface-val-416"
 OUT_DIR = REPO / "benchmarks" / "results"
 KIND = "edgeface-int8"
 SCHEMA_VERSION = 1

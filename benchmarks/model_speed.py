@@ -34,10 +34,9 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
+from _shared import IMAGES_416, REPO, SHARED
+from _shared import V1_WEIGHTS as DEFAULT_WEIGHTS
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("EDGEFACE_SHARED", REPO.parent / "shared"))
-DEFAULT_WEIGHTS = SHARED / "models" / "featherface" / "featherface_v1_mobilenet0.25_Final.pth"
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "model_speed.json"
 KIND = "edgeface-model-speed"
 SCHEMA_VERSION = 1
@@ -92,7 +91,7 @@ def input_blob(image: Path | None) -> tuple[np.ndarray, str]:
     from edgeface.preprocess import preprocess
 
     if image is None:
-        found = list(expand_inputs([SHARED / "datasets" / "widerface-val-416" / "images"]))
+        found = list(expand_inputs([IMAGES_416]))
         if not found:
             sys.exit(f"no image given and none found under {SHARED}; pass --image")
         image = found[0]

@@ -35,10 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("EDGEFACE_SHARED", REPO.parent / "shared"))
-WEIGHTS = SHARED / "models" / "featherface" / "featherface_v1_mobilenet0.25_Final.pth"
-IMAGES = SHARED / "datasets" / "widerface-val-416" / "images"
+from _shared import REPO, export_v1, make_video
+
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "pipeline_overhead.json"
 TARGET = 0.90
 
@@ -58,11 +56,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--strict", action="store_true", help="exit 1 if the target is missed")
     return ap.parse_args(argv)
 
-
-def make_video(path: Path, size: tuple[int, int], n: int) -> Path:
-    from _media import make_video as make
-
-    return make(path, size, n, IMAGES)
 
 def model_only(backend, blob, n: int) -> tuple[float, float]:
     """(frames per wall second, process CPU seconds per frame) of back-to-back inference."""
@@ -102,13 +95,8 @@ def main(argv=None) -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="edgeface-overhead-"))
     model = args.model
-    if model is None:  # in a child, so that torch never enters the measured process
-        import subprocess
-
-        model = tmp / "v1.onnx"
-        subprocess.run([sys.executable, "-m", "edgeface.cli", "export", "--arch", "v1",
-                        "--weights", str(WEIGHTS), "-o", str(model)], check=True, cwd=REPO,
-                       stdout=subprocess.DEVNULL)
+    if model is None:
+        model = export_v1(tmp / "v1.onnx")
     backend = OnnxRuntimeBackend(model, threads=args.threads)
     detector = Detector(backend)
     results = []

@@ -41,10 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("EDGEFACE_SHARED", REPO.parent / "shared"))
-WEIGHTS = SHARED / "models" / "featherface" / "featherface_v1_mobilenet0.25_Final.pth"
-IMAGES = SHARED / "datasets" / "widerface-val-416" / "images"
+from _shared import REPO, WIDERFACE_416, export_v1, make_video
+
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "runtime_memory.json"
 LIMIT_MB = 200.0
 _DONE = re.compile(r"done: (\d+) frames in ([\d.]+) s \(([\d.]+) fps\), (\d+) faces, latency "
@@ -71,17 +69,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def make_video(path: Path, size: tuple[int, int], n: int = 150) -> Path:
-    from _media import make_video as make
-
-    return make(path, size, n, IMAGES)
-
 def quantize(fp32: Path, out: Path) -> tuple[Path | None, str]:
     """INT8 through the project's own command (static QDQ, calibrated on the calib split;
     the accuracy guard is skipped: this measures memory, not AP). If the default calibration
     method fails, min-max calibration is tried (same graph, same memory footprint)."""
     base = [sys.executable, "-m", "edgeface.cli", "quantize", "--int8", "-m", str(fp32),
-            "--calib", str(IMAGES.parent), "--no-eval", "--bench-runs", "0", "-o", str(out),
+            "--calib", str(WIDERFACE_416), "--no-eval", "--bench-runs", "0", "-o", str(out),
             "--force"]
     for extra in ([], ["--method", "minmax"]):
         r = subprocess.run(base + extra, capture_output=True, text=True, cwd=REPO)
@@ -179,11 +172,8 @@ def main(argv=None) -> int:
     load0 = [round(x, 2) for x in os.getloadavg()]
     tmp = Path(tempfile.mkdtemp(prefix="edgeface-memory-"))
     fp32 = args.fp32
-    if fp32 is None:  # in a child: this process stays small and torch-free
-        fp32 = tmp / "featherface_v1.onnx"
-        subprocess.run([sys.executable, "-m", "edgeface.cli", "export", "--arch", "v1",
-                        "--weights", str(WEIGHTS), "-o", str(fp32)], check=True, cwd=REPO,
-                       stdout=subprocess.DEVNULL)
+    if fp32 is None:
+        fp32 = export_v1(tmp / "featherface_v1.onnx")
     int8, int8_cmd = (args.int8, "given") if args.int8 else \
         quantize(fp32, tmp / "featherface_v1_int8.onnx")
     models = {"fp32": fp32, **({"int8": int8} if int8 else {})}
