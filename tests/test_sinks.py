@@ -115,6 +115,25 @@ def test_json_unwritable_path(tmp_path):
         JsonLinesSink(tmp_path / "f" / "out.jsonl")
 
 
+def fake_video_writer(write):
+    """A cv2.VideoWriter stand-in that opens and hands every frame to ``write``."""
+
+    class FakeWriter:
+        def __init__(self, *args):
+            pass
+
+        def isOpened(self):
+            return True
+
+        def write(self, image):
+            write(image)
+
+        def release(self):
+            pass
+
+    return FakeWriter
+
+
 def test_video_sink_encodes_off_the_loop_and_keeps_every_frame(tmp_path, monkeypatch):
     """write() hands the frame over and returns while the encoder works; a slow encoder
     holds write() back (no frame lost) once queue_size frames wait; flush() waits for all."""
@@ -123,21 +142,11 @@ def test_video_sink_encodes_off_the_loop_and_keeps_every_frame(tmp_path, monkeyp
     gate = threading.Event()
     written = []
 
-    class SlowWriter:
-        def __init__(self, *args):
-            pass
+    def slow_write(image):
+        gate.wait(5)
+        written.append(image)
 
-        def isOpened(self):
-            return True
-
-        def write(self, image):
-            gate.wait(5)
-            written.append(image)
-
-        def release(self):
-            pass
-
-    monkeypatch.setattr(cv2, "VideoWriter", SlowWriter)
+    monkeypatch.setattr(cv2, "VideoWriter", fake_video_writer(slow_write))
     sink = VideoSink(tmp_path / "out.mp4", fps=10, queue_size=2)
     for i in range(3):  # one being encoded, two queued: none of these waits
         sink.write(make_result(i))
@@ -155,20 +164,10 @@ def test_video_sink_encodes_off_the_loop_and_keeps_every_frame(tmp_path, monkeyp
 def test_video_sink_encoder_failure_surfaces_once(tmp_path, monkeypatch):
     import cv2
 
-    class BrokenWriter:
-        def __init__(self, *args):
-            pass
+    def broken_write(image):
+        raise cv2.error("disk full")
 
-        def isOpened(self):
-            return True
-
-        def write(self, image):
-            raise cv2.error("disk full")
-
-        def release(self):
-            pass
-
-    monkeypatch.setattr(cv2, "VideoWriter", BrokenWriter)
+    monkeypatch.setattr(cv2, "VideoWriter", fake_video_writer(broken_write))
     sink = VideoSink(tmp_path / "out.mp4")
     sink.write(make_result(0))
     with pytest.raises(EdgefaceError, match="cannot write video .*disk full"):
