@@ -125,6 +125,7 @@ def execute(opts: dict[str, Any]) -> None:
     outputs = dict(opts["outputs"])
     if not any(outputs.get(k) for k in DESTINATION_KEYS):
         outputs["json"] = "-"
+    json_max_bytes = parse_size(outputs["json_max_size"]) if outputs.get("json_max_size") else None
 
     providers = [opts["provider"]]
     if opts["provider"] == "tensorrt" and "CUDAExecutionProvider" in available_providers():
@@ -143,9 +144,8 @@ def execute(opts: dict[str, Any]) -> None:
     server = None
     try:
         if outputs.get("json"):
-            max_size = outputs.get("json_max_size")
             sinks.append(JsonLinesSink(outputs["json"], keep=outputs["json_keep"],
-                                       max_bytes=parse_size(max_size) if max_size else None))
+                                       max_bytes=json_max_bytes))
         if outputs.get("video"):
             sinks.append(VideoSink(outputs["video"], fps=source.fps))
         if outputs.get("http"):
