@@ -38,9 +38,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import onnxruntime
     import torch
-    from edgeface.backends import OnnxRuntimeBackend
+
     from edgeface.calibration.evaluation import evaluate_detector
     from edgeface.calibration.widerface import load_widerface
+    from edgeface.inference.backends import OnnxRuntimeBackend
     from edgeface.models.torch_backend import TorchBackend
     from edgeface.quantize.export import export_model, sha256_file
 

@@ -69,7 +69,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def op_time_shares(path: Path, blob: np.ndarray, runs: int = 30) -> dict[str, float]:
     """Share of kernel time per operator type (%), 1 thread (see edgeface.bench)."""
-    from edgeface.bench import op_time_shares as shares
+    from edgeface.bench.harness import op_time_shares as shares
 
     return shares(path, blob, runs, threads=1, min_percent=1.0)
 
@@ -82,10 +82,11 @@ def sweep(fp32: Path, calib_blobs: list[np.ndarray], eval_ds, fp32_ap: dict, blo
     """Each alternative quantized without exclusions: AP on the eval split, 1-thread latency
     against FP32 in one interleaved run, size."""
     import onnx
-    from edgeface.backends import OnnxRuntimeBackend
-    from edgeface.calibration.evaluation import evaluate_detector
-    from edgeface.quantize import int8 as q
     from tqdm import tqdm
+
+    from edgeface.calibration.evaluation import evaluate_detector
+    from edgeface.inference.backends import OnnxRuntimeBackend
+    from edgeface.quantize import int8 as q
 
     base = q.Int8Config()
     variants = {
@@ -153,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from edgeface.calibration.image_folder import iter_blobs
     from edgeface.calibration.widerface import load_widerface
-    from edgeface.platform_info import describe, fingerprint
     from edgeface.quantize import int8 as q
+    from edgeface.system.platform import describe, fingerprint
 
     threads = sorted({int(t) for t in args.threads.split(",")})
     load_start = [round(x, 2) for x in os.getloadavg()]
@@ -255,7 +256,8 @@ def size_section(fp32: Path, loose: Path, written: Path, blobs: list[np.ndarray]
     difference between the two INT8 files over ``blobs`` (compaction must not change it)."""
     import onnx
     import onnxruntime as ort
-    from edgeface.backends import session_options
+
+    from edgeface.inference.backends import session_options
     from edgeface.quantize import int8 as q
 
     out: dict = {"files": {}}

@@ -87,8 +87,8 @@ def export_variants(weights: Path, out_dir: Path) -> dict[str, dict]:
 
 
 def input_blob(image: Path | None) -> tuple[np.ndarray, str]:
-    from edgeface.images import expand_inputs, read_image
-    from edgeface.preprocess import preprocess
+    from edgeface.inference.preprocess import preprocess
+    from edgeface.media.images import expand_inputs, read_image
 
     if image is None:
         found = list(expand_inputs([IMAGES_416]))
@@ -100,7 +100,7 @@ def input_blob(image: Path | None) -> tuple[np.ndarray, str]:
 
 
 def ort_runner(session, blob: np.ndarray, input_name: str):
-    from edgeface.bench import session_runner
+    from edgeface.bench.harness import session_runner
 
     return session_runner(session, {input_name: blob})
 
@@ -126,7 +126,7 @@ def torch_runner(model, blob: np.ndarray, threads: int):
 
 def op_time_shares(path: Path, blob: np.ndarray, runs: int = 30) -> dict[str, float]:
     """Share of kernel time per operator type (%), 1 thread (see edgeface.bench)."""
-    from edgeface.bench import op_time_shares as shares
+    from edgeface.bench.harness import op_time_shares as shares
 
     return shares(path, blob, runs, threads=1, min_percent=0.5)
 
@@ -140,10 +140,11 @@ def stats(samples: np.ndarray) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import onnxruntime as ort
-    from edgeface.backends import session_options
-    from edgeface.bench import paired_ratio, round_robin
-    from edgeface.peers import retinaface_session
-    from edgeface.platform_info import describe, fingerprint
+
+    from edgeface.bench.harness import paired_ratio, round_robin
+    from edgeface.bench.peers import retinaface_session
+    from edgeface.inference.backends import session_options
+    from edgeface.system.platform import describe, fingerprint
 
     threads = sorted({int(t) for t in args.threads.split(",")})
     load_start = os.getloadavg()[0]
@@ -159,6 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     torch_model = None
     if not args.no_torch:
         import torch
+
         from edgeface.models import load_checkpoint
 
         torch_model, _ = load_checkpoint(args.weights, "v1")

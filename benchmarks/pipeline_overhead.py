@@ -69,9 +69,9 @@ def end_to_end(detector, video: Path, out: Path) -> tuple[float, float, int, dic
     """The runtime on the whole video: (fps, CPU s per frame, frames, stage p50 ms).
 
     Timed from opening the source (its capture thread starts decoding then) to the end."""
-    from edgeface.runtime import Runtime
-    from edgeface.sinks import JsonLinesSink
-    from edgeface.sources import open_source
+    from edgeface.runtime.loop import Runtime
+    from edgeface.runtime.sinks import JsonLinesSink
+    from edgeface.runtime.sources import open_source
 
     c0, t0 = time.process_time(), time.perf_counter()
     rt = Runtime(open_source(video), detector, [JsonLinesSink(out)], status_interval=0)
@@ -86,10 +86,11 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     load0 = [round(x, 2) for x in os.getloadavg()]
     import cv2
-    from edgeface.backends import OnnxRuntimeBackend
-    from edgeface.detector import Detector
-    from edgeface.preprocess import preprocess
-    from edgeface.runtime import limit_opencv_threads
+
+    from edgeface.inference.backends import OnnxRuntimeBackend
+    from edgeface.inference.detector import Detector
+    from edgeface.inference.preprocess import preprocess
+    from edgeface.runtime.loop import limit_opencv_threads
 
     limit_opencv_threads()  # as `edgeface run` does
 

@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Mapping, Protocol, Sequence
 import numpy as np
 
 if TYPE_CHECKING:
-    from ..backends import InferenceBackend
-    from ..detector import Detector
-    from ..postprocess import PostprocessConfig
-    from .widerface import WiderFaceDataset
+    from edgeface.calibration.widerface import WiderFaceDataset
+    from edgeface.inference.backends import InferenceBackend
+    from edgeface.inference.detector import Detector
+    from edgeface.inference.postprocess import PostprocessConfig
 
 SETTINGS = ("easy", "medium", "hard")
 IOU_THRESHOLD = 0.5
@@ -255,8 +255,8 @@ def evaluate_detector(
     """
     from tqdm import tqdm
 
-    from ..detector import Detector
-    from ..postprocess import EVAL_SETTINGS
+    from edgeface.inference.detector import Detector
+    from edgeface.inference.postprocess import EVAL_SETTINGS
 
     config = config or EVAL_SETTINGS
     if isinstance(model, (str, os.PathLike)):

@@ -13,10 +13,10 @@ from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..images import IMAGE_EXTENSIONS, ImageReadError, read_image
-from ..model_info import DEFAULT_MEAN_BGR
-from ..preprocess import preprocess
+from edgeface.errors import ConfigError
+from edgeface.inference.model_info import DEFAULT_MEAN_BGR
+from edgeface.inference.preprocess import preprocess
+from edgeface.media.images import IMAGE_EXTENSIONS, ImageReadError, read_image
 
 
 class DatasetError(ConfigError):

@@ -8,7 +8,7 @@ from typing import Mapping
 
 import numpy as np
 
-from ..errors import require
+from edgeface.errors import require
 
 
 def plot_pr(curves: Mapping[str, tuple[np.ndarray, float]], title: str,

@@ -20,9 +20,9 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
-from ..errors import require
-from ..images import IMAGE_EXTENSIONS
-from .image_folder import DatasetError, Entry, ImageReader, read_list, warn
+from edgeface.calibration.image_folder import DatasetError, Entry, ImageReader, read_list, warn
+from edgeface.errors import require
+from edgeface.media.images import IMAGE_EXTENSIONS
 
 SETTINGS = ("easy", "medium", "hard")
 GT_TXT = "wider_face_val_bbx_gt.txt"

@@ -5,7 +5,7 @@
 >>> loc, cls_logits, landm = model(x)  # x: [B, 3, H, W] BGR minus (104, 117, 123)
 """
 
-from .checkpoint import (
+from edgeface.models.checkpoint import (
     CheckpointError,
     CheckpointInfo,
     CheckpointMismatchError,
@@ -13,7 +13,7 @@ from .checkpoint import (
     identify_checkpoint,
     load_checkpoint,
 )
-from .dcn import (
+from edgeface.models.dcn import (
     DCN_MODES,
     ModulatedDeformConv2d,
     dcn_mode,
@@ -21,7 +21,7 @@ from .dcn import (
     deform_conv2d_gridsample,
     get_dcn_mode,
 )
-from .featherface import (
+from edgeface.models.featherface import (
     ANCHOR_MIN_SIZES,
     ARCHITECTURES,
     NUM_ANCHORS,

@@ -12,7 +12,7 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .blocks import (
+from edgeface.models.blocks import (
     CBAM,
     ECACBAM,
     SSH,

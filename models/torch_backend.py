@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from ..model_info import ModelInfo
+from edgeface.inference.model_info import ModelInfo
 
 
 class TorchBackend:
@@ -23,8 +23,8 @@ class TorchBackend:
     ):
         import torch
 
-        from ..errors import ModelError
-        from . import CheckpointError, CheckpointMismatchError, load_checkpoint
+        from edgeface.errors import ModelError
+        from edgeface.models import CheckpointError, CheckpointMismatchError, load_checkpoint
 
         if threads:
             torch.set_num_threads(threads)

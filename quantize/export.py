@@ -20,9 +20,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .. import __version__
-from ..errors import EdgefaceError, ModelError, require
-from ..model_info import INPUT_NAME, OUTPUT_NAMES, ModelInfo
+from edgeface import __version__
+from edgeface.errors import EdgefaceError, ModelError, require
+from edgeface.inference.model_info import INPUT_NAME, OUTPUT_NAMES, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def default_verify_images(limit: int = 3) -> list[Path]:
     roots.append(Path(__file__).resolve().parents[2] / "shared")
     for root in roots:
         candidates.append(root / "datasets" / "widerface-val-native" / "images")
-    from ..images import expand_inputs
+    from edgeface.media.images import expand_inputs
 
     for c in candidates:
         if c.is_dir():
@@ -160,8 +160,8 @@ def export_model(
     import onnx
     import torch
 
-    from ..models import load_checkpoint
-    from ..models.dcn import dcn_mode
+    from edgeface.models import load_checkpoint
+    from edgeface.models.dcn import dcn_mode
 
     t0 = time.perf_counter()
     if dcn not in DCN_VARIANTS:
@@ -230,7 +230,7 @@ def export_model(
 
 
 def _load(weights: Path, arch: str | None, load_checkpoint):
-    from ..models import CheckpointError, CheckpointMismatchError
+    from edgeface.models import CheckpointError, CheckpointMismatchError
 
     try:
         model, info = load_checkpoint(weights, arch)
@@ -263,7 +263,7 @@ def prepare_for_export(model, merge_offsets: bool = True):
 
     import torch
 
-    from ..models.dcn import FusedOffsetDeformConv2d, ModulatedDeformConv2d
+    from edgeface.models.dcn import FusedOffsetDeformConv2d, ModulatedDeformConv2d
 
     model = copy.deepcopy(model).eval()
     for seq in model.modules():
@@ -315,9 +315,9 @@ def verify_export(
     import onnxruntime as ort
     import torch
 
-    from ..backends import session_options
-    from ..images import read_image
-    from ..preprocess import preprocess
+    from edgeface.inference.backends import session_options
+    from edgeface.inference.preprocess import preprocess
+    from edgeface.media.images import read_image
 
     sess = ort.InferenceSession(str(onnx_path), sess_options=session_options(),
                                 providers=["CPUExecutionProvider"])

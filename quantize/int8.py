@@ -35,10 +35,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from .. import __version__
-from ..errors import EXIT_FAILURE, ConfigError, EdgefaceError, ModelError, require
-from ..images import IMAGE_EXTENSIONS
-from ..model_info import INPUT_NAME, META_PREFIX, ModelInfo
+from edgeface import __version__
+from edgeface.errors import EXIT_FAILURE, ConfigError, EdgefaceError, ModelError, require
+from edgeface.inference.model_info import INPUT_NAME, META_PREFIX, ModelInfo
+from edgeface.media.images import IMAGE_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +170,8 @@ def open_image_set(root: str | os.PathLike, split: str | None = None,
     when it exists, else every image under ``root`` (or ``root/images``). Keys are paths
     relative to the image folder.
     """
-    from ..calibration.image_folder import DatasetError, ImageFolder
-    from ..calibration.widerface import resolve_split
+    from edgeface.calibration.image_folder import DatasetError, ImageFolder
+    from edgeface.calibration.widerface import resolve_split
 
     root = Path(root)
     if not root.is_dir():
@@ -219,7 +219,7 @@ class CalibrationSet:
 
     def __init__(self, reader: Any, size: tuple[int, int], mean: Sequence[float],
                  num_images: int | None = None):
-        from ..calibration.image_folder import ImageReader
+        from edgeface.calibration.image_folder import ImageReader
 
         idx = select_evenly(len(reader.entries), num_images)
         self.reader = ImageReader([reader.entries[i] for i in idx], on_skip=lambda m: None)
@@ -238,7 +238,7 @@ class CalibrationSet:
         return len(self.reader)
 
     def blobs(self) -> Iterator[np.ndarray]:
-        from ..calibration.image_folder import iter_blobs
+        from edgeface.calibration.image_folder import iter_blobs
 
         yield from iter_blobs(self.reader, self.size, self.mean)
 
@@ -798,8 +798,8 @@ def measure_latency(models: Mapping[str, str | os.PathLike], blob: np.ndarray, t
     """Median inference latency of each model, measured round-robin in chunks (the order
     rotating each round) in one process, with the runtime's session options
     (``edgeface.backends.OnnxRuntimeBackend``). Ratios are to the first model."""
-    from ..backends import OnnxRuntimeBackend
-    from ..bench import paired_ratio, round_robin, session_runner
+    from edgeface.bench.harness import paired_ratio, round_robin, session_runner
+    from edgeface.inference.backends import OnnxRuntimeBackend
 
     def runner(backend):
         return session_runner(backend.session, {INPUT_NAME: blob})
@@ -935,8 +935,8 @@ def quantize_int8(
     """
     import onnxruntime as ort
 
-    from ..backends import OnnxRuntimeBackend, default_threads
-    from .export import sha256_file
+    from edgeface.inference.backends import OnnxRuntimeBackend, default_threads
+    from edgeface.quantize.export import sha256_file
 
     t0 = time.perf_counter()
     say = log_fn or (lambda m: None)
@@ -995,7 +995,7 @@ def quantize_int8(
             raise ConfigError(f"none of the {len(calib_set)} calibration images could be read"
                               + (f" (first: {first})" if first else ""))
         if calib_set.skipped:
-            from ..calibration.image_folder import warn
+            from edgeface.calibration.image_folder import warn
 
             warn(f"skipped {len(calib_set.skipped)} unreadable calibration images (first: "
                  f"{calib_set.skipped[0][1]})")
@@ -1089,7 +1089,7 @@ class _Guard:
     """Scores models on the evaluation split against FP32 and records every trial."""
 
     def __init__(self, fp32_backend, dataset, max_ap_drop: float, threads: int, progress):
-        from ..calibration.evaluation import evaluate_detector
+        from edgeface.calibration.evaluation import evaluate_detector
 
         self.dataset, self.max_ap_drop = dataset, max_ap_drop
         self.threads, self.progress = threads, progress
@@ -1099,8 +1099,8 @@ class _Guard:
         self.trials: list[dict[str, Any]] = []
 
     def evaluate(self, path: Path, blocks: Sequence[str] = ()) -> GuardResult:
-        from ..backends import OnnxRuntimeBackend
-        from ..calibration.evaluation import evaluate_detector
+        from edgeface.calibration.evaluation import evaluate_detector
+        from edgeface.inference.backends import OnnxRuntimeBackend
 
         res = evaluate_detector(OnnxRuntimeBackend(path, threads=self.threads), self.dataset,
                                 progress=self.progress, desc="eval INT8")
@@ -1126,7 +1126,7 @@ def _auto_exclude(guard: _Guard, pre, ranges_path, config, blocks, base_nodes, s
     images, then :func:`search_exclusions` with the guard. Returns (blocks, model) or None."""
     import onnxruntime as ort
 
-    from ..backends import session_options
+    from edgeface.inference.backends import session_options
 
     blobs = sample_blobs[:8]
     ref = [fp32_backend.session.run(None, {INPUT_NAME: b}) for b in blobs]

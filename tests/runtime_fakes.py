@@ -15,13 +15,14 @@ from typing import Optional, Sequence
 
 import cv2
 import numpy as np
-from edgeface.detector import Timing
+
 from edgeface.errors import SourceError
-from edgeface.model_info import ModelInfo
-from edgeface.postprocess import Detections
-from edgeface.priors import prior_boxes
-from edgeface.sinks import FrameResult
-from edgeface.sources import Frame
+from edgeface.inference.detector import Timing
+from edgeface.inference.model_info import ModelInfo
+from edgeface.inference.postprocess import Detections
+from edgeface.inference.priors import prior_boxes
+from edgeface.runtime.sinks import FrameResult
+from edgeface.runtime.sources import Frame
 
 REPO = Path(__file__).resolve().parents[1]
 

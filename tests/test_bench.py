@@ -14,7 +14,8 @@ import time
 
 import numpy as np
 import pytest
-from edgeface.bench import (
+
+from edgeface.bench.harness import (
     RESULT_KIND,
     SCHEMA_VERSION,
     ResultSchemaError,
@@ -28,7 +29,7 @@ from edgeface.bench import (
     summarize,
     validate_result,
 )
-from edgeface.bench_report import BEGIN, END, build_report, load_results, merge, update_readme
+from edgeface.bench.report import BEGIN, END, build_report, load_results, merge, update_readme
 from edgeface.cli import main
 from edgeface.errors import ConfigError, ModelError
 
@@ -315,8 +316,9 @@ needs_peers = pytest.mark.skipif(not (_installed("retinaface") and _installed("y
 def test_retinaface_peer_matches_its_package(native_images):
     """Through edgeface's Detector the peer gives the package's own detections."""
     import cv2
-    from edgeface.peers import make_peer
     from retinaface import detect_faces
+
+    from edgeface.bench.peers import make_peer
 
     img = cv2.resize(cv2.imread(str(native_images[0])), (416, 416))
     det, record = make_peer("retinaface-mnet025", 1, (416, 416))
@@ -334,7 +336,8 @@ def test_retinaface_peer_matches_its_package(native_images):
 def test_yunet_peer_matches_its_package(native_images):
     import cv2
     import yuface
-    from edgeface.peers import make_peer
+
+    from edgeface.bench.peers import make_peer
 
     img = cv2.resize(cv2.imread(str(native_images[0])), (416, 416))
     det, _ = make_peer("yunet", 1, (416, 416))
@@ -410,7 +413,7 @@ def test_ctrl_c_prints_partial_results(tmp_path):
 
 
 def test_duplicate_labels_are_made_unique():
-    from edgeface.bench import _dedupe_labels
+    from edgeface.bench.harness import _dedupe_labels
 
     records = [{"label": "V1", "file": "a.onnx"}, {"label": "V1", "file": "b.onnx"},
                {"label": "Peer"}, {"label": "X", "file": "c.onnx"},

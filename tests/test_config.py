@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from edgeface.config import DEFAULTS, OUTPUT_KEYS, load_config, merge, parse_wxh, validate
-from edgeface.errors import EXIT_USAGE, ConfigError
-from edgeface.memory import parse_size
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "edge" / "templates" / "config.yaml"
+from edgeface.errors import EXIT_USAGE, ConfigError
+from edgeface.runtime.config import DEFAULTS, OUTPUT_KEYS, load_config, merge, parse_wxh, validate
+from edgeface.runtime.memory import parse_size
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "edge" / "service" / "templates" / "config.yaml"
 
 
 def write(tmp_path, text):

@@ -50,7 +50,7 @@ def test_detect_bad_model_is_one_line(tmp_path, native_images, capsys):
 
 def test_help_and_runtime_imports_do_not_load_torch():
     code = ("import sys; from edgeface.cli import main; "
-            "import edgeface.detector, edgeface.detect_cmd; "
+            "import edgeface.inference.detector, edgeface.cli.detect_cmd; "
             "assert main(['--help']) == 0; "
             "assert 'torch' not in sys.modules, 'torch was imported'")
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)

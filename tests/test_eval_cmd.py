@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from edgeface.calibration.evaluation import evaluate_predictions
 from edgeface.calibration.widerface import load_widerface, read_predictions
 from edgeface.cli import main

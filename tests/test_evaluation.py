@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from edgeface.calibration.evaluation import (
     box_iou,
     evaluate_detector,
@@ -13,8 +14,8 @@ from edgeface.calibration.evaluation import (
     normalize_scores,
     voc_ap,
 )
-from edgeface.model_info import ModelInfo
-from edgeface.priors import prior_boxes
+from edgeface.inference.model_info import ModelInfo
+from edgeface.inference.priors import prior_boxes
 
 
 class GT:

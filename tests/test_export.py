@@ -7,11 +7,12 @@ from collections import Counter
 import numpy as np
 import onnx
 import pytest
-from edgeface.backends import OnnxRuntimeBackend
-from edgeface.detector import Detector
+
 from edgeface.errors import ModelError
-from edgeface.images import read_image
-from edgeface.model_info import OUTPUT_NAMES, ModelInfo
+from edgeface.inference.backends import OnnxRuntimeBackend
+from edgeface.inference.detector import Detector
+from edgeface.inference.model_info import OUTPUT_NAMES, ModelInfo
+from edgeface.media.images import read_image
 
 torch = pytest.importorskip("torch")
 

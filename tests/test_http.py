@@ -11,11 +11,12 @@ import urllib.request
 import cv2
 import numpy as np
 import pytest
-from edgeface.errors import ConfigError
-from edgeface.http_server import StatusServer, parse_bind
-from edgeface.metrics import LATENCY_BUCKETS, Metrics
-from edgeface.sinks import LatestSink
 from runtime_fakes import make_result
+
+from edgeface.errors import ConfigError
+from edgeface.runtime.http_server import StatusServer, parse_bind
+from edgeface.runtime.metrics import LATENCY_BUCKETS, Metrics
+from edgeface.runtime.sinks import LatestSink
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from edgeface.models import (
     ANCHOR_MIN_SIZES,
     ARCHITECTURES,

@@ -12,9 +12,10 @@ import time
 import uuid
 
 import pytest
-from edgeface.notify import DEFAULT_WATCHDOG_INTERVAL, Notifier
-from edgeface.runtime import HANG_ENV
 from runtime_fakes import REPO, edgeface_cmd, synthetic_frames, tiny_onnx, write_video
+
+from edgeface.runtime.loop import HANG_ENV
+from edgeface.runtime.notify import DEFAULT_WATCHDOG_INTERVAL, Notifier
 
 
 @pytest.fixture

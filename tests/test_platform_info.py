@@ -9,7 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from edgeface.platform_info import (
+
+from edgeface.system.platform import (
     board_slug,
     describe,
     fingerprint,

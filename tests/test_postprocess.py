@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from edgeface.model_info import ModelInfo
-from edgeface.postprocess import Detections, PostprocessConfig, decode, nms, postprocess
-from edgeface.preprocess import preprocess
-from edgeface.priors import prior_boxes
+
+from edgeface.inference.model_info import ModelInfo
+from edgeface.inference.postprocess import Detections, PostprocessConfig, decode, nms, postprocess
+from edgeface.inference.preprocess import preprocess
+from edgeface.inference.priors import prior_boxes
 
 MIN_SIZES = ((16, 32), (64, 128), (256, 512))
 STEPS = (8, 16, 32)

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
 from edgeface.cli import main
 from edgeface.quantize import int8 as q
 
@@ -44,8 +45,8 @@ def int8_model(v1_onnx, widerface_416, tmp_path_factory) -> tuple[Path, dict]:
 
 @pytest.mark.slow
 def test_int8_model_detects_like_fp32(int8_model, v1_onnx, native_images):
-    from edgeface.detector import Detector
-    from edgeface.images import read_image
+    from edgeface.inference.detector import Detector
+    from edgeface.media.images import read_image
 
     path, _ = int8_model
     fp32 = Detector.from_onnx(v1_onnx, threads=1)
@@ -67,7 +68,8 @@ def test_int8_model_detects_like_fp32(int8_model, v1_onnx, native_images):
 @pytest.mark.slow
 def test_int8_report_and_metadata(int8_model, v1_onnx):
     import onnx
-    from edgeface.model_info import ModelInfo
+
+    from edgeface.inference.model_info import ModelInfo
 
     path, report = int8_model
     assert report["accepted"] is True and report["accuracy"] is None
@@ -105,9 +107,10 @@ def test_compaction_keeps_outputs(int8_model, v1_onnx, widerface_416, native_ima
 
     import onnx
     import onnxruntime as ort
-    from edgeface.images import read_image
-    from edgeface.model_info import OUTPUT_NAMES
-    from edgeface.preprocess import preprocess
+
+    from edgeface.inference.model_info import OUTPUT_NAMES
+    from edgeface.inference.preprocess import preprocess
+    from edgeface.media.images import read_image
 
     plain_path = tmp_path / "plain.onnx"
     calib = q.open_image_set(widerface_416)

@@ -14,7 +14,6 @@ import urllib.request
 import cv2
 import numpy as np
 import pytest
-from edgeface.cli import main
 from runtime_fakes import (
     REPO,
     decode_video,
@@ -24,6 +23,8 @@ from runtime_fakes import (
     tiny_onnx,
     write_video,
 )
+
+from edgeface.cli import main
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +67,7 @@ def run_main(capsys, *args):
 
 
 def test_video_to_json_matches_the_detector(v1_onnx, face_video, tmp_path, capsys):
-    from edgeface.detector import Detector
+    from edgeface.inference.detector import Detector
 
     out = tmp_path / "out.jsonl"
     rc, stdout, err = run_main(capsys, "-m", v1_onnx, "--source", face_video, "--json", out,
@@ -276,7 +277,7 @@ def test_picamera_without_picamera2(tiny, monkeypatch, capsys):
 
 
 def test_csi_flag_takes_an_optional_sensor(tiny, capsys):
-    from edgeface.sources import opencv_has_gstreamer
+    from edgeface.runtime.sources import opencv_has_gstreamer
 
     if opencv_has_gstreamer():
         pytest.skip("OpenCV has GStreamer here; the flag would try a real camera")

@@ -9,12 +9,13 @@ import time
 
 import numpy as np
 import pytest
-from edgeface.detector import Detector
-from edgeface.errors import EXIT_MEMORY, EdgefaceError, MemoryLimitExceeded
-from edgeface.runtime import Runtime
-from edgeface.sinks import JsonLinesSink, LatestSink
-from edgeface.sources import ThreadedSource, open_source
 from runtime_fakes import FakeBackend, FakeReader, decode_video, synthetic_frames, write_video
+
+from edgeface.errors import EXIT_MEMORY, EdgefaceError, MemoryLimitExceeded
+from edgeface.inference.detector import Detector
+from edgeface.runtime.loop import Runtime
+from edgeface.runtime.sinks import JsonLinesSink, LatestSink
+from edgeface.runtime.sources import ThreadedSource, open_source
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +142,8 @@ def test_ready_once_then_watchdog_each_frame():
 
 def test_limit_opencv_threads(monkeypatch):
     import cv2
-    from edgeface.runtime import limit_opencv_threads
+
+    from edgeface.runtime.loop import limit_opencv_threads
 
     saved = cv2.getNumThreads()
     try:

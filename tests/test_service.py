@@ -20,12 +20,13 @@ from pathlib import Path
 
 import pytest
 import yaml
-from edgeface import service as svc
-from edgeface.cli import main
-from edgeface.config import load_config, validate
-from edgeface.errors import EXIT_BAD_MODEL, EXIT_MEMORY, EXIT_SOURCE, EXIT_USAGE
-from edgeface.memory import parse_size
 from runtime_fakes import synthetic_frames, tiny_onnx, write_video
+
+from edgeface.cli import main
+from edgeface.errors import EXIT_BAD_MODEL, EXIT_MEMORY, EXIT_SOURCE, EXIT_USAGE
+from edgeface.runtime.config import load_config, validate
+from edgeface.runtime.memory import parse_size
+from edgeface.service import install as svc
 
 REPO = Path(__file__).resolve().parents[1]
 ANALYZE = shutil.which("systemd-analyze")
@@ -93,10 +94,10 @@ def settings(**kw) -> svc.UnitSettings:
 
 def test_packaged_templates_are_the_systemd_sources():
     for name in svc.UNIT_TEMPLATES:
-        packaged = REPO / "edge" / "templates" / name
+        packaged = REPO / "edge" / "service" / "templates" / name
         assert packaged.read_bytes() == (REPO / "systemd" / name).read_bytes(), (
-            f"edge/templates/{name} differs from systemd/{name}: after editing systemd/, run "
-            f"cp systemd/{name} edge/templates/")
+            f"edge/service/templates/{name} differs from systemd/{name}: after editing "
+            f"systemd/, run cp systemd/{name} edge/service/templates/")
         assert svc.template_text(name) == packaged.read_text()
 
 

@@ -9,9 +9,10 @@ import threading
 
 import numpy as np
 import pytest
-from edgeface.errors import EdgefaceError
-from edgeface.sinks import JsonLinesSink, LatestSink, VideoSink, fourcc_for
 from runtime_fakes import decode_video, make_result, synthetic_frames
+
+from edgeface.errors import EdgefaceError
+from edgeface.runtime.sinks import JsonLinesSink, LatestSink, VideoSink, fourcc_for
 
 
 def test_record_fields():

@@ -10,8 +10,11 @@ import time
 import cv2
 import numpy as np
 import pytest
+from runtime_fakes import FakeReader, decode_video, synthetic_frames, write_video
+
 from edgeface.errors import EXIT_SOURCE, MissingDependency, SourceError
-from edgeface.sources import (
+from edgeface.runtime.capture_priority import BackgroundSwitch, can_leave_idle
+from edgeface.runtime.sources import (
     SourceTimeout,
     ThreadedSource,
     as_bgr,
@@ -21,8 +24,6 @@ from edgeface.sources import (
     opencv_has_gstreamer,
     redact_url,
 )
-from edgeface.thread_priority import BackgroundSwitch, can_leave_idle
-from runtime_fakes import FakeReader, decode_video, synthetic_frames, write_video
 
 
 @pytest.fixture(scope="module")
@@ -250,7 +251,7 @@ def test_background_is_never_entered_without_the_right_to_leave_it(monkeypatch):
     monkeypatch.setattr(os, "SCHED_OTHER", getattr(os, "SCHED_OTHER", 0), raising=False)
     monkeypatch.setattr(os, "sched_setscheduler", refusing, raising=False)
     monkeypatch.setattr(os, "sched_param", lambda p: p, raising=False)
-    import edgeface.thread_priority as tp
+    import edgeface.runtime.capture_priority as tp
 
     monkeypatch.setattr(tp, "_IDLE", os.SCHED_IDLE)
     monkeypatch.setattr(tp, "_OTHER", os.SCHED_OTHER)

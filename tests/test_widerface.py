@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+
 from edgeface.calibration.image_folder import DatasetError, ImageFolder, iter_blobs
 from edgeface.calibration.widerface import (
     load_widerface,
@@ -14,8 +15,8 @@ from edgeface.calibration.widerface import (
     read_predictions,
     write_predictions,
 )
-from edgeface.images import read_image
-from edgeface.preprocess import preprocess
+from edgeface.inference.preprocess import preprocess
+from edgeface.media.images import read_image
 
 # ---------------------------------------------------------------- a tiny synthetic layout
 

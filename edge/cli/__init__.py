@@ -1,0 +1,73 @@
+"""The `edgeface` command line. Sub-commands are imported only when invoked, so that
+`edgeface --help` and the device runtime never pay for (or need) torch."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+import click
+
+from edgeface import __version__
+from edgeface.errors import EdgefaceError
+
+# name -> (module, attribute, one-line help). Help is kept here so `--help` imports nothing.
+_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "detect": ("edgeface.cli.detect_cmd", "detect", "Detect faces in images with an ONNX model."),
+    "run": ("edgeface.cli.run_cmd", "run", "Run the detector on a camera, video or stream."),
+    "export": ("edgeface.cli.export_cmd", "export", "Export a PyTorch checkpoint to ONNX."),
+    "quantize": ("edgeface.cli.quantize_cmd", "quantize", "Quantize an ONNX model to INT8."),
+    "eval": ("edgeface.cli.eval_cmd", "eval_cmd", "Evaluate AP on WIDERFace."),
+    "bench": ("edgeface.cli.bench_cmd", "bench", "Benchmark latency and memory on this platform."),
+    "models": ("edgeface.cli.models_cmd", "models", "List and download known checkpoints."),
+    "service": ("edgeface.cli.service_cmd", "service", "Install and manage the systemd service."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(_COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in _COMMANDS:
+            return None
+        module, attr, _ = _COMMANDS[name]
+        return getattr(importlib.import_module(module), attr)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        # From the table, so that listing commands imports none of them.
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, spec[2]) for name, spec in _COMMANDS.items()])
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="edgeface")
+@click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
+def cli(verbose: int) -> None:
+    """edgeface: FeatherFace face detection on Jetson, Raspberry Pi and laptops."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: one clear line and a defined exit code for every EdgefaceError."""
+    try:
+        rv = cli.main(args=argv, prog_name="edgeface", standalone_mode=False)
+    except EdgefaceError as exc:
+        click.echo(f"edgeface: error: {exc}", err=True)
+        return exc.exit_code
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    # standalone_mode=False hands back ctx.exit(n) codes as the return value.
+    return rv if isinstance(rv, int) else 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

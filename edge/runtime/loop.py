@@ -1,0 +1,290 @@
+"""The processing loop: frames in, faces out, in bounded memory.
+
+source.read -> detector (preprocess -> backend -> postprocess) -> sinks, once per frame, in
+one thread. Capture, decoding and the detector's preprocessing run in the source's own
+thread, overlapping inference; everything else here is O(1) per frame: metrics, an RSS
+check against the memory limit, a rate-limited watchdog ping and a periodic status line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from array import array
+from dataclasses import dataclass, field
+from typing import Optional, Sequence, TextIO
+
+import numpy as np
+
+from edgeface.errors import EdgefaceError
+from edgeface.inference.detector import Detector, Timing
+from edgeface.inference.postprocess import Detections
+from edgeface.runtime.memory import MemoryGuard, parse_size, peak_rss_bytes
+from edgeface.runtime.metrics import STAGES, Metrics
+from edgeface.runtime.notify import Notifier
+from edgeface.runtime.sinks import FrameResult, Sink
+from edgeface.runtime.sources import FrameSource, SourceTimeout
+
+log = logging.getLogger(__name__)
+
+#: TEST ONLY: after this many frames the processing loop blocks forever (but the process
+#: stays alive), so that tests can check that a hung pipeline stops pinging the watchdog.
+HANG_ENV = "EDGEFACE_TEST_HANG_AFTER_FRAMES"
+_KEEP = 4096  # per-stage latencies kept for summaries unless record_latencies=True
+
+
+@dataclass
+class RunStats:
+    """What a run did. Latencies are in seconds; ``latency`` summarises them in ms."""
+
+    frames: int = 0
+    faces: int = 0
+    dropped: int = 0
+    corrupt: int = 0
+    reconnects: int = 0
+    wall_s: float = 0.0
+    fps: float = 0.0
+    peak_rss_bytes: int = 0
+    stopped: bool = False  # stop() was called (signal), as opposed to end of source / limit
+    latency: dict[str, dict[str, float]] = field(default_factory=dict)
+    latencies: Optional[dict[str, np.ndarray]] = None  # per frame, with record_latencies
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in ("frames", "faces", "dropped", "corrupt",
+                                           "reconnects", "wall_s", "fps", "peak_rss_bytes",
+                                           "stopped", "latency")}
+        d["wall_s"] = round(self.wall_s, 3)
+        d["fps"] = round(self.fps, 2)
+        return d
+
+    def summary_line(self) -> str:
+        total = self.latency.get("detect", {})
+        return (f"{self.frames} frames in {self.wall_s:.1f} s ({self.fps:.1f} fps), "
+                f"{self.faces} faces, latency p50 {total.get('p50_ms', float('nan')):.1f} ms "
+                f"p95 {total.get('p95_ms', float('nan')):.1f} ms, {self.dropped} dropped, "
+                f"{self.corrupt} corrupt, peak rss {self.peak_rss_bytes / (1 << 20):.1f} MB")
+
+
+class Runtime:
+    """Run ``detector`` on every frame of ``source`` and hand results to ``sinks``.
+
+    ``memory_limit`` (bytes or a size like ``"512M"``): exit with
+    :class:`~edgeface.errors.MemoryLimitExceeded` (exit code 5) when RSS goes above it.
+    ``status_interval`` seconds between status lines on ``status_stream`` (0: none).
+    ``notifier``: sd_notify READY/WATCHDOG/STATUS (see :mod:`edgeface.notify`).
+    ``record_latencies``: keep every frame's stage latencies in ``RunStats.latencies``
+    (for benchmarks; otherwise only the last few thousand are kept).
+    The runtime owns ``source`` and ``sinks``: :meth:`close` (or ``with``) closes them.
+    """
+
+    def __init__(
+        self,
+        source: FrameSource,
+        detector: Detector,
+        sinks: Sequence[Sink] = (),
+        *,
+        memory_limit: int | str | None = None,
+        status_interval: float = 10.0,
+        notifier: Optional[Notifier] = None,
+        metrics: Optional[Metrics] = None,
+        status_stream: Optional[TextIO] = None,
+        record_latencies: bool = False,
+        read_timeout: float = 0.25,
+    ):
+        self.source = source
+        self.detector = detector
+        self.sinks = list(sinks)
+        limit = parse_size(memory_limit) if isinstance(memory_limit, str) else memory_limit
+        self.guard = MemoryGuard(limit)
+        self.status_interval = status_interval
+        self.notifier = notifier or Notifier(None)
+        self.metrics = metrics or Metrics()
+        self.metrics.memory_limit = limit
+        self.status_stream = status_stream
+        self.record_latencies = record_latencies
+        self.read_timeout = read_timeout
+        self._stop = threading.Event()
+        self._prepare_in_capture()
+        hang = os.environ.get(HANG_ENV)
+        self._hang_after = int(hang) if hang and hang.isdigit() else None
+
+    def _prepare_in_capture(self) -> None:
+        """Have the source's capture thread preprocess each frame (same function, same
+        tensors), so that resizing overlaps inference of the previous frame."""
+        det = self.detector
+        if isinstance(det, Detector) and hasattr(self.source, "prepare"):
+            self.source.prepare = det.prepare
+
+    def _detect(self, frame) -> tuple[Detections, Timing]:
+        det = self.detector
+        if frame.prepared is None or not isinstance(det, Detector):
+            return det.detect_timed(frame.image)
+        blob, scale = frame.prepared
+        frame.prepared = None  # the blob is not needed past inference: don't keep it alive
+        w, h = det.info.input_size
+        if blob.shape[2:] != (h, w):  # prepared for another detector: start over
+            return det.detect_timed(frame.image)
+        return det.detect_prepared(blob, scale, frame.prepare_s)
+
+    def stop(self) -> None:
+        """Ask the loop to finish the current frame and return (thread- and signal-safe)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def run(self, max_frames: Optional[int] = None, duration: Optional[float] = None
+            ) -> RunStats:
+        """Process frames until the source ends, ``max_frames``/``duration`` is reached, or
+        :meth:`stop` is called. Sinks are flushed before returning (or raising)."""
+        lat = {k: array("d") for k in ("detect", *STAGES)}
+        stats = RunStats()
+        start = time.monotonic()
+        deadline = start + duration if duration else None
+        next_status = start + self.status_interval if self.status_interval else None
+        metrics, notifier, source = self.metrics, self.notifier, self.source
+        perf = time.perf_counter
+        frames = faces = 0
+        try:
+            while not self._stop.is_set():
+                if max_frames is not None and frames >= max_frames:
+                    break
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    break
+                if next_status is not None and now >= next_status:
+                    self._status()
+                    next_status = now + self.status_interval
+                t0 = perf()
+                try:
+                    frame = source.read(timeout=self.read_timeout)
+                except SourceTimeout:
+                    # Waiting for a (re)connecting source is not a hang: keep pinging.
+                    notifier.watchdog()
+                    continue
+                if frame is None:
+                    break
+                t1 = perf()
+                try:
+                    dets, timing = self._detect(frame)
+                except EdgefaceError:
+                    raise
+                except Exception as exc:
+                    raise EdgefaceError(f"inference failed on frame {frame.index} of "
+                                        f"{source.name}: {exc}") from exc
+                result = FrameResult(frame, dets, timing)
+                t2 = perf()
+                for sink in self.sinks:
+                    sink.write(result)
+                t3 = perf()
+                frames += 1
+                faces += len(dets)
+                stages = {"capture_wait": t1 - t0, "preprocess": timing.preprocess,
+                          "inference": timing.inference, "postprocess": timing.postprocess,
+                          "output": t3 - t2}
+                metrics.observe(timing.total, len(dets), stages)
+                lat["detect"].append(timing.total)
+                for k, v in stages.items():
+                    lat[k].append(v)
+                if not self.record_latencies and len(lat["detect"]) >= 2 * _KEEP:
+                    for a in lat.values():
+                        del a[:_KEEP]
+                metrics.set_source_counters(source.dropped, getattr(source, "corrupt", 0),
+                                            getattr(source, "reconnects", 0))
+                metrics.set_rss(self.guard.check())  # raises MemoryLimitExceeded
+                if frames == 1:
+                    notifier.ready(f"first frame from {source.name}")
+                notifier.watchdog()
+                if self._hang_after is not None and frames >= self._hang_after:
+                    _hang_forever(frames)
+        finally:
+            wall = time.monotonic() - start
+            self.flush()
+            stats.frames, stats.faces, stats.wall_s = frames, faces, wall
+            stats.fps = frames / wall if wall > 0 else 0.0
+            stats.dropped = source.dropped
+            stats.corrupt = getattr(source, "corrupt", 0)
+            stats.reconnects = getattr(source, "reconnects", 0)
+            stats.peak_rss_bytes = max(peak_rss_bytes(), self.guard.peak)
+            stats.stopped = self._stop.is_set()
+            stats.latency = {k: _summary(np.frombuffer(a, np.float64)) for k, a in lat.items()}
+            if self.record_latencies:
+                stats.latencies = {k: np.array(a, np.float64) for k, a in lat.items()}
+            metrics.set_source_counters(stats.dropped, stats.corrupt, stats.reconnects)
+        return stats
+
+    def _status(self) -> None:
+        line = self.metrics.status_line()
+        self.notifier.status(line)
+        if self.status_stream is not None:
+            try:
+                self.status_stream.write(f"edgeface: {line}\n")
+                self.status_stream.flush()
+            except (OSError, ValueError):
+                pass  # a closed stderr must not stop the device
+
+    def flush(self) -> None:
+        for sink in self.sinks:
+            sink.flush()
+
+    def close(self) -> None:
+        """Close sinks and source (each even if another fails); the first error is raised."""
+        errors = []
+        for closer in [*(s.close for s in self.sinks), self.source.close]:
+            try:
+                closer()
+            except Exception as exc:
+                errors.append(exc)
+        self.notifier.close()
+        if errors:
+            raise errors[0]
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def limit_opencv_threads() -> None:
+    """Run OpenCV's own functions (decode colour conversion, resize) single-threaded.
+
+    The runtime's parallelism is its capture thread next to inference; OpenCV's thread pool
+    on top of that only contends with ONNX Runtime for the same cores (measured: ~2 ms of
+    CPU per 720p frame, benchmarks/pipeline_overhead.py). Process-wide; respects an explicit
+    ``OPENCV_FOR_THREADS_NUM``. Called by `edgeface run`.
+    """
+    if "OPENCV_FOR_THREADS_NUM" not in os.environ:
+        import cv2
+
+        cv2.setNumThreads(1)
+
+
+def quiet_opencv_logging() -> None:
+    """Keep OpenCV's own capture warnings ("can't open camera by index") off stderr: the
+    sources already turn each failure into one actionable line. Respects an explicit
+    ``OPENCV_LOG_LEVEL``."""
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        import cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+
+
+def _summary(a: np.ndarray) -> dict[str, float]:
+    if a.size == 0:
+        return {"n": 0}
+    p50, p95, p99 = np.percentile(a, (50, 95, 99)) * 1e3
+    return {"n": int(a.size), "mean_ms": round(float(a.mean() * 1e3), 3),
+            "p50_ms": round(float(p50), 3), "p95_ms": round(float(p95), 3),
+            "p99_ms": round(float(p99), 3), "max_ms": round(float(a.max() * 1e3), 3)}
+
+
+def _hang_forever(frames: int) -> None:  # pragma: no cover - exercised in a subprocess
+    print(f"edgeface: {HANG_ENV}: processing loop hangs after {frames} frames (test hook)",
+          file=sys.stderr, flush=True)
+    while True:
+        time.sleep(3600)

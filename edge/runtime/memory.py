@@ -1,0 +1,84 @@
+"""The process's own memory: current and peak RSS, and human sizes like ``512M``."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+
+from edgeface.errors import ConfigError, MemoryLimitExceeded
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(I?B)?\s*$", re.IGNORECASE)
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now (one read of /proc/self/statm on Linux)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except OSError:  # pragma: no cover - non-Linux fallback: the peak is the best we have
+        return peak_rss_bytes()
+
+
+def peak_rss_bytes() -> int:
+    """Peak resident set size of this process (VmHWM, or getrusage where /proc is absent)."""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover
+        pass
+    import resource  # pragma: no cover
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # pragma: no cover
+    return peak if sys.platform == "darwin" else peak * 1024  # pragma: no cover
+
+
+def parse_size(text: str | int | None) -> int | None:
+    """``"512M"`` -> bytes. Units are binary (K=1024, like systemd's MemoryMax=); ``B``,
+    ``MB`` and ``MiB`` are all accepted. ``0``, ``none``, ``off`` or None mean no limit."""
+    if text is None:
+        return None
+    if isinstance(text, bool):
+        raise ConfigError(f"invalid size {text!r}: expected a number with an optional unit "
+                          "K/M/G (e.g. 512M)")
+    if isinstance(text, (int, float)):
+        return int(text) or None
+    if text.strip().lower() in {"none", "off", "no", "0", "unlimited", "infinity"}:
+        return None
+    m = _SIZE_RE.match(text)
+    if not m:
+        raise ConfigError(f"invalid size {text!r}: expected a number with an optional unit "
+                          "K/M/G (e.g. 512M)")
+    return int(float(m.group(1)) * _UNITS[m.group(2).upper()]) or None
+
+
+def format_size(n: int | float) -> str:
+    """Bytes -> ``"123.4 MB"`` (MiB, as the limit is expressed)."""
+    return f"{n / (1 << 20):.1f} MB"
+
+
+class MemoryGuard:
+    """Checks RSS against a limit; :meth:`check` raises before the kernel has to OOM-kill us.
+
+    The check runs between frames, after the outputs of the previous frame were written, so
+    exiting on it never leaves a half-written line or video frame behind.
+    """
+
+    def __init__(self, limit_bytes: int | None):
+        self.limit = limit_bytes
+        self.peak = 0
+
+    def check(self) -> int:
+        rss = rss_bytes()
+        if rss > self.peak:
+            self.peak = rss
+        if self.limit is not None and rss > self.limit:
+            raise MemoryLimitExceeded(
+                f"resident memory {format_size(rss)} exceeds the limit of "
+                f"{format_size(self.limit)} (--memory-limit); exiting so that the service "
+                "manager restarts a fresh process")
+        return rss
