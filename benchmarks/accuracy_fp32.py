@@ -41,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from edgeface.calibration.evaluation import evaluate_detector
     from edgeface.calibration.widerface import load_widerface
+    from edgeface.common.files import sha256_file
     from edgeface.inference.backends import OnnxRuntimeBackend
     from edgeface.models.torch_backend import TorchBackend
-    from edgeface.quantize.export import export_model, sha256_file
+    from edgeface.quantize.export import export_model
 
     dataset_dir = args.shared / "datasets" / "widerface-val-416"
     ds = load_widerface(dataset_dir, args.split)

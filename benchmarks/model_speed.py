@@ -100,7 +100,7 @@ def input_blob(image: Path | None) -> tuple[np.ndarray, str]:
 
 
 def ort_runner(session, blob: np.ndarray, input_name: str):
-    from edgeface.bench.harness import session_runner
+    from edgeface.common.timing import session_runner
 
     return session_runner(session, {input_name: blob})
 
@@ -141,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import onnxruntime as ort
 
-    from edgeface.bench.harness import paired_ratio, round_robin
     from edgeface.bench.peers import retinaface_session
+    from edgeface.common.timing import paired_ratio, round_robin
     from edgeface.inference.backends import session_options
     from edgeface.system.platform import describe, fingerprint
 

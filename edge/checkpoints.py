@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 from urllib.parse import quote, urlparse
 
+from edgeface.common.files import sha256_file
 from edgeface.errors import EdgefaceError, ModelError
 
 MIRROR_ENV = "EDGEFACE_MODEL_MIRROR"
@@ -102,14 +103,6 @@ def default_cache_dir() -> Path:
         return Path(os.environ[CACHE_ENV])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "edgeface" / "models"
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def is_valid(path: Path, ckpt: Checkpoint) -> bool:

@@ -6,7 +6,6 @@ Host side only (needs the ``[export]`` extra: torch, onnx, onnxscript).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import logging
 import os
@@ -21,6 +20,7 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from edgeface import __version__
+from edgeface.common.files import sha256_file
 from edgeface.errors import EdgefaceError, ModelError, require
 from edgeface.inference.model_info import INPUT_NAME, OUTPUT_NAMES, ModelInfo
 
@@ -59,14 +59,6 @@ class ExportReport:
                          "images, max |diff|: " + ", ".join(
                              f"{k} {v:.2e}" for k, v in self.max_abs_diff.items()))
         return "\n".join(lines)
-
-
-def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def default_verify_images(limit: int = 3) -> list[Path]:

@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from edgeface import __version__
+from edgeface.common.files import atomic_copy, atomic_write
 from edgeface.errors import EXIT_FAILURE, ConfigError, EdgefaceError, ModelError, require
 from edgeface.inference.model_info import INPUT_NAME, META_PREFIX, ModelInfo
 from edgeface.media.images import IMAGE_EXTENSIONS
@@ -798,7 +799,7 @@ def measure_latency(models: Mapping[str, str | os.PathLike], blob: np.ndarray, t
     """Median inference latency of each model, measured round-robin in chunks (the order
     rotating each round) in one process, with the runtime's session options
     (``edgeface.backends.OnnxRuntimeBackend``). Ratios are to the first model."""
-    from edgeface.bench.harness import paired_ratio, round_robin, session_runner
+    from edgeface.common.timing import paired_ratio, round_robin, session_runner
     from edgeface.inference.backends import OnnxRuntimeBackend
 
     def runner(backend):
@@ -935,8 +936,8 @@ def quantize_int8(
     """
     import onnxruntime as ort
 
+    from edgeface.common.files import sha256_file
     from edgeface.inference.backends import OnnxRuntimeBackend, default_threads
-    from edgeface.quantize.export import sha256_file
 
     t0 = time.perf_counter()
     say = log_fn or (lambda m: None)
@@ -1078,9 +1079,7 @@ def quantize_int8(
                 + (f"kept as {rejected_path(output)}" if keep_rejected else
                    f"{output} was not written"), report)
 
-        part = output.with_name(output.name + ".part")
-        shutil.copyfile(candidate, part)
-        os.replace(part, output)
+        atomic_copy(candidate, output)
         _write_json(report_path(output), report.to_json())
         return report
 
@@ -1181,9 +1180,7 @@ def _now() -> str:
 
 
 def _write_json(path: Path, doc: Mapping[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(doc, indent=2, default=_json_default) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write(path, json.dumps(doc, indent=2, default=_json_default) + "\n")
 
 
 def _json_default(o: Any) -> Any:

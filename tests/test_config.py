@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from edgeface.common.sizes import parse_size, parse_wxh
 from edgeface.errors import EXIT_USAGE, ConfigError
-from edgeface.runtime.config import DEFAULTS, OUTPUT_KEYS, load_config, merge, parse_wxh, validate
-from edgeface.runtime.memory import parse_size
+from edgeface.runtime.config import DEFAULTS, OUTPUT_KEYS, load_config, merge, validate
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "edge" / "service" / "templates" / "config.yaml"
 

@@ -34,7 +34,7 @@ def torch_detector(v1_weights):
 
 
 def test_graph_is_clean_and_self_describing(v1_onnx, v1_weights):
-    from edgeface.quantize.export import sha256_file
+    from edgeface.common.files import sha256_file
 
     proto = onnx.load(str(v1_onnx))
     ops = Counter(n.op_type for n in proto.graph.node)

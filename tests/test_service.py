@@ -23,9 +23,9 @@ import yaml
 from runtime_fakes import synthetic_frames, tiny_onnx, write_video
 
 from edgeface.cli import main
+from edgeface.common.sizes import parse_size
 from edgeface.errors import EXIT_BAD_MODEL, EXIT_MEMORY, EXIT_SOURCE, EXIT_USAGE
 from edgeface.runtime.config import load_config, validate
-from edgeface.runtime.memory import parse_size
 from edgeface.service import install as svc
 
 REPO = Path(__file__).resolve().parents[1]

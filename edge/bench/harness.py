@@ -32,6 +32,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from edgeface.common.timing import paired_ratio, round_robin
 from edgeface.errors import ConfigError, EdgefaceError, ModelError
 
 SCHEMA_VERSION = 1
@@ -235,83 +236,13 @@ def op_time_shares(path: str | os.PathLike, blob: np.ndarray, runs: int = 30,
     return {op: round(100 * d / total, 1) for op, d in ranked if 100 * d / total >= min_percent}
 
 
-def session_runner(session: Any, feed: Mapping[str, np.ndarray]) -> Callable[[int], np.ndarray]:
-    """A :func:`round_robin` runner timing ``session.run`` on ``feed`` (seconds per run)."""
-    perf = time.perf_counter
-
-    def run(n: int) -> np.ndarray:
-        t = np.empty(n)
-        for i in range(n):
-            t0 = perf()
-            session.run(None, feed)
-            t[i] = perf() - t0
-        return t
-
-    return run
-
-
-def paired_ratio(model_chunks: Sequence[np.ndarray], base_chunks: Sequence[np.ndarray]) -> float:
-    """Median over rounds of (model chunk median / baseline chunk median), total latency."""
-    ratios = [np.median(np.sum(m, axis=1)) / np.median(np.sum(b, axis=1))
-              for m, b in zip(model_chunks, base_chunks) if len(m) and len(b)]
-    return round(float(np.median(ratios)), 4) if ratios else float("nan")
-
-
-# --------------------------------------------------------------------------- scheduling
-
-
-def round_robin(
-    runners: Mapping[str, Callable[[int], Any]],
-    runs: int,
-    warmup: int = 0,
-    chunk: int = 10,
-    progress: Callable[[int], None] | None = None,
-) -> tuple[dict[str, list[Any]], bool]:
-    """Call each runner with chunks of frames in rotating order until each did ``runs``.
-
-    ``runner(n)`` measures ``n`` frames and returns anything (kept per chunk, in order).
-    Warm-up calls come first and are discarded. Returns (chunks per runner, interrupted):
-    Ctrl-C stops early and returns what was complete.
-    """
-    names = list(runners)
-    chunks: dict[str, list[Any]] = {n: [] for n in names}
-    try:
-        for name in names:
-            if warmup:
-                runners[name](warmup)
-                if progress:
-                    progress(warmup)
-        done = 0
-        rnd = 0
-        while done < runs:
-            n = min(chunk, runs - done)
-            k = rnd % len(names)
-            for name in names[k:] + names[:k]:
-                chunks[name].append(runners[name](n))
-                if progress:
-                    progress(n)
-            done += n
-            rnd += 1
-    except KeyboardInterrupt:
-        # Keep only complete rounds so that every model has the same frames.
-        complete = min(len(c) for c in chunks.values())
-        for name in names:
-            del chunks[name][complete:]
-        return chunks, True
-    return chunks, False
-
-
 # --------------------------------------------------------------------------- worker process
 
 
 def _onnx_record(path: Path, backend: Any) -> dict[str, Any]:
     """What identifies an edgeface ONNX model in results: file, digest, arch, precision."""
-    import hashlib
+    from edgeface.common.files import sha256_file
 
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
     info = backend.info
     extra = dict(info.extra)
     precision = (extra.get("precision") or extra.get("quantization") or "").strip('"').lower()
@@ -328,7 +259,7 @@ def _onnx_record(path: Path, backend: Any) -> dict[str, Any]:
         "label": label,
         "kind": "edgeface", "file": path.name, "arch": info.arch, "precision": precision,
         "precision_source": source, "dcn": extra.get("dcn", "").strip('"') or None,
-        "format": "onnx", "size_bytes": path.stat().st_size, "sha256": h.hexdigest(),
+        "format": "onnx", "size_bytes": path.stat().st_size, "sha256": sha256_file(path),
         "input_size": list(info.input_size), "providers": list(backend.providers),
         "threads_control": "onnxruntime intra-op",
     }
@@ -845,10 +776,9 @@ def save_result(doc: Mapping[str, Any], out_dir: str | os.PathLike) -> Path:
     while path.exists():
         path = out / name.replace(".json", f"-{n}.json")
         n += 1
-    tmp = path.with_suffix(".json.part")
-    tmp.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    from edgeface.common.files import atomic_write
+
+    return atomic_write(path, json.dumps(doc, indent=1) + "\n")
 
 
 # --------------------------------------------------------------------------- tables

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from edgeface.common.files import sha256_file
 from edgeface.errors import require
 from edgeface.inference.backends import RawOutputs, session_options
 from edgeface.inference.detector import Detector, Timing
@@ -145,14 +146,6 @@ class YuNetDetector:
         return self.detect_timed(image_bgr)[0]
 
 
-def _file_digest(path: Path) -> tuple[int, str]:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return path.stat().st_size, h.hexdigest()
-
-
 def make_peer(name: str, threads: int, input_size: tuple[int, int],
               config: PostprocessConfig | None = None) -> tuple[Any, dict[str, Any]]:
     """(detector with ``detect_timed``, model record) for a peer; see :data:`PEERS`."""
@@ -173,7 +166,7 @@ def make_peer(name: str, threads: int, input_size: tuple[int, int],
         import yuface
 
         lib = Path(yuface.__file__).parent / "libfacedetection.so"
-        size, sha = _file_digest(lib.resolve())
+        size, sha = lib.stat().st_size, sha256_file(lib.resolve())
         fmt = "shared library (weights compiled in)"
     record = {
         "label": peer.label, "kind": "peer", "peer": name, "arch": name, "precision": "fp32",

@@ -13,7 +13,7 @@ from edgeface.errors import EXIT_FAILURE, ConfigError, EdgefaceError, ModelError
 
 
 def _parse_size(ctx, param, value: str | None) -> tuple[int, int] | None:
-    from edgeface.runtime.config import parse_wxh
+    from edgeface.common.sizes import parse_wxh
 
     return parse_wxh(value, param.opts[0])
 
@@ -50,8 +50,8 @@ def eval_cmd(model: Path | None, weights: Path | None, arch: str | None, root: P
     from edgeface.calibration.evaluation import evaluate_detector
     from edgeface.calibration.plots import write_pr_plots
     from edgeface.calibration.widerface import load_widerface, write_predictions
+    from edgeface.common.files import sha256_file
     from edgeface.inference.model_info import DEFAULT_INPUT_SIZE
-    from edgeface.quantize.export import sha256_file
 
     if (model is None) == (weights is None):
         raise ConfigError("give exactly one of --model (ONNX) or --weights (PyTorch checkpoint)")

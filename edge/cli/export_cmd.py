@@ -33,9 +33,9 @@ from edgeface.errors import EdgefaceError
 def export(arch: str | None, weights: Path, size: str, dynamic: bool, dcn: str,
            verify_images: Path | None, tolerance: float, output: Path, force: bool) -> None:
     """Export a FeatherFace checkpoint to ONNX and verify it against PyTorch."""
+    from edgeface.common.sizes import parse_wxh
     from edgeface.media.images import expand_inputs
     from edgeface.quantize.export import export_model
-    from edgeface.runtime.config import parse_wxh
 
     if output.exists() and not force:
         raise EdgefaceError(f"{output} exists; use --force to overwrite")

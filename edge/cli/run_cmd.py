@@ -103,12 +103,12 @@ def run(ctx: click.Context, config_path: Path | None, **flags: Any) -> None:
 
 def execute(opts: dict[str, Any]) -> None:
     """Run with merged options (see :data:`edgeface.config.DEFAULTS` for the keys)."""
+    from edgeface.common.sizes import parse_size
     from edgeface.inference.backends import OnnxRuntimeBackend, available_providers
     from edgeface.inference.detector import Detector
     from edgeface.inference.postprocess import PostprocessConfig
     from edgeface.runtime.http_server import StatusServer, parse_bind
     from edgeface.runtime.loop import Runtime, limit_opencv_threads, quiet_opencv_logging
-    from edgeface.runtime.memory import parse_size
     from edgeface.runtime.metrics import Metrics
     from edgeface.runtime.notify import Notifier
     from edgeface.runtime.sinks import JsonLinesSink, LatestSink, VideoSink

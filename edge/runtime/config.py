@@ -13,8 +13,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
+from edgeface.common.sizes import parse_size, parse_wxh
 from edgeface.errors import ConfigError
-from edgeface.runtime.memory import parse_size
 
 PROVIDERS = ("cpu", "cuda", "tensorrt")
 
@@ -50,30 +50,6 @@ DEFAULTS: dict[str, Any] = {
 OUTPUT_KEYS = ("json", "json_max_size", "json_keep", "video", "http")
 DESTINATION_KEYS = ("json", "video", "http")  # the outputs themselves; the rest tune them
 SOURCE_KEYS = ("source", "camera", "picamera", "csi")
-
-
-def parse_wxh(value: Any, what: str = "size") -> Optional[tuple[int, int]]:
-    """``416``, ``"416x320"``, ``[416, 320]`` -> (width, height)."""
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        raise ConfigError(f"invalid {what} {value!r}: expected WIDTHxHEIGHT, e.g. 416x416")
-    if isinstance(value, int):
-        w = h = value
-    elif isinstance(value, (list, tuple)) and len(value) == 2:
-        w, h = value
-    elif isinstance(value, str):
-        parts = value.lower().replace(" ", "").split("x")
-        if len(parts) == 1:
-            parts = parts * 2
-        if len(parts) != 2 or not all(p.isdigit() for p in parts):
-            raise ConfigError(f"invalid {what} {value!r}: expected WIDTHxHEIGHT, e.g. 416x416")
-        w, h = map(int, parts)
-    else:
-        raise ConfigError(f"invalid {what} {value!r}: expected WIDTHxHEIGHT, e.g. 416x416")
-    if not (isinstance(w, int) and isinstance(h, int)) or w < 1 or h < 1:
-        raise ConfigError(f"invalid {what} {value!r}: width and height must be positive integers")
-    return int(w), int(h)
 
 
 def _number(lo: float | None = None, hi: float | None = None, *, integer: bool = False,

@@ -19,10 +19,11 @@ from typing import Optional, Sequence, TextIO
 
 import numpy as np
 
+from edgeface.common.sizes import parse_size
 from edgeface.errors import EdgefaceError
 from edgeface.inference.detector import Detector, Timing
 from edgeface.inference.postprocess import Detections
-from edgeface.runtime.memory import MemoryGuard, parse_size, peak_rss_bytes
+from edgeface.runtime.memory import MemoryGuard, peak_rss_bytes
 from edgeface.runtime.metrics import STAGES, Metrics
 from edgeface.runtime.notify import Notifier
 from edgeface.runtime.sinks import FrameResult, Sink

@@ -1,16 +1,14 @@
-"""The process's own memory: current and peak RSS, and human sizes like ``512M``."""
+"""The process's own memory: current and peak RSS, checked against a limit."""
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 
-from edgeface.errors import ConfigError, MemoryLimitExceeded
+from edgeface.common.sizes import format_size
+from edgeface.errors import MemoryLimitExceeded
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
-_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(I?B)?\s*$", re.IGNORECASE)
 
 
 def rss_bytes() -> int:
@@ -35,30 +33,6 @@ def peak_rss_bytes() -> int:
 
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # pragma: no cover
     return peak if sys.platform == "darwin" else peak * 1024  # pragma: no cover
-
-
-def parse_size(text: str | int | None) -> int | None:
-    """``"512M"`` -> bytes. Units are binary (K=1024, like systemd's MemoryMax=); ``B``,
-    ``MB`` and ``MiB`` are all accepted. ``0``, ``none``, ``off`` or None mean no limit."""
-    if text is None:
-        return None
-    if isinstance(text, bool):
-        raise ConfigError(f"invalid size {text!r}: expected a number with an optional unit "
-                          "K/M/G (e.g. 512M)")
-    if isinstance(text, (int, float)):
-        return int(text) or None
-    if text.strip().lower() in {"none", "off", "no", "0", "unlimited", "infinity"}:
-        return None
-    m = _SIZE_RE.match(text)
-    if not m:
-        raise ConfigError(f"invalid size {text!r}: expected a number with an optional unit "
-                          "K/M/G (e.g. 512M)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).upper()]) or None
-
-
-def format_size(n: int | float) -> str:
-    """Bytes -> ``"123.4 MB"`` (MiB, as the limit is expressed)."""
-    return f"{n / (1 << 20):.1f} MB"
 
 
 class MemoryGuard:

@@ -20,15 +20,15 @@ import shutil
 import stat
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import yaml
 
+from edgeface.common.files import atomic_copy, atomic_write
+from edgeface.common.sizes import parse_size
 from edgeface.errors import EXIT_USAGE, ConfigError, EdgefaceError, ModelError
-from edgeface.runtime.memory import parse_size
 
 SERVICE = "edgeface.service"
 SERVICE_USER = "edgeface"
@@ -529,38 +529,6 @@ def run_command(argv: list[str], *, to_stderr: bool = True) -> int:
     return done.returncode
 
 
-def _atomic_write(path: Path, mode: int, fill) -> None:
-    """Write ``path`` atomically (temporary file, fsync, rename) with ``mode``;
-    ``fill(binary_file)`` writes the content."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            fill(out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def write_file(path: Path, text: str, mode: int = 0o644) -> None:
-    """Write ``text`` (UTF-8) atomically with ``mode``."""
-    _atomic_write(path, mode, lambda out: out.write(text.encode("utf-8")))
-
-
-def copy_file(src: Path, dst: Path, mode: int = 0o644) -> None:
-    """Copy ``src`` atomically with ``mode``."""
-
-    def fill(out) -> None:
-        with open(src, "rb") as f:
-            shutil.copyfileobj(f, out)
-
-    _atomic_write(dst, mode, fill)
-
-
 def _same_bytes(a: Path, b: Path) -> bool:
     if not (a.is_file() and b.is_file()) or a.stat().st_size != b.stat().st_size:
         return False
@@ -687,7 +655,7 @@ def _plan_files(req: InstallRequest, layout: Layout, plan: Plan, model: Path | N
     secret = 0o600 if req.user_mode else 0o640
 
     def write(path: str, text: str, mode: int = 0o644) -> Callable[[], None]:
-        return lambda: write_file(reroot(root, path), text, mode)
+        return lambda: atomic_write(reroot(root, path), text, mode)
 
     if not req.user_mode:
         plan.add("write", str(reroot(root, layout.sysusers)),
@@ -703,12 +671,12 @@ def _plan_files(req: InstallRequest, layout: Layout, plan: Plan, model: Path | N
         if _same_bytes(model, dst):
             plan.add("keep", str(dst), note="same model already installed")
         else:
-            plan.add("copy", str(dst), lambda: copy_file(model, dst), note=f"from {model}")
+            plan.add("copy", str(dst), lambda: atomic_copy(model, dst), note=f"from {model}")
 
     config_here = reroot(root, layout.config)
     backup = Path(str(config_here) + ".bak")
     if existing is not None and (req.force or config_text != existing):
-        plan.add("backup", str(backup), lambda: copy_file(config_here, backup, secret))
+        plan.add("backup", str(backup), lambda: atomic_copy(config_here, backup, secret))
     if existing is None or req.force:
         plan.add("write", str(config_here), write(layout.config, config_text, secret))
     elif config_text != existing:
