@@ -85,7 +85,7 @@ def sweep(fp32: Path, calib_blobs: list[np.ndarray], eval_ds, fp32_ap: dict, blo
     from tqdm import tqdm
 
     from edgeface.calibration.evaluation import evaluate_detector
-    from edgeface.inference.backends import OnnxRuntimeBackend
+    from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
     from edgeface.quantize import int8 as q
 
     base = q.Int8Config()
@@ -257,7 +257,7 @@ def size_section(fp32: Path, loose: Path, written: Path, blobs: list[np.ndarray]
     import onnx
     import onnxruntime as ort
 
-    from edgeface.inference.backends import session_options
+    from edgeface.inference.backends.onnxruntime_backend import session_options
     from edgeface.quantize import int8 as q
 
     out: dict = {"files": {}}

@@ -260,7 +260,7 @@ def evaluate_detector(
 
     config = config or EVAL_SETTINGS
     if isinstance(model, (str, os.PathLike)):
-        detector = Detector.from_onnx(model, config)
+        detector = Detector.open(model, config)
     else:
         backend = model.backend if isinstance(model, Detector) else model
         detector = Detector(backend, config)

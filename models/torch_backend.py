@@ -1,4 +1,6 @@
-"""PyTorch inference behind the runtime's backend interface (host side: evaluation, parity)."""
+"""PyTorch inference behind the runtime's backend interface (host side: evaluation, parity).
+
+Registered as the ``pytorch`` backend for ``.pth``/``.pt``/``.tar`` checkpoints."""
 
 from __future__ import annotations
 
@@ -6,20 +8,23 @@ import os
 
 import numpy as np
 
-from edgeface.inference.model_info import ModelInfo
+from edgeface.inference.model_info import DEFAULT_INPUT_SIZE, ModelInfo
 
 
 class TorchBackend:
     """Runs a FeatherFace checkpoint in PyTorch eager mode; outputs match the ONNX export."""
 
-    name = "torch"
+    name = "pytorch"
+    providers = ("cpu",)
 
     def __init__(
         self,
         weights: str | os.PathLike,
-        arch: str | None = None,
-        size: tuple[int, int] = (416, 416),
+        *,
+        provider: str = "cpu",
         threads: int | None = None,
+        input_size: tuple[int, int] | None = None,
+        arch: str | None = None,
     ):
         import torch
 
@@ -35,7 +40,8 @@ class TorchBackend:
         except (CheckpointError, CheckpointMismatchError) as exc:
             raise ModelError(str(exc)) from None
         self.model.eval()
-        self.info = ModelInfo(arch=info.arch, input_size=tuple(size))
+        self.threads = threads
+        self.info = ModelInfo(arch=info.arch, input_size=tuple(input_size or DEFAULT_INPUT_SIZE))
         self._torch = torch
 
     def infer(self, blob: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -800,7 +800,7 @@ def measure_latency(models: Mapping[str, str | os.PathLike], blob: np.ndarray, t
     rotating each round) in one process, with the runtime's session options
     (``edgeface.backends.OnnxRuntimeBackend``). Ratios are to the first model."""
     from edgeface.common.timing import paired_ratio, round_robin, session_runner
-    from edgeface.inference.backends import OnnxRuntimeBackend
+    from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     def runner(backend):
         return session_runner(backend.session, {INPUT_NAME: blob})
@@ -937,7 +937,8 @@ def quantize_int8(
     import onnxruntime as ort
 
     from edgeface.common.files import sha256_file
-    from edgeface.inference.backends import OnnxRuntimeBackend, default_threads
+    from edgeface.inference.backends import default_threads
+    from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 
     t0 = time.perf_counter()
     say = log_fn or (lambda m: None)
@@ -1099,7 +1100,7 @@ class _Guard:
 
     def evaluate(self, path: Path, blocks: Sequence[str] = ()) -> GuardResult:
         from edgeface.calibration.evaluation import evaluate_detector
-        from edgeface.inference.backends import OnnxRuntimeBackend
+        from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         res = evaluate_detector(OnnxRuntimeBackend(path, threads=self.threads), self.dataset,
                                 progress=self.progress, desc="eval INT8")
@@ -1125,7 +1126,7 @@ def _auto_exclude(guard: _Guard, pre, ranges_path, config, blocks, base_nodes, s
     images, then :func:`search_exclusions` with the guard. Returns (blocks, model) or None."""
     import onnxruntime as ort
 
-    from edgeface.inference.backends import session_options
+    from edgeface.inference.backends.onnxruntime_backend import session_options
 
     blobs = sample_blobs[:8]
     ref = [fp32_backend.session.run(None, {INPUT_NAME: b}) for b in blobs]

@@ -21,8 +21,8 @@ from edgeface.inference.detector import Timing
 from edgeface.inference.model_info import ModelInfo
 from edgeface.inference.postprocess import Detections
 from edgeface.inference.priors import prior_boxes
-from edgeface.runtime.sinks import FrameResult
-from edgeface.runtime.sources import Frame
+from edgeface.inference.results import FrameResult
+from edgeface.media.frame import Frame
 
 REPO = Path(__file__).resolve().parents[1]
 

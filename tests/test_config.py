@@ -67,7 +67,7 @@ def test_unknown_key_names_it_and_lists_valid_ones(tmp_path):
     ("threads: two", r"'threads': expected an integer"),
     ("max_detections: 2.5", r"'max_detections': expected an integer"),
     ("arena: yes please", r"'arena': expected true or false"),
-    ("provider: npu", r"'provider': expected one of cpu, cuda, tensorrt"),
+    ("provider: npu", r"'provider': expected one of auto, cpu, cuda, tensorrt"),
     ("input_size: 416x", r"invalid 'input_size'"),
     ("memory_limit: lots", r"invalid size 'lots'"),
     ("outputs: [json]", r"'outputs': expected a mapping"),

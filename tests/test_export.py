@@ -9,7 +9,7 @@ import onnx
 import pytest
 
 from edgeface.errors import ModelError
-from edgeface.inference.backends import OnnxRuntimeBackend
+from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 from edgeface.inference.detector import Detector
 from edgeface.inference.model_info import OUTPUT_NAMES, ModelInfo
 from edgeface.media.images import read_image
@@ -60,7 +60,7 @@ def test_gridsample_variant_has_no_deformconv(v1_gridsample_onnx):
 @pytest.mark.parametrize("variant", ["onnx", "gridsample"])
 def test_detections_match_pytorch(variant, request, native_images, torch_detector):
     path = request.getfixturevalue("v1_onnx" if variant == "onnx" else "v1_gridsample_onnx")
-    onnx_det = Detector.from_onnx(path, threads=1)
+    onnx_det = Detector.open(path, threads=1)
     total = 0
     for p in native_images:
         img = read_image(p)

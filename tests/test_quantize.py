@@ -49,8 +49,8 @@ def test_int8_model_detects_like_fp32(int8_model, v1_onnx, native_images):
     from edgeface.media.images import read_image
 
     path, _ = int8_model
-    fp32 = Detector.from_onnx(v1_onnx, threads=1)
-    int8 = Detector.from_onnx(path, threads=1)
+    fp32 = Detector.open(v1_onnx, threads=1)
+    int8 = Detector.open(path, threads=1)
     assert int8.info.arch == fp32.info.arch and int8.info.input_size == fp32.info.input_size
     found = total = 0
     for image_path in native_images[:2]:

@@ -78,7 +78,7 @@ def test_video_to_json_matches_the_detector(v1_onnx, face_video, tmp_path, capsy
     frames = decode_video(face_video)
     assert len(records) == len(frames) == 10
     assert [r["frame"] for r in records] == list(range(10))
-    detector = Detector.from_onnx(v1_onnx)
+    detector = Detector.open(v1_onnx)
     total = 0
     for rec, img in zip(records, frames):
         dets = detector.detect(img)

@@ -215,7 +215,7 @@ def op_time_shares(path: str | os.PathLike, blob: np.ndarray, runs: int = 30,
 
     import onnxruntime as ort
 
-    from edgeface.inference.backends import session_options
+    from edgeface.inference.backends.onnxruntime_backend import session_options
 
     with tempfile.TemporaryDirectory() as tmp:
         so = session_options(threads)
@@ -276,7 +276,7 @@ def default_label(arch: str, precision: str, dcn: str | None = None) -> str:
 
 
 def _build(spec: Mapping[str, Any], threads: int, input_size: tuple[int, int],
-           conf: float, nms: float, providers: Sequence[str] | None = None
+           conf: float, nms: float, provider: str = "auto"
            ) -> tuple[Any, dict[str, Any]]:
     from edgeface.inference.postprocess import PostprocessConfig
 
@@ -287,7 +287,7 @@ def _build(spec: Mapping[str, Any], threads: int, input_size: tuple[int, int],
         return make_peer(spec["target"], threads, input_size, config)
     from edgeface.inference.detector import Detector
 
-    det = Detector.from_onnx(spec["target"], config, threads=threads, providers=providers)
+    det = Detector.open(spec["target"], config, threads=threads, provider=provider)
     return det, _onnx_record(Path(spec["target"]), det.backend)
 
 
@@ -327,7 +327,7 @@ def _worker_main() -> int:
         baseline = rss_bytes()
         t0 = time.perf_counter()
         det, record = _build(cfg["spec"], cfg["threads"], tuple(cfg["input_size"]),
-                             cfg["conf"], cfg["nms"], cfg.get("providers"))
+                             cfg["conf"], cfg["nms"], cfg.get("provider", "auto"))
         load_s = time.perf_counter() - t0
     except EdgefaceError as exc:
         proto.send(ok=False, error=str(exc), exit_code=exc.exit_code)
@@ -405,7 +405,7 @@ class Worker:
 
     def __init__(self, spec: ModelSpec, threads: int, frames: FrameSpec | None,
                  input_size: tuple[int, int], conf: float, nms: float,
-                 providers: Sequence[str] | None = None):
+                 provider: str = "auto"):
         self.spec = spec
         self.threads = threads
         env = dict(os.environ)
@@ -421,7 +421,7 @@ class Worker:
             # A worker whose parent died sees EOF on stdin and exits.
             start_new_session=True)
         cfg = {"spec": asdict(spec), "threads": threads, "input_size": list(input_size),
-               "conf": conf, "nms": nms, "providers": list(providers or []),
+               "conf": conf, "nms": nms, "provider": provider,
                "frames": {**asdict(frames), "paths": list(frames.paths)} if frames else None}
         self._send(cfg)
         self.ready = self._recv()
@@ -499,7 +499,7 @@ class BenchSettings:
     conf: float = 0.5
     nms: float = 0.4
     input_size: tuple[int, int] | None = None  # peers; default: the first ONNX model's
-    providers: list[str] | None = None  # edgeface models: cpu (default), cuda, tensorrt
+    provider: str = "auto"  # edgeface models: auto (the backend's default), cpu, cuda, tensorrt
     command: str = field(default_factory=lambda: " ".join(
         shlex.quote(a) for a in ["edgeface", *sys.argv[1:]]))
 
@@ -524,7 +524,7 @@ def run_benchmark(s: BenchSettings, show_progress: bool = True) -> dict[str, Any
             "runs": s.runs, "warmup": s.warmup, "chunk": s.chunk, "threads": list(s.threads),
             "interleaved": mode == "model", "isolation": "one process per (model, threads)",
             "frames": s.frames.describe() if s.frames else None, "source": s.source,
-            "input_size": list(input_size), "providers": s.providers or ["cpu"],
+            "input_size": list(input_size), "provider": s.provider,
             "postprocess": {"conf_threshold": s.conf, "nms_threshold": s.nms},
             "command": s.command},
         "conditions": {"loadavg_start": _loadavg()},
@@ -551,7 +551,7 @@ def _run_model_threads(s: BenchSettings, t: int, input_size: tuple[int, int],
     try:
         try:
             for spec in s.models:
-                workers.append(Worker(spec, t, s.frames, input_size, s.conf, s.nms, s.providers))
+                workers.append(Worker(spec, t, s.frames, input_size, s.conf, s.nms, s.provider))
         except KeyboardInterrupt:
             return True
         _dedupe_labels([w.record for w in workers])
@@ -589,7 +589,7 @@ def _run_pipeline_threads(s: BenchSettings, t: int, input_size: tuple[int, int],
     for spec in s.models:
         w = None
         try:
-            w = Worker(spec, t, None, input_size, s.conf, s.nms, s.providers)
+            w = Worker(spec, t, None, input_size, s.conf, s.nms, s.provider)
             _dedupe_labels([*(r["model"] for r in doc["results"] if r["threads"] == t),
                             w.record])
             stats = w.pipeline(s.source, s.warmup, s.runs)

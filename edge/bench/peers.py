@@ -24,7 +24,8 @@ import numpy as np
 
 from edgeface.common.files import sha256_file
 from edgeface.errors import require
-from edgeface.inference.backends import RawOutputs, session_options
+from edgeface.inference.backends import RawOutputs
+from edgeface.inference.backends.onnxruntime_backend import session_options
 from edgeface.inference.detector import Detector, Timing
 from edgeface.inference.model_info import ModelInfo
 from edgeface.inference.postprocess import Detections, PostprocessConfig

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import click
 
+from edgeface.cli.options import confidence_option, provider_option, renamed
 from edgeface.errors import ConfigError, EdgefaceError
+from edgeface.inference.backends.registry import backend_for
 
 DEFAULT_OUT = Path("benchmarks/results")
 
@@ -37,7 +39,8 @@ def _frame_size(value: str) -> tuple[int, int] | None:
     return w, h
 
 
-@click.group("bench", invoke_without_command=True)
+@click.group("bench", invoke_without_command=True,
+             **renamed({"--out": "--output-dir", "--conf": "--confidence-threshold"}, group=True))
 @click.option("-m", "--model", "models", multiple=True, metavar="[LABEL=]MODEL.onnx",
               help="ONNX model to measure (repeatable); LABEL= names it in tables.")
 @click.option("--threads", default=None, metavar="1,2,4",
@@ -61,13 +64,9 @@ def _frame_size(value: str) -> tuple[int, int] | None:
               type=click.IntRange(1), help="Distinct frames to cycle.")
 @click.option("--peers", is_flag=True,
               help="Also measure RetinaFace-MobileNet0.25 and YuNet on the same frames.")
-@click.option("--provider", "providers", multiple=True,
-              type=click.Choice(["cpu", "cuda", "tensorrt"], case_sensitive=False),
-              help="ONNX Runtime execution provider for edgeface models (repeatable, in "
-                   "order of preference; CPU is always the fallback) [default: cpu].")
-@click.option("--conf", default=0.5, show_default=True, type=click.FloatRange(0, 1),
-              help="Confidence threshold (postprocess cost depends on it).")
-@click.option("--out", default=DEFAULT_OUT, show_default=True,
+@provider_option(" Peers always run on the CPU.")
+@confidence_option(0.5, "Minimum face probability (postprocess cost depends on it).")
+@click.option("--output-dir", "out", default=DEFAULT_OUT, show_default=True,
               type=click.Path(path_type=Path, file_okay=False),
               help="Directory for the JSON result file.")
 @click.option("--no-save", is_flag=True, help="Print the table only; write no result file.")
@@ -75,7 +74,7 @@ def _frame_size(value: str) -> tuple[int, int] | None:
 def bench(ctx: click.Context, models: tuple[str, ...], threads: str | None, runs: int,
           warmup: int, chunk: int, source: str | None, images: tuple[Path, ...],
           synthetic: bool, frame_size: str, frame_count: int, peers: bool,
-          providers: tuple[str, ...], conf: float, out: Path, no_save: bool) -> None:
+          provider: str, confidence_threshold: float, out: Path, no_save: bool) -> None:
     """Measure latency (p50/p90/p99, pre/infer/post split), throughput and peak RSS.
 
     Each model and thread count runs in its own process; models are interleaved in chunks
@@ -119,12 +118,11 @@ def bench(ctx: click.Context, models: tuple[str, ...], threads: str | None, runs
     elif images or synthetic:
         raise ConfigError("--images/--synthetic are for model-only mode; --source runs "
                           "the frames of the source")
-    if providers:
-        from edgeface.inference.backends import resolve_providers
-
-        resolve_providers(providers)  # fail here, before any worker starts
-    settings = BenchSettings(specs, thread_list, runs, warmup, chunk, frames, source, conf,
-                             providers=list(providers) or None)
+    for spec in specs:  # an unusable provider fails here, before any worker starts
+        if spec.kind != "peer":
+            backend_for(spec.target, provider)
+    settings = BenchSettings(specs, thread_list, runs, warmup, chunk, frames, source,
+                             confidence_threshold, provider=provider)
     doc = run_benchmark(settings)
     click.echo(markdown_table(doc))
     if doc["interrupted"]:

@@ -39,7 +39,7 @@ def detect(inputs: tuple[Path, ...], model: Path, conf: float, nms: float, threa
     from edgeface.media.draw import annotate
     from edgeface.media.images import ImageReadError, expand_inputs, read_image
 
-    detector = Detector.from_onnx(model, PostprocessConfig(conf_threshold=conf,
+    detector = Detector.open(model, PostprocessConfig(conf_threshold=conf,
                                                            nms_threshold=nms), threads=threads)
     if annotate_dir:
         annotate_dir.mkdir(parents=True, exist_ok=True)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from edgeface.cli.options import provider_option, renamed, threads_option
 from edgeface.errors import EXIT_FAILURE, ConfigError, EdgefaceError, ModelError, require
 
 
@@ -18,7 +19,8 @@ def _parse_size(ctx, param, value: str | None) -> tuple[int, int] | None:
     return parse_wxh(value, param.opts[0])
 
 
-@click.command("eval")
+@click.command("eval", **renamed({"-o": "--output-dir", "--out": "--output-dir",
+                                  "--providers": "--provider"}))
 @click.option("-m", "--model", type=click.Path(path_type=Path), default=None,
               help="ONNX model (FP32 or INT8) to evaluate.")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
@@ -30,17 +32,15 @@ def _parse_size(ctx, param, value: str | None) -> tuple[int, int] | None:
                    "image_sizes.txt.")
 @click.option("--split", default="eval", show_default=True,
               help="Split under DIR/splits/, a list file, or 'all'.")
-@click.option("--size", callback=_parse_size, default=None,
+@click.option("--size", callback=_parse_size, default=None, metavar="WxH",
               help="Network input size, N or WxH [default: the model's; 416 for --weights].")
-@click.option("-o", "--out", type=click.Path(path_type=Path), default=None,
-              help="Output directory [default: results/eval-<model name>/].")
-@click.option("--threads", type=click.IntRange(1), default=None,
-              help="Inference threads [default: the cores available].")
-@click.option("--providers", default=None,
-              help="ONNX Runtime providers, comma separated (cpu, cuda, tensorrt) [default: cpu].")
+@click.option("--output-dir", "out", type=click.Path(path_type=Path, file_okay=False),
+              default=None, help="Output directory [default: results/eval-<model name>/].")
+@threads_option()
+@provider_option()
 def eval_cmd(model: Path | None, weights: Path | None, arch: str | None, root: Path, split: str,
              size: tuple[int, int] | None, out: Path | None, threads: int | None,
-             providers: str | None) -> None:
+             provider: str) -> None:
     """Evaluate a detector on WIDER FACE with the official protocol and print easy/medium/hard AP.
 
     Detection uses the usual evaluation settings (confidence 0.02, NMS 0.4, keep 750). Writes
@@ -51,7 +51,7 @@ def eval_cmd(model: Path | None, weights: Path | None, arch: str | None, root: P
     from edgeface.calibration.plots import write_pr_plots
     from edgeface.calibration.widerface import load_widerface, write_predictions
     from edgeface.common.files import sha256_file
-    from edgeface.inference.model_info import DEFAULT_INPUT_SIZE
+    from edgeface.inference.backends import open_backend
 
     if (model is None) == (weights is None):
         raise ConfigError("give exactly one of --model (ONNX) or --weights (PyTorch checkpoint)")
@@ -60,24 +60,13 @@ def eval_cmd(model: Path | None, weights: Path | None, arch: str | None, root: P
     source = model or weights
     if not source.is_file():
         raise ModelError(f"model file not found: {source}")
-    if providers and weights is not None:
-        raise ConfigError("--providers applies to ONNX models only")
 
     require("matplotlib", "eval", "draws the PR curves")  # before the run, not after it
     dataset = load_widerface(root, split)
-    if model is not None:
-        from edgeface.inference.backends import OnnxRuntimeBackend
-
-        prov = [p.strip() for p in providers.split(",") if p.strip()] if providers else None
-        backend = OnnxRuntimeBackend(model, threads=threads, providers=prov, input_size=size)
-        fmt = "onnx"
-    else:
-        require("torch", "export", "evaluating a PyTorch checkpoint runs PyTorch")
-        from edgeface.models.torch_backend import TorchBackend
-
-        backend = TorchBackend(weights, arch=arch, size=size or DEFAULT_INPUT_SIZE,
-                               threads=threads)
-        fmt = "pytorch"
+    options = {"arch": arch} if weights is not None else {}
+    backend = open_backend(source, provider=provider, threads=threads, input_size=size,
+                           **options)
+    fmt = "pytorch" if backend.name == "pytorch" else source.suffix.lstrip(".").lower()
     w, h = backend.info.input_size
     click.echo(f"evaluating {source.name} ({backend.name}, {backend.info.arch}, {w}x{h}) on "
                f"{dataset.root} split {dataset.split}: {len(dataset)} images", err=True)

@@ -104,7 +104,7 @@ def run(ctx: click.Context, config_path: Path | None, **flags: Any) -> None:
 def execute(opts: dict[str, Any]) -> None:
     """Run with merged options (see :data:`edgeface.config.DEFAULTS` for the keys)."""
     from edgeface.common.sizes import parse_size
-    from edgeface.inference.backends import OnnxRuntimeBackend, available_providers
+    from edgeface.inference.backends import open_backend
     from edgeface.inference.detector import Detector
     from edgeface.inference.postprocess import PostprocessConfig
     from edgeface.runtime.http_server import StatusServer, parse_bind
@@ -127,10 +127,7 @@ def execute(opts: dict[str, Any]) -> None:
         outputs["json"] = "-"
     json_max_bytes = parse_size(outputs["json_max_size"]) if outputs.get("json_max_size") else None
 
-    providers = [opts["provider"]]
-    if opts["provider"] == "tensorrt" and "CUDAExecutionProvider" in available_providers():
-        providers.append("cuda")  # TensorRT falls back to CUDA for unsupported nodes
-    backend = OnnxRuntimeBackend(opts["model"], threads=opts["threads"], providers=providers,
+    backend = open_backend(opts["model"], provider=opts["provider"], threads=opts["threads"],
                                  input_size=input_size, arena=opts["arena"])
     config = PostprocessConfig(conf_threshold=opts["confidence_threshold"],
                                nms_threshold=opts["nms_threshold"],

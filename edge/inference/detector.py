@@ -1,15 +1,20 @@
-"""The detection pipeline for one frame: preprocess -> backend -> postprocess."""
+"""The detection pipeline for one image: preprocess -> backend -> postprocess.
+
+:class:`FaceDetector` is the one protocol the runtime, ``bench`` and the peer detectors
+share: ``prepare`` (the preprocessing alone, which the runtime runs in its capture thread),
+``detect_prepared`` (the rest) and ``detect_timed`` (both, with per-stage times).
+"""
 
 from __future__ import annotations
 
 import os
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
-from edgeface.inference.backends import InferenceBackend, OnnxRuntimeBackend
+from edgeface.inference.backends import InferenceBackend, open_backend
 from edgeface.inference.postprocess import Detections, PostprocessConfig, postprocess
 from edgeface.inference.preprocess import preprocess
 from edgeface.inference.priors import prior_boxes
@@ -28,44 +33,65 @@ class Timing:
         return self.preprocess + self.inference + self.postprocess
 
 
+class FaceDetector(Protocol):
+    """What the runtime, ``bench`` and ``eval`` need from a detector."""
+
+    input_size: tuple[int, int]  # (width, height) the network sees
+
+    def prepare(self, image_bgr: np.ndarray) -> Any:  # pragma: no cover - protocol
+        """Preprocess one BGR image; the result is handed to :meth:`detect_prepared`."""
+        ...
+
+    def detect_prepared(self, prepared: Any, preprocess_s: float = 0.0
+                        ) -> tuple[Detections, Timing]:  # pragma: no cover - protocol
+        ...
+
+    def detect_timed(self, image_bgr: np.ndarray
+                     ) -> tuple[Detections, Timing]:  # pragma: no cover - protocol
+        ...
+
+
+def detect_timed(detector: FaceDetector, image_bgr: np.ndarray) -> tuple[Detections, Timing]:
+    """``prepare`` then ``detect_prepared``, timing the preprocessing."""
+    t0 = time.perf_counter()
+    prepared = detector.prepare(image_bgr)
+    return detector.detect_prepared(prepared, time.perf_counter() - t0)
+
+
 class Detector:
     """Detect faces in BGR images with any :class:`InferenceBackend`."""
 
     def __init__(self, backend: InferenceBackend, config: PostprocessConfig | None = None):
         self.backend = backend
         self.info = backend.info
+        self.input_size = tuple(self.info.input_size)
         self.config = config or PostprocessConfig()
         w, h = self.info.input_size
         self.priors = prior_boxes(w, h, tuple(map(tuple, self.info.min_sizes)),
                                   tuple(self.info.steps))
 
     @classmethod
-    def from_onnx(
-        cls,
-        model_path: str | os.PathLike,
-        config: PostprocessConfig | None = None,
-        threads: int | None = None,
-        providers: Sequence[str] | None = None,
-        input_size: tuple[int, int] | None = None,
-    ) -> Detector:
-        return cls(OnnxRuntimeBackend(model_path, threads=threads, providers=providers,
-                                      input_size=input_size), config)
+    def open(cls, model: str | os.PathLike, config: PostprocessConfig | None = None, *,
+             provider: str = "auto", threads: int | None = None,
+             input_size: tuple[int, int] | None = None, **options: Any) -> Detector:
+        """A detector for a model file, on the backend the registry chooses for it."""
+        return cls(open_backend(model, provider=provider, threads=threads,
+                                input_size=input_size, **options), config)
 
     def detect(self, image_bgr: np.ndarray) -> Detections:
         return self.detect_timed(image_bgr)[0]
 
     def detect_timed(self, image_bgr: np.ndarray) -> tuple[Detections, Timing]:
-        t0 = time.perf_counter()
-        blob, scale = self.prepare(image_bgr)
-        return self.detect_prepared(blob, scale, time.perf_counter() - t0)
+        return detect_timed(self, image_bgr)
 
     def prepare(self, image_bgr: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
-        """The preprocessing step alone (the runtime runs it in its capture thread)."""
+        """The blob and the scale back to image pixels (see :func:`preprocess`)."""
         return preprocess(image_bgr, self.info.input_size, self.info.mean)
 
-    def detect_prepared(self, blob: np.ndarray, scale: tuple[float, float],
+    def detect_prepared(self, prepared: tuple[np.ndarray, tuple[float, float]],
                         preprocess_s: float = 0.0) -> tuple[Detections, Timing]:
-        """Inference and postprocessing on a blob from :meth:`prepare`."""
+        """Inference and postprocessing on what :meth:`prepare` returned."""
+        blob, scale = prepared
         t0 = time.perf_counter()
         loc, scores, landm = self.backend.infer(blob)
         t1 = time.perf_counter()

@@ -15,8 +15,7 @@ from typing import Any, Callable, Mapping, Optional
 
 from edgeface.common.sizes import parse_size, parse_wxh
 from edgeface.errors import ConfigError
-
-PROVIDERS = ("cpu", "cuda", "tensorrt")
+from edgeface.inference.backends.registry import PROVIDERS
 
 # The one place defaults live: run_cmd's flags use them too.
 DEFAULTS: dict[str, Any] = {
@@ -34,7 +33,7 @@ DEFAULTS: dict[str, Any] = {
     "nms_threshold": 0.4,
     "max_detections": 100,
     "threads": None,  # the cores available
-    "provider": "cpu",
+    "provider": "auto",
     # ONNX Runtime's CPU arena: measured smaller and steadier in the full runtime than
     # glibc malloc under its many threads (benchmarks/runtime_memory.py).
     "arena": True,

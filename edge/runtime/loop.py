@@ -23,10 +23,11 @@ from edgeface.common.sizes import parse_size
 from edgeface.errors import EdgefaceError
 from edgeface.inference.detector import Detector, Timing
 from edgeface.inference.postprocess import Detections
+from edgeface.inference.results import FrameResult
 from edgeface.runtime.memory import MemoryGuard, peak_rss_bytes
 from edgeface.runtime.metrics import STAGES, Metrics
 from edgeface.runtime.notify import Notifier
-from edgeface.runtime.sinks import FrameResult, Sink
+from edgeface.runtime.sinks import Sink
 from edgeface.runtime.sources import FrameSource, SourceTimeout
 
 log = logging.getLogger(__name__)
@@ -123,12 +124,8 @@ class Runtime:
         det = self.detector
         if frame.prepared is None or not isinstance(det, Detector):
             return det.detect_timed(frame.image)
-        blob, scale = frame.prepared
-        frame.prepared = None  # the blob is not needed past inference: don't keep it alive
-        w, h = det.info.input_size
-        if blob.shape[2:] != (h, w):  # prepared for another detector: start over
-            return det.detect_timed(frame.image)
-        return det.detect_prepared(blob, scale, frame.prepare_s)
+        prepared, frame.prepared = frame.prepared, None  # not needed past inference
+        return det.detect_prepared(prepared, frame.prepare_s)
 
     def stop(self) -> None:
         """Ask the loop to finish the current frame and return (thread- and signal-safe)."""

@@ -25,13 +25,13 @@ import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Optional, Protocol, Union
 
 import numpy as np
 
 from edgeface.errors import MissingDependency, SourceError
+from edgeface.media.frame import Frame
 from edgeface.media.images import IMAGE_EXTENSIONS, ImageReadError, read_image
 from edgeface.runtime.capture_priority import BackgroundSwitch
 
@@ -40,21 +40,6 @@ log = logging.getLogger(__name__)
 KINDS = ("auto", "camera", "picamera", "csi", "file", "folder", "stream")
 _URL_RE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _LIVE_KINDS = {"camera", "picamera", "csi", "stream"}
-
-
-@dataclass
-class Frame:
-    """One captured image (BGR uint8, HxWx3) and when it was captured."""
-
-    index: int  # position in the source's capture sequence (gaps = dropped frames)
-    timestamp: float  # wall clock (time.time()) at capture
-    image: np.ndarray
-    captured: float = 0.0  # time.monotonic() at capture, for frame-age measurements
-    label: Optional[str] = None  # e.g. the file name of an image in a folder source
-    # What the source's ``prepare`` hook returned for this image (computed in the capture
-    # thread, overlapping inference), and the seconds it took; None without a hook.
-    prepared: Any = None
-    prepare_s: float = 0.0
 
 
 class SourceTimeout(TimeoutError):

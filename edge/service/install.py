@@ -346,9 +346,9 @@ def check_model(path: Path) -> None:
     """Fail now, not at 3 a.m. on the device: the model must load in ONNX Runtime."""
     if not path.is_file():
         raise ModelError(f"model file not found: {path}")
-    from edgeface.inference.backends import OnnxRuntimeBackend
+    from edgeface.inference.backends import open_backend
 
-    OnnxRuntimeBackend(path, threads=1)
+    open_backend(path, threads=1)
 
 
 def unreadable_for_others(path: Path) -> Path | None:

@@ -1,40 +1,22 @@
-"""Inference backends: one small interface, an ONNX Runtime implementation.
+"""ONNX Runtime backend: runs an edgeface ONNX export (FP32 or INT8) on CPU, CUDA or TensorRT.
 
-A backend takes the preprocessed blob ``[1, 3, H, W]`` float32 and returns the raw outputs
-for that image: box regressions ``[A, 4]``, face probabilities ``[A]``, landmark regressions
-``[A, 10]``. Other backends (PyTorch on the host, TensorRT on a Jetson) implement the same.
+Registered in :mod:`edgeface.inference.backends.registry` for ``.onnx`` files.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Protocol, Sequence
 
 import numpy as np
 
 from edgeface.errors import ModelError
+from edgeface.inference.backends.base import RawOutputs, default_threads
 from edgeface.inference.model_info import INPUT_NAME, OUTPUT_NAMES, ModelInfo
 
-RawOutputs = tuple[np.ndarray, np.ndarray, np.ndarray]
-
-
-class InferenceBackend(Protocol):
-    """What the detector needs from an inference engine."""
-
-    info: ModelInfo
-    name: str
-
-    def infer(self, blob: np.ndarray) -> RawOutputs:  # pragma: no cover - protocol
-        ...
-
-
-def default_threads() -> int:
-    """The cores this process may use (respects CPU affinity / cgroup cpusets)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+# --provider -> ONNX Runtime execution providers, most preferred first (CPU always last).
+_ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
+                  "tensorrt": "TensorrtExecutionProvider"}
 
 
 def session_options(threads: int | None = None, *, arena: bool = True):
@@ -67,20 +49,23 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def resolve_providers(requested: Sequence[str] | None) -> list[str]:
-    """Map short names (cpu, cuda, tensorrt) to ONNX Runtime providers, failing clearly."""
-    if not requested:
-        return ["CPUExecutionProvider"]
-    names = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
-             "tensorrt": "TensorrtExecutionProvider", "trt": "TensorrtExecutionProvider"}
+def resolve_providers(provider: str) -> list[str]:
+    """ONNX Runtime providers for ``--provider``, failing clearly when the build lacks it.
+
+    ``tensorrt`` falls back to CUDA (when available) for nodes TensorRT does not take, and
+    every choice falls back to the CPU.
+    """
+    name = _ORT_PROVIDERS.get(provider.lower())
+    if name is None:
+        raise ModelError(f"ONNX Runtime has no provider {provider!r} "
+                         f"(valid: {', '.join(_ORT_PROVIDERS)})")
     avail = available_providers()
-    out = []
-    for r in requested:
-        p = names.get(r.lower(), r)
-        if p not in avail:
-            raise ModelError(f"execution provider {r!r} is not available in this onnxruntime "
-                             f"build (available: {', '.join(avail)})")
-        out.append(p)
+    if name not in avail:
+        raise ModelError(f"execution provider {provider!r} is not available in this onnxruntime "
+                         f"build (available: {', '.join(avail)})")
+    out = [name]
+    if name == "TensorrtExecutionProvider" and "CUDAExecutionProvider" in avail:
+        out.append("CUDAExecutionProvider")
     if "CPUExecutionProvider" not in out:
         out.append("CPUExecutionProvider")
     return out
@@ -94,8 +79,9 @@ class OnnxRuntimeBackend:
     def __init__(
         self,
         model_path: str | os.PathLike,
+        *,
+        provider: str = "cpu",
         threads: int | None = None,
-        providers: Sequence[str] | None = None,
         input_size: tuple[int, int] | None = None,
         arena: bool = True,
     ):
@@ -109,7 +95,7 @@ class OnnxRuntimeBackend:
         try:
             self.session = ort.InferenceSession(
                 str(path), sess_options=session_options(self.threads, arena=arena),
-                providers=resolve_providers(providers))
+                providers=resolve_providers(provider))
         except ModelError:
             raise
         except Exception as exc:  # onnxruntime raises several unrelated types here

@@ -1,0 +1,29 @@
+"""One processed frame and its JSON record: the one schema `detect`, `run` and the HTTP API
+write (documented in the README, "Detection records")."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from edgeface.inference.detector import Timing
+from edgeface.inference.postprocess import Detections
+from edgeface.media.frame import Frame
+
+
+@dataclass
+class FrameResult:
+    """One processed frame: the frame, the faces found in it and how long that took."""
+
+    frame: Frame
+    detections: Detections
+    timing: Timing
+
+    def to_record(self) -> dict:
+        """The JSON-lines record: timestamp, frame index, size, latency and the faces."""
+        h, w = self.frame.image.shape[:2]
+        rec = {"ts": round(self.frame.timestamp, 3), "frame": self.frame.index,
+               "width": w, "height": h, "latency_ms": round(self.timing.total * 1e3, 2),
+               "faces": self.detections.to_list()}
+        if self.frame.label is not None:
+            rec["image"] = self.frame.label
+        return rec
