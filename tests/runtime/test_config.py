@@ -12,7 +12,7 @@ from edgeface.common.sizes import parse_size, parse_wxh
 from edgeface.errors import EXIT_USAGE, ConfigError
 from edgeface.runtime.config import DEFAULTS, OUTPUT_KEYS, load_config, merge, validate
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "edge" / "service" / "templates" / "config.yaml"
+TEMPLATE = Path(__file__).resolve().parents[2] / "edge" / "service" / "templates" / "config.yaml"
 
 
 def write(tmp_path, text):

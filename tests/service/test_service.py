@@ -28,7 +28,7 @@ from edgeface.errors import EXIT_BAD_MODEL, EXIT_MEMORY, EXIT_SOURCE, EXIT_USAGE
 from edgeface.runtime.config import load_config, validate
 from edgeface.service import install as svc
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ANALYZE = shutil.which("systemd-analyze")
 needs_analyze = pytest.mark.skipif(
     ANALYZE is None, reason="systemd-analyze not installed (CI installs the systemd package)")
