@@ -74,7 +74,8 @@ def end_to_end(detector, video: Path, out: Path) -> tuple[float, float, int, dic
     from edgeface.runtime.sources import open_source
 
     c0, t0 = time.process_time(), time.perf_counter()
-    rt = Runtime(open_source(video), detector, [JsonLinesSink(out)], status_interval=0)
+    rt = Runtime(open_source(video, prepare=detector.prepare), detector, [JsonLinesSink(out)],
+                 status_interval=0)
     stats = rt.run()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     rt.close()

@@ -1,7 +1,9 @@
-"""`edgeface run --config FILE`: a YAML file with the same keys as the command's flags.
+"""`edgeface run` settings: the flags, the ``--config FILE`` keys, their defaults and checks.
 
-Flag ``--confidence-threshold`` is key ``confidence_threshold``; the outputs (``--json``,
-``--json-max-size``, ``--json-keep``, ``--video``, ``--http``) go under ``outputs:``. Flags
+A YAML file takes the same keys as the command's flags (``--confidence-threshold`` is key
+``confidence_threshold``); the outputs' settings go under ``outputs:``. The keys are
+assembled from the run's own options (:data:`RUN_OPTIONS`), each source kind's and each
+sink's (their registries), so a new source or sink brings its settings with it. Flags
 given on the command line override the file. Unknown keys are errors that name the key and
 list the valid ones; relative paths are relative to the file. The documented default is
 ``edge/service/templates/config.yaml``.
@@ -10,145 +12,126 @@ list the valid ones; relative paths are relative to the file. The documented def
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
-from edgeface.common.sizes import parse_size, parse_wxh
 from edgeface.errors import ConfigError
+from edgeface.inference.backends import default_threads
 from edgeface.inference.backends.registry import PROVIDERS
+from edgeface.runtime.options import (
+    Option,
+    boolean,
+    choice,
+    memory,
+    number,
+    resolve_path,
+    string,
+    wxh,
+)
+from edgeface.runtime.sinks import sink_options
+from edgeface.runtime.sources import selector_options, selectors_given, source_options
+from edgeface.runtime.sources.stream import URL_RE
 
-# The one place defaults live: run_cmd's flags use them too.
-DEFAULTS: dict[str, Any] = {
-    "model": None,
-    "source": None,
-    "camera": None,
-    "picamera": False,
-    "csi": None,
-    "live": None,  # auto: cameras and streams are live, files and folders are not
-    "loop": False,
-    "capture_size": None,
-    "capture_fps": None,
-    "input_size": None,  # from the model's metadata (416x416 for the default export)
-    "confidence_threshold": 0.5,
-    "nms_threshold": 0.4,
-    "max_detections": 100,
-    "threads": None,  # the cores available
-    "provider": "auto",
+#: A config file larger than this is refused unread: the documented template is ~4 KB.
+MAX_CONFIG_BYTES = 64 << 10
+
+
+def _threads(key: str, v: Any) -> int:
+    # More threads than 4x the cores only adds contention and memory (one arena each).
+    return number(1, default_threads() * 4, integer=True)(key, v)
+
+
+RUN_OPTIONS = (
+    Option("model", "--model", string, metavar="MODEL", path=True,
+           help="Model from `edgeface export` or `edgeface quantize` (.onnx FP32 or INT8)."),
+    Option("size", "--size", wxh(32, 4096), metavar="WxH",
+           help="Network input size [default: from the model, 416x416]."),
+    Option("confidence_threshold", "--confidence-threshold", number(0, 1), 0.5, metavar="0..1",
+           help="Minimum face probability."),
+    Option("nms_threshold", "--nms-threshold", number(0, 1, lo_open=True), 0.4, metavar="0..1",
+           help="NMS IoU threshold."),
+    Option("max_detections", "--max-detections", number(1, 10000, integer=True), 100,
+           metavar="N",
+           help="Most faces reported per frame."),
+    Option("threads", "--threads", _threads, metavar="N",
+           help="Inference threads [default: the cores available; at most 4x the cores]."),
+    Option("provider", "--provider", choice(*PROVIDERS), "auto", metavar="|".join(PROVIDERS),
+           help="Where the model runs: auto (CPU for .onnx, the GPU for a TensorRT .engine), "
+                "cpu, cuda or tensorrt."),
     # ONNX Runtime's CPU arena: measured smaller and steadier in the full runtime than
     # glibc malloc under its many threads (benchmarks/runtime_memory.py).
-    "arena": True,
-    "memory_limit": "512M",
-    "status_interval": 10.0,
-    "max_frames": None,
-    "duration": None,
-    # json_max_size: rotate the JSON-lines file past this size (null: never), keeping
-    # json_keep old files.
-    "outputs": {"json": None, "json_max_size": None, "json_keep": 3, "video": None,
-                "http": None},
-}
-OUTPUT_KEYS = ("json", "json_max_size", "json_keep", "video", "http")
-DESTINATION_KEYS = ("json", "video", "http")  # the outputs themselves; the rest tune them
-SOURCE_KEYS = ("source", "camera", "picamera", "csi")
+    Option("arena", "--arena", boolean, True, cli="bool",
+           help="ONNX Runtime CPU memory arena."),
+    Option("memory_limit", "--memory-limit", memory(1 << 20), "512M", metavar="SIZE",
+           help="Exit with code 5 when resident memory exceeds this (e.g. 512M; 0: off)."),
+    Option("status_interval", "--status-interval", number(0, 86400), 10.0, metavar="SECONDS",
+           help="Seconds between status lines on stderr (0: none)."),
+    Option("max_frames", "--max-frames", number(1, 10**12, integer=True), metavar="N",
+           help="Stop after this many frames."),
+    Option("duration", "--duration", number(0, 10**8, lo_open=True), metavar="SECONDS",
+           help="Stop after this many seconds."),
+)
+
+#: Renamed keys: old -> new (the old spelling works, with a line on stderr).
+RENAMED_KEYS = {"input_size": "size"}
 
 
-def _number(lo: float | None = None, hi: float | None = None, *, integer: bool = False,
-            lo_open: bool = False) -> Callable[[str, Any], Any]:
-    def check(key: str, v: Any) -> Any:
-        ok_types = (int,) if integer else (int, float)
-        if isinstance(v, bool) or not isinstance(v, ok_types):
-            what = "an integer" if integer else "a number"
-            raise ConfigError(f"config key '{key}': expected {what}, got {v!r}")
-        if (lo is not None and (v < lo or (lo_open and v == lo))) or (hi is not None and v > hi):
-            rng = f"{'(' if lo_open else '['}{lo}, {hi if hi is not None else 'inf'}]"
-            raise ConfigError(f"config key '{key}': {v!r} is outside {rng}")
-        return v
-    return check
+def top_options() -> list[Option]:
+    """Every top-level key: the model and detection settings, then the source's."""
+    return [RUN_OPTIONS[0], *source_options(), *RUN_OPTIONS[1:]]
 
 
-def _bool(key: str, v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise ConfigError(f"config key '{key}': expected true or false, got {v!r}")
-    return v
+def options_by_key() -> dict[str, Option]:
+    return {o.key: o for o in top_options()}
 
 
-def _string(key: str, v: Any) -> str:
-    if not isinstance(v, (str, int)) or isinstance(v, bool):
-        raise ConfigError(f"config key '{key}': expected a string, got {v!r}")
-    return str(v)
+def output_options() -> dict[str, Option]:
+    return {o.key: o for o in sink_options()}
 
 
-def _source(key: str, v: Any) -> Any:
-    if isinstance(v, bool) or not isinstance(v, (str, int)):
-        raise ConfigError(f"config key '{key}': expected a path, URL or camera number, got {v!r}")
-    return v
+def _defaults() -> dict[str, Any]:
+    d: dict[str, Any] = {o.key: o.default for o in top_options()}
+    d["outputs"] = {o.key: o.default for o in sink_options()}
+    return d
 
 
-def _provider(key: str, v: Any) -> str:
-    if not isinstance(v, str) or v.lower() not in PROVIDERS:
-        raise ConfigError(f"config key '{key}': expected one of {', '.join(PROVIDERS)}, got {v!r}")
-    return v.lower()
-
-
-def _size(key: str, v: Any) -> Any:
-    return parse_wxh(v, f"'{key}'")
-
-
-def _memory(key: str, v: Any) -> Any:
-    parse_size(v)  # validates; the raw value is kept for messages
-    return v
-
-
-def _live(key: str, v: Any) -> Any:
-    return None if v in (None, "auto") else _bool(key, v)
-
-
-_VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
-    "model": _string,
-    "source": _source,
-    "camera": _number(0, integer=True),
-    "picamera": _bool,
-    "csi": _number(0, integer=True),
-    "live": _live,
-    "loop": _bool,
-    "capture_size": _size,
-    "capture_fps": _number(0, lo_open=True),
-    "input_size": _size,
-    "confidence_threshold": _number(0, 1),
-    "nms_threshold": _number(0, 1, lo_open=True),
-    "max_detections": _number(1, integer=True),
-    "threads": _number(1, integer=True),
-    "provider": _provider,
-    "arena": _bool,
-    "memory_limit": _memory,
-    "status_interval": _number(0),
-    "max_frames": _number(1, integer=True),
-    "duration": _number(0, lo_open=True),
-}
-_OUTPUT_VALIDATORS: dict[str, Callable[[str, Any], Any]] = {
-    "json": _string, "json_max_size": _memory, "json_keep": _number(1, integer=True),
-    "video": _string, "http": _string,
-}
-_PATH_KEYS = ("model",)
+# The one place defaults live: run's flags use them too.
+DEFAULTS: dict[str, Any] = _defaults()
+OUTPUT_KEYS = tuple(output_options())
+SOURCE_KEYS = tuple(o.key for o in selector_options())
 
 
 def load_config(path: str | os.PathLike) -> dict[str, Any]:
-    """Read and validate a config file; returns only the keys it sets (nulls are unset)."""
+    """Read and validate a config file; returns only the keys it sets (nulls are unset).
+
+    The file must be a regular file of at most :data:`MAX_CONFIG_BYTES`, so that loading
+    takes bounded time and memory whatever it contains.
+    """
     import yaml
 
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"config file not found: {p}") from None
+        if not p.exists():
+            raise ConfigError(f"config file not found: {p}")
+        if not p.is_file():
+            raise ConfigError(f"config file {p} is not a regular file")
+        with open(p, "rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise ConfigError(f"config file {p} is larger than {MAX_CONFIG_BYTES >> 10} KB")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {p}: {exc}") from None
+        raise ConfigError(f"cannot read config file {p}: {_cut(str(exc))}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{p}{where}: invalid YAML: {problem}") from None
+        raise ConfigError(f"{p}{where}: invalid YAML: {_cut(problem)}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: invalid YAML: nested too deeply") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -160,64 +143,86 @@ def load_config(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def validate(data: Mapping[str, Any], base: Optional[Path] = None) -> dict[str, Any]:
-    """Check keys and types; resolve relative paths against ``base``."""
+    """Check keys and values; resolve relative paths against ``base``."""
+    top, outs_opts = options_by_key(), output_options()
     out: dict[str, Any] = {}
     for key, value in data.items():
+        if not isinstance(key, str):
+            raise ConfigError(f"invalid key {_cut(repr(key))}: keys are names")
+        if key in RENAMED_KEYS:
+            new = RENAMED_KEYS[key]
+            print(f"edgeface: warning: config key {key!r} is deprecated, use {new!r}",
+                  file=sys.stderr)
+            key = new
         if key == "outputs":
             if value is None:
                 continue
             if not isinstance(value, dict):
                 raise ConfigError("config key 'outputs': expected a mapping with keys "
                                   f"{', '.join(OUTPUT_KEYS)}")
-            outs = {}
-            for okey, ov in value.items():
-                if okey not in _OUTPUT_VALIDATORS:
-                    raise ConfigError(f"unknown key 'outputs.{okey}' (valid keys under "
-                                      f"outputs: {', '.join(OUTPUT_KEYS)})")
-                if ov is None:
-                    continue
-                ov = _OUTPUT_VALIDATORS[okey](f"outputs.{okey}", ov)
-                if okey in ("json", "video") and ov != "-":
-                    ov = _resolve(ov, base)
-                outs[okey] = ov
-            out["outputs"] = outs
+            out["outputs"] = _check_all(value, outs_opts, base, "outputs.")
             continue
-        if key not in _VALIDATORS:
-            raise ConfigError(f"unknown key {key!r} (valid keys: "
-                              f"{', '.join(sorted([*_VALIDATORS, 'outputs']))})")
-        if value is None:
-            continue
-        value = _VALIDATORS[key](key, value)
-        if key in _PATH_KEYS:
-            value = _resolve(value, base)
-        elif key == "source" and isinstance(value, str):
-            value = _resolve_source(value, base)
-        out[key] = value
-    if len(sources_given(out)) > 1:
+        if key not in top:
+            raise ConfigError(f"unknown key {_cut(repr(key))} (valid keys: "
+                              f"{', '.join(sorted([*top, 'outputs']))})")
+        out.update(_check_all({key: value}, top, base, ""))
+    if len(selectors_given(out)) > 1:
         raise ConfigError(f"set only one of {', '.join(SOURCE_KEYS)}")
     return out
 
 
+def _check_all(values: Mapping[str, Any], options: Mapping[str, Option],
+               base: Optional[Path], prefix: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        opt = options.get(key) if isinstance(key, str) else None
+        if opt is None:
+            where = f" under {prefix.rstrip('.')}" if prefix else ""
+            raise ConfigError(f"unknown key '{prefix}{_cut(str(key))}' (valid keys{where}: "
+                              f"{', '.join(options)})")
+        if value is None:
+            continue
+        value = opt.check(f"config key '{prefix}{key}'", value)
+        if opt.path and value != "-":
+            value = resolve_path(value, base)
+        elif key == "source" and isinstance(value, str):
+            value = _resolve_source(value, base)
+        out[key] = value
+    return out
+
+
+def check_values(opts: Mapping[str, Any]) -> dict[str, Any]:
+    """Check merged run options (flags included) with the same checks as the config file:
+    a flag value such as ``--duration nan`` fails here, naming the flag."""
+    checked = dict(opts)
+    for key, opt in options_by_key().items():
+        if checked.get(key) is not None and checked.get(key) is not False:
+            checked[key] = opt.check(opt.flag, checked[key])
+    outs = dict(checked.get("outputs") or {})
+    for key, opt in output_options().items():
+        if outs.get(key) is not None:
+            outs[key] = opt.check(opt.flag, outs[key])
+    checked["outputs"] = outs
+    return checked
+
+
 def sources_given(values: Mapping[str, Any]) -> list[str]:
     """The source keys that are set (``camera: 0`` is set; ``picamera: false`` is not)."""
-    return [k for k in SOURCE_KEYS if values.get(k) is not None and values.get(k) is not False]
-
-
-def _resolve(value: str, base: Optional[Path]) -> str:
-    p = Path(value).expanduser()
-    if base is not None and not p.is_absolute():
-        p = base / p
-    return str(p)
+    return selectors_given(values)
 
 
 def _resolve_source(value: str, base: Optional[Path]) -> str:
-    from edgeface.runtime.sources import _URL_RE
-
     low = value.lower()
-    if (value.isdigit() or _URL_RE.match(value) or low.startswith(("picamera", "csi"))
+    if (value.isdigit() or URL_RE.match(value) or low.startswith(("picamera", "csi"))
             or value.startswith("/dev/")):
         return value
-    return _resolve(value, base)
+    return resolve_path(value, base)
+
+
+def _cut(text: str, limit: int = 200) -> str:
+    """One readable line: the first line of ``text``, at most ``limit`` characters."""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def merge(file_values: Mapping[str, Any], flag_values: Mapping[str, Any],

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgeface.common.sizes import parse_size
 from edgeface.errors import EdgefaceError
-from edgeface.inference.detector import Detector, Timing
+from edgeface.inference.detector import FaceDetector, Timing
 from edgeface.inference.postprocess import Detections
 from edgeface.inference.results import FrameResult
 from edgeface.runtime.memory import MemoryGuard, peak_rss_bytes
@@ -85,7 +85,7 @@ class Runtime:
     def __init__(
         self,
         source: FrameSource,
-        detector: Detector,
+        detector: FaceDetector,
         sinks: Sequence[Sink] = (),
         *,
         memory_limit: int | str | None = None,
@@ -109,23 +109,15 @@ class Runtime:
         self.record_latencies = record_latencies
         self.read_timeout = read_timeout
         self._stop = threading.Event()
-        self._prepare_in_capture()
         hang = os.environ.get(HANG_ENV)
         self._hang_after = int(hang) if hang and hang.isdigit() else None
 
-    def _prepare_in_capture(self) -> None:
-        """Have the source's capture thread preprocess each frame (same function, same
-        tensors), so that resizing overlaps inference of the previous frame."""
-        det = self.detector
-        if isinstance(det, Detector) and hasattr(self.source, "prepare"):
-            self.source.prepare = det.prepare
-
     def _detect(self, frame) -> tuple[Detections, Timing]:
-        det = self.detector
-        if frame.prepared is None or not isinstance(det, Detector):
-            return det.detect_timed(frame.image)
+        """The detector on one frame, reusing what the source's capture thread prepared."""
+        if frame.prepared is None:  # a source opened without the detector's prepare
+            return self.detector.detect_timed(frame.image)
         prepared, frame.prepared = frame.prepared, None  # not needed past inference
-        return det.detect_prepared(prepared, frame.prepare_s)
+        return self.detector.detect_prepared(prepared, frame.prepare_s)
 
     def stop(self) -> None:
         """Ask the loop to finish the current frame and return (thread- and signal-safe)."""
@@ -191,8 +183,8 @@ class Runtime:
                 if not self.record_latencies and len(lat["detect"]) >= 2 * _KEEP:
                     for a in lat.values():
                         del a[:_KEEP]
-                metrics.set_source_counters(source.dropped, getattr(source, "corrupt", 0),
-                                            getattr(source, "reconnects", 0))
+                st = source.stats
+                metrics.set_source_counters(st.dropped, st.corrupt, st.reconnects)
                 metrics.set_rss(self.guard.check())  # raises MemoryLimitExceeded
                 if frames == 1:
                     notifier.ready(f"first frame from {source.name}")
@@ -204,9 +196,8 @@ class Runtime:
             self.flush()
             stats.frames, stats.faces, stats.wall_s = frames, faces, wall
             stats.fps = frames / wall if wall > 0 else 0.0
-            stats.dropped = source.dropped
-            stats.corrupt = getattr(source, "corrupt", 0)
-            stats.reconnects = getattr(source, "reconnects", 0)
+            st = source.stats
+            stats.dropped, stats.corrupt, stats.reconnects = st.dropped, st.corrupt, st.reconnects
             stats.peak_rss_bytes = max(peak_rss_bytes(), self.guard.peak)
             stats.stopped = self._stop.is_set()
             stats.latency = {k: _summary(np.frombuffer(a, np.float64)) for k, a in lat.items()}

@@ -277,7 +277,7 @@ def test_picamera_without_picamera2(tiny, monkeypatch, capsys):
 
 
 def test_csi_flag_takes_an_optional_sensor(tiny, capsys):
-    from edgeface.runtime.sources import opencv_has_gstreamer
+    from edgeface.runtime.sources.csi import opencv_has_gstreamer
 
     if opencv_has_gstreamer():
         pytest.skip("OpenCV has GStreamer here; the flag would try a real camera")

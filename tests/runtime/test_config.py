@@ -25,7 +25,7 @@ def test_load_normalises_and_resolves_relative_paths(tmp_path):
     p = write(tmp_path, """
 model: models/v1.onnx
 source: clips/a.mp4
-input_size: 320x240
+size: 320x240
 confidence_threshold: 0.6
 max_detections: 20
 threads: 2
@@ -39,7 +39,7 @@ outputs:
     cfg = load_config(p)
     assert cfg["model"] == str(tmp_path / "models/v1.onnx")
     assert cfg["source"] == str(tmp_path / "clips/a.mp4")
-    assert cfg["input_size"] == (320, 240) and cfg["provider"] == "cuda"
+    assert cfg["size"] == (320, 240) and cfg["provider"] == "cuda"
     assert cfg["outputs"] == {"json": str(tmp_path / "out/det.jsonl"), "http": "0.0.0.0:9000"}
     assert "video" not in cfg["outputs"]
 
@@ -68,7 +68,7 @@ def test_unknown_key_names_it_and_lists_valid_ones(tmp_path):
     ("max_detections: 2.5", r"'max_detections': expected an integer"),
     ("arena: yes please", r"'arena': expected true or false"),
     ("provider: npu", r"'provider': expected one of auto, cpu, cuda, tensorrt"),
-    ("input_size: 416x", r"invalid 'input_size'"),
+    ("size: 416x", r"'size' '416x': expected WIDTHxHEIGHT"),
     ("memory_limit: lots", r"invalid size 'lots'"),
     ("outputs: [json]", r"'outputs': expected a mapping"),
     ("camera: 0\nsource: a.mp4", r"set only one of source, camera, picamera, csi"),
@@ -78,6 +78,11 @@ def test_unknown_key_names_it_and_lists_valid_ones(tmp_path):
 def test_invalid_values(tmp_path, text, match):
     with pytest.raises(ConfigError, match=match):
         load_config(write(tmp_path, text + "\n"))
+
+
+def test_renamed_key_still_works_with_a_warning(tmp_path, capsys):
+    assert load_config(write(tmp_path, "input_size: 320x240\n"))["size"] == (320, 240)
+    assert "config key 'input_size' is deprecated, use 'size'" in capsys.readouterr().err
 
 
 def test_missing_and_empty_files(tmp_path):

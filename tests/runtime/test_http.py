@@ -14,9 +14,9 @@ import pytest
 from runtime_fakes import make_result
 
 from edgeface.errors import ConfigError
-from edgeface.runtime.http_server import StatusServer, parse_bind
+from edgeface.runtime.http.latest import LatestSink
+from edgeface.runtime.http.server import StatusServer, parse_bind
 from edgeface.runtime.metrics import LATENCY_BUCKETS, Metrics
-from edgeface.runtime.sinks import LatestSink
 
 
 @pytest.fixture

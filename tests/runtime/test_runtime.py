@@ -13,8 +13,9 @@ from runtime_fakes import FakeBackend, FakeReader, decode_video, synthetic_frame
 
 from edgeface.errors import EXIT_MEMORY, EdgefaceError, MemoryLimitExceeded
 from edgeface.inference.detector import Detector
+from edgeface.runtime.http.latest import LatestSink
 from edgeface.runtime.loop import Runtime
-from edgeface.runtime.sinks import JsonLinesSink, LatestSink
+from edgeface.runtime.sinks import JsonLinesSink
 from edgeface.runtime.sources import ThreadedSource, open_source
 
 
@@ -44,8 +45,14 @@ def test_every_frame_of_a_file_in_order(video, tmp_path):
     detector = Detector(FakeBackend())
     out = tmp_path / "out.jsonl"
     status = io.StringIO()
-    with Runtime(open_source(video), detector, [JsonLinesSink(out)], status_interval=1e-6,
-                 status_stream=status, record_latencies=True) as rt:
+    prepared_in = []
+
+    def prepare(image):
+        prepared_in.append(threading.current_thread().name)
+        return detector.prepare(image)
+
+    with Runtime(open_source(video, prepare=prepare), detector, [JsonLinesSink(out)],
+                 status_interval=1e-6, status_stream=status, record_latencies=True) as rt:
         stats = rt.run()
     records = [json.loads(line) for line in out.read_text().splitlines()]
     frames = decode_video(video)
@@ -60,7 +67,8 @@ def test_every_frame_of_a_file_in_order(video, tmp_path):
                                     "postprocess", "output"}
     assert all(a.shape == (15,) for a in stats.latencies.values())
     assert stats.latency["inference"]["n"] == 15 and stats.fps > 0
-    assert rt.source.prepare is not None  # preprocessing ran in the capture thread
+    # Preprocessing ran in the capture thread, once per frame.
+    assert len(prepared_in) == 15 and all(n.startswith("capture") for n in prepared_in)
     assert stats.latency["preprocess"]["p50_ms"] > 0
     assert stats.peak_rss_bytes > 10 << 20
     assert "fps | latency p50" in status.getvalue()  # the periodic status line

@@ -12,7 +12,8 @@ import pytest
 from runtime_fakes import decode_video, make_result, synthetic_frames
 
 from edgeface.errors import EdgefaceError
-from edgeface.runtime.sinks import JsonLinesSink, LatestSink, VideoSink, fourcc_for
+from edgeface.runtime.http.latest import LatestSink
+from edgeface.runtime.sinks import JsonLinesSink, VideoSink, fourcc_for
 
 
 def test_record_fields():

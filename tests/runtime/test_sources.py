@@ -19,11 +19,10 @@ from edgeface.runtime.sources import (
     ThreadedSource,
     as_bgr,
     classify,
-    csi_pipeline,
     open_source,
-    opencv_has_gstreamer,
-    redact_url,
 )
+from edgeface.runtime.sources.csi import csi_pipeline, opencv_has_gstreamer
+from edgeface.runtime.sources.stream import redact_url
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +66,7 @@ def test_video_file_every_frame_in_order(video):
     assert [f.index for f in frames] == list(range(len(expected)))
     for f, e in zip(frames, expected):
         np.testing.assert_array_equal(f.image, e)
-    assert src.dropped == 0
+    assert src.stats.dropped == 0
 
 
 def test_file_source_is_not_dropped_by_a_slow_consumer(video):
@@ -76,7 +75,7 @@ def test_file_source_is_not_dropped_by_a_slow_consumer(video):
         while (f := src.read(timeout=5)) is not None:
             time.sleep(0.01)
             frames.append(f.index)
-    assert frames == list(range(12)) and src.dropped == 0
+    assert frames == list(range(12)) and src.stats.dropped == 0
 
 
 def test_loop_restarts_a_file(video):
@@ -96,7 +95,7 @@ def test_folder_source_sorted_skips_corrupt(tmp_path, caplog):
         frames = drain(src)
     assert [f.label.split("/")[-1] for f in frames] == ["a.jpg", "b.png", "c.png"]
     assert [f.index for f in frames] == [0, 1, 3]  # broken.jpg was index 2
-    assert src.corrupt == 1 and "broken.jpg" in caplog.text
+    assert src.stats.corrupt == 1 and "broken.jpg" in caplog.text
     np.testing.assert_array_equal(frames[1].image, imgs[0])
 
 
@@ -143,9 +142,9 @@ def test_live_source_keeps_only_the_newest_frame():
 
     def wait_captured(n):
         deadline = time.monotonic() + 5
-        while src.frames_captured < n and time.monotonic() < deadline:
+        while src.stats.captured < n and time.monotonic() < deadline:
             time.sleep(0.005)
-        assert src.frames_captured == n
+        assert src.stats.captured == n
 
     stopping = threading.Event()
     reader = Gated()
@@ -155,13 +154,13 @@ def test_live_source_keeps_only_the_newest_frame():
             reader.allowed.release()
         wait_captured(5)
         f = src.read(timeout=1)
-        assert f.index == 4 and src.dropped == 4  # the newest; the 4 older ones dropped
+        assert f.index == 4 and src.stats.dropped == 4  # the newest; the 4 older ones dropped
         with pytest.raises(SourceTimeout):  # and it is not handed out twice
             src.read(timeout=0.05)
         for _ in range(3):
             reader.allowed.release()
         wait_captured(8)
-        assert src.read(timeout=1).index == 7 and src.dropped == 6
+        assert src.read(timeout=1).index == 7 and src.stats.dropped == 6
     finally:
         stopping.set()
         src.close()
@@ -296,7 +295,7 @@ def test_live_source_reopens_with_backoff(caplog):
             except SourceTimeout:
                 pass
     assert reader.produced >= 10, "the source did not come back"
-    assert src.reconnects == 1 and reader.opens == 4  # initial + 2 refused + 1 success
+    assert src.stats.reconnects == 1 and reader.opens == 4  # initial + 2 refused + 1 success
     assert "source lost; reopening" in caplog.text and "reopened after 3 attempt" in caplog.text
     assert max(seen) >= 3  # frames after the failure arrived
 
@@ -307,7 +306,7 @@ def test_live_file_ends_at_eof_without_reconnecting():
         end = time.monotonic() + 5
         while src.read(timeout=5) is not None and time.monotonic() < end:
             pass
-    assert reader.opens == 1 and src.reconnects == 0
+    assert reader.opens == 1 and src.stats.reconnects == 0
 
 
 def test_live_file_playback_is_paced(video):
@@ -354,7 +353,7 @@ def test_corrupt_device_frames_are_skipped_and_counted():
 
     with ThreadedSource(Weird(limit=4), "weird", live=False) as src:
         frames = drain(src)
-    assert [f.index for f in frames] == [0, 2, 3] and src.corrupt == 1
+    assert [f.index for f in frames] == [0, 2, 3] and src.stats.corrupt == 1
 
 
 def test_as_bgr():
@@ -397,4 +396,4 @@ def test_looping_a_folder_of_only_corrupt_images_ends(tmp_path):
     (tmp_path / "b.jpg").write_bytes(b"junk")
     with open_source(tmp_path, loop=True) as src:
         assert src.read(timeout=5) is None
-    assert src.corrupt == 2
+    assert src.stats.corrupt == 2

@@ -17,8 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
 
 from edgeface.errors import ConfigError, EdgefaceError
+from edgeface.runtime.http.latest import LatestSink
 from edgeface.runtime.metrics import Metrics
-from edgeface.runtime.sinks import LatestSink
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,19 @@
+"""Where results go: JSON lines (:mod:`.jsonl`), an annotated video (:mod:`.video`), the
+device's HTTP server (:mod:`.http`). Each kind registers its settings and constructor
+(:mod:`.registry`); importing this package registers them all, in this order.
+"""
+
+from edgeface.runtime.sinks import jsonl, video, http  # noqa: F401, I001  (registration order)
+from edgeface.runtime.sinks.base import Sink, SinkContext, SinkKind
+from edgeface.runtime.sinks.jsonl import JsonLinesSink
+from edgeface.runtime.sinks.registry import (
+    build_sinks,
+    register_sink,
+    sink_kinds,
+    sink_options,
+    with_default_output,
+)
+from edgeface.runtime.sinks.video import VideoSink, fourcc_for
+
+__all__ = ["JsonLinesSink", "Sink", "SinkContext", "SinkKind", "VideoSink", "build_sinks",
+           "fourcc_for", "register_sink", "sink_kinds", "sink_options", "with_default_output"]

@@ -1,0 +1,52 @@
+"""The sink registry: each kind of output registers its settings and constructor in its own
+module; ``edgeface run`` builds whichever are configured, in registration order."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from edgeface.runtime.options import Option
+from edgeface.runtime.sinks.base import Sink, SinkContext, SinkKind
+
+_KINDS: dict[str, SinkKind] = {}
+
+#: With no output configured, detections go to stdout as JSON lines.
+DEFAULT_OUTPUT = ("json", "-")
+
+
+def register_sink(kind: SinkKind) -> None:
+    _KINDS[kind.name] = kind
+
+
+def sink_kinds() -> dict[str, SinkKind]:
+    return dict(_KINDS)
+
+
+def sink_options() -> list[Option]:
+    """Every output setting (config keys under ``outputs:``), in registration order."""
+    return [o for k in _KINDS.values() for o in k.options]
+
+
+def with_default_output(outputs: Mapping[str, Any]) -> dict[str, Any]:
+    """``outputs`` with JSON lines on stdout when no output is turned on."""
+    out = dict(outputs)
+    if not any(k.enabled(out) for k in _KINDS.values()):
+        out[DEFAULT_OUTPUT[0]] = DEFAULT_OUTPUT[1]
+    return out
+
+
+def build_sinks(outputs: Mapping[str, Any], context: SinkContext) -> list[Sink]:
+    """Build every configured sink; if one fails, those already built are closed."""
+    sinks: list[Sink] = []
+    try:
+        for kind in _KINDS.values():
+            if kind.enabled(outputs):
+                sinks.append(kind.build(outputs, context))
+    except BaseException:
+        for s in sinks:
+            try:
+                s.close()
+            except Exception:  # the first error is the one to report
+                pass
+        raise
+    return sinks

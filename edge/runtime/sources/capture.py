@@ -1,0 +1,60 @@
+"""OpenCV's VideoCapture as a reader: V4L2 cameras, video files, network streams and
+GStreamer pipelines all go through it."""
+
+from __future__ import annotations
+
+from typing import Optional, Union
+
+import numpy as np
+
+from edgeface.errors import SourceError
+
+
+class CvCaptureReader:
+    """cv2.VideoCapture: V4L2 cameras, video files, network streams, GStreamer pipelines."""
+
+    def __init__(self, target: Union[str, int], api: int, describe: str,
+                 params: tuple[int, ...] = (), props: Optional[dict[int, float]] = None,
+                 hint: str = "", params_optional: bool = False):
+        self.target = target
+        self.api = api
+        self.describe = describe
+        self.params = list(params)
+        self.props = props or {}
+        self.hint = hint
+        self.params_optional = params_optional
+        self._cap = None
+
+    def open(self) -> None:
+        import cv2
+
+        if self._cap is not None:  # already open (validated when the source was created)
+            return
+        cap = cv2.VideoCapture(self.target, self.api, self.params)
+        if not cap.isOpened() and self.params and self.params_optional:
+            # A backend that does not know a parameter refuses to open: try without.
+            cap.release()
+            cap = cv2.VideoCapture(self.target, self.api)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open {self.describe}" + (f": {self.hint}"
+                                                               if self.hint else ""))
+        for prop, value in self.props.items():
+            cap.set(prop, value)
+        self._cap = cap
+
+    def read(self) -> Optional[np.ndarray]:
+        if self._cap is None:
+            return None
+        ok, image = self._cap.read()
+        return image if ok else None
+
+    def fps(self) -> float:
+        import cv2
+
+        return float(self._cap.get(cv2.CAP_PROP_FPS)) if self._cap is not None else 0.0
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None

@@ -1,0 +1,61 @@
+"""Jetson CSI cameras through a GStreamer ``nvarguscamerasrc`` pipeline (needs an OpenCV
+built with GStreamer, i.e. JetPack's)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from edgeface.errors import MissingDependency, SourceError
+from edgeface.runtime.options import Option, number
+from edgeface.runtime.sources.capture import CvCaptureReader
+from edgeface.runtime.sources.registry import CaptureSettings, SourceKind, register_source
+
+
+def csi_pipeline(sensor: int = 0, size: tuple[int, int] = (1280, 720), fps: float = 30) -> str:
+    """GStreamer pipeline for a Jetson CSI camera (nvarguscamerasrc) delivering BGR frames.
+
+    ``appsink drop=true max-buffers=1`` keeps GStreamer itself from queueing stale frames.
+    """
+    w, h = size
+    return (f"nvarguscamerasrc sensor-id={sensor} ! "
+            f"video/x-raw(memory:NVMM), width={w}, height={h}, framerate={round(fps)}/1, "
+            f"format=NV12 ! nvvidconv ! video/x-raw, format=BGRx ! videoconvert ! "
+            f"video/x-raw, format=BGR ! appsink drop=true max-buffers=1 sync=false")
+
+
+def opencv_has_gstreamer() -> bool:
+    import cv2
+
+    m = re.search(r"GStreamer:\s*(\w+)", cv2.getBuildInformation())
+    return bool(m) and m.group(1).upper() == "YES"
+
+
+def _csi_reader(target: Any, settings: CaptureSettings) -> tuple[CvCaptureReader, str]:
+    import cv2
+
+    if not opencv_has_gstreamer():
+        raise MissingDependency(
+            "--csi needs OpenCV built with GStreamer, and this one is not "
+            "(cv2.getBuildInformation() shows GStreamer: NO); on a Jetson use JetPack's "
+            "OpenCV (`sudo apt install python3-opencv`), create the virtual environment "
+            "with `python3 -m venv --system-site-packages` and `pip uninstall "
+            "opencv-python-headless` inside it")
+    pipe = csi_pipeline(int(target), settings.size or (1280, 720), settings.fps or 30)
+    return CvCaptureReader(pipe, cv2.CAP_GSTREAMER, f"CSI camera {target}",
+                           hint="is the camera connected and nvargus-daemon running?"), \
+        f"csi {target}"
+
+
+def _is_csi(text: str) -> Optional[int]:
+    m = re.fullmatch(r"csi(?::(\d+))?", text, re.IGNORECASE)
+    if m is None and text.lower().startswith("csi:"):
+        raise SourceError(f"invalid source {text!r}: expected csi or csi:N")
+    return int(m.group(1) or 0) if m else None
+
+
+register_source(SourceKind(
+    "csi", live=True, make_reader=_csi_reader, matches=_is_csi,
+    selector=Option("csi", "--csi", number(0, 15, integer=True), metavar="[SENSOR]",
+                    cli="optional", flag_value=0,
+                    help="Jetson CSI camera via GStreamer nvarguscamerasrc."), rank=30))
