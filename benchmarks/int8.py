@@ -68,8 +68,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def op_time_shares(path: Path, blob: np.ndarray, runs: int = 30) -> dict[str, float]:
-    """Share of kernel time per operator type (%), 1 thread (see edgeface.bench)."""
-    from edgeface.bench.harness import op_time_shares as shares
+    """Share of kernel time per operator type (%), 1 thread (see edgeface.bench.op_profile)."""
+    from edgeface.bench.op_profile import op_time_shares as shares
 
     return shares(path, blob, runs, threads=1, min_percent=1.0)
 

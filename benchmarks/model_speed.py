@@ -125,8 +125,8 @@ def torch_runner(model, blob: np.ndarray, threads: int):
 
 
 def op_time_shares(path: Path, blob: np.ndarray, runs: int = 30) -> dict[str, float]:
-    """Share of kernel time per operator type (%), 1 thread (see edgeface.bench)."""
-    from edgeface.bench.harness import op_time_shares as shares
+    """Share of kernel time per operator type (%), 1 thread (see edgeface.bench.op_profile)."""
+    from edgeface.bench.op_profile import op_time_shares as shares
 
     return shares(path, blob, runs, threads=1, min_percent=0.5)
 

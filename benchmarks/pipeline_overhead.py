@@ -3,7 +3,7 @@
 throughput, measured in the same process, round after round.
 
 Model-only: ``backend.infer`` on one preprocessed blob, back to back (no decode, no resize,
-no postprocess, no output). End to end: :class:`edgeface.runtime.Runtime` on a video file
+no postprocess, no output). End to end: :class:`edgeface.runtime.loop.Runtime` on a video file
 source (every frame, decoded in the capture thread), the detector's preprocess, inference
 and postprocess, and a JSON-lines sink writing to a file. Both use the same ONNX Runtime
 session; the two measurements alternate, ``--rounds`` times, and the ratio is taken per

@@ -26,7 +26,7 @@ from edgeface.common.files import sha256_file
 from edgeface.errors import require
 from edgeface.inference.backends import RawOutputs
 from edgeface.inference.backends.onnxruntime_backend import session_options
-from edgeface.inference.detector import Detector, Timing
+from edgeface.inference.detector import Detector, Timing, detect_timed
 from edgeface.inference.model_info import ModelInfo
 from edgeface.inference.postprocess import Detections, PostprocessConfig
 
@@ -110,7 +110,11 @@ class RetinaFaceBackend:
 
 
 class YuNetDetector:
-    """YuNet behind the :class:`~edgeface.detector.Detector` timing interface."""
+    """YuNet behind the :class:`~edgeface.inference.detector.FaceDetector` protocol.
+
+    ``prepare`` is our resize to the input size (counted as preprocess); the library's one
+    call (inference, decoding, NMS) is the inference; scaling back is the postprocess.
+    """
 
     name = "libfacedetection"
 
@@ -121,19 +125,23 @@ class YuNetDetector:
         self.input_size = tuple(input_size)
         self.config = config or PostprocessConfig()
 
-    def detect_timed(self, image_bgr: np.ndarray) -> tuple[Detections, Timing]:
+    def prepare(self, image_bgr: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
+        """The frame resized to the input size, and the scale back to image pixels."""
         import cv2
 
-        t0 = time.perf_counter()
         h, w = image_bgr.shape[:2]
         tw, th = self.input_size
         img = image_bgr if (w, h) == (tw, th) else cv2.resize(image_bgr, (tw, th))
-        img = np.ascontiguousarray(img)
+        return np.ascontiguousarray(img), (w / tw, h / th)
+
+    def detect_prepared(self, prepared: tuple[np.ndarray, tuple[float, float]],
+                        preprocess_s: float = 0.0) -> tuple[Detections, Timing]:
+        """The library call and the scaling back, on what :meth:`prepare` returned."""
+        img, (sx, sy) = prepared
         t1 = time.perf_counter()
         raw = self._detect(img)  # [N, 16] int16: conf%, x, y, w, h, 5 landmarks (x, y), pad
         t2 = time.perf_counter()
         raw = raw[raw[:, 0] > self.config.conf_threshold * 100]
-        sx, sy = w / tw, h / th
         scale = np.array([sx, sy], np.float32)
         xy = raw[:, 1:3].astype(np.float32)
         boxes = np.concatenate([xy, xy + raw[:, 3:5]], axis=1).reshape(-1, 2, 2) * scale
@@ -141,7 +149,10 @@ class YuNetDetector:
         dets = Detections(boxes.reshape(-1, 4).astype(np.float32),
                           (raw[:, 0] / 100.0).astype(np.float32), lms)
         t3 = time.perf_counter()
-        return dets, Timing(t1 - t0, t2 - t1, t3 - t2)
+        return dets, Timing(preprocess_s, t2 - t1, t3 - t2)
+
+    def detect_timed(self, image_bgr: np.ndarray) -> tuple[Detections, Timing]:
+        return detect_timed(self, image_bgr)
 
     def detect(self, image_bgr: np.ndarray) -> Detections:
         return self.detect_timed(image_bgr)[0]

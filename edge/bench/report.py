@@ -11,17 +11,9 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-from edgeface.bench.harness import (
-    RESULT_KIND,
-    STAGES,
-    ResultSchemaError,
-    fmt_mb,
-    fmt_num,
-    frames_note,
-    load_note,
-    load_result,
-    ratio_lookup,
-)
+from edgeface.bench.results import RESULT_KIND, ResultSchemaError, load_result
+from edgeface.bench.stats import STAGES
+from edgeface.bench.tables import fmt_mb, fmt_num, frames_note, load_note, ratio_lookup
 from edgeface.errors import ConfigError
 
 BEGIN = "<!-- bench:begin -->"

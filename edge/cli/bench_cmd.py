@@ -83,21 +83,17 @@ def bench(ctx: click.Context, models: tuple[str, ...], threads: str | None, runs
     """
     if ctx.invoked_subcommand is not None:
         return
-    from edgeface.bench.harness import (
-        BenchSettings,
-        make_frame_spec,
-        markdown_table,
-        parse_model_arg,
-        run_benchmark,
-        save_result,
-    )
+    from edgeface.bench.frames import make_frame_spec
+    from edgeface.bench.results import save_result
+    from edgeface.bench.runs import BenchSettings, parse_model_arg, run_benchmark
+    from edgeface.bench.tables import markdown_table
     from edgeface.errors import MissingDependency
     from edgeface.inference.backends import default_threads
 
     specs = [parse_model_arg(m) for m in models]
     if peers:
-        from edgeface.bench.harness import ModelSpec
         from edgeface.bench.peers import PEERS, available_peers
+        from edgeface.bench.runs import ModelSpec
 
         found = available_peers()
         if not found:

@@ -15,22 +15,21 @@ import time
 import numpy as np
 import pytest
 
-from edgeface.bench.harness import (
+from edgeface.bench.report import BEGIN, END, build_report, load_results, merge, update_readme
+from edgeface.bench.results import (
     RESULT_KIND,
     SCHEMA_VERSION,
     ResultSchemaError,
     load_result,
-    markdown_table,
-    paired_ratio,
-    parse_model_arg,
     result_filename,
-    round_robin,
     save_result,
-    summarize,
     validate_result,
 )
-from edgeface.bench.report import BEGIN, END, build_report, load_results, merge, update_readme
+from edgeface.bench.runs import parse_model_arg
+from edgeface.bench.stats import summarize
+from edgeface.bench.tables import markdown_table
 from edgeface.cli import main
+from edgeface.common.timing import paired_ratio, round_robin
 from edgeface.errors import ConfigError, ModelError
 
 # --------------------------------------------------------------------------- helpers
@@ -413,7 +412,7 @@ def test_ctrl_c_prints_partial_results(tmp_path):
 
 
 def test_duplicate_labels_are_made_unique():
-    from edgeface.bench.harness import _dedupe_labels
+    from edgeface.bench.records import _dedupe_labels
 
     records = [{"label": "V1", "file": "a.onnx"}, {"label": "V1", "file": "b.onnx"},
                {"label": "Peer"}, {"label": "X", "file": "c.onnx"},
