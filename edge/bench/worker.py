@@ -120,15 +120,11 @@ def _run_pipeline(detector: Any, source: str, warmup: int, runs: int) -> dict[st
 
     Files and folders loop so that ``warmup + runs`` frames are always available.
     """
-    try:
-        from edgeface.runtime.loop import Runtime
-    except ImportError:
-        raise EdgefaceError("pipeline mode needs edgeface.runtime, which this installation "
-                            "does not have") from None
+    from edgeface.runtime.loop import Runtime
     from edgeface.runtime.sources import open_source
 
-    with Runtime(open_source(source, loop=True), detector, [], status_interval=0,
-                 record_latencies=True) as rt:
+    with Runtime(open_source(source, loop=True, prepare=detector.prepare), detector, [],
+                 status_interval=0, record_latencies=True) as rt:
         if warmup:
             rt.run(max_frames=warmup)
         stats = rt.run(max_frames=runs)
