@@ -1,32 +1,40 @@
-"""`edgeface detect`: faces in still images, one line per image."""
+"""`edgeface detect`: faces in still images, one line per image; the JSON records are the
+ones `edgeface run` writes (see the README, "Detection records")."""
 
 from __future__ import annotations
 
-import json
-import sys
+import time
 from pathlib import Path
 
 import click
 
+from edgeface.cli.options import (
+    confidence_option,
+    nms_option,
+    provider_option,
+    renamed,
+    threads_option,
+)
 from edgeface.errors import EXIT_FAILURE, EdgefaceError
 
 
-@click.command("detect")
+@click.command("detect", **renamed({"--conf": "--confidence-threshold",
+                                    "--nms": "--nms-threshold"}))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-m", "--model", required=True, type=click.Path(path_type=Path),
-              help="ONNX model from `edgeface export` or `edgeface quantize`.")
-@click.option("--conf", default=0.5, show_default=True, type=click.FloatRange(0, 1),
-              help="Minimum face probability.")
-@click.option("--nms", default=0.4, show_default=True, type=click.FloatRange(0, 1),
-              help="NMS IoU threshold.")
-@click.option("--threads", type=click.IntRange(1), default=None,
-              help="Inference threads [default: the cores available].")
+              help="Model from `edgeface export` or `edgeface quantize` (.onnx).")
+@confidence_option(0.5)
+@nms_option(0.4)
+@threads_option()
+@provider_option()
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
-              help="Write one JSON line per image here ('-' for stdout).")
-@click.option("--annotate", "annotate_dir", type=click.Path(path_type=Path), default=None,
+              metavar="PATH|-", help="Write one JSON line per image here ('-' for stdout).")
+@click.option("--annotate", "annotate_dir", type=click.Path(path_type=Path, file_okay=False),
+              default=None, metavar="DIR",
               help="Write annotated copies of the images into this directory.")
-def detect(inputs: tuple[Path, ...], model: Path, conf: float, nms: float, threads: int | None,
-           json_path: Path | None, annotate_dir: Path | None) -> None:
+def detect(inputs: tuple[Path, ...], model: Path, confidence_threshold: float,
+           nms_threshold: float, threads: int | None, provider: str, json_path: Path | None,
+           annotate_dir: Path | None) -> None:
     """Detect faces in IMAGE_OR_DIR... and print one line per image.
 
     A missing or unreadable file is reported and skipped; the exit status is then non-zero
@@ -36,16 +44,18 @@ def detect(inputs: tuple[Path, ...], model: Path, conf: float, nms: float, threa
 
     from edgeface.inference.detector import Detector
     from edgeface.inference.postprocess import PostprocessConfig
+    from edgeface.inference.results import FrameResult
     from edgeface.media.draw import annotate
+    from edgeface.media.frame import Frame
     from edgeface.media.images import ImageReadError, expand_inputs, read_image
+    from edgeface.runtime.sinks import JsonLinesSink
 
-    detector = Detector.open(model, PostprocessConfig(conf_threshold=conf,
-                                                           nms_threshold=nms), threads=threads)
+    detector = Detector.open(model, PostprocessConfig(conf_threshold=confidence_threshold,
+                                                      nms_threshold=nms_threshold),
+                             provider=provider, threads=threads)
     if annotate_dir:
         annotate_dir.mkdir(parents=True, exist_ok=True)
-    sink = None
-    if json_path is not None:
-        sink = sys.stdout if str(json_path) == "-" else open(json_path, "w", encoding="utf-8")
+    sink = JsonLinesSink(json_path, truncate=True) if json_path is not None else None
     failures = 0
     n = 0
     try:
@@ -60,16 +70,15 @@ def detect(inputs: tuple[Path, ...], model: Path, conf: float, nms: float, threa
             dets, timing = detector.detect_timed(image)
             click.echo(f"{path}\t{len(dets)} faces\t{timing.total * 1000:.1f} ms")
             if sink is not None:
-                record = {"image": str(path), "width": image.shape[1], "height": image.shape[0],
-                          "latency_ms": round(timing.total * 1000, 3), "faces": dets.to_list()}
-                sink.write(json.dumps(record) + "\n")
+                sink.write(FrameResult(Frame(n - 1, time.time(), image, label=str(path)), dets,
+                                       timing))
             if annotate_dir:
                 out = annotate_dir / (path.stem + ".jpg")
                 if not cv2.imwrite(str(out), annotate(image, dets)):
                     click.echo(f"edgeface: error: cannot write {out}", err=True)
                     failures += 1
     finally:
-        if sink is not None and sink is not sys.stdout:
+        if sink is not None:
             sink.close()
     if n == 0:
         raise EdgefaceError("no images found in the given inputs")

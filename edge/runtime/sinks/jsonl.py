@@ -32,7 +32,8 @@ class JsonLinesSink:
     CHECK_MOVED_S = 1.0
 
     def __init__(self, target: Union[str, os.PathLike, TextIO] = "-", flush_each: bool = True,
-                 max_bytes: Optional[int] = None, keep: int = 3, max_text: str = ""):
+                 max_bytes: Optional[int] = None, keep: int = 3, max_text: str = "",
+                 truncate: bool = False):
         self.flush_each = flush_each
         self.max_bytes = max_bytes or None
         self._max_text = max_text or str(max_bytes)
@@ -52,14 +53,14 @@ class JsonLinesSink:
             except OSError as exc:
                 raise EdgefaceError(f"cannot open {self.path} for writing: cannot create "
                                     f"{self.path.parent}: {exc.strerror or exc}") from None
-            self._open()
+            self._open("w" if truncate else "a")
             self._own, self.name = True, str(self.path)
         self.lines = 0
 
-    def _open(self) -> None:
+    def _open(self, mode: str = "a") -> None:
         assert self.path is not None
         try:
-            self._f = open(self.path, "a", encoding="utf-8")
+            self._f = open(self.path, mode, encoding="utf-8")
         except OSError as exc:
             raise EdgefaceError(f"cannot open {self.path} for writing: "
                                 f"{exc.strerror or exc}") from None

@@ -1,0 +1,103 @@
+"""The package's layering: which package may import which, and a runtime free of torch.
+
+A reader should know from a file's path what it may touch; this test keeps that true. Lazy
+imports inside functions count too; model names that a registry imports by string do not.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+ROOTS = {"edge": "edgeface", "models": "edgeface.models", "quantize": "edgeface.quantize",
+         "calibration": "edgeface.calibration"}
+
+BASE = {"edgeface", "edgeface.errors", "edgeface.common"}
+# package -> the packages it may import (besides itself and BASE).
+ALLOWED = {
+    "edgeface.common": set(),
+    "edgeface.system": set(),
+    "edgeface.media": set(),
+    "edgeface.checkpoints": set(),
+    "edgeface.inference": {"edgeface.media"},
+    "edgeface.runtime": {"edgeface.system", "edgeface.media", "edgeface.inference"},
+    "edgeface.calibration": {"edgeface.media", "edgeface.inference"},
+    "edgeface.models": {"edgeface.inference"},
+    "edgeface.quantize": {"edgeface.media", "edgeface.inference", "edgeface.calibration",
+                          "edgeface.models"},
+    "edgeface.bench": {"edgeface.system", "edgeface.media", "edgeface.inference",
+                       "edgeface.runtime"},
+    "edgeface.service": {"edgeface.system", "edgeface.inference", "edgeface.runtime"},
+}
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for folder, prefix in ROOTS.items():
+        for f in (REPO / folder).rglob("*.py"):
+            rel = f.relative_to(REPO / folder).with_suffix("")
+            parts = [p for p in rel.parts if p != "__init__"]
+            name = ".".join([prefix, *parts])
+            if folder == "edge" and parts and parts[0] in ("models", "quantize", "calibration"):
+                continue
+            out[name] = f
+    return out
+
+
+def _package(module: str) -> str:
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 else module
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return {m for m in found if m == "edgeface" or m.startswith("edgeface.")}
+
+
+MODULES = _modules()
+
+
+def test_every_module_is_in_a_known_package():
+    unknown = {m for m in MODULES if _package(m) not in ALLOWED and m not in BASE
+               and _package(m) not in ("edgeface.cli", "edgeface.__main__")}
+    assert not unknown, f"modules outside the layering table: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _package(m) in ALLOWED))
+def test_no_module_imports_a_layer_above_it(module):
+    pkg = _package(module)
+    allowed = ALLOWED[pkg] | BASE | {pkg}
+    bad = sorted(m for m in _imports(MODULES[module])
+                 if m not in BASE and _package(m) not in allowed)
+    assert not bad, f"{module} ({MODULES[module].relative_to(REPO)}) imports {bad}"
+
+
+def test_no_module_grows_past_the_size_budget():
+    """About 450 lines a module (a little slack for a docstring); split by job past it."""
+    big = {str(p.relative_to(REPO)): n for p in MODULES.values()
+           if (n := len(p.read_text().splitlines())) > 470}
+    assert not big, f"modules over the size budget: {big}"
+
+
+def test_the_runtime_path_never_imports_torch():
+    code = ("import sys\n"
+            "import edgeface.cli.run_cmd, edgeface.cli.detect_cmd, edgeface.cli.bench_cmd\n"
+            "import edgeface.cli.service_cmd, edgeface.runtime.loop, edgeface.runtime.config\n"
+            "import edgeface.runtime.sources, edgeface.runtime.sinks, edgeface.bench.worker\n"
+            "from edgeface.cli import main\n"
+            "assert main(['--help']) == 0\n"
+            "assert main(['run', '--help']) == 0\n"
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'onnx'))\n"
+            "assert not bad, bad\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
