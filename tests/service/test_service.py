@@ -233,6 +233,16 @@ def test_parse_settings():
 
 # --------------------------------------------------------------------------- install
 
+# Installs that are not about where edgeface lives name the interpreter (--python): then the
+# service user's access to this checkout is not examined, and they pass from any checkout
+# (one under /tmp, or in a private home, is rightly refused for a real install; see
+# test_install_refuses_an_edgeface_the_service_user_cannot_reach).
+THIS_PYTHON = ["--python", sys.executable]
+# Where edgeface lives, pinned for that test: under a temporary directory, or in /usr (only
+# the parents of these paths are looked at, and those exist on any Linux system).
+UNDER_TMP = ["/tmp/venv/bin/python3", "/tmp/venv", "/tmp/venv/lib/edgeface"]
+UNDER_USR = ["/usr/bin/python3", "/usr", "/usr/lib/edgeface"]
+
 EXPECTED_SYSTEM = {
     "etc/systemd/system/edgeface.service", "etc/edgeface/config.yaml",
     "etc/edgeface/edgeface.env", "etc/sysusers.d/edgeface.conf", "etc/tmpfiles.d/edgeface.conf",
@@ -269,7 +279,8 @@ def test_install_dry_run_into_root_writes_exactly_the_expected_files(
 
 def test_install_into_root_runs_only_offline_commands(tmp_path, model, commands, capsys):
     root = tmp_path / "root"
-    assert main(["service", "install", "-m", str(model), "--prefix", str(root)]) == 0
+    assert main(["service", "install", "-m", str(model), "--prefix", str(root),
+                 *THIS_PYTHON]) == 0
     assert files_under(root) == EXPECTED_SYSTEM
     assert commands == [
         ["systemd-sysusers", f"--root={root}", str(root / "etc/sysusers.d/edgeface.conf")],
@@ -285,7 +296,8 @@ def test_install_into_root_runs_only_offline_commands(tmp_path, model, commands,
 @pytest.mark.skipif(os.geteuid() != 0, reason="systemd-tmpfiles needs root to chown")
 def test_install_into_root_with_the_real_offline_tools(tmp_path, model, capsys):
     root = tmp_path / "root"
-    assert main(["service", "install", "-m", str(model), "--root", str(root)]) == 0
+    assert main(["service", "install", "-m", str(model), "--root", str(root),
+                 *THIS_PYTHON]) == 0
     passwd = (root / "etc/passwd").read_text()
     uid, gid = map(int, re.search(r"^edgeface:x:(\d+):(\d+):", passwd, re.M).groups())
     assert 0 < uid < 1000  # a system user
@@ -322,7 +334,7 @@ def test_dry_run_without_root_writes_nothing_and_prints_the_plan(
 
 def test_reinstall_keeps_config_and_env_applies_flags(tmp_path, model, commands, capsys):
     root = tmp_path / "root"
-    args = ["service", "install", "--root", str(root)]
+    args = ["service", "install", "--root", str(root), *THIS_PYTHON]
     assert main([*args, "-m", str(model), "--set", "threads=2"]) == 0
     cfg = root / "etc/edgeface/config.yaml"
     env = root / "etc/edgeface/edgeface.env"
@@ -403,6 +415,31 @@ def test_install_refuses_a_bad_model(tmp_path, commands, capsys):
     assert not root.exists()
 
 
+def test_install_refuses_an_edgeface_the_service_user_cannot_reach(
+        tmp_path, model, commands, monkeypatch, capsys):
+    """Where this edgeface lives is pinned here, not taken from the checkout: under /tmp the
+    service (PrivateTmp=yes) would not find it, so an install is refused and a dry run warns;
+    the same install from /usr goes through."""
+    root = tmp_path / "root"
+    args = ["service", "install", "-m", str(model), "--root", str(root)]
+    refusal = ("the service user 'edgeface' could not run edgeface from here: /tmp/venv/bin/"
+               "python3 is under a temporary directory, which the service does not see "
+               "(PrivateTmp=yes)")
+    monkeypatch.setattr(install, "install_locations", lambda: list(UNDER_TMP))
+    assert main(args) == EXIT_USAGE
+    assert refusal in capsys.readouterr().err
+    assert not root.exists() and commands == []
+
+    assert main([*args, "--dry-run"]) == 0
+    assert "warning: " + refusal in capsys.readouterr().err
+    shutil.rmtree(root)
+
+    monkeypatch.setattr(install, "install_locations", lambda: list(UNDER_USR))
+    assert main(args) == 0
+    assert "could not run edgeface" not in capsys.readouterr().err
+    assert files_under(root) == EXPECTED_SYSTEM
+
+
 def test_live_install_needs_systemd_and_root(tmp_path, model, commands, monkeypatch, capsys):
     monkeypatch.setattr(checks, "systemd_booted", lambda: False)
     assert main(["service", "install", "-m", str(model)]) == EXIT_USAGE
@@ -432,7 +469,8 @@ def test_gpu_nodes_for_gpu_providers_and_csi_cameras(tmp_path, model, commands, 
 
 def test_uninstall_from_root(tmp_path, model, commands, capsys):
     root = tmp_path / "root"
-    assert main(["service", "install", "-m", str(model), "--root", str(root)]) == 0
+    assert main(["service", "install", "-m", str(model), "--root", str(root),
+                 *THIS_PYTHON]) == 0
     before = files_under(root)
     assert main(["service", "uninstall", "--root", str(root), "--purge", "--dry-run"]) == 0
     assert files_under(root) == before
