@@ -7,7 +7,12 @@ from pathlib import Path
 import click
 
 from edgeface.errors import EdgefaceError
-from edgeface.service import install as svc
+from edgeface.service import plan as service_plan
+from edgeface.service.checks import require_live_system
+from edgeface.service.config_edit import parse_settings
+from edgeface.service.install import InstallRequest, plan_install, plan_uninstall
+from edgeface.service.layout import Layout
+from edgeface.service.units import SERVICE
 
 _ROOT_HELP = ("Write every file below DIR instead of / (an OS image, a test); systemd is then "
               "only driven offline (systemctl --root=DIR enable). Paths inside the files stay "
@@ -20,7 +25,7 @@ def _echo(line: str) -> None:
     click.echo(line)
 
 
-def _finish(plan: svc.Plan, *, dry_run: bool, root: Path | None) -> None:
+def _finish(plan: service_plan.Plan, *, dry_run: bool, root: Path | None) -> None:
     plan.execute(dry_run=dry_run, write_files=not dry_run or root is not None, echo=_echo)
     if dry_run and root is None:
         for title, text in plan.show:
@@ -72,12 +77,12 @@ def install(model: Path | None, user_mode: bool, root: Path | None, dry_run: boo
     (tmpfiles.d); then runs daemon-reload and enable --now, which waits for the first frame.
     """
     if root is None and not dry_run:
-        svc.require_live_system(user_mode)
-    req = svc.InstallRequest(
+        require_live_system(user_mode)
+    req = InstallRequest(
         user_mode=user_mode, root=root.resolve() if root else None, dry_run=dry_run,
-        model=model, output_dir=output_dir, settings=svc.parse_settings(settings), gpu=gpu,
+        model=model, output_dir=output_dir, settings=parse_settings(settings), gpu=gpu,
         python=python, force=force, start=not no_start)
-    plan = svc.plan_install(req)
+    plan = plan_install(req)
     where = f" into {req.root}" if req.root else ""
     mode = " (dry run: nothing is changed on this system)" if dry_run else ""
     click.echo(f"edgeface service install{' --user' if user_mode else ''}{where}{mode}")
@@ -95,9 +100,9 @@ def install(model: Path | None, user_mode: bool, root: Path | None, dry_run: boo
 def uninstall(user_mode: bool, root: Path | None, dry_run: bool, purge: bool) -> None:
     """Stop, disable and remove the service."""
     if root is None and not dry_run:
-        svc.require_live_system(user_mode)
+        require_live_system(user_mode)
     root = root.resolve() if root else None
-    plan = svc.plan_uninstall(user_mode=user_mode, root=root, purge=purge)
+    plan = plan_uninstall(user_mode=user_mode, root=root, purge=purge)
     click.echo(f"edgeface service uninstall{' --user' if user_mode else ''}"
                + (" (dry run)" if dry_run else ""))
     _finish(plan, dry_run=dry_run, root=None if dry_run else root)
@@ -112,12 +117,13 @@ def status(user_mode: bool, lines: int) -> None:
 
     This is `systemctl status`; its exit status is passed on (0 running, 3 stopped or
     failed, 4 not installed)."""
-    layout = svc.Layout.user() if user_mode else svc.Layout.system()
+    layout = Layout.user() if user_mode else Layout.system()
     unit = Path(layout.unit)
     click.echo(f"unit:   {unit}{'' if unit.exists() else ' (not installed)'}")
     click.echo(f"config: {layout.config}{'' if Path(layout.config).exists() else ' (missing)'}")
     argv = ["systemctl", *(["--user"] if user_mode else []), "status", "--no-pager",
-            f"--lines={lines}", svc.SERVICE]
-    rc = svc.run_command(argv, to_stderr=False)
+            f"--lines={lines}", SERVICE]
+    # Through its module, looked up when called: the tests record the commands.
+    rc = service_plan.run_command(argv, to_stderr=False)
     if rc != 0:  # systemctl's own codes: 3 inactive/failed, 4 no such unit
-        raise EdgefaceError(f"{svc.SERVICE} is not running (systemctl status exited {rc})", rc)
+        raise EdgefaceError(f"{SERVICE} is not running (systemctl status exited {rc})", rc)

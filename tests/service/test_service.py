@@ -24,9 +24,10 @@ from runtime_fakes import synthetic_frames, tiny_onnx, write_video
 
 from edgeface.cli import main
 from edgeface.common.sizes import parse_size
-from edgeface.errors import EXIT_BAD_MODEL, EXIT_MEMORY, EXIT_SOURCE, EXIT_USAGE
+from edgeface.errors import EXIT_BAD_MODEL, EXIT_MEMORY, EXIT_SOURCE, EXIT_USAGE, ConfigError
 from edgeface.runtime.config import load_config, validate
-from edgeface.service import install as svc
+from edgeface.service import checks, config_edit, install, plan, units
+from edgeface.service.layout import Layout
 
 REPO = Path(__file__).resolve().parents[2]
 ANALYZE = shutil.which("systemd-analyze")
@@ -79,26 +80,26 @@ def model(tmp_path) -> Path:
 def commands(monkeypatch) -> list[list[str]]:
     """Record systemd commands instead of running them."""
     ran: list[list[str]] = []
-    monkeypatch.setattr(svc, "run_command", lambda argv, **kw: ran.append(argv) or 0)
+    monkeypatch.setattr(plan, "run_command", lambda argv, **kw: ran.append(argv) or 0)
     return ran
 
 
-def settings(**kw) -> svc.UnitSettings:
+def settings(**kw) -> units.UnitSettings:
     base = dict(python=sys.executable, config="/etc/edgeface/config.yaml",
                 env_file="/etc/edgeface/edgeface.env", output_dir="/var/lib/edgeface/detections")
     base.update(kw)
-    return svc.UnitSettings(**base)
+    return units.UnitSettings(**base)
 
 
 # --------------------------------------------------------------------------- templates
 
 def test_packaged_templates_are_the_systemd_sources():
-    for name in svc.UNIT_TEMPLATES:
+    for name in units.UNIT_TEMPLATES:
         packaged = REPO / "edge" / "service" / "templates" / name
         assert packaged.read_bytes() == (REPO / "systemd" / name).read_bytes(), (
             f"edge/service/templates/{name} differs from systemd/{name}: after editing "
             f"systemd/, run cp systemd/{name} edge/service/templates/")
-        assert svc.template_text(name) == packaged.read_text()
+        assert units.template_text(name) == packaged.read_text()
 
 
 def test_every_unit_setting_is_explained_by_a_comment():
@@ -118,7 +119,7 @@ def test_every_unit_setting_is_explained_by_a_comment():
 
 UNIT_CASES = {
     "system-cpu": (dict(), False),
-    "system-jetson": (dict(gpu_nodes=[], timeout_start=svc.TIMEOUT_START_TRT), False),
+    "system-jetson": (dict(gpu_nodes=[], timeout_start=units.TIMEOUT_START_TRT), False),
     "system-found-gpu": (dict(gpu_nodes=["/dev/nvmap", "/dev/nvgpu/igpu0/ctrl"]), False),
     "system-home-venv": (dict(protect_home="read-only",
                               output_dir="/srv/faces/%unusual"), False),
@@ -131,22 +132,22 @@ UNIT_CASES = {
 @pytest.mark.parametrize("case", list(UNIT_CASES))
 def test_rendered_units_pass_systemd_analyze_verify(case, tmp_path):
     kw, user = UNIT_CASES[case]
-    unit = tmp_path / svc.SERVICE
-    unit.write_text(svc.render_unit(settings(**kw), user_mode=user))
+    unit = tmp_path / units.SERVICE
+    unit.write_text(units.render_unit(settings(**kw), user_mode=user))
     assert_verifies(unit, user=user, tmp_path=tmp_path)
 
 
 @needs_analyze
 def test_verify_check_catches_unknown_keys(tmp_path):
     """The check above can fail: a misspelt key exits 0 but warns on stderr."""
-    unit = tmp_path / svc.SERVICE
-    unit.write_text(svc.render_unit(settings()).replace("WatchdogSec=", "WatchDogSec="))
+    unit = tmp_path / units.SERVICE
+    unit.write_text(units.render_unit(settings()).replace("WatchdogSec=", "WatchDogSec="))
     done = verify(unit, user=False, tmp_path=tmp_path)
     assert done.returncode == 0 and "WatchDogSec" in done.stderr
 
 
 def test_system_unit_matches_the_runtime_contract():
-    s = unit_settings(svc.render_unit(settings()))
+    s = unit_settings(units.render_unit(settings()))
     one = {k: v[-1] for k, v in s.items()}
     assert one["Type"] == "notify"
     assert one["ExecStart"].split()[:3] == [sys.executable, "-m", "edgeface.cli"]
@@ -165,7 +166,7 @@ def test_system_unit_matches_the_runtime_contract():
     assert 10 <= int(one["WatchdogSec"].rstrip("s")) <= 60
     assert int(one["TimeoutStartSec"].rstrip("s")) >= 60
     assert one["MemoryMax"] == "512M" and one["MemorySwapMax"] == "0"
-    assert one["User"] == svc.SERVICE_USER and one["SupplementaryGroups"] == "video"
+    assert one["User"] == units.SERVICE_USER and one["SupplementaryGroups"] == "video"
     for key, value in [("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"),
                        ("ProtectHome", "yes"), ("PrivateTmp", "yes"),
                        ("DevicePolicy", "closed")]:
@@ -177,58 +178,70 @@ def test_system_unit_matches_the_runtime_contract():
 
 def test_gpu_nodes_listed_from_dev_or_l4t_defaults(tmp_path):
     (tmp_path / "nvmap").write_text("")  # a regular file is not a device node
-    assert svc.gpu_device_nodes(tmp_path) == []
-    s = unit_settings(svc.render_unit(settings(gpu_nodes=[])))
-    assert {d.split()[0] for d in s["DeviceAllow"]} >= set(svc.L4T_GPU_NODES)
-    s = unit_settings(svc.render_unit(settings(gpu_nodes=["/dev/nvmap"])))
+    assert units.gpu_device_nodes(tmp_path) == []
+    s = unit_settings(units.render_unit(settings(gpu_nodes=[])))
+    assert {d.split()[0] for d in s["DeviceAllow"]} >= set(units.L4T_GPU_NODES)
+    s = unit_settings(units.render_unit(settings(gpu_nodes=["/dev/nvmap"])))
     assert "/dev/nvmap rw" in s["DeviceAllow"] and "/dev/nvhost-ctrl rw" not in s["DeviceAllow"]
 
 
 def test_unit_values_are_escaped_or_refused():
-    assert svc.unit_value("/srv/a%b") == "/srv/a%%b"
+    assert units.unit_value("/srv/a%b") == "/srv/a%%b"
     for bad in ("relative/path", "/with space", "/semi;colon", "/dollar$x"):
-        with pytest.raises(svc.ConfigError):
-            svc.unit_value(bad)
+        with pytest.raises(ConfigError):
+            units.unit_value(bad)
 
 
 # --------------------------------------------------------------------------- config editing
 
 def test_set_config_value_keeps_comments_and_order():
     text = "# head\nmodel: null   # the model\noutputs:\n  # json lines\n  json: \"-\"\n"
-    out = svc.set_config_value(text, "model", "/m.onnx")
+    out = config_edit.set_config_value(text, "model", "/m.onnx")
     assert out.splitlines()[1] == 'model: "/m.onnx"   # the model'
-    out = svc.set_config_value(out, "outputs.http", "127.0.0.1:9000")
-    out = svc.set_config_value(out, "outputs.json", "/x.jsonl")
+    out = config_edit.set_config_value(out, "outputs.http", "127.0.0.1:9000")
+    out = config_edit.set_config_value(out, "outputs.json", "/x.jsonl")
     assert yaml.safe_load(out) == {"model": "/m.onnx",
                                    "outputs": {"json": "/x.jsonl", "http": "127.0.0.1:9000"}}
     assert "# head" in out and "# json lines" in out
-    out = svc.set_config_value(out, "threads", 2)
+    out = config_edit.set_config_value(out, "threads", 2)
     assert yaml.safe_load(out)["threads"] == 2
 
 
 def test_set_config_value_falls_back_to_reserialising():
     text = "outputs: {json: '-'}\nmodel:\n  - odd\n"
-    out = svc.set_config_value(svc.set_config_value(text, "outputs.json", "/j"), "model", "/m")
+    out = config_edit.set_config_value(
+        config_edit.set_config_value(text, "outputs.json", "/j"), "model", "/m")
     assert yaml.safe_load(out) == {"outputs": {"json": "/j"}, "model": "/m"}
 
 
 def test_edit_config_switches_source_and_places_relative_outputs():
-    template = svc.template_text(svc.CONFIG_TEMPLATE)
-    text = svc.edit_config(template, {"picamera": True, "outputs.json": "d/x.jsonl"},
-                           "/var/lib/edgeface/detections")
+    template = units.template_text(units.CONFIG_TEMPLATE)
+    text = config_edit.edit_config(template, {"picamera": True, "outputs.json": "d/x.jsonl"},
+                                   "/var/lib/edgeface/detections")
     opts = validate(yaml.safe_load(text))
     assert opts["picamera"] is True and "camera" not in opts
     assert opts["outputs"]["json"] == "/var/lib/edgeface/detections/d/x.jsonl"
 
 
 def test_parse_settings():
-    assert svc.parse_settings(["camera=1", "picamera=true", "source=", "outputs.http=:80"]) == {
+    assert config_edit.parse_settings(
+        ["camera=1", "picamera=true", "source=", "outputs.http=:80"]) == {
         "camera": 1, "picamera": True, "source": None, "outputs.http": ":80"}
-    with pytest.raises(svc.ConfigError):
-        svc.parse_settings(["camera"])
+    with pytest.raises(ConfigError):
+        config_edit.parse_settings(["camera"])
 
 
 # --------------------------------------------------------------------------- install
+
+# Installs that are not about where edgeface lives name the interpreter (--python): then the
+# service user's access to this checkout is not examined, and they pass from any checkout
+# (one under /tmp, or in a private home, is rightly refused for a real install; see
+# test_install_refuses_an_edgeface_the_service_user_cannot_reach).
+THIS_PYTHON = ["--python", sys.executable]
+# Where edgeface lives, pinned for that test: under a temporary directory, or in /usr (only
+# the parents of these paths are looked at, and those exist on any Linux system).
+UNDER_TMP = ["/tmp/venv/bin/python3", "/tmp/venv", "/tmp/venv/lib/edgeface"]
+UNDER_USR = ["/usr/bin/python3", "/usr", "/usr/lib/edgeface"]
 
 EXPECTED_SYSTEM = {
     "etc/systemd/system/edgeface.service", "etc/edgeface/config.yaml",
@@ -250,7 +263,7 @@ def test_install_dry_run_into_root_writes_exactly_the_expected_files(
     assert "u edgeface " in (root / "etc/sysusers.d/edgeface.conf").read_text()
     assert "d /var/lib/edgeface/detections 0750 edgeface edgeface" in (
         root / "etc/tmpfiles.d/edgeface.conf").read_text()
-    assert (root / "etc/edgeface/edgeface.env").read_text() == svc.template_text("edgeface.env")
+    assert (root / "etc/edgeface/edgeface.env").read_text() == units.template_text("edgeface.env")
 
     # The installed config is valid for the runtime, names the installed model (by its
     # on-device path) and keeps the runtime's own limit below the unit's MemoryMax.
@@ -266,7 +279,8 @@ def test_install_dry_run_into_root_writes_exactly_the_expected_files(
 
 def test_install_into_root_runs_only_offline_commands(tmp_path, model, commands, capsys):
     root = tmp_path / "root"
-    assert main(["service", "install", "-m", str(model), "--prefix", str(root)]) == 0
+    assert main(["service", "install", "-m", str(model), "--prefix", str(root),
+                 *THIS_PYTHON]) == 0
     assert files_under(root) == EXPECTED_SYSTEM
     assert commands == [
         ["systemd-sysusers", f"--root={root}", str(root / "etc/sysusers.d/edgeface.conf")],
@@ -282,7 +296,8 @@ def test_install_into_root_runs_only_offline_commands(tmp_path, model, commands,
 @pytest.mark.skipif(os.geteuid() != 0, reason="systemd-tmpfiles needs root to chown")
 def test_install_into_root_with_the_real_offline_tools(tmp_path, model, capsys):
     root = tmp_path / "root"
-    assert main(["service", "install", "-m", str(model), "--root", str(root)]) == 0
+    assert main(["service", "install", "-m", str(model), "--root", str(root),
+                 *THIS_PYTHON]) == 0
     passwd = (root / "etc/passwd").read_text()
     uid, gid = map(int, re.search(r"^edgeface:x:(\d+):(\d+):", passwd, re.M).groups())
     assert 0 < uid < 1000  # a system user
@@ -299,7 +314,7 @@ def test_dry_run_without_root_writes_nothing_and_prints_the_plan(
         tmp_path, model, commands, monkeypatch, capsys):
     # The on-device layout, moved into tmp_path so that a write would be seen (and harmless).
     target = tmp_path / "system"
-    real = svc.Layout.system
+    real = Layout.system
 
     def layout(output_dir=None):
         lay = real(output_dir)
@@ -307,8 +322,8 @@ def test_dry_run_without_root_writes_nothing_and_prints_the_plan(
             setattr(lay, f, str(target) + getattr(lay, f))
         return lay
 
-    monkeypatch.setattr(svc.Layout, "system", staticmethod(layout))
-    monkeypatch.setattr(svc, "systemd_booted", lambda: pytest.fail("dry run checked systemd"))
+    monkeypatch.setattr(Layout, "system", staticmethod(layout))
+    monkeypatch.setattr(checks, "systemd_booted", lambda: pytest.fail("dry run checked systemd"))
     assert main(["service", "install", "--model", str(model), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert not target.exists() and commands == []
@@ -319,7 +334,7 @@ def test_dry_run_without_root_writes_nothing_and_prints_the_plan(
 
 def test_reinstall_keeps_config_and_env_applies_flags(tmp_path, model, commands, capsys):
     root = tmp_path / "root"
-    args = ["service", "install", "--root", str(root)]
+    args = ["service", "install", "--root", str(root), *THIS_PYTHON]
     assert main([*args, "-m", str(model), "--set", "threads=2"]) == 0
     cfg = root / "etc/edgeface/config.yaml"
     env = root / "etc/edgeface/edgeface.env"
@@ -343,7 +358,7 @@ def test_reinstall_keeps_config_and_env_applies_flags(tmp_path, model, commands,
     assert "# my note" not in cfg.read_text()
     assert load_config(cfg)["model"] == "/var/lib/edgeface/models/other.onnx"
     assert "threads" not in load_config(cfg)
-    assert env.read_text() == svc.template_text("edgeface.env")
+    assert env.read_text() == units.template_text("edgeface.env")
 
 
 def test_install_without_any_model_fails(tmp_path, commands, capsys):
@@ -400,11 +415,36 @@ def test_install_refuses_a_bad_model(tmp_path, commands, capsys):
     assert not root.exists()
 
 
+def test_install_refuses_an_edgeface_the_service_user_cannot_reach(
+        tmp_path, model, commands, monkeypatch, capsys):
+    """Where this edgeface lives is pinned here, not taken from the checkout: under /tmp the
+    service (PrivateTmp=yes) would not find it, so an install is refused and a dry run warns;
+    the same install from /usr goes through."""
+    root = tmp_path / "root"
+    args = ["service", "install", "-m", str(model), "--root", str(root)]
+    refusal = ("the service user 'edgeface' could not run edgeface from here: /tmp/venv/bin/"
+               "python3 is under a temporary directory, which the service does not see "
+               "(PrivateTmp=yes)")
+    monkeypatch.setattr(install, "install_locations", lambda: list(UNDER_TMP))
+    assert main(args) == EXIT_USAGE
+    assert refusal in capsys.readouterr().err
+    assert not root.exists() and commands == []
+
+    assert main([*args, "--dry-run"]) == 0
+    assert "warning: " + refusal in capsys.readouterr().err
+    shutil.rmtree(root)
+
+    monkeypatch.setattr(install, "install_locations", lambda: list(UNDER_USR))
+    assert main(args) == 0
+    assert "could not run edgeface" not in capsys.readouterr().err
+    assert files_under(root) == EXPECTED_SYSTEM
+
+
 def test_live_install_needs_systemd_and_root(tmp_path, model, commands, monkeypatch, capsys):
-    monkeypatch.setattr(svc, "systemd_booted", lambda: False)
+    monkeypatch.setattr(checks, "systemd_booted", lambda: False)
     assert main(["service", "install", "-m", str(model)]) == EXIT_USAGE
     assert "systemd is not running" in capsys.readouterr().err
-    monkeypatch.setattr(svc, "systemd_booted", lambda: True)
+    monkeypatch.setattr(checks, "systemd_booted", lambda: True)
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert main(["service", "install", "-m", str(model)]) == EXIT_USAGE
     assert "needs root" in capsys.readouterr().err
@@ -415,8 +455,8 @@ def test_live_install_needs_systemd_and_root(tmp_path, model, commands, monkeypa
 
 
 @pytest.mark.parametrize("setting, gpu, timeout", [
-    ("provider=tensorrt", True, svc.TIMEOUT_START_TRT), ("csi=0", True, svc.TIMEOUT_START_CPU),
-    ("provider=cpu", False, svc.TIMEOUT_START_CPU)])
+    ("provider=tensorrt", True, units.TIMEOUT_START_TRT), ("csi=0", True, units.TIMEOUT_START_CPU),
+    ("provider=cpu", False, units.TIMEOUT_START_CPU)])
 def test_gpu_nodes_for_gpu_providers_and_csi_cameras(tmp_path, model, commands, setting, gpu,
                                                      timeout):
     root = tmp_path / "root"
@@ -429,7 +469,8 @@ def test_gpu_nodes_for_gpu_providers_and_csi_cameras(tmp_path, model, commands, 
 
 def test_uninstall_from_root(tmp_path, model, commands, capsys):
     root = tmp_path / "root"
-    assert main(["service", "install", "-m", str(model), "--root", str(root)]) == 0
+    assert main(["service", "install", "-m", str(model), "--root", str(root),
+                 *THIS_PYTHON]) == 0
     before = files_under(root)
     assert main(["service", "uninstall", "--root", str(root), "--purge", "--dry-run"]) == 0
     assert files_under(root) == before
@@ -449,10 +490,10 @@ def test_the_installed_unit_command_runs_and_notifies_as_its_main_process(
     unit's own ExecStart= with the installed config, as systemd would: READY=1 must come
     from the main process itself (NotifyAccess=main), and the run must exit 0."""
     home = tmp_path / "home"
-    req = svc.InstallRequest(user_mode=True, model=model, dry_run=True,
-                             settings={"outputs.http": None},
-                             environ={"HOME": str(home)})
-    svc.plan_install(req).execute(dry_run=True, write_files=True, echo=lambda line: None)
+    req = install.InstallRequest(user_mode=True, model=model, dry_run=True,
+                                 settings={"outputs.http": None},
+                                 environ={"HOME": str(home)})
+    install.plan_install(req).execute(dry_run=True, write_files=True, echo=lambda line: None)
     unit = unit_settings((home / ".config/systemd/user/edgeface.service").read_text())
     video = write_video(tmp_path / "clip.avi", synthetic_frames(4))
     out = tmp_path / "out.jsonl"
@@ -484,7 +525,7 @@ def test_the_installed_unit_command_runs_and_notifies_as_its_main_process(
 
 
 def test_status_passes_systemctl_through(commands, monkeypatch, capsys):
-    monkeypatch.setattr(svc, "run_command", lambda argv, **kw: commands.append(argv) or 3)
+    monkeypatch.setattr(plan, "run_command", lambda argv, **kw: commands.append(argv) or 3)
     assert main(["service", "status", "--user", "-n", "5"]) == 3
     assert commands == [["systemctl", "--user", "status", "--no-pager", "--lines=5",
                          "edgeface.service"]]
@@ -494,24 +535,24 @@ def test_status_passes_systemctl_through(commands, monkeypatch, capsys):
 # --------------------------------------------------------------------------- device checks
 
 def test_protect_home_and_access_for_the_service_user(tmp_path):
-    assert svc.protect_home_for(["/home/pi/venv/bin/python"]) == "read-only"
-    assert svc.protect_home_for(["/opt/edgeface/bin/python", "/usr/lib/python3"]) == "yes"
+    assert checks.protect_home_for(["/home/pi/venv/bin/python"]) == "read-only"
+    assert checks.protect_home_for(["/opt/edgeface/bin/python", "/usr/lib/python3"]) == "yes"
     private = tmp_path / "home" / "pi"
     (private / "venv").mkdir(parents=True)
     private.chmod(0o700)
-    assert svc.unreadable_for_others(private / "venv" / "python") in [private, *private.parents]
-    assert svc.unreadable_for_others(Path("/usr/lib/x")) is None
-    assert svc.access_problems(["/tmp/venv/bin/python"])[0].startswith("/tmp/venv")
+    assert checks.unreadable_for_others(private / "venv" / "python") in [private, *private.parents]
+    assert checks.unreadable_for_others(Path("/usr/lib/x")) is None
+    assert checks.access_problems(["/tmp/venv/bin/python"])[0].startswith("/tmp/venv")
 
 
 def test_memory_cgroup_problem(tmp_path):
     cmdline, controllers = tmp_path / "cmdline", tmp_path / "controllers"
     controllers.write_text("cpuset cpu io pids\n")
     cmdline.write_text("console=tty1 cgroup_disable=memory root=/dev/mmcblk0p2\n")
-    assert "cgroup_enable=memory" in svc.memory_cgroup_problem(str(cmdline), str(controllers))
+    assert "cgroup_enable=memory" in checks.memory_cgroup_problem(str(cmdline), str(controllers))
     cmdline.write_text("cgroup_disable=memory cgroup_enable=memory cgroup_memory=1\n")
-    assert svc.memory_cgroup_problem(str(cmdline), str(controllers)) is None
+    assert checks.memory_cgroup_problem(str(cmdline), str(controllers)) is None
     controllers.write_text("cpuset cpu io memory pids\n")
     cmdline.write_text("cgroup_disable=memory\n")
-    assert svc.memory_cgroup_problem(str(cmdline), str(controllers)) is None
+    assert checks.memory_cgroup_problem(str(cmdline), str(controllers)) is None
 

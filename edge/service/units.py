@@ -1,0 +1,157 @@
+"""The unit files: templates, their ``@NAME@`` placeholders and what fills them.
+
+The unit templates live in ``systemd/`` (the copies in ``edge/service/templates/`` ship in the wheel
+and must stay identical; a test checks). ``@NAME@`` placeholders are filled in here with the
+interpreter edgeface is installed in, the on-device paths and the hardware-specific lines. Also
+the sysusers.d / tmpfiles.d entries and the constants every install shares (memory, timeouts).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Mapping, Sequence
+
+from edgeface.errors import ConfigError, EdgefaceError
+
+if TYPE_CHECKING:
+    from edgeface.service.layout import Layout
+
+SERVICE = "edgeface.service"
+SERVICE_USER = "edgeface"
+CONFIG_TEMPLATE = "config.yaml"
+SYSTEM_TEMPLATE = "edgeface.service"
+USER_TEMPLATE = "edgeface-user.service"
+ENV_TEMPLATE = "edgeface.env"
+UNIT_TEMPLATES = (SYSTEM_TEMPLATE, USER_TEMPLATE, ENV_TEMPLATE)
+
+# The service config's memory_limit stays below MemoryMax=512M, so that the runtime's clean
+# exit 5 comes before the kernel's OOM kill (the cgroup also counts page tables, sockets...).
+SERVICE_MEMORY_LIMIT = "480M"
+MEMORY_MAX = "512M"
+
+# Model load + first frame; CPU from a cold SD card on a Pi 3 takes well under a minute.
+TIMEOUT_START_CPU = "120s"
+# A TensorRT engine is built on the first start with the tensorrt provider (minutes on a Nano).
+TIMEOUT_START_TRT = "300s"
+GPU_PROVIDERS = ("cuda", "tensorrt")
+
+# Jetson (L4T) GPU nodes, used when none can be listed on this machine (rendering for another
+# board). Nodes a board lacks are skipped by systemd with a warning.
+L4T_GPU_NODES = (
+    "/dev/nvhost-ctrl", "/dev/nvhost-ctrl-gpu", "/dev/nvhost-prof-gpu", "/dev/nvhost-gpu",
+    "/dev/nvhost-as-gpu", "/dev/nvhost-dbg-gpu", "/dev/nvhost-tsg-gpu", "/dev/nvhost-ctxsw-gpu",
+    "/dev/nvhost-sched-gpu", "/dev/nvhost-vic", "/dev/nvmap",
+)
+_GPU_GLOBS = ("nvhost-*", "nvmap", "nvgpu/*/*", "nvidia*", "nvgpu-pci/*")
+
+
+def template_text(name: str) -> str:
+    """A template shipped in ``edgeface/service/templates`` (``edge/service/templates`` here)."""
+    from importlib import resources
+
+    try:
+        folder = resources.files("edgeface.service") / "templates"
+        return (folder / name).read_text(encoding="utf-8")
+    except (FileNotFoundError, OSError):
+        raise EdgefaceError(f"template {name!r} is missing from the edgeface package "
+                            "(a broken install? reinstall edgeface)") from None
+
+
+def unit_value(path: str | os.PathLike) -> str:
+    """A path as a unit-file value: absolute, no whitespace or quotes, ``%`` escaped."""
+    text = str(path)
+    if not text.startswith("/"):
+        raise ConfigError(f"path must be absolute in a systemd unit: {text}")
+    if re.search(r"[\s\"'\\;$]", text):
+        raise ConfigError(f"path not supported in a systemd unit (whitespace, quote, "
+                          f"backslash, ';' or '$'): {text!r}")
+    return text.replace("%", "%%")
+
+
+def fill(template: str, values: Mapping[str, str]) -> str:
+    """Replace ``@NAME@`` placeholders; a placeholder left unfilled is an error."""
+    out = template
+    for key, value in values.items():
+        out = out.replace(f"@{key}@", value)
+    left = sorted(set(re.findall(r"@([A-Z_]+)@", out)))
+    if left:
+        raise EdgefaceError(f"unit template placeholders not filled: {', '.join(left)}")
+    return out
+
+
+def gpu_device_nodes(dev: str | os.PathLike = "/dev") -> list[str]:
+    """The Jetson/NVIDIA GPU device nodes present under ``dev``."""
+    dev = Path(dev)
+    found: set[str] = set()
+    for pattern in _GPU_GLOBS:
+        for p in dev.glob(pattern):
+            try:
+                if stat.S_ISCHR(p.stat().st_mode):
+                    found.add(str(Path("/dev") / p.relative_to(dev)))
+            except OSError:
+                continue
+    return sorted(found)
+
+
+def gpu_device_lines(nodes: Sequence[str] | None) -> str:
+    """The DeviceAllow= block for the GPU (a comment when the CPU backend is used)."""
+    if nodes is None:
+        return "# CPU backend, no CSI camera: no GPU nodes (`service install --gpu` adds them)."
+    nodes = list(nodes) or list(L4T_GPU_NODES)
+    lines = ["# Jetson GPU (cuda/tensorrt providers, CSI camera buffers): nvhost, nvmap, nvgpu."]
+    lines += [f"DeviceAllow={unit_value(n)} rw" for n in nodes]
+    return "\n".join(lines)
+
+
+@dataclass
+class UnitSettings:
+    """What varies between installs of the unit."""
+
+    python: str
+    config: str
+    env_file: str
+    output_dir: str
+    user: str = SERVICE_USER
+    protect_home: str = "yes"
+    gpu_nodes: list[str] | None = None  # None: CPU backend
+    timeout_start: str = TIMEOUT_START_CPU
+
+
+def render_unit(settings: UnitSettings, *, user_mode: bool = False) -> str:
+    """The unit file text for a system (default) or user service."""
+    s = settings
+    values = {
+        "PYTHON": unit_value(s.python),
+        "CONFIG": unit_value(s.config),
+        "ENV_FILE": unit_value(s.env_file),
+        "TIMEOUT_START": s.timeout_start,
+    }
+    if not user_mode:
+        if not re.fullmatch(r"[a-z_][a-z0-9_-]*", s.user):
+            raise ConfigError(f"invalid user name {s.user!r}")
+        if s.protect_home not in ("yes", "read-only", "tmpfs"):
+            raise ConfigError(f"invalid ProtectHome= value {s.protect_home!r}")
+        values.update(OUTPUT_DIR=unit_value(s.output_dir), USER=s.user,
+                      PROTECT_HOME=s.protect_home, GPU_DEVICES=gpu_device_lines(s.gpu_nodes))
+    return fill(template_text(USER_TEMPLATE if user_mode else SYSTEM_TEMPLATE), values)
+
+
+def render_sysusers(user: str = SERVICE_USER, home: str = "/var/lib/edgeface") -> str:
+    return ("# Written by `edgeface service install`: the unprivileged user of edgeface.service.\n"
+            f'u {user} - "edgeface face detection" {home}\n')
+
+
+def render_tmpfiles(layout: Layout, user: str = SERVICE_USER) -> str:
+    """Directories, and the config's group: tmpfiles.d applies them at install and boot."""
+    return ("# Written by `edgeface service install`: files of edgeface.service.\n"
+            "# Models are read-only to the service; the output directory is its own; the\n"
+            "# config and env file (stream credentials) are readable by root and its group.\n"
+            f"d {layout.models_dir} 0755 root root -\n"
+            f"d {layout.output_dir} 0750 {user} {user} -\n"
+            f"z {layout.config} 0640 root {user} -\n"
+            f"z {layout.env} 0640 root {user} -\n")
+
