@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 ROOTS = {"edge": "edgeface", "models": "edgeface.models", "quantize": "edgeface.quantize",
          "calibration": "edgeface.calibration"}
 
-BASE = {"edgeface", "edgeface.errors", "edgeface.common"}
+BASE = {"edgeface", "edgeface.errors", "edgeface.common", "edgeface.system"}
 # package -> the packages it may import (besides itself and BASE).
 ALLOWED = {
     "edgeface.common": set(),

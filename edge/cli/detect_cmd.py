@@ -43,9 +43,9 @@ def detect(inputs: tuple[Path, ...], model: Path, confidence_threshold: float,
     import cv2
 
     from edgeface.inference.detector import Detector
+    from edgeface.inference.draw import annotate
     from edgeface.inference.postprocess import PostprocessConfig
     from edgeface.inference.results import FrameResult
-    from edgeface.media.draw import annotate
     from edgeface.media.frame import Frame
     from edgeface.media.images import ImageReadError, expand_inputs, read_image
     from edgeface.runtime.sinks import JsonLinesSink

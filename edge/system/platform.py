@@ -195,9 +195,9 @@ def system_fingerprint(root: str | os.PathLike = "/", machine: str | None = None
     tegra_text = _read(root, "etc/nv_tegra_release")
     tegra = parse_nv_tegra_release(tegra_text) if tegra_text else {}
     if cores is None:
-        from edgeface.inference.backends import default_threads
+        from edgeface.system.cpu import usable_cores
 
-        cores = default_threads()
+        cores = usable_cores()
     fp: dict[str, Any] = {
         "board": board or None,
         "machine": machine or platform.machine(),

@@ -8,12 +8,12 @@ gives identical detections for identical outputs.
 
 from __future__ import annotations
 
-import os
 from typing import Protocol, Sequence
 
 import numpy as np
 
 from edgeface.inference.model_info import ModelInfo
+from edgeface.system.cpu import usable_cores
 
 RawOutputs = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -31,8 +31,5 @@ class InferenceBackend(Protocol):
 
 
 def default_threads() -> int:
-    """The cores this process may use (respects CPU affinity / cgroup cpusets)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - non-Linux
-        return max(1, os.cpu_count() or 1)
+    """Inference threads when none are asked for: the cores this process may use."""
+    return usable_cores()

@@ -45,7 +45,7 @@ class LatestSink:
         """The annotated frame as JPEG, encoded at most once per result."""
         import cv2
 
-        from edgeface.media.draw import annotate
+        from edgeface.inference.draw import annotate
 
         with self._jpeg_lock:
             if self._jpeg[0] != seq:

@@ -72,7 +72,7 @@ class VideoSink:
     def _encode_loop(self) -> None:
         import cv2
 
-        from edgeface.media.draw import annotate
+        from edgeface.inference.draw import annotate
 
         while True:
             result = self._queue.get()
