@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edgeface.cli.options import renamed
 from edgeface.errors import EdgefaceError
 from edgeface.service import plan as service_plan
 from edgeface.service.checks import require_live_system
@@ -18,7 +19,7 @@ _ROOT_HELP = ("Write every file below DIR instead of / (an OS image, a test); sy
               "only driven offline (systemctl --root=DIR enable). Paths inside the files stay "
               "the on-device ones.")
 _DRY_HELP = ("Change nothing on this system: print every step and the rendered unit. Files "
-             "are still written when --root/--prefix points elsewhere; no command is run.")
+             "are still written when --root points elsewhere; no command is run.")
 
 
 def _echo(line: str) -> None:
@@ -40,14 +41,14 @@ def service() -> None:
     (watchdog), capped at 512 MB, sandboxed to the camera and its output directory."""
 
 
-@service.command("install")
+@service.command("install", **renamed({"--prefix": "--root"}))
 @click.option("-m", "--model", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="ONNX model to run. It is checked, copied to /var/lib/edgeface/models "
                    "(--user: ~/.local/share/edgeface/models) and written into the config.")
 @click.option("--user", "user_mode", is_flag=True,
               help="A user service (~/.config/systemd/user) for desktop-session setups, e.g. "
                    "picamera2; run without sudo.")
-@click.option("--root", "--prefix", "root", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--root", "root", type=click.Path(path_type=Path, file_okay=False),
               default=None, metavar="DIR", help=_ROOT_HELP)
 @click.option("-n", "--dry-run", is_flag=True, help=_DRY_HELP)
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
@@ -89,9 +90,9 @@ def install(model: Path | None, user_mode: bool, root: Path | None, dry_run: boo
     _finish(plan, dry_run=dry_run, root=req.root)
 
 
-@service.command("uninstall")
+@service.command("uninstall", **renamed({"--prefix": "--root"}))
 @click.option("--user", "user_mode", is_flag=True, help="The user service.")
-@click.option("--root", "--prefix", "root", type=click.Path(path_type=Path, file_okay=False),
+@click.option("--root", "root", type=click.Path(path_type=Path, file_okay=False),
               default=None, metavar="DIR", help="Remove from below DIR instead of /.")
 @click.option("-n", "--dry-run", is_flag=True, help="Print the steps; change nothing.")
 @click.option("--purge", is_flag=True,
@@ -108,9 +109,9 @@ def uninstall(user_mode: bool, root: Path | None, dry_run: bool, purge: bool) ->
     _finish(plan, dry_run=dry_run, root=None if dry_run else root)
 
 
-@service.command("status")
+@service.command("status", **renamed({"-n": "--lines"}))
 @click.option("--user", "user_mode", is_flag=True, help="The user service.")
-@click.option("-n", "--lines", default=20, show_default=True, type=click.IntRange(0),
+@click.option("--lines", default=20, show_default=True, type=click.IntRange(0, 100000),
               help="Journal lines to show.")
 def status(user_mode: bool, lines: int) -> None:
     """Show the service's state and last log lines.
