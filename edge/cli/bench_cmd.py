@@ -51,13 +51,13 @@ def _frame_size(value: str) -> tuple[int, int] | None:
               help="Frames run and discarded before measuring.")
 @click.option("--chunk", default=10, show_default=True, type=click.IntRange(1),
               help="Frames per turn when models are interleaved.")
-@click.option("--source", default=None,
+@click.option("--source", default=None, metavar="PATH|DIR|URL|N",
               help="Pipeline mode: video file, image folder or camera run through the runtime.")
 @click.option("--images", "images", multiple=True, type=click.Path(path_type=Path),
               help="Model-only mode: images (files/folders) to cycle [default: the shared "
                    "WIDERFace-416 set when found, else synthetic frames].")
 @click.option("--synthetic", is_flag=True, help="Use synthetic frames (no faces).")
-@click.option("--frame-size", default="640x480", show_default=True,
+@click.option("--frame-size", default="640x480", show_default=True, metavar="WxH|stored",
               help="Frames are resized to this camera-like size before timing (so preprocess "
                    "includes the resize); 'stored' keeps the images' own size.")
 @click.option("--frames", "frame_count", default=16, show_default=True,

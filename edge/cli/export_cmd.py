@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from edgeface.cli.options import size_option
 from edgeface.errors import EdgefaceError
 
 
@@ -15,8 +16,7 @@ from edgeface.errors import EdgefaceError
                    "[default: recognised from the checkpoint].")
 @click.option("--weights", required=True, type=click.Path(path_type=Path),
               help="PyTorch checkpoint (.pth / .tar).")
-@click.option("--size", default="416", show_default=True,
-              help="Input size N or WxH (multiples of 32).")
+@size_option("Input size N or WxH (multiples of 32).", default="416")
 @click.option("--dynamic", is_flag=True, help="Variable input height/width.")
 @click.option("--dcn", type=click.Choice(["onnx", "gridsample"]), default="onnx",
               show_default=True,

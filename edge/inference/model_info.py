@@ -1,13 +1,16 @@
 """What a detection model is: input geometry, normalisation and anchor layout.
 
 Exported ONNX files carry this in their metadata (keys prefixed ``edgeface.``), so the
-runtime needs nothing but the .onnx file.
+runtime needs nothing but the .onnx file; an engine that cannot carry metadata (TensorRT)
+has the same keys in a sidecar file beside it (:func:`read_sidecar`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 from typing import Any, Mapping
 
 META_PREFIX = "edgeface."
@@ -73,3 +76,45 @@ def _tupleize(v: Any) -> Any:
     if isinstance(v, list):
         return tuple(_tupleize(x) for x in v)
     return v
+
+
+#: A non-ONNX engine (a TensorRT plan) cannot carry metadata, so its ModelInfo and what it
+#: was built from live in ``<engine>.json`` beside it; at most this many bytes are read.
+SIDECAR_MAX_BYTES = 1 << 20
+
+
+def sidecar_path(model: str | os.PathLike) -> Path:
+    """``model.engine`` -> ``model.engine.json``."""
+    return Path(str(model) + ".json")
+
+
+def read_sidecar(model: str | os.PathLike) -> dict[str, Any]:
+    """The sidecar document of a non-ONNX model; its ``metadata`` holds the same
+    ``edgeface.*`` keys an ONNX export carries. Raises ModelError when it is missing or
+    unreadable, naming the file."""
+    from edgeface.errors import ModelError
+
+    path = sidecar_path(model)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(SIDECAR_MAX_BYTES + 1)
+    except FileNotFoundError:
+        raise ModelError(f"{path} is missing: {Path(model).name} cannot be used without the "
+                         "sidecar written beside it when it was built") from None
+    except OSError as exc:
+        raise ModelError(f"cannot read {path}: {exc.strerror or exc}") from None
+    try:
+        if len(raw) > SIDECAR_MAX_BYTES:
+            raise ValueError("too large")
+        doc = json.loads(raw)
+        if not isinstance(doc, dict) or not isinstance(doc.get("metadata"), dict):
+            raise ValueError("no 'metadata' object")
+    except ValueError as exc:
+        raise ModelError(f"{path} is not an edgeface sidecar ({exc})") from None
+    return doc
+
+
+def info_from_sidecar(model: str | os.PathLike) -> ModelInfo:
+    """The :class:`ModelInfo` of a non-ONNX model, from its sidecar."""
+    meta = read_sidecar(model)["metadata"]
+    return ModelInfo.from_metadata({str(k): str(v) for k, v in meta.items()})
