@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shared", type=Path, default=REPO.parent / "shared")
     ap.add_argument("--split", default="eval")
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=RESULTS)
     args = ap.parse_args(argv)
 
     import onnxruntime

@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="latency runs per variant in the sweep (1 thread)")
     ap.add_argument("--keep", type=Path, default=None,
                     help="keep the models in this directory")
-    ap.add_argument("--out-dir", type=Path, default=OUT_DIR)
+    ap.add_argument("--output-dir", "--out-dir", dest="out_dir", type=Path, default=OUT_DIR)
     return ap.parse_args(argv)
 
 

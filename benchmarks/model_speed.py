@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--no-torch", action="store_true", help="skip PyTorch eager")
     ap.add_argument("--no-profile", action="store_true",
                     help="skip the per-operator time shares (ONNX Runtime profiler, 1 thread)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--strict", action="store_true",
                     help="exit 1 when an acceptance criterion is not met")
     return ap.parse_args(argv)

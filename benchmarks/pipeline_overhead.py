@@ -52,7 +52,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=None,
                     help="inference threads [default: the runtime's default, all cores]")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--strict", action="store_true", help="exit 1 if the target is missed")
     return ap.parse_args(argv)
 

@@ -64,7 +64,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "page cache (as after a reboot, when a service starts)")
     ap.add_argument("--with-video", action="store_true",
                     help="also write the annotated video (--video, deleted after each run)")
-    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--strict", action="store_true", help="exit 1 if a peak is >= 200 MB")
     return ap.parse_args(argv)
 

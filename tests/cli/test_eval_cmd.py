@@ -91,7 +91,7 @@ def test_onnx_eval_writes_results(capsys, monkeypatch, tmp_path, v1_onnx, widerf
     other = tmp_path / "other.txt"
     other.write_text((widerface_416 / "splits" / "calib.txt").read_text().split()[0] + "\n")
     code, _, err = _run(capsys, "-m", v1_onnx, "--widerface", widerface_416, "--split", other,
-                        "--out", res)
+                        "--output-dir", res)
     assert code == 0, err
     assert len(list((res / "predictions").glob("*/*.txt"))) == 1
 
@@ -102,7 +102,8 @@ def test_pytorch_and_onnx_agree(capsys, tmp_path, v1_onnx, v1_weights, widerface
     for flag, path in (("--model", v1_onnx), ("--weights", v1_weights)):
         out_dir = tmp_path / flag.strip("-")
         code, _, err = _run(capsys, flag, path, "--widerface", widerface_416, "--split", few,
-                            "--out", out_dir, *(["--arch", "v1"] if flag == "--weights" else []))
+                            "--output-dir", out_dir,
+                            *(["--arch", "v1"] if flag == "--weights" else []))
         assert code == 0, err
         aps[flag] = _summary(out_dir)["ap"]
     assert _summary(tmp_path / "weights")["model"]["format"] == "pytorch"
@@ -124,7 +125,7 @@ def test_unreadable_image_fails_after_scoring_the_rest(capsys, tmp_path, v1_onnx
     (root / "images" / names[2]).write_bytes(b"\xff\xd8 truncated")  # names[3] is missing
     out_dir = tmp_path / "res"
     code, out, err = _run(capsys, "-m", v1_onnx, "--widerface", root, "--split", few,
-                          "--out", out_dir)
+                          "--output-dir", out_dir)
     assert code == 1
     assert Path(names[2]).name in err and Path(names[3]).name in err
     assert "2 of 4 images could not be read" in err and "the AP covers the 2" in err
