@@ -82,6 +82,7 @@ def execute(opts: dict[str, Any]) -> None:
     from edgeface.inference.backends import open_backend
     from edgeface.inference.detector import Detector
     from edgeface.inference.postprocess import PostprocessConfig
+    from edgeface.media.images import pixel_budget
     from edgeface.runtime.config import check_values
     from edgeface.runtime.loop import Runtime, limit_opencv_threads, quiet_opencv_logging
     from edgeface.runtime.metrics import Metrics
@@ -96,6 +97,7 @@ def execute(opts: dict[str, Any]) -> None:
     quiet_opencv_logging()
     kind, target = selected(opts)
     memory_limit = parse_size(opts["memory_limit"])
+    max_pixels = pixel_budget(memory_limit, opts["max_image_pixels"])
     outputs = with_default_output(opts["outputs"])
 
     backend = open_backend(opts["model"], provider=opts["provider"], threads=opts["threads"],
@@ -108,7 +110,8 @@ def execute(opts: dict[str, Any]) -> None:
     kind_options = {o.key: opts.get(o.key) for k in source_kinds().values() for o in k.options}
     source = open_source(target, kind=kind, live=opts["live"], loop=opts["loop"],
                          capture_size=opts["capture_size"], capture_fps=opts["capture_fps"],
-                         prepare=detector.prepare, options=kind_options)
+                         prepare=detector.prepare, options=kind_options,
+                         max_pixels=max_pixels)
     metrics = Metrics()
     try:
         sinks = build_sinks(outputs, SinkContext(source.fps, metrics, source.name))

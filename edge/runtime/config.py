@@ -65,6 +65,10 @@ RUN_OPTIONS = (
            help="ONNX Runtime CPU memory arena."),
     Option("memory_limit", "--memory-limit", memory(1 << 20), "512M", metavar="SIZE",
            help="Exit with code 5 when resident memory exceeds this (e.g. 512M; 0: off)."),
+    Option("max_image_pixels", "--max-image-pixels", number(1, 10**10, integer=True),
+           metavar="N", help="Largest image or frame accepted, in pixels; a larger one is "
+                             "refused before it is decoded [default: memory limit / 16 bytes, "
+                             "33.5M at 512M; 100M without a limit]."),
     Option("status_interval", "--status-interval", number(0, 86400), 10.0, metavar="SECONDS",
            help="Seconds between status lines on stderr (0: none)."),
     Option("max_frames", "--max-frames", number(1, 10**12, integer=True), metavar="N",

@@ -53,7 +53,12 @@ class FrameSource(Protocol):
 
 
 class CorruptFrame(Exception):
-    """A frame that could not be decoded; the source skips it and counts it."""
+    """Frames that could not be decoded (one, or a damaged region of ``frames``); the source
+    skips and counts them."""
+
+    def __init__(self, message: str, frames: int = 1):
+        super().__init__(message)
+        self.frames = max(1, frames)
 
 
 class Reader(Protocol):

@@ -24,7 +24,8 @@ def _camera_reader(target: Any, settings: CaptureSettings) -> tuple[CvCaptureRea
             f"{dev} exists but could not be opened (in use by another process, or no "
             "permission: add the user to the 'video' group)")
     api = cv2.CAP_V4L2 if os.name == "posix" and os.path.exists("/dev") else cv2.CAP_ANY
-    return CvCaptureReader(target, api, f"camera {dev}", props=props, hint=hint), \
+    return CvCaptureReader(target, api, f"camera {dev}", props=props, hint=hint,
+                           max_pixels=settings.max_pixels), \
         f"camera {dev}"
 
 

@@ -8,6 +8,7 @@ from typing import Optional, Union
 import numpy as np
 
 from edgeface.errors import SourceError
+from edgeface.media.images import DEFAULT_MAX_PIXELS, ImageReadError, check_pixels
 
 
 class CvCaptureReader:
@@ -15,8 +16,10 @@ class CvCaptureReader:
 
     def __init__(self, target: Union[str, int], api: int, describe: str,
                  params: tuple[int, ...] = (), props: Optional[dict[int, float]] = None,
-                 hint: str = "", params_optional: bool = False):
+                 hint: str = "", params_optional: bool = False,
+                 max_pixels: int = DEFAULT_MAX_PIXELS):
         self.target = target
+        self.max_pixels = max_pixels
         self.api = api
         self.describe = describe
         self.params = list(params)
@@ -41,6 +44,12 @@ class CvCaptureReader:
                                                                if self.hint else ""))
         for prop, value in self.props.items():
             cap.set(prop, value)
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+        try:
+            check_pixels(w, h, self.max_pixels, self.describe)
+        except ImageReadError as exc:
+            cap.release()
+            raise SourceError(str(exc)) from None
         self._cap = cap
 
     def read(self) -> Optional[np.ndarray]:

@@ -43,7 +43,8 @@ def _csi_reader(target: Any, settings: CaptureSettings) -> tuple[CvCaptureReader
             "opencv-python-headless` inside it")
     pipe = csi_pipeline(int(target), settings.size or (1280, 720), settings.fps or 30)
     return CvCaptureReader(pipe, cv2.CAP_GSTREAMER, f"CSI camera {target}",
-                           hint="is the camera connected and nvargus-daemon running?"), \
+                           hint="is the camera connected and nvargus-daemon running?",
+                           max_pixels=settings.max_pixels), \
         f"csi {target}"
 
 

@@ -9,7 +9,12 @@ from typing import Any, Optional
 import numpy as np
 
 from edgeface.errors import SourceError
-from edgeface.media.images import IMAGE_EXTENSIONS, ImageReadError, read_image
+from edgeface.media.images import (
+    DEFAULT_MAX_PIXELS,
+    IMAGE_EXTENSIONS,
+    ImageReadError,
+    read_image,
+)
 from edgeface.runtime.sources.base import CorruptFrame
 from edgeface.runtime.sources.registry import CaptureSettings, SourceKind, register_source
 
@@ -17,8 +22,9 @@ from edgeface.runtime.sources.registry import CaptureSettings, SourceKind, regis
 class ImageFolderReader:
     """Image files as a frame sequence; an unreadable one is a corrupt frame, skipped."""
 
-    def __init__(self, files: list[Path]):
+    def __init__(self, files: list[Path], max_pixels: int = DEFAULT_MAX_PIXELS):
         self.files = files
+        self.max_pixels = max_pixels
         self._i = 0
         self.current_label: Optional[str] = None
 
@@ -32,7 +38,7 @@ class ImageFolderReader:
         self._i += 1
         self.current_label = str(path)
         try:
-            return read_image(path)
+            return read_image(path, self.max_pixels)
         except ImageReadError as exc:
             raise CorruptFrame(str(exc)) from None
 
@@ -54,7 +60,7 @@ def _folder_reader(target: Any, settings: CaptureSettings) -> tuple[ImageFolderR
     if not files:
         raise SourceError(f"no images in folder {p} (looked for "
                           f"{', '.join(sorted(IMAGE_EXTENSIONS))})")
-    return ImageFolderReader(files), str(p)
+    return ImageFolderReader(files, settings.max_pixels), str(p)
 
 
 def _is_folder(text: str) -> Optional[str]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
 from edgeface.errors import ConfigError, SourceError
+from edgeface.media.images import DEFAULT_MAX_PIXELS
 from edgeface.runtime.options import Option, boolean, number, string, tristate, wxh
 from edgeface.runtime.sources.base import Prepare, Reader
 from edgeface.runtime.sources.threaded import ThreadedSource
@@ -26,6 +27,7 @@ class CaptureSettings:
 
     size: Optional[tuple[int, int]] = None  # (width, height) requested from a camera
     fps: Optional[float] = None
+    max_pixels: int = DEFAULT_MAX_PIXELS  # the most pixels a frame may have (see media.images)
     options: Mapping[str, Any] = field(default_factory=dict)  # kind-specific settings
 
 
@@ -145,6 +147,7 @@ def open_source(
     backoff: tuple[float, float] = (0.5, 10.0),
     prepare: Optional[Prepare] = None,
     options: Optional[Mapping[str, Any]] = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> ThreadedSource:
     """Open a frame source (``kind="auto"``: see :func:`classify`).
 
@@ -153,7 +156,8 @@ def open_source(
     kinds. ``loop`` restarts a file or folder at its end. ``capture_size`` (width, height)
     and ``capture_fps`` are requested from cameras. ``prepare`` (the detector's
     preprocessing) runs on every image in the capture thread. ``options``: kind-specific
-    settings by config key. Raises :class:`SourceError` (exit 4) if the source cannot be
+    settings by config key. A frame, image or stream over ``max_pixels`` is refused (an
+    image before it is decoded). Raises :class:`SourceError` (exit 4) if the source cannot be
     opened, :class:`MissingDependency` if it needs software that is not installed.
     """
     if kind == "auto":
@@ -165,7 +169,7 @@ def open_source(
     entry = _KINDS[kind]
     live = entry.live if live is None else live
     reconnect = entry.live if reconnect is None else reconnect
-    settings = CaptureSettings(capture_size, capture_fps, dict(options or {}))
+    settings = CaptureSettings(capture_size, capture_fps, max_pixels, dict(options or {}))
     reader, name = entry.make_reader(target, settings)
     pace = None
     if live and not entry.live:
@@ -174,4 +178,5 @@ def open_source(
         pace = capture_fps or (fps_of() if callable(fps_of) else 0) or 30.0
         reader.close()
     return ThreadedSource(reader, name, live=live, reconnect=reconnect, loop=loop,
-                          pace_fps=pace, prefetch=prefetch, backoff=backoff, prepare=prepare)
+                          pace_fps=pace, prefetch=prefetch, backoff=backoff, prepare=prepare,
+                          max_pixels=max_pixels)

@@ -28,7 +28,7 @@ def _stream_reader(target: Any, settings: CaptureSettings) -> tuple[CvCaptureRea
               cv2.CAP_PROP_READ_TIMEOUT_MSEC, TIMEOUT_MS)
     return CvCaptureReader(str(target), cv2.CAP_FFMPEG, f"stream {name}", params=params,
                            hint="unreachable, wrong URL, or a protocol this OpenCV "
-                                "build cannot read"), name
+                                "build cannot read", max_pixels=settings.max_pixels), name
 
 
 def _is_url(text: str) -> Optional[str]:

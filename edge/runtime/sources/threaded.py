@@ -11,6 +11,7 @@ from typing import Optional
 
 from edgeface.errors import SourceError
 from edgeface.media.frame import Frame
+from edgeface.media.images import DEFAULT_MAX_PIXELS
 from edgeface.runtime.capture_priority import BackgroundSwitch
 from edgeface.runtime.sources.base import (
     CorruptFrame,
@@ -40,6 +41,7 @@ class ThreadedSource:
         backoff: tuple[float, float] = (0.5, 10.0),
         background_when_ahead: bool = True,
         prepare: Optional[Prepare] = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
     ):
         self.reader = reader
         self.name = name
@@ -50,6 +52,7 @@ class ThreadedSource:
         self.prefetch = max(1, prefetch)
         self.backoff = backoff
         self.prepare = prepare
+        self.max_pixels = max_pixels
         self.stats = SourceStats()
         self._cond = threading.Condition()
         self._latest: Optional[Frame] = None
@@ -129,8 +132,8 @@ class ThreadedSource:
                     raw = self.reader.read()
                     stamp, mono = time.time(), time.monotonic()
                 except CorruptFrame as exc:
-                    self._count_corrupt(str(exc))
-                    index += 1
+                    self._count_corrupt(str(exc), exc.frames)
+                    index += exc.frames
                     continue
                 if raw is None:
                     if self.loop and since_open > 0:
@@ -144,9 +147,11 @@ class ThreadedSource:
                         continue
                     break
                 image = as_bgr(raw)
-                if image is None:
+                if image is None or image.shape[0] * image.shape[1] > self.max_pixels:
                     shape = getattr(raw, "shape", None)
-                    self._count_corrupt(f"frame {index} is not an image (shape {shape}, "
+                    why = ("is not an image" if image is None else
+                           f"is over the pixel budget of {self.max_pixels / 1e6:.0f} Mpx")
+                    self._count_corrupt(f"frame {index} {why} (shape {shape}, "
                                         f"dtype {getattr(raw, 'dtype', None)})")
                     index += 1
                     continue
@@ -190,8 +195,8 @@ class ThreadedSource:
                 self._queue.append(frame)
             self._cond.notify_all()
 
-    def _count_corrupt(self, why: str) -> None:
-        n = self.stats.corrupt = self.stats.corrupt + 1
+    def _count_corrupt(self, why: str, frames: int = 1) -> None:
+        n = self.stats.corrupt = self.stats.corrupt + frames
         # One line per corrupt frame would flood the journal on a broken camera.
         if n <= 10 or n % 1000 == 0:
             log.warning("%s: skipping corrupt frame: %s (%d so far)", self.name, why, n)
