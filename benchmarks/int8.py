@@ -85,7 +85,7 @@ def sweep(fp32: Path, calib_blobs: list[np.ndarray], eval_ds, fp32_ap: dict, blo
     from tqdm import tqdm
 
     from edgeface.calibration.evaluation import evaluate_detector
-    from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from edgeface.inference.backends import open_backend
     from edgeface.quantize import ort_quant
     from edgeface.quantize.config import QUANTIZED_OP_TYPES, Int8Config
     from edgeface.quantize.guard import check_budget
@@ -119,7 +119,8 @@ def sweep(fp32: Path, calib_blobs: list[np.ndarray], eval_ds, fp32_ap: dict, blo
             ort_quant.save_ranges(tensors, ranges[key])
         dst = (keep or work) / f"sweep_{len(rows)}.onnx"
         ort_quant.build_model(pre, ranges[key], cfg, [], meta, {"variant": name}, dst)
-        res = evaluate_detector(OnnxRuntimeBackend(dst, threads=1), eval_ds, progress=False)
+        res = evaluate_detector(open_backend(dst, provider="cpu", threads=1), eval_ds,
+                                progress=False)
         drops = check_budget(fp32_ap, res.ap, TARGETS["max_ap_drop"])
         rows.append({"variant": name, "config": cfg.describe(), "ap": ap_points(res.ap),
                      "drop_points": drops.drops, "within_1pt": drops.passed,

@@ -15,6 +15,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from edgeface.errors import ConfigError
+from edgeface.inference.backends import open_backend
 from edgeface.inference.model_info import INPUT_NAME
 from edgeface.quantize.config import Int8Config
 from edgeface.quantize.ort_quant import quantize_qdq
@@ -124,10 +125,9 @@ class AccuracyGuard:
 
     def evaluate(self, path: Path, blocks: Sequence[str] = ()) -> GuardResult:
         from edgeface.calibration.evaluation import evaluate_detector
-        from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
 
-        res = evaluate_detector(OnnxRuntimeBackend(path, threads=self.threads), self.dataset,
-                                progress=self.progress, desc="eval INT8")
+        backend = open_backend(path, provider="cpu", threads=self.threads)
+        res = evaluate_detector(backend, self.dataset, progress=self.progress, desc="eval INT8")
         _require_complete(res, self.dataset)
         verdict = check_budget(self.fp32.ap, res.ap, self.max_ap_drop)
         self.trials.append({"float_blocks": list(blocks), "int8_ap": _round_ap(res.ap),
@@ -153,18 +153,14 @@ def auto_exclude(guard: AccuracyGuard, pre: Path, ranges_path: Path, config: Int
 
     ``build(nodes, path)`` writes a finished model with ``nodes`` in float; the ranking probes
     are bare :func:`quantize_qdq` outputs."""
-    import onnxruntime as ort
-
-    from edgeface.inference.backends.onnxruntime_backend import session_options
-
     blobs = sample_blobs[:8]
     ref = [fp32_backend.session.run(None, {INPUT_NAME: b}) for b in blobs]
 
     def error_of(nodes: Sequence[str]) -> float:
         path = tmp / "probe.onnx"
         quantize_qdq(pre, path, ranges_path, config, list(base_nodes) + list(nodes))
-        sess = ort.InferenceSession(str(path), session_options(fp32_backend.threads),
-                                    providers=["CPUExecutionProvider"])
+        # The whole batched outputs, like ``ref``: the session, not Backend.infer.
+        sess = open_backend(path, provider="cpu", threads=fp32_backend.threads).session
         return float(np.mean([output_error(r, sess.run(None, {INPUT_NAME: b}))
                               for r, b in zip(ref, blobs)]))
 

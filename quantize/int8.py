@@ -38,8 +38,7 @@ from edgeface import __version__
 from edgeface.calibration.calib_data import CalibrationSet, check_disjoint
 from edgeface.common.files import atomic_copy, sha256_file
 from edgeface.errors import ConfigError, ModelError
-from edgeface.inference.backends import default_threads
-from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edgeface.inference.backends import default_threads, open_backend
 from edgeface.inference.model_info import ModelInfo
 from edgeface.quantize.config import DEFAULT_MAX_AP_DROP, AccuracyBudgetExceeded, Int8Config
 from edgeface.quantize.graph import (
@@ -104,7 +103,8 @@ def quantize_int8(
         raise ModelError(f"{model} is already quantized (it has QuantizeLinear/QLinear "
                          "nodes); give the FP32 export")
     fp32_meta = {p.key: p.value for p in proto.metadata_props}
-    fp32_backend = OnnxRuntimeBackend(model, threads=threads)  # validates the I/O contract
+    # Validates the I/O contract; the guard and the sensitivity ranking run it.
+    fp32_backend = open_backend(model, provider="cpu", threads=threads)
     info: ModelInfo = fp32_backend.info
     threads = threads or default_threads()
 

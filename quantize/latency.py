@@ -10,20 +10,21 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgeface.common.timing import paired_ratio, round_robin, session_runner
-from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edgeface.inference.backends import open_backend
 from edgeface.inference.model_info import INPUT_NAME
 
 
 def measure_latency(models: Mapping[str, str | os.PathLike], blob: np.ndarray, threads: int,
                     runs: int = 50, warmup: int = 5, chunk: int = 5) -> dict[str, Any]:
     """Median inference latency of each model, measured round-robin in chunks (the order
-    rotating each round) in one process, with the runtime's session options
-    (``edgeface.backends.OnnxRuntimeBackend``). Ratios are to the first model."""
+    rotating each round) in one process, with the runtime's session options: each model is
+    opened by :func:`~edgeface.inference.backends.open_backend` on the CPU (ONNX Runtime for
+    ``.onnx``, whose ``session`` is timed). Ratios are to the first model."""
 
     def runner(backend):
         return session_runner(backend.session, {INPUT_NAME: blob})
 
-    backends = {k: OnnxRuntimeBackend(p, threads=threads) for k, p in models.items()}
+    backends = {k: open_backend(p, provider="cpu", threads=threads) for k, p in models.items()}
     chunks, interrupted = round_robin({k: runner(b) for k, b in backends.items()}, runs,
                                       warmup, chunk)
     if interrupted:
