@@ -1,11 +1,15 @@
 """INT8 quantization settings and errors: :class:`Int8Config` with its measured defaults, the
 operator sets handed to (or kept from) the quantizer, and the exceptions the pipeline raises.
+
+A quantization target (the x86/ARM CPU default; a TensorRT-style symmetric Q/DQ model) is an
+:class:`Int8Config`: types, symmetry, calibration and ONNX Runtime ``extra_options``; the
+pipeline (:func:`edgeface.quantize.int8.quantize_int8`) is the same for every target.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from edgeface.errors import EXIT_FAILURE, ConfigError, EdgefaceError
 
@@ -63,6 +67,9 @@ class Int8Config:
     dcn_weights_int8: bool = True  # store float-only ops' weights as int8 + DequantizeLinear
     strip_debug_metadata: bool = True  # drop per-node metadata and value_info
     compact: bool = True  # same numerics, smaller file: see compact_model
+    # ONNX Runtime quantize_static extra_options, e.g. {"ActivationSymmetric": True,
+    # "WeightSymmetric": True} for a TensorRT-style target. Empty: ORT's defaults.
+    extra_options: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
         if self.method not in METHODS:
@@ -79,3 +86,12 @@ class Int8Config:
         return (f"QDQ, {m} calibration, {'per-channel' if self.per_channel else 'per-tensor'} "
                 f"weights, activations {self.activation_type.upper()} / weights "
                 f"{self.weight_type.upper()}{', reduce_range' if self.reduce_range else ''}")
+
+    def record(self) -> dict[str, Any]:
+        """The settings as the model's provenance and the report record them.
+        ``extra_options`` appears only when set, so models made with ORT's defaults record
+        exactly the other fields."""
+        d = asdict(self)
+        if not d["extra_options"]:
+            del d["extra_options"]
+        return d

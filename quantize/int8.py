@@ -28,7 +28,6 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -149,7 +148,7 @@ def quantize_int8(
 
         provenance_base = {
             "format": "QDQ", "tool": f"onnxruntime.quantization {ort.__version__}",
-            **{k: v for k, v in asdict(config).items()},
+            **config.record(),
             "calibration_images": used,
             "calibration_source": _describe_reader(calib),
             "source_sha256": sha256_file(model), "edgeface_version": __version__,
@@ -195,7 +194,7 @@ def quantize_int8(
             fp32={"path": str(model), "sha256": sha256_file(model),
                   "size_bytes": model.stat().st_size},
             int8=int8_rec,
-            config={**asdict(config), "description": config.describe(), "format": "QDQ"},
+            config={**config.record(), "description": config.describe(), "format": "QDQ"},
             calibration={"source": _describe_reader(calib), "images": used,
                          "requested": num_images, "skipped": [list(s) for s in
                                                               calib_set.skipped],

@@ -1,6 +1,9 @@
 """The ONNX Runtime quantization calls: pre-processing, calibration, ``quantize_static`` (QDQ).
 
-ORT's tools print to stdout and log warnings; they run inside :func:`quiet`.
+Every setting comes from the :class:`~edgeface.quantize.config.Int8Config` (integer types,
+per-channel, reduce_range, calibration method and symmetry, ``extra_options``), so a new target
+is a new config, not new calls. ORT's tools print to stdout and log warnings; they run inside
+:func:`quiet`.
 """
 
 from __future__ import annotations
@@ -69,6 +72,14 @@ def preprocess_model(src: str | os.PathLike, dst: str | os.PathLike) -> None:
                              f"{first[:200]}") from None
 
 
+def calibrator_options(config: Int8Config) -> dict[str, Any]:
+    """``create_calibrator``'s extra_options for ``config``."""
+    options: dict[str, Any] = {"symmetric": config.symmetric_activations}
+    if config.method == "percentile":
+        options["percentile"] = config.percentile
+    return options
+
+
 def calibrate(model_path: str | os.PathLike, blobs: Iterable[np.ndarray], config: Int8Config,
               workdir: str | os.PathLike, total: int | None = None,
               progress: bool | None = True) -> tuple[Any, int]:
@@ -80,9 +91,6 @@ def calibrate(model_path: str | os.PathLike, blobs: Iterable[np.ndarray], config
     from tqdm import tqdm
 
     q = ort_quantization()
-    options: dict[str, Any] = {"symmetric": config.symmetric_activations}
-    if config.method == "percentile":
-        options["percentile"] = config.percentile
     reader_cls = calibration_reader_class()
     bar = tqdm(total=total, desc="calibrating", unit="img", leave=False, file=sys.stderr,
                disable=None if progress is None else not progress, dynamic_ncols=True)
@@ -91,7 +99,8 @@ def calibrate(model_path: str | os.PathLike, blobs: Iterable[np.ndarray], config
         calibrator = q.create_calibrator(
             Path(model_path), list(QUANTIZED_OP_TYPES),
             augmented_model_path=str(Path(workdir) / "augmented.onnx"),
-            calibrate_method=calib_method(config.method), extra_options=options)
+            calibrate_method=calib_method(config.method),
+            extra_options=calibrator_options(config))
         try:
             chunk: list[np.ndarray] = []
             for blob in blobs:
@@ -117,6 +126,15 @@ def save_ranges(ranges: Any, path: str | os.PathLike) -> None:
     ort_quantization().save_tensors_data(ranges, path)
 
 
+def quantizer_arguments(config: Int8Config) -> dict[str, Any]:
+    """``quantize_static``'s keyword arguments that ``config`` decides."""
+    return {"per_channel": config.per_channel, "reduce_range": config.reduce_range,
+            "activation_type": quant_type(config.activation_type),
+            "weight_type": quant_type(config.weight_type),
+            "calibrate_method": calib_method(config.method),
+            "extra_options": dict(config.extra_options)}
+
+
 def quantize_qdq(pre_model: str | os.PathLike, output: str | os.PathLike,
                  ranges_path: str | os.PathLike, config: Int8Config,
                  exclude_nodes: Sequence[str] = ()) -> None:
@@ -128,12 +146,9 @@ def quantize_qdq(pre_model: str | os.PathLike, output: str | os.PathLike,
             str(pre_model), str(output), None,
             quant_format=q.QuantFormat.QDQ,
             op_types_to_quantize=list(QUANTIZED_OP_TYPES),
-            per_channel=config.per_channel, reduce_range=config.reduce_range,
-            activation_type=quant_type(config.activation_type),
-            weight_type=quant_type(config.weight_type),
             nodes_to_exclude=list(exclude_nodes),
-            calibrate_method=calib_method(config.method),
-            calibration_cache_path=str(ranges_path))
+            calibration_cache_path=str(ranges_path),
+            **quantizer_arguments(config))
 
 
 def build_model(pre_model: str | os.PathLike, ranges_path: str | os.PathLike,
