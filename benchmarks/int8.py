@@ -85,10 +85,13 @@ def sweep(fp32: Path, calib_blobs: list[np.ndarray], eval_ds, fp32_ap: dict, blo
     from tqdm import tqdm
 
     from edgeface.calibration.evaluation import evaluate_detector
-    from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
-    from edgeface.quantize import int8 as q
+    from edgeface.inference.backends import open_backend
+    from edgeface.quantize import ort_quant
+    from edgeface.quantize.config import QUANTIZED_OP_TYPES, Int8Config
+    from edgeface.quantize.guard import check_budget
+    from edgeface.quantize.latency import measure_latency
 
-    base = q.Int8Config()
+    base = Int8Config()
     variants = {
         "default": base,
         "no reduce_range": replace(base, reduce_range=False),
@@ -102,7 +105,7 @@ def sweep(fp32: Path, calib_blobs: list[np.ndarray], eval_ds, fp32_ap: dict, blo
         "DeformConv weights float": replace(base, dcn_weights_int8=False),
     }
     pre = work / "pre.onnx"
-    q.preprocess_model(fp32, pre)
+    ort_quant.preprocess_model(fp32, pre)
     meta = {p.key: p.value for p in onnx.load(str(fp32)).metadata_props}
     ranges: dict[tuple, Path] = {}
     rows, paths = [], {}
@@ -110,14 +113,15 @@ def sweep(fp32: Path, calib_blobs: list[np.ndarray], eval_ds, fp32_ap: dict, blo
         key = (cfg.method, cfg.percentile, cfg.symmetric_activations)
         t0 = time.perf_counter()
         if key not in ranges:
-            tensors, _ = q.calibrate(pre, calib_blobs, cfg, work, total=len(calib_blobs),
-                                     progress=False)
+            tensors, _ = ort_quant.calibrate(pre, calib_blobs, cfg, work,
+                                             total=len(calib_blobs), progress=False)
             ranges[key] = work / f"ranges_{len(ranges)}.json"
-            q._ort_quant().save_tensors_data(tensors, ranges[key])
+            ort_quant.save_ranges(tensors, ranges[key])
         dst = (keep or work) / f"sweep_{len(rows)}.onnx"
-        q.build_model(pre, ranges[key], cfg, [], meta, {"variant": name}, dst)
-        res = evaluate_detector(OnnxRuntimeBackend(dst, threads=1), eval_ds, progress=False)
-        drops = q.check_budget(fp32_ap, res.ap, TARGETS["max_ap_drop"])
+        ort_quant.build_model(pre, ranges[key], cfg, [], meta, {"variant": name}, dst)
+        res = evaluate_detector(open_backend(dst, provider="cpu", threads=1), eval_ds,
+                                progress=False)
+        drops = check_budget(fp32_ap, res.ap, TARGETS["max_ap_drop"])
         rows.append({"variant": name, "config": cfg.describe(), "ap": ap_points(res.ap),
                      "drop_points": drops.drops, "within_1pt": drops.passed,
                      "size_bytes": dst.stat().st_size, "seconds": round(time.perf_counter() - t0,
@@ -125,21 +129,21 @@ def sweep(fp32: Path, calib_blobs: list[np.ndarray], eval_ds, fp32_ap: dict, blo
         paths[name] = dst
     # QOperator format, for the record (ORT recommends QDQ on CPU).
     try:
-        with q._quiet():
-            qq = q._ort_quant()
+        with ort_quant.quiet():
+            qq = ort_quant.ort_quantization()
             qq.quantize_static(str(pre), str(work / "qop.onnx"), None,
                                quant_format=qq.QuantFormat.QOperator, per_channel=True,
                                reduce_range=True, activation_type=qq.QuantType.QUInt8,
                                weight_type=qq.QuantType.QInt8,
-                               calibrate_method=q._calib_method(base.method),
-                               op_types_to_quantize=list(q.QUANTIZED_OP_TYPES),
+                               calibrate_method=ort_quant.calib_method(base.method),
+                               op_types_to_quantize=list(QUANTIZED_OP_TYPES),
                                calibration_cache_path=str(ranges[(base.method, base.percentile,
                                                                   False)]))
         rows.append({"variant": "QOperator format", "error": None})
     except Exception as exc:  # report why it cannot be used
         rows.append({"variant": "QOperator format",
                      "error": (str(exc).strip().splitlines() or [type(exc).__name__])[0][:70]})
-    lat = q.measure_latency({"fp32": fp32, **paths}, blob, threads=1, runs=runs, chunk=chunk)
+    lat = measure_latency({"fp32": fp32, **paths}, blob, threads=1, runs=runs, chunk=chunk)
     for r in rows:
         if r["variant"] in paths:
             r["latency_ms"] = lat["median_ms"][r["variant"]]
@@ -152,9 +156,13 @@ def sweep(fp32: Path, calib_blobs: list[np.ndarray], eval_ds, fp32_ap: dict, blo
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    from edgeface.calibration.calib_data import open_image_set
     from edgeface.calibration.image_folder import iter_blobs
     from edgeface.calibration.widerface import load_widerface
-    from edgeface.quantize import int8 as q
+    from edgeface.quantize.config import Int8Config
+    from edgeface.quantize.graph import summarize_float_nodes
+    from edgeface.quantize.int8 import quantize_int8
+    from edgeface.quantize.latency import measure_latency
     from edgeface.system.platform import describe, fingerprint
 
     threads = sorted({int(t) for t in args.threads.split(",")})
@@ -176,20 +184,20 @@ def main(argv: list[str] | None = None) -> int:
     plain_path = out_dir / "v1.int8.no-exclusions.onnx"
     loose_path = out_dir / "v1.int8.uncompacted.onnx"
 
-    calib = q.open_image_set(args.widerface, args.calib_split)
+    calib = open_image_set(args.widerface, args.calib_split)
     eval_ds = load_widerface(args.widerface, args.eval_split)
     t0 = time.perf_counter()
-    report = q.quantize_int8(fp32, int8_path, calib, eval_dataset=eval_ds, exclude="auto",
-                             bench_runs=0, force=True, progress=True,
-                             log_fn=lambda m: print(f"int8: {m}", file=sys.stderr))
+    report = quantize_int8(fp32, int8_path, calib, eval_dataset=eval_ds, exclude="auto",
+                           bench_runs=0, force=True, progress=True,
+                           log_fn=lambda m: print(f"int8: {m}", file=sys.stderr))
     command_s = time.perf_counter() - t0
-    plain = q.quantize_int8(fp32, plain_path, calib, eval_dataset=None, max_ap_drop=None,
-                            bench_runs=0, force=True, progress=False)
+    plain = quantize_int8(fp32, plain_path, calib, eval_dataset=None, max_ap_drop=None,
+                          bench_runs=0, force=True, progress=False)
     # The written model's quantization (same calibration, same blocks in float), not compacted.
-    loose = q.quantize_int8(fp32, loose_path, calib, eval_dataset=None, max_ap_drop=None,
-                            config=q.Int8Config(compact=False),
-                            exclude=report.excluded["blocks"], bench_runs=0, force=True,
-                            progress=False)
+    loose = quantize_int8(fp32, loose_path, calib, eval_dataset=None, max_ap_drop=None,
+                          config=Int8Config(compact=False),
+                          exclude=report.excluded["blocks"], bench_runs=0, force=True,
+                          progress=False)
     search = report.search
     plain_ap = search[0]["int8_ap"] if search else None
 
@@ -197,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     blob = eval_blobs[0]
     latency = {}
     for t in threads:
-        latency[str(t)] = q.measure_latency(
+        latency[str(t)] = measure_latency(
             {"fp32": fp32, "int8": int8_path, "int8_no_exclusions": plain_path,
              "int8_uncompacted": loose_path}, blob, t,
             runs=args.runs, warmup=args.warmup, chunk=args.chunk)
@@ -230,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         "report": report.to_json(),
         "command_seconds": round(command_s, 1),
         "no_exclusions": {"ap": plain_ap, "size_bytes": plain.int8["size_bytes"],
-                          "float_summary": q.summarize_float_nodes(plain.float_nodes)},
+                          "float_summary": summarize_float_nodes(plain.float_nodes)},
         "latency": latency,
         "op_time_share_pct_1thread": profile,
         "sizes": sizes,
@@ -258,11 +266,11 @@ def size_section(fp32: Path, loose: Path, written: Path, blobs: list[np.ndarray]
     import onnxruntime as ort
 
     from edgeface.inference.backends.onnxruntime_backend import session_options
-    from edgeface.quantize import int8 as q
+    from edgeface.quantize.compaction import size_breakdown
 
     out: dict = {"files": {}}
     for key, path in (("fp32", fp32), ("int8_uncompacted", loose), ("int8", written)):
-        b = q.size_breakdown(onnx.load(str(path)))
+        b = size_breakdown(onnx.load(str(path)))
         assert b["total_bytes"] == path.stat().st_size
         out["files"][key] = b
     fp32_bytes = out["files"]["fp32"]["total_bytes"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from edgeface.errors import ConfigError
-from edgeface.quantize.int8 import (
+from edgeface.quantize.config import (
     DEFAULT_MAX_AP_DROP,
     DEFAULT_METHOD,
     DEFAULT_PERCENTILE,
@@ -85,14 +85,11 @@ def quantize(int8: bool, model: Path, calib_dir: Path, split: str | None,
     are evaluated on WIDERFace; a model losing more than --max-ap-drop AP points in any of
     easy/medium/hard is not written (exit 1). Prints a report and writes it beside the model.
     """
+    from edgeface.calibration.calib_data import open_image_set
     from edgeface.calibration.widerface import load_widerface
-    from edgeface.quantize.int8 import (
-        AccuracyBudgetExceeded,
-        Int8Config,
-        open_image_set,
-        quantize_int8,
-        report_path,
-    )
+    from edgeface.quantize.config import AccuracyBudgetExceeded, Int8Config
+    from edgeface.quantize.int8 import quantize_int8
+    from edgeface.quantize.report import report_path
 
     if not int8:
         raise ConfigError("give --int8 (the only precision `edgeface quantize` produces)")

@@ -12,8 +12,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from edgeface.calibration import calib_data
 from edgeface.cli import main
+from edgeface.errors import ConfigError
+from edgeface.quantize import compaction, guard
+from edgeface.quantize import config as qconfig
+from edgeface.quantize import graph as qgraph
 from edgeface.quantize import int8 as q
+from edgeface.quantize import report as qreport
 
 N_CALIB = 4
 
@@ -36,7 +42,7 @@ def int8_model(v1_onnx, widerface_416, tmp_path_factory) -> tuple[Path, dict]:
                  "--num-images", str(N_CALIB), "--no-eval", "--bench-runs", "3",
                  "--threads", "1", "-o", str(out)])
     assert code == 0
-    report = json.loads(q.report_path(out).read_text())
+    report = json.loads(qreport.report_path(out).read_text())
     return out, report
 
 
@@ -78,7 +84,7 @@ def test_int8_report_and_metadata(int8_model, v1_onnx):
     assert report["int8"]["size_bytes"] == path.stat().st_size
     assert report["size_ratio"] < 0.5  # weights went from 32 to 8 bits
     assert report["calibration"]["images"] == N_CALIB
-    assert report["calibration"]["method"] == q.DEFAULT_METHOD
+    assert report["calibration"]["method"] == qconfig.DEFAULT_METHOD
     lat = report["latency"]
     assert lat["threads"] == 1 and lat["runs"] == 3
     assert lat["median_ms"]["fp32"] > 0 and lat["median_ms"]["int8"] > 0 and lat["ratio"]["int8"]
@@ -113,12 +119,12 @@ def test_compaction_keeps_outputs(int8_model, v1_onnx, widerface_416, native_ima
     from edgeface.media.images import read_image
 
     plain_path = tmp_path / "plain.onnx"
-    calib = q.open_image_set(widerface_416)
-    q.quantize_int8(v1_onnx, plain_path, calib, config=q.Int8Config(compact=False),
+    calib = calib_data.open_image_set(widerface_416)
+    q.quantize_int8(v1_onnx, plain_path, calib, config=qconfig.Int8Config(compact=False),
                     num_images=N_CALIB, eval_dataset=None, bench_runs=0, progress=False)
     plain = onnx.load(str(plain_path))
     small = copy.deepcopy(plain)
-    stats = q.compact_model(small)
+    stats = compaction.compact_model(small)
     assert stats["initializers_merged"] > 0 and stats["tensors_renamed"] > 0
     onnx.checker.check_model(small)
     assert small.ByteSize() < 0.85 * plain.ByteSize()
@@ -134,7 +140,7 @@ def test_compaction_keeps_outputs(int8_model, v1_onnx, widerface_416, native_ima
         assert max(len(i.name) for i in m.graph.initializer) <= 3
         assert {n.name for n in m.graph.node if n.op_type == "DeformConv"} == {
             n.name for n in plain.graph.node if n.op_type == "DeformConv"}
-    assert q.size_breakdown(written)["total_bytes"] == written_path.stat().st_size
+    assert compaction.size_breakdown(written)["total_bytes"] == written_path.stat().st_size
 
     blob, _ = preprocess(read_image(native_images[0]), (416, 416))
     so = ort.SessionOptions()
@@ -161,9 +167,9 @@ def _fake_evaluation(monkeypatch, fp32_model: Path, int8_ap: float) -> list[bool
     def fake_eval(backend, dataset, **kw):
         is_fp32 = Path(backend.path) == Path(fp32_model)
         calls.append(is_fp32)
-        ap = dict.fromkeys(q.SETTINGS, 0.60 if is_fp32 else int8_ap)
+        ap = dict.fromkeys(qconfig.SETTINGS, 0.60 if is_fp32 else int8_ap)
         return SimpleNamespace(ap=ap, skipped=[], num_images=len(dataset),
-                               num_faces=dict.fromkeys(q.SETTINGS, 1))
+                               num_faces=dict.fromkeys(qconfig.SETTINGS, 1))
 
     monkeypatch.setattr(evaluation, "evaluate_detector", fake_eval)
     return calls
@@ -189,18 +195,18 @@ def test_guard_rejects_without_writing(capsys, monkeypatch, tmp_path, v1_onnx, w
 def test_guard_keeps_rejected_model_when_asked(monkeypatch, tmp_path, v1_onnx, widerface_416):
     _fake_evaluation(monkeypatch, v1_onnx, 0.59)  # 1 point: within a 1.0 budget, not 0.5
     out = tmp_path / "m.int8.onnx"
-    calib = q.open_image_set(widerface_416)
-    with pytest.raises(q.AccuracyBudgetExceeded, match=r"hard 1\.00.*kept as") as ei:
+    calib = calib_data.open_image_set(widerface_416)
+    with pytest.raises(qconfig.AccuracyBudgetExceeded, match=r"hard 1\.00.*kept as") as ei:
         q.quantize_int8(v1_onnx, out, calib, num_images=2, eval_dataset=_FakeDataset(),
                         max_ap_drop=0.5, bench_runs=0, progress=False, keep_rejected=True)
     assert ei.value.exit_code == 1
-    assert not out.exists() and q.rejected_path(out).is_file()
-    saved = json.loads(q.report_path(q.rejected_path(out)).read_text())
+    assert not out.exists() and qreport.rejected_path(out).is_file()
+    saved = json.loads(qreport.report_path(qreport.rejected_path(out)).read_text())
     assert saved["accepted"] is False and saved["accuracy"]["passed"] is False
     assert saved["accuracy"]["drop_points"]["hard"] == pytest.approx(1.0)
     report = q.quantize_int8(v1_onnx, out, calib, num_images=2, eval_dataset=_FakeDataset(),
                              max_ap_drop=1.0, bench_runs=0, progress=False)
-    assert report.accepted and out.is_file() and q.report_path(out).is_file()
+    assert report.accepted and out.is_file() and qreport.report_path(out).is_file()
 
 
 class _FakeDataset:
@@ -258,14 +264,15 @@ def test_overlapping_splits_fail(widerface_416):
     from edgeface.calibration.image_folder import DatasetError
     from edgeface.calibration.widerface import load_widerface
 
-    calib = q.open_image_set(widerface_416)  # splits/calib.txt by default
+    calib = calib_data.open_image_set(widerface_416)  # splits/calib.txt by default
     assert len(calib) == 50
     eval_ds = load_widerface(widerface_416, "eval")
-    q.check_disjoint(calib.entries, eval_ds.entries)  # the shared splits are disjoint
-    with pytest.raises(q.ConfigError, match="also evaluation images"):
-        q.check_disjoint(q.open_image_set(widerface_416, "eval").entries, eval_ds.entries)
+    calib_data.check_disjoint(calib.entries, eval_ds.entries)  # the shared splits are disjoint
+    with pytest.raises(ConfigError, match="also evaluation images"):
+        calib_data.check_disjoint(calib_data.open_image_set(widerface_416, "eval").entries,
+                                  eval_ds.entries)
     with pytest.raises(DatasetError, match="split 'nope' not found"):
-        q.open_image_set(widerface_416, "nope")
+        calib_data.open_image_set(widerface_416, "nope")
 
 
 # --------------------------------------------------------------------------- guard logic
@@ -273,16 +280,16 @@ def test_overlapping_splits_fail(widerface_416):
 
 def test_check_budget_decisions():
     fp32 = {"easy": 0.80, "medium": 0.70, "hard": 0.40}
-    ok = q.check_budget(fp32, {"easy": 0.795, "medium": 0.70, "hard": 0.41}, 1.0)
+    ok = guard.check_budget(fp32, {"easy": 0.795, "medium": 0.70, "hard": 0.41}, 1.0)
     assert ok.passed and ok.worst is None
     assert ok.drops == pytest.approx({"easy": 0.5, "medium": 0.0, "hard": -1.0})
-    bad = q.check_budget(fp32, {"easy": 0.80, "medium": 0.688, "hard": 0.385}, 1.0)
+    bad = guard.check_budget(fp32, {"easy": 0.80, "medium": 0.688, "hard": 0.385}, 1.0)
     assert not bad.passed and bad.worst == "hard"  # 1.5 points > medium's 1.2
-    assert not q.check_budget(fp32, {"easy": 0.80, "medium": 0.70, "hard": 0.3899}, 1.0).passed
-    assert q.check_budget(fp32, {"easy": 0.80, "medium": 0.70, "hard": 0.39}, 1.0).passed
-    nan = q.check_budget({**fp32, "hard": float("nan")}, {**fp32, "hard": 0.0}, 1.0)
+    assert not guard.check_budget(fp32, {"easy": 0.80, "medium": 0.70, "hard": 0.3899}, 1.0).passed
+    assert guard.check_budget(fp32, {"easy": 0.80, "medium": 0.70, "hard": 0.39}, 1.0).passed
+    nan = guard.check_budget({**fp32, "hard": float("nan")}, {**fp32, "hard": 0.0}, 1.0)
     assert nan.passed and "hard" not in nan.drops  # no faces in a setting: not judged
-    assert not q.check_budget(fp32, {"easy": 0.8, "medium": 0.7}, 1.0).passed  # missing
+    assert not guard.check_budget(fp32, {"easy": 0.8, "medium": 0.7}, 1.0).passed  # missing
 
 
 def test_search_finds_smallest_set():
@@ -293,11 +300,11 @@ def test_search_finds_smallest_set():
         tried.append(blocks)
         return required <= set(blocks)
 
-    assert set(q.search_exclusions(["a", "b", "c", "d", "e"], passes)) == required
+    assert set(guard.search_exclusions(["a", "b", "c", "d", "e"], passes)) == required
     assert ("a", "b", "c", "d") in tried and "e" not in {b for t in tried for b in t}
-    assert q.search_exclusions(["a", "b"], passes) is None  # budget never met
-    assert q.search_exclusions(["d", "b", "a"], passes) == ("d", "b")  # no pruning needed
-    assert q.search_exclusions(["a", "b", "c", "d"], passes, max_trials=2) is None
+    assert guard.search_exclusions(["a", "b"], passes) is None  # budget never met
+    assert guard.search_exclusions(["d", "b", "a"], passes) == ("d", "b")  # no pruning needed
+    assert guard.search_exclusions(["a", "b", "c", "d"], passes, max_trials=2) is None
 
 
 def test_rank_blocks_orders_by_error_reduction():
@@ -307,7 +314,7 @@ def test_rank_blocks_orders_by_error_reduction():
     def error_without(nodes):
         return next(errors[b] for b, ns in blocks.items() if ns == list(nodes))
 
-    ranked = q.rank_blocks(blocks, error_without, base_error=1.0, progress=False)
+    ranked = guard.rank_blocks(blocks, error_without, base_error=1.0, progress=False)
     assert [b for b, _ in ranked] == ["stem", "neck", "head"]  # "noise" does not help
     assert ranked[0][1] == pytest.approx(0.6)
 
@@ -318,32 +325,32 @@ def test_output_error_focuses_on_faces():
     scores = np.zeros((1, 100), np.float32)
     scores[0, :5] = 0.9
     ref = [boxes, scores, np.zeros((1, 100, 10), np.float32)]
-    assert q.output_error(ref, ref) == 0.0
+    assert guard.output_error(ref, ref) == 0.0
     background = [boxes, scores.copy(), ref[2]]
     background[1][0, 50:] = 0.01  # below the evaluation threshold: irrelevant
-    assert q.output_error(ref, background) == 0.0
+    assert guard.output_error(ref, background) == 0.0
     moved = [boxes.copy(), scores, ref[2]]
     moved[0][0, :5] += 0.1
-    assert q.output_error(ref, moved) == pytest.approx(0.1, rel=1e-4)
+    assert guard.output_error(ref, moved) == pytest.approx(0.1, rel=1e-4)
 
 
 def test_select_evenly_and_disjoint():
-    assert q.select_evenly(50, None).tolist() == list(range(50))
-    assert q.select_evenly(50, 4).tolist() == [0, 16, 33, 49]
-    assert q.select_evenly(3, 10).tolist() == [0, 1, 2]
+    assert calib_data.select_evenly(50, None).tolist() == list(range(50))
+    assert calib_data.select_evenly(50, 4).tolist() == [0, 16, 33, 49]
+    assert calib_data.select_evenly(3, 10).tolist() == [0, 1, 2]
     e = SimpleNamespace
     calib = [e(key="0--Parade/a.jpg", path=Path("/x/a.jpg"))]
-    q.check_disjoint(calib, [e(key="0--Parade/b", path=Path("/y/b.jpg"))])
-    with pytest.raises(q.ConfigError, match="1 calibration images"):
-        q.check_disjoint(calib, [e(key="0--Parade/a", path=Path("/y/a.jpg"))])
+    calib_data.check_disjoint(calib, [e(key="0--Parade/b", path=Path("/y/b.jpg"))])
+    with pytest.raises(ConfigError, match="1 calibration images"):
+        calib_data.check_disjoint(calib, [e(key="0--Parade/a", path=Path("/y/a.jpg"))])
 
 
 def test_config_validation():
-    with pytest.raises(q.ConfigError, match="calibration method"):
-        q.Int8Config(method="kl").validate()
-    with pytest.raises(q.ConfigError, match="activation_type"):
-        q.Int8Config(activation_type="s16").validate()
-    assert "per-channel" in q.Int8Config().describe()
+    with pytest.raises(ConfigError, match="calibration method"):
+        qconfig.Int8Config(method="kl").validate()
+    with pytest.raises(ConfigError, match="activation_type"):
+        qconfig.Int8Config(activation_type="s16").validate()
+    assert "per-channel" in qconfig.Int8Config().describe()
 
 
 # --------------------------------------------------------------------------- graph helpers
@@ -386,13 +393,13 @@ def test_float_nodes_and_int8_dcn_weights():
     import onnxruntime as ort
 
     model = _tiny_graph()
-    got = {n["name"]: n["reason"] for n in q.float_nodes(model)}
+    got = {n["name"]: n["reason"] for n in qgraph.float_nodes(model)}
     assert got == {"dcn": "no INT8 kernel", "head_float": "float input"}
-    assert "DeformConv x1" in q.summarize_float_nodes(q.float_nodes(model))
+    assert "DeformConv x1" in qgraph.summarize_float_nodes(qgraph.float_nodes(model))
 
     x = np.random.default_rng(1).normal(size=(1, 3, 8, 8)).astype(np.float32)
     ref = ort.InferenceSession(model.SerializeToString()).run(None, {"input": x})[0]
-    assert q.quantize_float_weights(model) == 1
+    assert qgraph.quantize_float_weights(model) == 1
     dq = [n for n in model.graph.node if n.name == "dcn_w_dequantize"]
     assert dq and dq[0].op_type == "DequantizeLinear"
     assert {i.name: i.data_type for i in model.graph.initializer}["dcn_w_int8"] == 3  # INT8
@@ -419,17 +426,17 @@ def test_node_blocks_from_exporter_scopes():
         node("loose", None),
     ], "g", [], [])
     model = helper.make_model(graph)
-    blocks = q.node_blocks(model)
+    blocks = qgraph.node_blocks(model)
     assert blocks == {"inner.body.stage1": ["c1", "c2"], "inner.ssh1.conv3X3": ["c3"],
                       "output": ["sm"], "loose": ["loose"]}
-    assert q.expand_exclusions(["inner.body.stage1", "c3", "c1"], blocks, model) == [
+    assert qgraph.expand_exclusions(["inner.body.stage1", "c3", "c1"], blocks, model) == [
         "c1", "c2", "c3"]
-    with pytest.raises(q.ConfigError, match="no node or block named 'nope'"):
-        q.expand_exclusions(["nope"], blocks, model)
+    with pytest.raises(ConfigError, match="no node or block named 'nope'"):
+        qgraph.expand_exclusions(["nope"], blocks, model)
 
 
 def test_short_names():
-    names = list(itertools.islice(q.short_names({"b", "aa"}), 3000))
+    names = list(itertools.islice(compaction.short_names({"b", "aa"}), 3000))
     assert names[:3] == ["a", "c", "d"] and "aa" not in names and "b" not in names
     assert len(set(names)) == len(names)
     assert all(n[0].isalpha() and n.replace("_", "").isalnum() for n in names)
@@ -451,9 +458,9 @@ def test_compact_model_on_a_small_graph():
     g.metadata_props.add(key="pkg.torch.export.ExportedProgram.graph_signature", value="x")
     x = np.random.default_rng(2).normal(size=(1, 3, 8, 8)).astype(np.float32)
     ref = ort.InferenceSession(model.SerializeToString()).run(None, {"input": x})[0]
-    before = q.size_breakdown(model)
+    before = compaction.size_breakdown(model)
 
-    stats = q.compact_model(model)
+    stats = compaction.compact_model(model)
     onnx.checker.check_model(model)
     assert stats == {"graph_metadata_dropped": 1, "initializers_merged": 2,
                      "tensors_renamed": 15, "nodes_renamed": 5, "opsets_dropped": 1}
@@ -464,7 +471,7 @@ def test_compact_model_on_a_small_graph():
     out = ort.InferenceSession(model.SerializeToString()).run(None, {"input": x})[0]
     assert np.array_equal(out, ref)
 
-    after = q.size_breakdown(model)
+    after = compaction.size_breakdown(model)
     assert after["total_bytes"] == model.ByteSize() < before["total_bytes"]
     assert before["parts"]["graph_metadata"] > 0 and after["parts"]["graph_metadata"] == 0
     assert after["node_detail"]["tensor_ref_bytes"] < before["node_detail"]["tensor_ref_bytes"]
@@ -486,10 +493,11 @@ def test_finalize_drops_exporter_leftovers():
     model.graph.node[3].doc_string = "a stack trace"
     x = np.random.default_rng(3).normal(size=(1, 3, 8, 8)).astype(np.float32)
     ref = ort.InferenceSession(model.SerializeToString()).run(None, {"input": x})[0]
-    before = q.size_breakdown(model)
+    before = compaction.size_breakdown(model)
     meta = {"edgeface.arch": "v1", "other.key": "dropped"}
-    q.finalize_model(model, meta, {"format": "QDQ"}, q.Int8Config(dcn_weights_int8=False))
-    after = q.size_breakdown(model)
+    qgraph.finalize_model(model, meta, {"format": "QDQ"},
+                          qconfig.Int8Config(dcn_weights_int8=False))
+    after = compaction.size_breakdown(model)
     assert before["parts"]["graph_metadata"] > 1000 and after["parts"]["graph_metadata"] == 0
     assert after["node_detail"]["metadata_bytes"] == 0
     assert not any(n.HasField("doc_string") for n in model.graph.node)
