@@ -15,6 +15,7 @@ from typing import Optional, Sequence
 
 import cv2
 import numpy as np
+import onnx_writer as ox
 
 from edgeface.errors import SourceError
 from edgeface.inference.detector import Timing
@@ -134,55 +135,50 @@ class FakeBackend:
 
 
 def tiny_onnx(path: Path, size: tuple[int, int] = (64, 64), layout: str = "NCHW") -> Path:
-    """A small ONNX file with the edgeface interface and metadata (no torch needed).
+    """A small ONNX file with the edgeface interface and metadata (no torch, no onnx needed).
 
     Scores are a sigmoid of 4x4 average-pooled pixels of the first channel (bright areas
     are "faces"), so detections depend on the frame. ``layout="NHWC"`` makes a model with
-    the wrong input layout.
+    the wrong input layout. The protobuf is written by ``onnx_writer`` so this runs where
+    only the device runtime is installed; tests/test_onnx_writer.py holds it equal to the
+    model ``onnx.helper`` builds.
     """
-    import onnx
-    from onnx import TensorProto, helper
-
     w, h = size
     info = ModelInfo(arch="tiny-test").with_input_size(w, h)
     a = prior_boxes(w, h, tuple(map(tuple, info.min_sizes)), tuple(info.steps)).shape[0]
     assert (w // 4) * (h // 4) >= a
     shape = [1, 3, h, w] if layout == "NCHW" else [1, h, w, 3]
     inits = [
-        helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
-        helper.make_tensor("ends1", TensorProto.INT64, [1], [1]),
-        helper.make_tensor("axes1", TensorProto.INT64, [1], [1]),
-        helper.make_tensor("ends_a", TensorProto.INT64, [1], [a]),
-        helper.make_tensor("scale", TensorProto.FLOAT, [], [0.1]),
-        helper.make_tensor("bias", TensorProto.FLOAT, [], [-5.0]),
-        helper.make_tensor("zeros4", TensorProto.FLOAT, [1, a, 4], [0.0] * (a * 4)),
-        helper.make_tensor("zeros10", TensorProto.FLOAT, [1, a, 10], [0.0] * (a * 10)),
+        ox.tensor("starts", ox.INT64, [1], [0]),
+        ox.tensor("ends1", ox.INT64, [1], [1]),
+        ox.tensor("axes1", ox.INT64, [1], [1]),
+        ox.tensor("ends_a", ox.INT64, [1], [a]),
+        ox.tensor("scale", ox.FLOAT, [], [0.1]),
+        ox.tensor("bias", ox.FLOAT, [], [-5.0]),
+        ox.tensor("zeros4", ox.FLOAT, [1, a, 4], [0.0] * (a * 4)),
+        ox.tensor("zeros10", ox.FLOAT, [1, a, 10], [0.0] * (a * 10)),
     ]
     nodes = [
-        helper.make_node("Slice", ["input", "starts", "ends1", "axes1"], ["c0"]),
-        helper.make_node("AveragePool", ["c0"], ["pooled"], kernel_shape=[4, 4], strides=[4, 4]),
-        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
-        helper.make_node("Slice", ["flat", "starts", "ends_a", "axes1"], ["sl"]),
-        helper.make_node("Mul", ["sl", "scale"], ["scaled"]),
-        helper.make_node("Add", ["scaled", "bias"], ["logits"]),
-        helper.make_node("Sigmoid", ["logits"], ["scores"]),
-        helper.make_node("Identity", ["zeros4"], ["boxes"]),
-        helper.make_node("Identity", ["zeros10"], ["landmarks"]),
+        ox.node("Slice", ["input", "starts", "ends1", "axes1"], ["c0"]),
+        ox.node("AveragePool", ["c0"], ["pooled"], kernel_shape=[4, 4], strides=[4, 4]),
+        ox.node("Flatten", ["pooled"], ["flat"], axis=1),
+        ox.node("Slice", ["flat", "starts", "ends_a", "axes1"], ["sl"]),
+        ox.node("Mul", ["sl", "scale"], ["scaled"]),
+        ox.node("Add", ["scaled", "bias"], ["logits"]),
+        ox.node("Sigmoid", ["logits"], ["scores"]),
+        ox.node("Identity", ["zeros4"], ["boxes"]),
+        ox.node("Identity", ["zeros10"], ["landmarks"]),
     ]
-    graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, a, 4]),
-         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, a]),
-         helper.make_tensor_value_info("landmarks", TensorProto.FLOAT, [1, a, 10])],
+    graph = ox.graph(
+        "tiny", nodes, [ox.value_info("input", ox.FLOAT, shape)],
+        [ox.value_info("boxes", ox.FLOAT, [1, a, 4]),
+         ox.value_info("scores", ox.FLOAT, [1, a]),
+         ox.value_info("landmarks", ox.FLOAT, [1, a, 10])],
         inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
     meta = info.to_metadata()
     if layout != "NCHW":
         meta["edgeface.input_layout"] = '"NHWC"'
-    for k, v in meta.items():
-        model.metadata_props.add(key=k, value=v)
-    onnx.save(model, str(path))
+    Path(path).write_bytes(ox.model(graph, ir_version=8, opset=17, metadata=meta))
     return path
 
 
