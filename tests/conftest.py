@@ -62,7 +62,12 @@ def torch_one_thread():
 
 @pytest.fixture(scope="session")
 def v1_onnx(tmp_path_factory, v1_weights) -> Path:
-    """V1 exported once per test session (fixed 416x416, ONNX DeformConv), verified."""
+    """V1 exported once per test session (fixed 416x416, ONNX DeformConv), verified.
+
+    Exporting needs torch and onnx (the ``export`` extra): without them, the tests that use
+    the real model are skipped, and the runtime tests still run (on a device, say)."""
+    pytest.importorskip("torch", reason="exporting V1 needs torch (pip install '.[export]')")
+    pytest.importorskip("onnx", reason="exporting V1 needs onnx (pip install '.[export]')")
     from edgeface.quantize.export import export_model
 
     out = tmp_path_factory.mktemp("export") / "v1.onnx"

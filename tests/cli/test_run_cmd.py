@@ -37,7 +37,6 @@ def _keep_opencv_threads():
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    pytest.importorskip("onnx")
     return tiny_onnx(tmp_path_factory.mktemp("models") / "tiny.onnx")
 
 

@@ -89,7 +89,6 @@ def test_a_missing_socket_warns_once_and_disables(tmp_path, caplog):
 
 @pytest.fixture(scope="module")
 def media(tmp_path_factory):
-    pytest.importorskip("onnx")
     d = tmp_path_factory.mktemp("notify")
     return tiny_onnx(d / "tiny.onnx"), write_video(d / "clip.avi", synthetic_frames(20))
 

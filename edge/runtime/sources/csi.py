@@ -4,12 +4,17 @@ built with GStreamer, i.e. JetPack's)."""
 from __future__ import annotations
 
 import re
-from typing import Any, Optional
+from typing import Any
 
-from edgeface.errors import MissingDependency, SourceError
+from edgeface.errors import MissingDependency
 from edgeface.runtime.options import Option, number
 from edgeface.runtime.sources.capture import CvCaptureReader
-from edgeface.runtime.sources.registry import CaptureSettings, SourceKind, register_source
+from edgeface.runtime.sources.registry import (
+    CaptureSettings,
+    SourceKind,
+    device_number,
+    register_source,
+)
 
 
 def csi_pipeline(sensor: int = 0, size: tuple[int, int] = (1280, 720), fps: float = 30) -> str:
@@ -48,15 +53,9 @@ def _csi_reader(target: Any, settings: CaptureSettings) -> tuple[CvCaptureReader
         f"csi {target}"
 
 
-def _is_csi(text: str) -> Optional[int]:
-    m = re.fullmatch(r"csi(?::(\d+))?", text, re.IGNORECASE)
-    if m is None and text.lower().startswith("csi:"):
-        raise SourceError(f"invalid source {text!r}: expected csi or csi:N")
-    return int(m.group(1) or 0) if m else None
-
-
 register_source(SourceKind(
-    "csi", live=True, make_reader=_csi_reader, matches=_is_csi,
+    "csi", live=True, make_reader=_csi_reader,
+    matches=lambda text: device_number(text, "csi"),
     selector=Option("csi", "--csi", number(0, 15, integer=True), metavar="[SENSOR]",
                     cli="optional", flag_value=0,
                     help="Jetson CSI camera via GStreamer nvarguscamerasrc."), rank=30))

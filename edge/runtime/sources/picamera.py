@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
-import re
 from typing import Any, Optional
 
 import numpy as np
 
 from edgeface.errors import MissingDependency, SourceError
 from edgeface.runtime.options import Option, boolean
-from edgeface.runtime.sources.registry import CaptureSettings, SourceKind, register_source
+from edgeface.runtime.sources.registry import (
+    CaptureSettings,
+    SourceKind,
+    device_number,
+    register_source,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,15 +75,9 @@ def _picamera_reader(target: Any, settings: CaptureSettings) -> tuple[PiCameraRe
     return PiCameraReader(int(target), settings.size, settings.fps), f"picamera {target}"
 
 
-def _is_picamera(text: str) -> Optional[int]:
-    m = re.fullmatch(r"picamera(?::(\d+))?", text, re.IGNORECASE)
-    if m is None and text.lower().startswith("picamera:"):
-        raise SourceError(f"invalid source {text!r}: expected picamera or picamera:N")
-    return int(m.group(1) or 0) if m else None
-
-
 register_source(SourceKind(
-    "picamera", live=True, make_reader=_picamera_reader, matches=_is_picamera,
+    "picamera", live=True, make_reader=_picamera_reader,
+    matches=lambda text: device_number(text, "picamera"),
     selector=Option("picamera", "--picamera", boolean, False, cli="switch",
                     help="Raspberry Pi camera (picamera2)."),
     target_of=lambda value: 0, rank=20))

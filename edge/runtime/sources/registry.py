@@ -76,6 +76,19 @@ CAPTURE_OPTIONS = (
 )
 
 
+def device_number(text: str, name: str) -> Optional[int]:
+    """``name`` or ``name:N`` -> N (0 when absent); None when ``text`` is something else."""
+    low = text.lower()
+    if low == name:
+        return 0
+    if low.startswith(name + ":"):
+        rest = text[len(name) + 1:]
+        if not rest.isdigit():
+            raise SourceError(f"invalid source {text!r}: expected {name} or {name}:N")
+        return int(rest)
+    return None
+
+
 def register_source(kind: SourceKind) -> None:
     _KINDS[kind.name] = kind
 
