@@ -101,3 +101,16 @@ def test_the_runtime_path_never_imports_torch():
             "assert not bad, bad\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_setup_cfg_lists_every_package():
+    """A package missing from setup.cfg works in an editable install and is absent from a
+    real one (``pip install .`` on a device)."""
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(REPO / "setup.cfg")
+    listed = set(cfg["options"]["packages"].split())
+    packages = {name for name, path in MODULES.items() if path.name == "__init__.py"}
+    assert packages == listed, (f"missing: {sorted(packages - listed)}, "
+                                f"stale: {sorted(listed - packages)}")
