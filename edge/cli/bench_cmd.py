@@ -90,6 +90,8 @@ def bench(ctx: click.Context, models: tuple[str, ...], threads: str | None, runs
     from edgeface.errors import MissingDependency
     from edgeface.inference.backends import default_threads
 
+    thread_list = _threads(threads) or sorted({1, default_threads()})  # flags first
+    size = _frame_size(frame_size)
     specs = [parse_model_arg(m) for m in models]
     if peers:
         from edgeface.bench.peers import PEERS, available_peers
@@ -106,11 +108,9 @@ def bench(ctx: click.Context, models: tuple[str, ...], threads: str | None, runs
         specs += [ModelSpec("peer", name) for name in found]
     if not specs:
         raise ConfigError("nothing to benchmark: give --model MODEL.onnx and/or --peers")
-    thread_list = _threads(threads) or sorted({1, default_threads()})
     frames = None
     if source is None:
-        frames = make_frame_spec(images or None, _frame_size(frame_size), frame_count,
-                                 synthetic=synthetic)
+        frames = make_frame_spec(images or None, size, frame_count, synthetic=synthetic)
     elif images or synthetic:
         raise ConfigError("--images/--synthetic are for model-only mode; --source runs "
                           "the frames of the source")

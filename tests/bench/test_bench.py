@@ -246,6 +246,7 @@ def test_update_readme_between_markers(tmp_path):
 
 
 def test_report_command_writes_readme_and_chart(tmp_path):
+    pytest.importorskip("matplotlib", reason="the chart needs matplotlib: pip install '.[eval]'")
     results = tmp_path / "results"
     save_result(make_doc(), results)
     readme = tmp_path / "README.md"

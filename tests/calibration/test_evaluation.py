@@ -182,6 +182,7 @@ def test_vectorised_protocol_matches_loop_reference(seed):
 # ---------------------------------------------------------------- shared eval split
 
 def test_ground_truth_as_predictions_on_eval_split(widerface_416):
+    pytest.importorskip("scipy", reason="needs scipy: pip install '.[eval]'")
     from edgeface.calibration.widerface import load_widerface
 
     ds = load_widerface(widerface_416, "eval")
@@ -228,6 +229,7 @@ class GroundTruthBackend:
 
 def test_ground_truth_through_the_detector_and_size_mapping(widerface_416):
     """Stored 416x416 images, boxes mapped back with image_sizes.txt: AP stays ~1."""
+    pytest.importorskip("scipy", reason="needs scipy: pip install '.[eval]'")
     from edgeface.calibration.widerface import load_widerface
 
     ds = load_widerface(widerface_416, "eval")

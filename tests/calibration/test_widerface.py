@@ -45,6 +45,7 @@ def _write_keep_mat(path: Path, keep: dict[str, dict[str, list[int]]]) -> None:
 @pytest.fixture
 def tiny(tmp_path) -> Path:
     """Three images (one corrupt), one face-less image in the GT, all three settings."""
+    pytest.importorskip("scipy", reason="needs scipy: pip install '.[eval]'")
     root = tmp_path / "wf"
     img_dir = root / "images" / "0--Parade"
     img_dir.mkdir(parents=True)
@@ -168,6 +169,7 @@ def test_prediction_files_round_trip(tmp_path):
 
 
 def test_shared_eval_and_calib_splits(widerface_416):
+    pytest.importorskip("scipy", reason="needs scipy: pip install '.[eval]'")
     ev = load_widerface(widerface_416, "eval")
     cal = load_widerface(widerface_416, "calib")
     assert len(ev) == 100 and len(cal) == 50
@@ -185,6 +187,7 @@ def test_shared_eval_and_calib_splits(widerface_416):
 
 
 def test_shared_native_layout(native_images):
+    pytest.importorskip("scipy", reason="needs scipy: pip install '.[eval]'")
     root = native_images[0].parents[2]
     ds = load_widerface(root, None)
     assert len(ds) == len(native_images) and not ds.resized

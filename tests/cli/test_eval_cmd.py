@@ -32,6 +32,8 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
 
 
 def test_usage_errors(capsys, tmp_path, widerface_416):
+    pytest.importorskip("matplotlib", reason="needs matplotlib: pip install '.[eval]'")
+    pytest.importorskip("scipy", reason="needs scipy: pip install '.[eval]'")
     code, _, err = _run(capsys, "--widerface", widerface_416)
     assert code == 2 and "exactly one of --model" in err
     model = tmp_path / "m.onnx"

@@ -6,7 +6,8 @@ import math
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="needs torch: pip install '.[export]'")
 
 from edgeface.models.dcn import (
     ModulatedDeformConv2d,

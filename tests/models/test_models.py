@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch", reason="needs torch: pip install '.[export]'")
 
 from edgeface.models import (
     ANCHOR_MIN_SIZES,

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 
 import numpy as np
-import onnx
 import pytest
 
 from edgeface.errors import ModelError
@@ -14,7 +13,8 @@ from edgeface.inference.detector import Detector
 from edgeface.inference.model_info import OUTPUT_NAMES, ModelInfo
 from edgeface.media.images import read_image
 
-torch = pytest.importorskip("torch")
+torch = pytest.importorskip("torch", reason="exporting needs torch (pip install '.[export]')")
+onnx = pytest.importorskip("onnx", reason="exporting needs onnx (pip install '.[export]')")
 
 
 @pytest.fixture(scope="module")

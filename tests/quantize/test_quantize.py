@@ -12,6 +12,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+pytest.importorskip("onnx", reason="quantization needs onnx: pip install '.[quantize]'")
+
 from edgeface.calibration import calib_data
 from edgeface.cli import main
 from edgeface.errors import ConfigError
