@@ -42,6 +42,7 @@ def detect(inputs: tuple[Path, ...], model: Path, confidence_threshold: float,
     """
     import cv2
 
+    from edgeface.common.files import refuse_overwriting_inputs
     from edgeface.inference.detector import Detector
     from edgeface.inference.draw import annotate
     from edgeface.inference.postprocess import PostprocessConfig
@@ -50,16 +51,26 @@ def detect(inputs: tuple[Path, ...], model: Path, confidence_threshold: float,
     from edgeface.media.images import ImageReadError, expand_inputs, read_image
     from edgeface.runtime.sinks import JsonLinesSink
 
+    paths = list(expand_inputs(inputs))
+    if not paths:
+        raise EdgefaceError("no images found in the given inputs")
+    annotated = annotation_names(paths, annotate_dir) if annotate_dir else {}
+    refuse_overwriting_inputs(
+        {"--json": json_path, **{f"--annotate ({p.name})": a for p, a in annotated.items()}},
+        {"--model": model, **{str(p): p for p in paths}})
     detector = Detector.open(model, PostprocessConfig(conf_threshold=confidence_threshold,
                                                       nms_threshold=nms_threshold),
                              provider=provider, threads=threads)
     if annotate_dir:
-        annotate_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            annotate_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EdgefaceError(f"cannot create {annotate_dir}: {exc.strerror or exc}") from None
     sink = JsonLinesSink(json_path, truncate=True) if json_path is not None else None
     failures = 0
     n = 0
     try:
-        for path in expand_inputs(inputs):
+        for path in paths:
             n += 1
             try:
                 image = read_image(path)
@@ -73,14 +84,27 @@ def detect(inputs: tuple[Path, ...], model: Path, confidence_threshold: float,
                 sink.write(FrameResult(Frame(n - 1, time.time(), image, label=str(path)), dets,
                                        timing))
             if annotate_dir:
-                out = annotate_dir / (path.stem + ".jpg")
+                out = annotated[path]
                 if not cv2.imwrite(str(out), annotate(image, dets)):
                     click.echo(f"edgeface: error: cannot write {out}", err=True)
                     failures += 1
     finally:
         if sink is not None:
             sink.close()
-    if n == 0:
-        raise EdgefaceError("no images found in the given inputs")
     if failures:
         raise EdgefaceError(f"{failures} of {n} inputs failed", EXIT_FAILURE)
+
+
+def annotation_names(paths: list[Path], folder: Path) -> dict[Path, Path]:
+    """``folder/<stem>.jpg`` per input; stems shared by several inputs (``a/x.jpg``,
+    ``b/x.png``) get ``-2``, ``-3``... in input order, so no copy overwrites another."""
+    used: set[str] = set()
+    names = {}
+    for p in paths:
+        name, k = f"{p.stem}.jpg", 1
+        while name.lower() in used:
+            k += 1
+            name = f"{p.stem}-{k}.jpg"
+        used.add(name.lower())
+        names[p] = folder / name
+    return names

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edgeface.cli.options import size_option
+from edgeface.cli.options import FiniteRange, size_option
 from edgeface.errors import EdgefaceError
 
 
@@ -25,7 +25,7 @@ from edgeface.errors import EdgefaceError
 @click.option("--verify-images", type=click.Path(exists=True, path_type=Path), default=None,
               help="Folder of images to verify on [default: shared WIDERFace samples if "
                    "found, else synthetic].")
-@click.option("--tolerance", default=1e-3, show_default=True, type=float,
+@click.option("--tolerance", default=1e-3, show_default=True, type=FiniteRange(0, 1, min_open=True),
               help="Max |ONNX - PyTorch| allowed per output.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Output .onnx path.")
@@ -33,12 +33,15 @@ from edgeface.errors import EdgefaceError
 def export(arch: str | None, weights: Path, size: str, dynamic: bool, dcn: str,
            verify_images: Path | None, tolerance: float, output: Path, force: bool) -> None:
     """Export a FeatherFace checkpoint to ONNX and verify it against PyTorch."""
+    from edgeface.common.files import ensure_writable_dir, refuse_overwriting_inputs
     from edgeface.common.sizes import parse_wxh
     from edgeface.media.images import expand_inputs
     from edgeface.quantize.export import export_model
 
+    refuse_overwriting_inputs({"-o/--output": output}, {"--weights": weights})
     if output.exists() and not force:
         raise EdgefaceError(f"{output} exists; use --force to overwrite")
+    ensure_writable_dir(output.parent, "-o/--output")
     images = list(expand_inputs([verify_images])) if verify_images else None
     report = export_model(weights, output, arch=arch, size=parse_wxh(size, "--size"),
                           dynamic=dynamic, dcn=dcn, verify_images=images, tolerance=tolerance)

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgeface import checkpoints
+from edgeface.cli.options import FiniteRange
 from edgeface.errors import EXIT_BAD_MODEL, EdgefaceError
 
 _CACHE_HELP = (f"Model cache [default: ${checkpoints.CACHE_ENV}, else "
@@ -50,7 +51,7 @@ def list_cmd(cache_dir: Path | None, verbose: bool) -> None:
 @click.argument("names", nargs=-1, required=True)
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help=_CACHE_HELP)
 @click.option("--mirror", default=None, metavar="DIR|URL", help=_MIRROR_HELP)
-@click.option("--timeout", default=30.0, show_default=True, type=click.FloatRange(min=1),
+@click.option("--timeout", default=30.0, show_default=True, type=FiniteRange(1, 3600),
               help="Network timeout per read, seconds.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def pull(names: tuple[str, ...], cache_dir: Path | None, mirror: str | None, timeout: float,

@@ -3,6 +3,7 @@ and the renames of the 0.2 release: old spellings keep working, with a line on s
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Mapping
 
 import click
@@ -10,6 +11,19 @@ import click
 from edgeface.inference.backends.registry import PROVIDERS
 
 REMOVED_IN = "0.3"
+
+
+class FiniteRange(click.FloatRange):
+    """A float range that also refuses NaN and infinity (NaN passes every comparison, so a
+    plain FloatRange lets ``--duration nan`` through)."""
+
+    name = "float"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        v = super().convert(value, param, ctx)
+        if not math.isfinite(v):
+            self.fail(f"{value!r} is not a finite number", param, ctx)
+        return v
 
 
 def provider_option(help_extra: str = "") -> Callable:
@@ -35,13 +49,13 @@ def size_option(help_text: str, default: str | None = None) -> Callable:
 
 def confidence_option(default: float, help_text: str = "Minimum face probability.") -> Callable:
     return click.option("--confidence-threshold", "confidence_threshold",
-                        type=click.FloatRange(0, 1), default=default, show_default=True,
+                        type=FiniteRange(0, 1), default=default, show_default=True,
                         help=help_text)
 
 
 def nms_option(default: float) -> Callable:
     return click.option("--nms-threshold", "nms_threshold",
-                        type=click.FloatRange(0, 1, min_open=True), default=default,
+                        type=FiniteRange(0, 1, min_open=True), default=default,
                         show_default=True, help="NMS IoU threshold.")
 
 

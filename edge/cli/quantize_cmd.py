@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from edgeface.cli.options import FiniteRange
 from edgeface.errors import ConfigError
 from edgeface.quantize.config import (
     DEFAULT_MAX_AP_DROP,
@@ -41,7 +42,8 @@ def _is_widerface(root: Path) -> bool:
               help="Calibrate on N images spread over the split [default: all].")
 @click.option("--method", type=click.Choice(METHODS), default=DEFAULT_METHOD,
               show_default=True, help="Activation range calibration.")
-@click.option("--percentile", type=float, default=DEFAULT_PERCENTILE, show_default=True,
+@click.option("--percentile", type=FiniteRange(90, 100), default=DEFAULT_PERCENTILE,
+              show_default=True,
               help="Percentile kept by --method percentile.")
 @click.option("--per-channel/--per-tensor", default=True, show_default=True,
               help="Weight scales per output channel or per tensor.")
@@ -60,7 +62,7 @@ def _is_widerface(root: Path) -> bool:
                    "one].")
 @click.option("--eval-split", default="eval", show_default=True,
               help="Evaluation split (must not share images with the calibration split).")
-@click.option("--max-ap-drop", type=click.FloatRange(0), default=DEFAULT_MAX_AP_DROP,
+@click.option("--max-ap-drop", type=FiniteRange(0, 100), default=DEFAULT_MAX_AP_DROP,
               show_default=True, help="Largest AP loss allowed per setting, in points.")
 @click.option("--no-eval", is_flag=True,
               help="Skip the accuracy guard (the report then says AP was not checked).")
@@ -87,14 +89,17 @@ def quantize(int8: bool, model: Path, calib_dir: Path, split: str | None,
     """
     from edgeface.calibration.calib_data import open_image_set
     from edgeface.calibration.widerface import load_widerface
+    from edgeface.common.files import ensure_writable_dir, refuse_overwriting_inputs
     from edgeface.quantize.config import AccuracyBudgetExceeded, Int8Config
     from edgeface.quantize.int8 import quantize_int8
     from edgeface.quantize.report import report_path
 
     if not int8:
         raise ConfigError("give --int8 (the only precision `edgeface quantize` produces)")
+    refuse_overwriting_inputs({"-o/--output": output}, {"-m/--model": model})
     if output.exists() and not force:
         raise ConfigError(f"{output} exists; use --force to overwrite")
+    ensure_writable_dir(output.parent, "-o/--output")
     if not model.is_file():
         from edgeface.errors import ModelError
 

@@ -73,11 +73,13 @@ def run(ctx: click.Context, config_path: Path | None, **flags: Any) -> None:
                 if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}
     file_values = load_config(config_path) if config_path is not None else {}
     opts = merge(file_values, flags, explicit)
+    opts["config_path"] = config_path
     execute(opts)
 
 
 def execute(opts: dict[str, Any]) -> None:
     """Run with merged options (see :data:`edgeface.runtime.config.DEFAULTS` for the keys)."""
+    from edgeface.common.files import refuse_overwriting_inputs
     from edgeface.common.sizes import parse_size
     from edgeface.inference.backends import open_backend
     from edgeface.inference.detector import Detector
@@ -96,6 +98,11 @@ def execute(opts: dict[str, Any]) -> None:
     limit_opencv_threads()
     quiet_opencv_logging()
     kind, target = selected(opts)
+    refuse_overwriting_inputs(
+        {o.flag: outputs_value for o in output_options().values() if o.path
+         and (outputs_value := opts["outputs"].get(o.key))},
+        {"--model": opts["model"], "--source": target if kind in ("auto", "file") else None,
+         "--config": opts.get("config_path")})
     memory_limit = parse_size(opts["memory_limit"])
     max_pixels = pixel_budget(memory_limit, opts["max_image_pixels"])
     outputs = with_default_output(opts["outputs"])

@@ -61,3 +61,37 @@ def atomic_copy(src: PathLike, dst: PathLike, mode: int = 0o644) -> Path:
             shutil.copyfileobj(f, out, _BLOCK)
 
     return atomic_write(dst, fill, mode)
+
+
+def refuse_overwriting_inputs(outputs: dict[str, PathLike | None],
+                              inputs: dict[str, PathLike | None]) -> None:
+    """Raise ConfigError (exit 2) when an output path names an input: ``--video`` equal to
+    ``--source`` once overwrote the input video. Keys name the flags in the message; paths
+    are compared after resolving symlinks and ``..``."""
+    from edgeface.errors import ConfigError
+
+    def key(p: PathLike) -> str:
+        return os.path.realpath(p)
+
+    given = {key(v): k for k, v in inputs.items() if v is not None and str(v) != "-"}
+    for out_flag, out in outputs.items():
+        if out is not None and str(out) != "-" and key(out) in given:
+            raise ConfigError(f"{out_flag} {out} is the same file as {given[key(out)]}: "
+                              "refusing to overwrite an input")
+
+
+def ensure_writable_dir(folder: PathLike, flag: str) -> Path:
+    """Create ``folder`` if needed and prove a file can be written in it, or raise
+    EdgefaceError (exit 1) with one line: checked before hours of work, not after."""
+    from edgeface.errors import EdgefaceError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".edgeface-write-test.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise EdgefaceError(f"{flag} {folder}: cannot write there "
+                            f"({exc.strerror or exc})") from None
+    return folder

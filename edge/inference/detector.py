@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgeface.errors import ModelError
 from edgeface.inference.backends import InferenceBackend, open_backend
 from edgeface.inference.postprocess import Detections, PostprocessConfig, postprocess
 from edgeface.inference.preprocess import preprocess
@@ -95,6 +96,11 @@ class Detector:
         t0 = time.perf_counter()
         loc, scores, landm = self.backend.infer(blob)
         t1 = time.perf_counter()
+        if not (loc.shape == (len(self.priors), 4) and scores.shape == (len(self.priors),)
+                and landm.shape == (len(self.priors), 10)):  # a dynamic graph, checked here
+            raise ModelError(f"the model's outputs {loc.shape}, {scores.shape}, {landm.shape} "
+                             f"do not match its {len(self.priors)} priors (metadata min_sizes "
+                             "and steps)")
         dets = postprocess(loc, scores, landm, self.priors, self.info.input_size, scale,
                            self.info.variance, self.config)
         return dets, Timing(preprocess_s, t1 - t0, time.perf_counter() - t1)

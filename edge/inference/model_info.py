@@ -8,6 +8,7 @@ has the same keys in a sidecar file beside it (:func:`read_sidecar`).
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -57,7 +58,12 @@ class ModelInfo:
 
     @classmethod
     def from_metadata(cls, meta: Mapping[str, str]) -> ModelInfo:
-        """Inverse of :meth:`to_metadata`; unknown ``edgeface.*`` keys land in ``extra``."""
+        """Inverse of :meth:`to_metadata`; unknown ``edgeface.*`` keys land in ``extra``.
+
+        Raises :class:`~edgeface.errors.ModelError` for a value that is not small, valid
+        JSON; :meth:`check` then judges what the values mean."""
+        from edgeface.errors import ModelError
+
         known = {f for f in cls.__dataclass_fields__ if f != "extra"}
         kwargs: dict[str, Any] = {}
         extra: dict[str, str] = {}
@@ -65,11 +71,63 @@ class ModelInfo:
             if not key.startswith(META_PREFIX):
                 continue
             name = key[len(META_PREFIX):]
-            if name in known:
-                kwargs[name] = _tupleize(json.loads(value))
-            else:
+            if name not in known:
                 extra[name] = value
+                continue
+            try:
+                if len(value) > _MAX_META_CHARS:
+                    raise ValueError(f"{len(value)} characters")
+                kwargs[name] = _tupleize(json.loads(value))
+            except (ValueError, TypeError, RecursionError) as exc:
+                raise ModelError(f"model metadata {key} is not a valid value ({exc})"[:300]
+                                 ) from None
         return cls(**kwargs, extra=extra)
+
+    def anchors(self) -> int:
+        """Prior boxes for this input size: what the outputs' second dimension must be."""
+        w, h = self.input_size
+        return sum(math.ceil(h / s) * math.ceil(w / s) * len(sizes)
+                   for sizes, s in zip(self.min_sizes, self.steps))
+
+    def check(self) -> None:
+        """Raise :class:`~edgeface.errors.ModelError` (exit 3) naming the first value that
+        would give wrong boxes or a crash (zero steps, a one-value variance...)."""
+        from edgeface.errors import ModelError
+
+        problem = self._problem()
+        if problem:
+            raise ModelError(f"model metadata: {problem}")
+
+    def _problem(self) -> str | None:
+        def nums(v: Any, n: int | None = None) -> bool:
+            return (isinstance(v, tuple) and (n is None or len(v) == n) and len(v) > 0
+                    and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                            and math.isfinite(x) for x in v))
+
+        size = self.input_size
+        if not nums(size, 2) or not all(isinstance(x, int) and 16 <= x <= 8192 for x in size):
+            return f"input_size {size!r} must be two integers in 16..8192"
+        if self.input_layout != "NCHW":
+            return f"input_layout {self.input_layout!r} is not supported (NCHW only)"
+        if self.color_order != "BGR":
+            return f"color_order {self.color_order!r} is not supported (BGR only)"
+        if not nums(self.mean, 3) or not all(0 <= m <= 255 for m in self.mean):
+            return f"mean {self.mean!r} must be three values in 0..255"
+        if not nums(self.variance, 2) or not all(0 < v <= 10 for v in self.variance):
+            return f"variance {self.variance!r} must be two positive values"
+        if not nums(self.steps) or not all(isinstance(s, int) and 1 <= s <= min(size)
+                                           for s in self.steps):
+            return f"steps {self.steps!r} must be integers in 1..{min(size)}"
+        if not isinstance(self.min_sizes, tuple) or len(self.min_sizes) != len(self.steps):
+            return (f"min_sizes {self.min_sizes!r} must give one list of sizes per step "
+                    f"({len(self.steps)})")
+        if not all(nums(ms) and all(0 < m <= 8192 for m in ms) for ms in self.min_sizes):
+            return f"min_sizes {self.min_sizes!r} must be lists of positive sizes"
+        return None
+
+
+#: Metadata values are a few numbers each; anything longer is not an edgeface export.
+_MAX_META_CHARS = 4096
 
 
 def _tupleize(v: Any) -> Any:

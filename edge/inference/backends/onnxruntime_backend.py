@@ -116,7 +116,10 @@ class OnnxRuntimeBackend:
         shape = inputs[0].shape
         if len(shape) != 4 or shape[1] != 3:
             raise ModelError(f"{self.path}: expected an NCHW input with 3 channels, got {shape}")
-        info = ModelInfo.from_metadata(meta)
+        try:
+            info = ModelInfo.from_metadata(meta)
+        except ModelError as exc:
+            raise ModelError(f"{self.path}: {exc}") from None
         if info.input_layout != "NCHW":
             raise ModelError(f"{self.path}: unsupported input layout {info.input_layout!r}")
         h, w = shape[2], shape[3]
@@ -128,7 +131,29 @@ class OnnxRuntimeBackend:
             info = info.with_input_size(w, h)
         elif input_size:
             info = info.with_input_size(*input_size)
+        try:
+            info.check()
+            self._check_outputs(info)
+        except ModelError as exc:
+            raise ModelError(f"{self.path}: {exc}") from None
         return info
+
+    def _check_outputs(self, info: ModelInfo) -> None:
+        """The outputs' shapes against the metadata: [1, A, 4], [1, A], [1, A, 10] with A
+        the priors of this input size (checked where the graph fixes the shapes)."""
+        expected = {"boxes": (4,), "scores": (), "landmarks": (10,)}
+        anchors = info.anchors()
+        for out in self.session.get_outputs():
+            shape = list(out.shape)
+            tail = expected[out.name]
+            if len(shape) != 2 + len(tail) or any(
+                    isinstance(d, int) and d != want for d, want in zip(shape[2:], tail)):
+                raise ModelError(f"output {out.name!r} has shape {shape}; expected "
+                                 f"[1, A{''.join(f', {t}' for t in tail)}]")
+            if isinstance(shape[1], int) and shape[1] != anchors:
+                raise ModelError(f"output {out.name!r} has {shape[1]} anchors, but the "
+                                 f"metadata's min_sizes and steps give {anchors} at "
+                                 f"{info.input_size[0]}x{info.input_size[1]}")
 
     def infer(self, blob: np.ndarray) -> RawOutputs:
         loc, scores, landm = self.session.run(None, {INPUT_NAME: blob})

@@ -20,7 +20,8 @@ from edgeface.runtime.sinks.registry import register_sink
 class JsonLinesSink:
     """One JSON object per frame, to stdout (``-``) or a file, flushed line by line so a
     consumer (or the journal) sees every frame as soon as it is done and a stop never
-    leaves half a line. A file is appended to, so a restarted service loses nothing.
+    leaves half a line. A file is appended to, so a restarted service loses nothing; one
+    that an earlier run left ending mid-line (disk full) is continued on a new line.
 
     A file that would grow past ``max_bytes`` is rotated between lines: ``out.jsonl`` becomes
     ``out.jsonl.1`` (``.1`` becomes ``.2``, ...), ``keep`` old files are kept, so at most
@@ -67,6 +68,15 @@ class JsonLinesSink:
         st = os.fstat(self._f.fileno())
         self._size, self._inode = st.st_size, (st.st_dev, st.st_ino)
         self._next_check = time.monotonic() + self.CHECK_MOVED_S
+        if self._size and not _ends_with_newline(self.path):
+            # An earlier run stopped mid-line (disk full, power cut): start on a new line
+            # rather than glue our first record onto the fragment.
+            try:
+                self._f.write("\n")
+                self._f.flush()
+            except OSError as exc:
+                self._fail(exc)
+            self._size += 1
 
     def write(self, result: FrameResult) -> None:
         line = json.dumps(result.to_record(), separators=(",", ":")) + "\n"
@@ -140,6 +150,15 @@ class JsonLinesSink:
         rotation = (f" (json rotated at {self._max_text}, {self.keep} kept)"
                     if self.max_bytes else "")
         return f"json {self.path}{rotation}"
+
+
+def _ends_with_newline(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            return f.read(1) == b"\n"
+    except OSError:
+        return True  # unreadable (write-only) or empty: nothing to repair
 
 
 def _build(values: Mapping[str, Any], context: SinkContext) -> JsonLinesSink:
