@@ -1,7 +1,9 @@
 """Runtime counters, a latency histogram and their Prometheus text exposition.
 
 Updated once per frame by the processing loop and read by the HTTP server threads; one lock
-keeps a scrape consistent. Everything is O(1) per frame and bounded in memory.
+keeps a scrape consistent. Everything is O(1) per frame and bounded in memory. The HTTP
+server's own connection counters (:class:`HttpCounters`) are written by its one event-loop
+thread only, so they need no lock.
 """
 
 from __future__ import annotations
@@ -16,6 +18,42 @@ import numpy as np
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2,
                    0.3, 0.5, 1.0, 2.0)
 STAGES = ("capture_wait", "preprocess", "inference", "postprocess", "output")
+
+
+class HttpCounters:
+    """The HTTP server's gauges and counters (plain ints, written by its event-loop thread)."""
+
+    def __init__(self) -> None:
+        self.open_connections = 0
+        self.stream_clients = 0
+        self.connections_total = 0
+        self.refused_total = 0  # connections past the cap (answered 503)
+        self.slow_dropped_total = 0  # clients cut because they stopped taking bytes
+        self.timeouts_total = 0  # request heads not received in time (idle or half-sent)
+        self.requests_total = 0
+        self.jpeg_encodes_total = 0
+
+    def samples(self) -> list[tuple[str, str, str, int]]:
+        """(name, type, help, value) for the Prometheus exposition."""
+        return [
+            ("edgeface_http_connections", "gauge", "Open HTTP connections.",
+             self.open_connections),
+            ("edgeface_http_stream_clients", "gauge", "MJPEG viewers connected.",
+             self.stream_clients),
+            ("edgeface_http_connections_total", "counter", "HTTP connections accepted.",
+             self.connections_total),
+            ("edgeface_http_connections_refused_total", "counter",
+             "HTTP connections refused with 503 at the connection cap.", self.refused_total),
+            ("edgeface_http_slow_clients_dropped_total", "counter",
+             "HTTP clients dropped because they stopped reading.", self.slow_dropped_total),
+            ("edgeface_http_timeouts_total", "counter",
+             "HTTP connections closed for an idle or half-sent request.", self.timeouts_total),
+            ("edgeface_http_requests_total", "counter", "HTTP requests served.",
+             self.requests_total),
+            ("edgeface_http_jpeg_encodes_total", "counter",
+             "JPEG encodes for snapshots and streams (at most one per frame).",
+             self.jpeg_encodes_total),
+        ]
 
 
 class Metrics:
@@ -41,6 +79,7 @@ class Metrics:
         self._window = np.zeros(window, np.float64)  # recent total latencies (s), a ring
         self._frame_times = np.zeros(64, np.float64)  # recent frame completion times, a ring
         self._n = 0
+        self.http = HttpCounters()
 
     def observe(self, latency: float, faces: int, stages: dict[str, float] | None = None,
                 now: float | None = None) -> None:
@@ -149,6 +188,8 @@ class Metrics:
         metric("edgeface_last_frame_age_seconds", "gauge", "Seconds since the last frame.",
                [("", age)])
         metric("edgeface_uptime_seconds", "gauge", "Seconds since start.", [("", self.uptime())])
+        for name, kind, help_, value in self.http.samples():
+            metric(name, kind, help_, [("", value)])
         return "\n".join(out) + "\n"
 
 
