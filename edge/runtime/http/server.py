@@ -1,30 +1,48 @@
-"""A small HTTP server for a running device (stdlib only).
+"""The device's HTTP server (stdlib asyncio, no dependency beyond Python).
 
 ``/`` a page showing the stream, ``/stream.mjpg`` annotated frames as MJPEG, ``/snapshot.jpg``
 the latest annotated frame, ``/detections`` the latest result as JSON, ``/healthz`` 200 while
 frames are flowing (503 before the first frame or when stalled), ``/metrics`` Prometheus text.
 It binds 127.0.0.1 unless told otherwise: put a reverse proxy in front to expose it.
+
+One event-loop thread serves every connection (:mod:`.protocol`: deadlines, caps, HEAD) and
+one worker thread encodes JPEGs (:mod:`.encoder`), shared by snapshots and the MJPEG viewers
+(:mod:`.mjpeg`): the server uses two threads and bounded memory whatever the clients do.
+Why asyncio rather than a hardened ``ThreadingHTTPServer``: benchmarks/results/http_servers.md.
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
+import atexit
 import logging
-import sys
+import socket
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
 
 from edgeface.errors import ConfigError, EdgefaceError
+from edgeface.runtime.http import limits as L
+from edgeface.runtime.http.encoder import FrameEncoder
 from edgeface.runtime.http.latest import LatestSink
+from edgeface.runtime.http.mjpeg import CONTENT_TYPE, MjpegBroadcaster
+from edgeface.runtime.http.protocol import HttpConnections
+from edgeface.runtime.http.router import (
+    HttpError,
+    Request,
+    Response,
+    Router,
+    StreamResponse,
+    json_error,
+    json_response,
+)
 from edgeface.runtime.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
-_BOUNDARY = "edgefaceframe"
+_NO_STORE = {"Cache-Control": "no-store"}
 _INDEX = b"""<!doctype html><html><head><title>edgeface</title></head>
 <body style="margin:0;background:#111;color:#ddd;font-family:sans-serif">
 <img src="/stream.mjpg" style="max-width:100%"><p style="padding:0 1em">
@@ -46,57 +64,135 @@ def parse_bind(text: str | int) -> tuple[str, int]:
     return host, p
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request, client_address) -> None:
-        exc = sys.exc_info()[1]
-        if isinstance(exc, (ConnectionError, TimeoutError)):  # a client went away: routine
-            log.debug("http client %s: %s", client_address[0], exc)
-        else:
-            log.warning("http request from %s failed: %r", client_address[0], exc)
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise EdgefaceError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(L.BACKLOG)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise EdgefaceError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
 
 
 class StatusServer:
-    """Serves a :class:`LatestSink` and :class:`Metrics` from a background thread."""
+    """Serves a :class:`LatestSink` and :class:`Metrics` from a background thread.
+
+    Every limit is a keyword argument; the defaults, and the numbers behind them, are in
+    :mod:`edgeface.runtime.http.limits`. ``stream_max_fps`` / ``jpeg_max_fps`` 0: no cap.
+    ``stale_after``: seconds without a frame before ``/healthz`` says 503 "stalled".
+    """
 
     def __init__(self, latest: LatestSink, metrics: Metrics, host: str = DEFAULT_HOST,
-                 port: int = DEFAULT_PORT, *, max_streams: int = 4,
-                 stream_max_fps: float = 15.0, stale_after: float = 10.0):
+                 port: int = DEFAULT_PORT, *, max_connections: int = L.MAX_CONNECTIONS,
+                 max_streams: int = L.MAX_STREAMS, stream_max_fps: float = L.STREAM_MAX_FPS,
+                 jpeg_max_fps: float = L.JPEG_MAX_FPS, header_timeout: float = L.HEADER_TIMEOUT,
+                 idle_timeout: float = L.IDLE_TIMEOUT, write_timeout: float = L.WRITE_TIMEOUT,
+                 body_timeout: float = L.BODY_TIMEOUT,
+                 max_header_bytes: int = L.MAX_HEADER_BYTES,
+                 max_body_bytes: int = L.MAX_BODY_BYTES, stale_after: float = 10.0):
         self.latest = latest
         self.metrics = metrics
-        self.stream_interval = 1.0 / stream_max_fps if stream_max_fps else 0.0
         self.stale_after = stale_after
-        self.stream_slots = threading.BoundedSemaphore(max_streams)
-        self.stopping = threading.Event()
-        handler = type("Handler", (_Handler,), {"app": self})
-        try:
-            self.httpd = _Server((host, port), handler)
-        except OSError as exc:
-            raise EdgefaceError(f"cannot listen on {host}:{port}: "
-                                f"{exc.strerror or exc}") from None
-        self.host, self.port = self.httpd.server_address[:2]
+        self.limits = L.HttpLimits(
+            max_connections=max_connections, max_streams=max_streams,
+            stream_max_fps=stream_max_fps, jpeg_max_fps=jpeg_max_fps,
+            header_timeout=header_timeout, idle_timeout=idle_timeout,
+            write_timeout=write_timeout, body_timeout=body_timeout,
+            max_header_bytes=max_header_bytes, max_body_bytes=max_body_bytes,
+            overflow_timeout=min(L.OVERFLOW_TIMEOUT, header_timeout))
+        counters = metrics.http
+        self.encoder = FrameEncoder(latest, counters, jpeg_max_fps)
+        self.mjpeg = MjpegBroadcaster(self.encoder, self.limits, counters)
+        self.router = Router()
+        for path, handler in (("/", self._index), ("/metrics", self._metrics),
+                              ("/healthz", self._healthz), ("/detections", self._detections),
+                              ("/snapshot.jpg", self._snapshot), ("/stream.mjpg", self._stream),
+                              ("/stream", self._stream)):
+            self.router.add("GET", path, handler)
+        self.connections = HttpConnections(self.router, self.limits, counters)
+        self._sock: Optional[socket.socket] = _listen(host, port)
+        self.host, self.port = self._sock.getsockname()[:2]
+        latest.add_listener(self.mjpeg.frame_written)
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._server: Optional[asyncio.AbstractServer] = None
         self._thread: Optional[threading.Thread] = None
+        self._ready = threading.Event()
+        self._closed = False
 
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in str(self.host) else self.host
         return f"http://{host}:{self.port}"
 
+    # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> StatusServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={
-            "poll_interval": 0.2}, name="http", daemon=True)
+        self._thread = threading.Thread(target=self._run, name="http", daemon=True)
         self._thread.start()
+        if not self._ready.wait(10) or self._server is None:
+            self.close()
+            raise EdgefaceError(f"the HTTP server on {self.url} did not start")
+        atexit.register(self.close)  # never leave an encode running into interpreter exit
         return self
 
-    def close(self) -> None:
-        self.stopping.set()
-        self.latest.close()  # wake streaming clients so they return
-        if self._thread is not None:
-            self.httpd.shutdown()
-            self._thread.join(timeout=5)
-        self.httpd.server_close()
+    def _run(self) -> None:
+        loop = self._loop = asyncio.new_event_loop()
+        try:
+            self.encoder.start(loop)
+            self.mjpeg.start(loop)
+            self._server = loop.run_until_complete(asyncio.start_server(
+                self.connections, sock=self._sock, limit=self.limits.max_header_bytes,
+                backlog=L.BACKLOG))
+            self._sock = None  # the asyncio server owns (and closes) it now
+        except Exception:
+            log.exception("the HTTP server failed to start")
+        finally:
+            self._ready.set()
+        try:
+            if self._server is not None:
+                loop.run_forever()
+        finally:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
 
+    async def _shutdown(self) -> None:
+        if self._server is not None:
+            self._server.close()  # no new connections
+        self.mjpeg.close()
+        await self.connections.close(self.limits.shutdown_grace)
+
+    def close(self) -> None:
+        """Stop listening, end every connection (within ~``SHUTDOWN_GRACE`` s, then cut),
+        stop the JPEG worker and the loop, and join both threads. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        atexit.unregister(self.close)
+        self.latest.close()  # wake anyone blocked in wait_newer
+        loop, thread = self._loop, self._thread
+        if loop is not None and thread is not None and thread.is_alive():
+            try:
+                asyncio.run_coroutine_threadsafe(self._shutdown(), loop).result(
+                    self.limits.shutdown_grace * 2 + 2)
+            except Exception as exc:  # a timeout here must not keep the device from exiting
+                log.warning("HTTP server shutdown: %r", exc)
+            self.encoder.close()  # after the connections: no waiter is left
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(5)
+        else:
+            self.encoder.close()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    # -- endpoints -----------------------------------------------------------------------
     def health(self) -> tuple[int, dict]:
         age = time.monotonic() - self.metrics.last_frame_time
         body = {"frames": self.metrics.frames, "uptime_s": round(self.metrics.uptime(), 1)}
@@ -107,84 +203,31 @@ class StatusServer:
             return 503, {"status": "stalled", **body}
         return 200, {"status": "ok", **body}
 
+    async def _index(self, req: Request) -> Response:
+        return Response(200, _INDEX, "text/html; charset=utf-8")
 
-class _Handler(BaseHTTPRequestHandler):
-    app: StatusServer
-    server_version = "edgeface"
-    protocol_version = "HTTP/1.1"
+    async def _metrics(self, req: Request) -> Response:
+        return Response(200, self.metrics.prometheus().encode(),
+                        "text/plain; version=0.0.4; charset=utf-8", dict(_NO_STORE))
 
-    def log_message(self, fmt: str, *args) -> None:  # keep the journal for the runtime
-        log.debug("http %s " + fmt, self.client_address[0], *args)
+    async def _healthz(self, req: Request) -> Response:
+        code, body = self.health()
+        return json_response(code, body, _NO_STORE)
 
-    def _send(self, code: int, body: bytes, ctype: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Cache-Control", "no-store")
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
+    async def _detections(self, req: Request) -> Response:
+        body = self.latest.detections_json()
+        if body == b"null":
+            return json_error(503, "no frame yet", {"Retry-After": "1"})
+        return Response(200, body, "application/json", dict(_NO_STORE))
 
-    def do_HEAD(self) -> None:
-        self.do_GET()
+    async def _snapshot(self, req: Request) -> Response:
+        got = await self.encoder.jpeg()
+        if got is None:
+            return json_error(503, "no frame yet", {"Retry-After": "1"})
+        return Response(200, got[1], "image/jpeg", dict(_NO_STORE))
 
-    def do_GET(self) -> None:
-        path = self.path.split("?", 1)[0]
-        app = self.app
-        try:
-            if path == "/":
-                self._send(200, _INDEX, "text/html; charset=utf-8")
-            elif path == "/metrics":
-                self._send(200, app.metrics.prometheus().encode(),
-                           "text/plain; version=0.0.4; charset=utf-8")
-            elif path == "/healthz":
-                code, body = app.health()
-                self._send(code, json.dumps(body).encode(), "application/json")
-            elif path == "/detections":
-                body = app.latest.detections_json()
-                self._send(200 if body != b"null" else 503, body, "application/json")
-            elif path == "/snapshot.jpg":
-                seq, result = app.latest.latest()
-                if result is None:
-                    self._send(503, b"no frame yet\n", "text/plain")
-                else:
-                    self._send(200, app.latest.jpeg(seq, result), "image/jpeg")
-            elif path in ("/stream.mjpg", "/stream"):
-                self._stream()
-            else:
-                self._send(404, b"not found\n", "text/plain")
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def _stream(self) -> None:
-        app = self.app
-        if not app.stream_slots.acquire(blocking=False):
-            self._send(503, b"too many stream clients\n", "text/plain")
-            return
-        try:
-            self.close_connection = True
-            self.send_response(200)
-            self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={_BOUNDARY}")
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("Connection", "close")
-            self.end_headers()
-            seq = app.latest.seq - 1  # send the current frame right away
-            next_time = 0.0
-            while not app.stopping.is_set():
-                new_seq, result = app.latest.wait_newer(seq, 1.0)
-                if app.latest.closed:
-                    break
-                if result is None or new_seq == seq:
-                    continue
-                wait = next_time - time.monotonic()
-                if wait > 0 and app.stopping.wait(wait):
-                    break
-                new_seq, result = app.latest.latest()  # the newest after the pause
-                jpg = app.latest.jpeg(new_seq, result)
-                self.wfile.write(f"--{_BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
-                                 f"Content-Length: {len(jpg)}\r\n\r\n".encode() + jpg + b"\r\n")
-                self.wfile.flush()
-                seq = new_seq
-                next_time = time.monotonic() + app.stream_interval
-        finally:
-            app.stream_slots.release()
+    async def _stream(self, req: Request) -> StreamResponse:
+        if self.mjpeg.full():
+            raise HttpError(503, "too many stream clients", {"Retry-After": "5"},
+                            limit=self.limits.max_streams)
+        return StreamResponse(200, CONTENT_TYPE, self.mjpeg.serve, dict(_NO_STORE))

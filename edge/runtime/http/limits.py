@@ -1,0 +1,86 @@
+"""The HTTP server's limits: how many connections, viewers and bytes it accepts and how long
+it waits for a client. Every default carries the number that justifies it; a
+:class:`~edgeface.runtime.http.server.StatusServer` takes each one as a keyword argument."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+#: Open connections at once (idle keep-alive and half-sent ones included). systemd gives a
+#: service a soft RLIMIT_NOFILE of 1024; half of it leaves the rest to the model, camera,
+#: video and log files. An idle connection costs one file descriptor and ~6 KB of memory
+#: (benchmarks/results/http_servers.md), so 512 of them are ~3 MB. Past it a connection gets
+#: a quick 503 (``/healthz`` is still answered, see ``OVERFLOW_CONNECTIONS``).
+MAX_CONNECTIONS = 512
+#: Connections past the cap whose request head is still read (for ``/healthz``, answered;
+#: anything else 503) instead of closed at once. Each waits at most ``OVERFLOW_TIMEOUT``.
+OVERFLOW_CONNECTIONS = 16
+OVERFLOW_TIMEOUT = 1.0
+#: MJPEG viewers at once. 8 x 15 fps x ~110 KB (a 720p frame at quality 80) is ~13 MB/s,
+#: what a Pi 3B+'s USB-attached gigabit link sustains with room to spare.
+MAX_STREAMS = 8
+#: Frames per second sent to each viewer (a dashboard needs no more; a Pi 4 runs the
+#: 720p model at ~5-15 fps, so this rarely binds there).
+STREAM_MAX_FPS = 15.0
+#: JPEG encodes per second at most, shared by snapshots and streams (an encode is never
+#: repeated for the same frame either). One 720p annotate+encode is ~4 ms on x86-64 and
+#: ~25 ms on a Pi 4 core [?], so 15/s bounds the HTTP side at ~40 % of one Pi core however
+#: many clients ask; a snapshot is then at most 1/15 s older than the newest frame.
+JPEG_MAX_FPS = 15.0
+#: Seconds for a new connection to send its whole request head (slowloris). A LAN client
+#: sends it in one packet; 10 s covers a phone on bad Wi-Fi.
+HEADER_TIMEOUT = 10.0
+#: Seconds a kept-alive connection may sit between requests before it is closed (a browser
+#: polling every 5-10 s keeps its connection; nginx's default is 75 s, but each idle one
+#: holds a slot of ``MAX_CONNECTIONS``).
+IDLE_TIMEOUT = 30.0
+#: Seconds a response may wait for the client to take more bytes (a snapshot, a stream
+#: frame) before the client is dropped as stalled: 10 s of no progress at 15 fps is 150
+#: frames a viewer never saw.
+WRITE_TIMEOUT = 10.0
+#: Seconds to receive a request body of up to ``MAX_BODY_BYTES`` (8 MB at 1 MB/s).
+BODY_TIMEOUT = 30.0
+#: Bytes of request line + headers; past it 431. Node.js's default is 16 KiB; our URLs and a
+#: bearer token need well under 1 KiB.
+MAX_HEADER_BYTES = 16 * 1024
+#: Header lines per request (http.client's _MAXHEADERS); past it 431.
+MAX_HEADERS = 100
+#: Largest request body a handler may read (8 images of ~1 MB for a later POST /detect).
+MAX_BODY_BYTES = 8 << 20
+#: Bytes queued in user space per connection before a write waits for the client (asyncio's
+#: default high-water mark is 64 KiB; a 720p JPEG is ~110 KB, so a viewer's backlog is at
+#: most about one frame on top of the kernel's socket buffer).
+WRITE_BUFFER_HIGH = 128 * 1024
+#: Seconds ``close()`` lets open responses finish before it cuts connections.
+SHUTDOWN_GRACE = 0.5
+#: listen() backlog (socketserver's default is 5, which drops bursts of connects).
+BACKLOG = 128
+
+
+@dataclass(frozen=True)
+class HttpLimits:
+    """The limits one server runs with (defaults: the module constants above)."""
+
+    max_connections: int = MAX_CONNECTIONS
+    overflow_connections: int = OVERFLOW_CONNECTIONS
+    overflow_timeout: float = OVERFLOW_TIMEOUT
+    max_streams: int = MAX_STREAMS
+    stream_max_fps: float = STREAM_MAX_FPS
+    jpeg_max_fps: float = JPEG_MAX_FPS
+    header_timeout: float = HEADER_TIMEOUT
+    idle_timeout: float = IDLE_TIMEOUT
+    write_timeout: float = WRITE_TIMEOUT
+    body_timeout: float = BODY_TIMEOUT
+    max_header_bytes: int = MAX_HEADER_BYTES
+    max_headers: int = MAX_HEADERS
+    max_body_bytes: int = MAX_BODY_BYTES
+    write_buffer_high: int = WRITE_BUFFER_HIGH
+    shutdown_grace: float = SHUTDOWN_GRACE
+
+    def __post_init__(self) -> None:
+        for name in ("max_connections", "max_streams", "max_header_bytes", "max_headers"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        for name in ("header_timeout", "idle_timeout", "write_timeout", "body_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0 seconds")
