@@ -125,14 +125,16 @@ class YuNetDetector:
         self.input_size = tuple(input_size)
         self.config = config or PostprocessConfig()
 
-    def prepare(self, image_bgr: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
-        """The frame resized to the input size, and the scale back to image pixels."""
+    def prepare(self, image_bgr: np.ndarray, frame_size: tuple[int, int] | None = None
+                ) -> tuple[np.ndarray, tuple[float, float]]:
+        """The frame resized to the input size, and the scale back to frame pixels."""
         import cv2
 
         h, w = image_bgr.shape[:2]
         tw, th = self.input_size
         img = image_bgr if (w, h) == (tw, th) else cv2.resize(image_bgr, (tw, th))
-        return np.ascontiguousarray(img), (w / tw, h / th)
+        fw, fh = frame_size if frame_size is not None else (w, h)
+        return np.ascontiguousarray(img), (fw / tw, fh / th)
 
     def detect_prepared(self, prepared: tuple[np.ndarray, tuple[float, float]],
                         preprocess_s: float = 0.0) -> tuple[Detections, Timing]:

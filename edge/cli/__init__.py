@@ -4,13 +4,13 @@
 from __future__ import annotations
 
 import importlib
-import logging
 import sys
 
 import click
 
 from edgeface import __version__
-from edgeface.errors import EdgefaceError
+from edgeface.cli.logs import error_line, setup_logging
+from edgeface.errors import EXIT_USAGE, EdgefaceError
 
 # name -> (module, attribute, one-line help). Help is kept here so `--help` imports nothing.
 _COMMANDS: dict[str, tuple[str, str, str]] = {
@@ -22,7 +22,18 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "bench": ("edgeface.cli.bench_cmd", "bench", "Benchmark latency and memory on this platform."),
     "models": ("edgeface.cli.models_cmd", "models", "List and download known checkpoints."),
     "service": ("edgeface.cli.service_cmd", "service", "Install and manage the systemd service."),
+    "doctor": ("edgeface.cli.doctor_cmd", "doctor", "Check this machine and the service config."),
 }
+
+
+# The device runtime's libraries are extras (so that a reinstall never replaces the ones a
+# Jetson or Raspberry Pi OS image provides): say which to install where.
+_RUNTIME_HINT = ("install the runtime for this device: pip install 'edgeface[cpu]' (laptops, "
+                 "generic boards), 'edgeface[pi]' (Raspberry Pi OS), or on a Jetson JetPack's "
+                 "packages (README, On a Jetson)")
+_MISSING = {"cv2": _RUNTIME_HINT, "onnxruntime": _RUNTIME_HINT,
+            "torch": "pip install 'edgeface[export]'", "onnx": "pip install 'edgeface[export]'",
+            "scipy": "pip install 'edgeface[eval]'", "matplotlib": "pip install 'edgeface[eval]'"}
 
 
 class LazyGroup(click.Group):
@@ -46,8 +57,7 @@ class LazyGroup(click.Group):
 @click.option("-v", "--verbose", count=True, help="More logging (-vv for debug).")
 def cli(verbose: int) -> None:
     """edgeface: FeatherFace face detection on Jetson, Raspberry Pi and laptops."""
-    level = logging.WARNING - 10 * min(verbose, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(verbose)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,8 +65,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         rv = cli.main(args=argv, prog_name="edgeface", standalone_mode=False)
     except EdgefaceError as exc:
-        click.echo(f"edgeface: error: {exc}", err=True)
+        click.echo(error_line(str(exc)), err=True)
         return exc.exit_code
+    except ModuleNotFoundError as exc:
+        hint = _MISSING.get((exc.name or "").split(".")[0])
+        if hint is None:
+            raise
+        click.echo(error_line(f"{exc.name} is not installed: {hint}"), err=True)
+        return EXIT_USAGE
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         return 130

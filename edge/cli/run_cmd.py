@@ -118,7 +118,7 @@ def execute(opts: dict[str, Any]) -> None:
     source = open_source(target, kind=kind, live=opts["live"], loop=opts["loop"],
                          capture_size=opts["capture_size"], capture_fps=opts["capture_fps"],
                          prepare=detector.prepare, options=kind_options,
-                         max_pixels=max_pixels)
+                         max_pixels=max_pixels, analysis_size=detector.input_size)
     metrics = Metrics()
     try:
         sinks = build_sinks(outputs, SinkContext(source.fps, metrics, source.name))

@@ -39,8 +39,11 @@ class FaceDetector(Protocol):
 
     input_size: tuple[int, int]  # (width, height) the network sees
 
-    def prepare(self, image_bgr: np.ndarray) -> Any:  # pragma: no cover - protocol
-        """Preprocess one BGR image; the result is handed to :meth:`detect_prepared`."""
+    def prepare(self, image_bgr: np.ndarray, frame_size: tuple[int, int] | None = None
+                ) -> Any:  # pragma: no cover - protocol
+        """Preprocess one BGR image; the result is handed to :meth:`detect_prepared`.
+        ``frame_size``: the image is a scaled copy of a frame of that (width, height), and
+        detections are to be in the frame's pixels."""
         ...
 
     def detect_prepared(self, prepared: Any, preprocess_s: float = 0.0
@@ -85,9 +88,10 @@ class Detector:
     def detect_timed(self, image_bgr: np.ndarray) -> tuple[Detections, Timing]:
         return detect_timed(self, image_bgr)
 
-    def prepare(self, image_bgr: np.ndarray) -> tuple[np.ndarray, tuple[float, float]]:
-        """The blob and the scale back to image pixels (see :func:`preprocess`)."""
-        return preprocess(image_bgr, self.info.input_size, self.info.mean)
+    def prepare(self, image_bgr: np.ndarray, frame_size: tuple[int, int] | None = None
+                ) -> tuple[np.ndarray, tuple[float, float]]:
+        """The blob and the scale back to frame pixels (see :func:`preprocess`)."""
+        return preprocess(image_bgr, self.info.input_size, self.info.mean, frame_size)
 
     def detect_prepared(self, prepared: tuple[np.ndarray, tuple[float, float]],
                         preprocess_s: float = 0.0) -> tuple[Detections, Timing]:

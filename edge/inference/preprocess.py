@@ -13,12 +13,15 @@ def preprocess(
     image_bgr: np.ndarray,
     size: tuple[int, int],
     mean: tuple[float, float, float] = DEFAULT_MEAN_BGR,
+    frame_size: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, tuple[float, float]]:
     """Resize a BGR uint8 image to ``size`` (width, height), subtract ``mean``, return NCHW.
 
     Returns the float32 blob ``[1, 3, H, W]`` and the ``(sx, sy)`` factors that map model
     pixel coordinates back to the original image (x_orig = x_model * sx). The aspect ratio is
     not kept: FeatherFace was trained on square crops and the heads are anchor-based.
+    ``frame_size`` (width, height): the image is a scaled copy of a frame of that size (a
+    camera's lores stream), and the factors map to the frame instead.
     """
     if image_bgr is None or image_bgr.ndim != 3 or image_bgr.shape[2] != 3:
         shape = None if image_bgr is None else image_bgr.shape
@@ -26,9 +29,14 @@ def preprocess(
     h, w = image_bgr.shape[:2]
     tw, th = size
     if (w, h) != (tw, th):
-        image_bgr = cv2.resize(image_bgr, (tw, th), interpolation=cv2.INTER_LINEAR)
+        # Bit-exact on every CPU: INTER_LINEAR's SIMD paths differ by one grey level on ~11%
+        # of pixels between x86 and ARM NEON, which moved scores by up to 5e-3. The exact
+        # kernel costs +0.22 ms per 720p frame on x86, in the capture thread
+        # (benchmarks/preprocess_resize.py).
+        image_bgr = cv2.resize(image_bgr, (tw, th), interpolation=cv2.INTER_LINEAR_EXACT)
     blob = np.empty((1, 3, th, tw), dtype=np.float32)
     # One pass per channel straight into the NCHW buffer: no HWC float temporary.
     for c in range(3):
         np.subtract(image_bgr[:, :, c], np.float32(mean[c]), out=blob[0, c], dtype=np.float32)
-    return blob, (w / tw, h / th)
+    fw, fh = frame_size if frame_size is not None else (w, h)
+    return blob, (fw / tw, fh / th)

@@ -11,8 +11,9 @@ import numpy as np
 from edgeface.media.frame import Frame
 
 #: The preprocessing step a source runs on each image in its capture thread (the
-#: detector's ``prepare``), so that it overlaps inference of the previous frame.
-Prepare = Callable[[np.ndarray], Any]
+#: detector's ``prepare(image, frame_size=None)``), so that it overlaps inference of the
+#: previous frame. ``frame_size`` is given when the image is a scaled copy of the frame.
+Prepare = Callable[..., Any]
 
 
 @dataclass
@@ -23,6 +24,16 @@ class SourceStats:
     dropped: int = 0  # live frames replaced by a newer one before they were read
     corrupt: int = 0  # frames that could not be decoded (or were refused), skipped
     reconnects: int = 0  # times the device or stream was reopened
+
+
+@dataclass
+class Capture:
+    """What a reader may return instead of one image: the frame (``image``, kept for
+    outputs) and a smaller copy of the same instant for the detector (``analysis``, e.g.
+    picamera2's ISP-scaled lores stream)."""
+
+    image: np.ndarray
+    analysis: Optional[np.ndarray] = None
 
 
 class SourceTimeout(TimeoutError):
@@ -64,8 +75,8 @@ class CorruptFrame(Exception):
 class Reader(Protocol):
     """Blocking access to a device, file or stream, used from the capture thread only.
 
-    ``read`` returns an image, None at the end of the stream or when the device failed, or
-    raises :class:`CorruptFrame` for one undecodable frame. A reader may have a
+    ``read`` returns an image (or a :class:`Capture`), None at the end of the stream or when
+    the device failed, or raises :class:`CorruptFrame` for undecodable frames. A reader may have a
     ``current_label`` (the file a frame came from) and an ``fps()``.
     """
 

@@ -28,6 +28,8 @@ class CaptureSettings:
     size: Optional[tuple[int, int]] = None  # (width, height) requested from a camera
     fps: Optional[float] = None
     max_pixels: int = DEFAULT_MAX_PIXELS  # the most pixels a frame may have (see media.images)
+    #: The detector's input size, for sources that can deliver a scaled copy (picamera2).
+    analysis_size: Optional[tuple[int, int]] = None
     options: Mapping[str, Any] = field(default_factory=dict)  # kind-specific settings
 
 
@@ -161,6 +163,7 @@ def open_source(
     prepare: Optional[Prepare] = None,
     options: Optional[Mapping[str, Any]] = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    analysis_size: Optional[tuple[int, int]] = None,
 ) -> ThreadedSource:
     """Open a frame source (``kind="auto"``: see :func:`classify`).
 
@@ -170,8 +173,10 @@ def open_source(
     and ``capture_fps`` are requested from cameras. ``prepare`` (the detector's
     preprocessing) runs on every image in the capture thread. ``options``: kind-specific
     settings by config key. A frame, image or stream over ``max_pixels`` is refused (an
-    image before it is decoded). Raises :class:`SourceError` (exit 4) if the source cannot be
-    opened, :class:`MissingDependency` if it needs software that is not installed.
+    image before it is decoded). ``analysis_size`` (the detector's input size) lets a source
+    that can scale in hardware deliver the detector a small copy of each frame. Raises
+    :class:`SourceError` (exit 4) if the source cannot be opened, :class:`MissingDependency`
+    if it needs software that is not installed.
     """
     if kind == "auto":
         kind, target = classify(spec)
@@ -182,7 +187,8 @@ def open_source(
     entry = _KINDS[kind]
     live = entry.live if live is None else live
     reconnect = entry.live if reconnect is None else reconnect
-    settings = CaptureSettings(capture_size, capture_fps, max_pixels, dict(options or {}))
+    settings = CaptureSettings(capture_size, capture_fps, max_pixels, analysis_size,
+                               dict(options or {}))
     reader, name = entry.make_reader(target, settings)
     pace = None
     if live and not entry.live:

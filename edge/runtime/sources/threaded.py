@@ -14,6 +14,7 @@ from edgeface.media.frame import Frame
 from edgeface.media.images import DEFAULT_MAX_PIXELS
 from edgeface.runtime.capture_priority import BackgroundSwitch
 from edgeface.runtime.sources.base import (
+    Capture,
     CorruptFrame,
     Prepare,
     Reader,
@@ -146,6 +147,9 @@ class ThreadedSource:
                         since_open = 0
                         continue
                     break
+                analysis = None
+                if isinstance(raw, Capture):
+                    raw, analysis = raw.image, as_bgr(raw.analysis)
                 image = as_bgr(raw)
                 if image is None or image.shape[0] * image.shape[1] > self.max_pixels:
                     shape = getattr(raw, "shape", None)
@@ -160,7 +164,8 @@ class ThreadedSource:
                 if self.prepare is not None:
                     t0 = time.perf_counter()
                     try:
-                        prepared = self.prepare(image)
+                        prepared = (self.prepare(image) if analysis is None else
+                                    self.prepare(analysis, frame_size=image.shape[1::-1]))
                     except ValueError as exc:
                         self._count_corrupt(f"frame {index}: {exc}")
                         index += 1
