@@ -1,9 +1,15 @@
 """Platform fingerprint recorded with every benchmark result.
 
 Everything that decides what a model does on a device: board (Jetson, Raspberry Pi), CPU and
-its INT8-relevant ISA features, OS, Python, ONNX Runtime and TensorRT / JetPack versions.
-The file parsers take text so that tests run them on fixture copies of ``/proc``, the device
-tree and ``/etc`` from boards we do not have; :func:`fingerprint` reads them below ``root``.
+its INT8-relevant ISA features, OS, Python, ONNX Runtime, TensorRT / JetPack versions and
+the Jetson power mode. The file parsers take text so that tests run them on fixture copies
+of ``/proc``, the device tree and ``/etc`` from boards we do not have; :func:`fingerprint`
+reads them below ``root``.
+
+ARM ISA features come from this process's auxiliary vector (:mod:`edgeface.system.hwcaps`),
+which is what the inference libraries dispatch on, so the same CPU gives the same record
+under an emulator or in a container; ``/proc/cpuinfo`` still gives the CPU's name, and the
+flags on x86 (whose AT_HWCAP lacks AVX2/AVX-512/VNNI).
 """
 
 from __future__ import annotations
@@ -12,7 +18,11 @@ import os
 import platform
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
+
+from edgeface.system import hwcaps as _hwcaps
+from edgeface.system.nvpmodel import power_mode
+from edgeface.system.sysfs import read_text
 
 # (implementer, part) from /proc/cpuinfo -> core name; arm64 kernels print no "model name"
 # (or a generic "ARMv8 Processor rev N"), so the part number is the only way to know.
@@ -173,24 +183,39 @@ def platform_slug(fp: Mapping[str, Any]) -> str:
     return f"{slugify(fp.get('machine', 'unknown'))}-{slugify(cpu)}-{fp.get('cores', 0)}c"
 
 
-def _read(root: Path, rel: str, binary: bool = False) -> Any:
-    try:
-        p = root / rel
-        return p.read_bytes() if binary else p.read_text(encoding="utf-8", errors="replace")
-    except OSError:
+def _read(root: Path, rel: str) -> Optional[str]:
+    return read_text(root / rel)
+
+
+def cpu_features(machine: str, hwcaps: Optional[tuple[int, int]]) -> Optional[list[str]]:
+    """Feature names from (AT_HWCAP, AT_HWCAP2) on ARM; None where they are not decoded
+    (x86, or an empty vector: then ``/proc/cpuinfo`` is the source)."""
+    arch = _hwcaps.hwcap_arch(machine)
+    if arch is None or not hwcaps or not hwcaps[0]:
         return None
+    return _hwcaps.decode(hwcaps[0], hwcaps[1], arch)
 
 
 def system_fingerprint(root: str | os.PathLike = "/", machine: str | None = None,
-                       cores: int | None = None) -> dict[str, Any]:
+                       cores: int | None = None,
+                       hwcaps: Optional[tuple[int, int]] = None) -> dict[str, Any]:
     """Board, CPU, ISA, OS and Jetson software from the files below ``root``.
 
-    ``machine`` and ``cores`` default to this host's (``platform.machine()``, the CPUs this
-    process may use); tests pass them with a fixture root.
+    ``machine``, ``cores`` and ``hwcaps`` (AT_HWCAP, AT_HWCAP2) default to this process's
+    (``platform.machine()``, the CPUs it may use, its auxiliary vector) when ``root`` is
+    "/"; tests pass them with a fixture root.
     """
     root = Path(root)
+    live = root.resolve() == Path("/")
+    machine = machine or platform.machine()
+    if hwcaps is None and live:
+        hwcaps = _hwcaps.read_hwcaps()
     cpu = parse_cpuinfo(_read(root, "proc/cpuinfo") or "")
-    dt = _read(root, "proc/device-tree/model", binary=True)
+    features = cpu_features(machine, hwcaps)
+    try:
+        dt: Optional[bytes] = (root / "proc/device-tree/model").read_bytes()
+    except OSError:
+        dt = None
     board = parse_device_tree_model(dt) if dt else cpu["board_model"]
     tegra_text = _read(root, "etc/nv_tegra_release")
     tegra = parse_nv_tegra_release(tegra_text) if tegra_text else {}
@@ -200,11 +225,14 @@ def system_fingerprint(root: str | os.PathLike = "/", machine: str | None = None
         cores = usable_cores()
     fp: dict[str, Any] = {
         "board": board or None,
-        "machine": machine or platform.machine(),
+        "machine": machine,
         "cpu_model": cpu["cpu_model"],
         "cores": cores,
         "cpu_processors": cpu["processors"],
-        "isa": isa_features(cpu["flags"]),
+        "isa": isa_features(features if features is not None else cpu["flags"]),
+        "isa_source": "auxv" if features is not None else "cpuinfo",
+        "cpu_features": features,
+        "hwcaps": [hex(v) for v in hwcaps] if features is not None and hwcaps else None,
         "os": parse_os_release(_read(root, "etc/os-release") or ""),
         "memory_total_mb": parse_meminfo_total_mb(_read(root, "proc/meminfo") or ""),
         "cpu_governor": (_read(root, "sys/devices/system/cpu/cpu0/cpufreq/scaling_governor")
@@ -212,13 +240,14 @@ def system_fingerprint(root: str | os.PathLike = "/", machine: str | None = None
         "l4t": tegra.get("l4t"),
         "jetpack": tegra.get("jetpack"),
         "nvpmodel": (_read(root, "var/lib/nvpmodel/status") or "").strip() or None,
-        "tensorrt": _tensorrt_from_libs(root),
+        "power_mode": power_mode(root, query=live) if tegra else None,
+        "tensorrt": tensorrt_from_libs(root),
     }
     fp["slug"] = platform_slug(fp)
     return fp
 
 
-def _tensorrt_from_libs(root: Path) -> str | None:
+def tensorrt_from_libs(root: Path) -> str | None:
     """TensorRT version from the libnvinfer soname (JetPack installs it without Python)."""
     best = None
     for libdir in ("usr/lib/aarch64-linux-gnu", "usr/lib/x86_64-linux-gnu", "usr/lib"):
@@ -282,6 +311,9 @@ def describe(fp: Mapping[str, Any]) -> str:
         parts.append("+".join(isa))
     if fp.get("jetpack") or fp.get("l4t"):
         parts.append(f"JetPack {fp.get('jetpack') or '?'} (L4T {fp.get('l4t')})")
+    mode = fp.get("power_mode") or {}
+    if mode.get("name") or mode.get("id") is not None:
+        parts.append(f"power mode {mode.get('name') or mode.get('id')}")
     if fp.get("tensorrt"):
         parts.append(f"TensorRT {fp['tensorrt']}")
     parts.append(f"onnxruntime {fp.get('onnxruntime', '?')}")

@@ -1,7 +1,8 @@
 """Platform fingerprint: parsers run on fixture copies of /proc, the device tree and /etc.
 
-The fixtures under tests/fixtures/platforms/ were written from the documented formats of a
-Jetson Orin Nano (JetPack 6.0), a Raspberry Pi 4 and a Raspberry Pi 5 (64-bit OS).
+The fixtures under tests/system/fixtures/platforms/ were written from the documented formats
+of a Jetson Orin Nano (JetPack 6.0), a Raspberry Pi 4 and a Raspberry Pi 5 (64-bit OS), plus
+this x86 VM. Each board's AT_HWCAP is the integer its /proc/cpuinfo Features line prints.
 """
 
 from __future__ import annotations
@@ -29,22 +30,31 @@ EXPECTED = {
     "jetson-orin-nano": dict(
         board="NVIDIA Jetson Orin Nano Developer Kit", cpu_model="ARM Cortex-A78AE",
         processors=6, dotprod=True, os="Ubuntu 22.04.4 LTS", l4t="36.3.0", jetpack="6.0",
-        tensorrt="8.6.2", governor="schedutil"),
+        tensorrt="8.6.2", governor="schedutil", hwcap=0xCE119FFF,
+        power_mode={"id": 0, "name": "15W", "source": "status"}),
     "raspberry-pi-4": dict(
         board="Raspberry Pi 4 Model B Rev 1.4", cpu_model="ARM Cortex-A72", processors=4,
         dotprod=False, os="Debian GNU/Linux 12 (bookworm)", l4t=None, jetpack=None,
-        tensorrt=None, governor=None),
+        tensorrt=None, governor=None, hwcap=0x887, power_mode=None),
     "raspberry-pi-5": dict(
         board="Raspberry Pi 5 Model B Rev 1.0", cpu_model="ARM Cortex-A76", processors=4,
         dotprod=True, os="Debian GNU/Linux 12 (bookworm)", l4t=None, jetpack=None,
-        tensorrt=None, governor="ondemand"),
+        tensorrt=None, governor="ondemand", hwcap=0x119FFF, power_mode=None),
 }
 
 
+@pytest.mark.parametrize("auxv", [False, True], ids=["cpuinfo", "auxv"])
 @pytest.mark.parametrize("name", sorted(EXPECTED))
-def test_fixture_boards(name):
+def test_fixture_boards(name, auxv):
     exp = EXPECTED[name]
-    fp = system_fingerprint(FIXTURES / name, machine="aarch64", cores=exp["processors"])
+    fp = system_fingerprint(FIXTURES / name, machine="aarch64", cores=exp["processors"],
+                            hwcaps=(exp["hwcap"], 0) if auxv else None)
+    assert fp["isa_source"] == ("auxv" if auxv else "cpuinfo")
+    if auxv:  # the vector decodes to exactly the names the board's kernel prints
+        assert set(fp["cpu_features"]) == set(parse_cpuinfo(
+            (FIXTURES / name / "proc" / "cpuinfo").read_text())["flags"])
+        assert fp["hwcaps"] == [hex(exp["hwcap"]), "0x0"]
+    assert fp["power_mode"] == exp["power_mode"]
     assert fp["slug"] == name
     assert fp["board"] == exp["board"]
     assert fp["cpu_model"] == exp["cpu_model"]
@@ -169,3 +179,41 @@ def test_describe_jetson():
     assert "NVIDIA Jetson Orin Nano Developer Kit" in line
     assert "JetPack 6.0 (L4T 36.3.0)" in line and "TensorRT 8.6.2" in line
     assert "neon_dotprod" in line
+
+
+def test_an_emulator_cpuinfo_does_not_decide_the_isa(tmp_path):
+    """qemu-user on an x86 host shows the host's /proc/cpuinfo (AVX flags, no Features) to an
+    aarch64 process; its auxiliary vector says what it may really execute."""
+    (tmp_path / "proc").mkdir()
+    x86 = (FIXTURES / "x86-64-vm" / "proc" / "cpuinfo").read_text()
+    (tmp_path / "proc" / "cpuinfo").write_text(x86)
+    fp = system_fingerprint(tmp_path, machine="aarch64", cores=4, hwcaps=(0x119FFB, 0))
+    assert fp["isa_source"] == "auxv"
+    assert fp["isa"]["neon"] and fp["isa"]["neon_dotprod"] and not fp["isa"]["neon_i8mm"]
+    assert not fp["isa"]["avx2"] and not fp["isa"]["avx512f"]
+    # without the vector the x86 flags would have been believed
+    assert system_fingerprint(tmp_path, machine="aarch64", cores=4)["isa"]["avx2"]
+
+
+def test_this_x86_vm_fixture():
+    fp = system_fingerprint(FIXTURES / "x86-64-vm", machine="x86_64", cores=2,
+                            hwcaps=(2, 2))  # glibc's x86 AT_HWCAP marker: ignored on x86
+    assert fp["slug"] == "x86-64-amd-epyc-2c"
+    assert fp["isa_source"] == "cpuinfo" and fp["cpu_features"] is None
+    assert fp["isa"]["avx2"] and fp["isa"]["avx512_vnni"] and not fp["isa"]["neon"]
+    assert fp["cpu_governor"] is None and fp["power_mode"] is None
+
+
+def test_power_mode_name_from_nvpmodel_conf():
+    fp = system_fingerprint(FIXTURES / "jetson-orin-nano", machine="aarch64", cores=6)
+    assert fp["nvpmodel"] == "pmode:0000 fmode:quiet"  # the raw status line, as before
+    assert fp["power_mode"]["name"] == "15W"
+    assert "power mode 15W" in describe({**fp, "onnxruntime": "1.18.0"})
+
+
+def test_the_live_fingerprint_reads_this_process_vector():
+    fp = system_fingerprint()
+    if fp["machine"] in ("aarch64", "armv7l", "armv8l"):
+        assert fp["isa_source"] == "auxv" and fp["cpu_features"]
+    else:
+        assert fp["isa_source"] == "cpuinfo"
