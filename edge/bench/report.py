@@ -13,7 +13,15 @@ from typing import Any, Iterable, Mapping, Sequence
 
 from edgeface.bench.results import RESULT_KIND, ResultSchemaError, load_result
 from edgeface.bench.stats import STAGES
-from edgeface.bench.tables import fmt_mb, fmt_num, frames_note, load_note, ratio_lookup
+from edgeface.bench.tables import (
+    fmt_mb,
+    fmt_num,
+    frames_note,
+    load_note,
+    ratio_lookup,
+    thermal_note,
+    throttled,
+)
 from edgeface.errors import ConfigError
 
 BEGIN = "<!-- bench:begin -->"
@@ -117,16 +125,17 @@ def build_report(docs: Sequence[Mapping[str, Any]], chart: str | os.PathLike | N
         name = platform_name(entry["platform"])
         for r, ratios, doc, _ in entry["rows"]:
             if doc["mode"] == "pipeline":
-                pipeline_rows.append((name, r))
+                pipeline_rows.append((name, r, throttled(doc)))
                 continue
-            lines.append(_report_row(name, r, ratios))
+            lines.append(_report_row(name, r, ratios, throttled(doc)))
     if pipeline_rows:
         lines += ["", "Pipeline mode (`--source`: the runtime loop, capture to sinks):", "",
                   "| Platform | Model | Threads | p50 ms | p90 ms | FPS | peak RSS MB |",
                   "|---|---|---:|---:|---:|---:|---:|"]
-        for name, r in pipeline_rows:
+        for name, r, was_throttled in pipeline_rows:
             lat = r.get("latency_ms") or {}
-            lines.append(f"| {name} | {r['model']['label']} | {r['threads']} | "
+            label = r["model"]["label"] + (" (throttled)" if was_throttled else "")
+            lines.append(f"| {name} | {label} | {r['threads']} | "
                          f"{fmt_num(lat.get('p50'), 2)} | {fmt_num(lat.get('p90'), 2)} | "
                          f"{fmt_num(r.get('throughput_fps'))} | {fmt_num(r.get('peak_rss_mb'))} |")
     lines += ["", "Platforms:", ""]
@@ -139,8 +148,9 @@ def build_report(docs: Sequence[Mapping[str, Any]], chart: str | os.PathLike | N
             continue
         fp = entry["platform"]
         files = ", ".join(f"`{_relpath(f, relative_to)}`" for f in entry["files"])
-        runs = sorted({(t[2]["created"][:10], load_note(t[2])) for t in entry["rows"]})
-        when = "; ".join(d + (f", {n}" if n else "") for d, n in runs)
+        runs = sorted({(t[2]["created"][:10], load_note(t[2]), thermal_note(t[2]))
+                       for t in entry["rows"]})
+        when = "; ".join(d + "".join(f", {n}" for n in notes if n) for d, *notes in runs)
         lines.append(f"- {platform_name(fp)} (`{slug}`): {describe(fp)}, {fp.get('os')}, "
                      f"Python {fp.get('python')}; measured {when} ({files}).")
     if chart is not None and platforms:
@@ -148,13 +158,16 @@ def build_report(docs: Sequence[Mapping[str, Any]], chart: str | os.PathLike | N
     return "\n".join(lines)
 
 
-def _report_row(name: str, r: Mapping[str, Any], ratios: Mapping[Any, Any]) -> str:
+def _report_row(name: str, r: Mapping[str, Any], ratios: Mapping[Any, Any],
+                was_throttled: bool = False) -> str:
     lat = r["latency_ms"]
     st = r.get("stages_ms") or {}
     split = " / ".join(fmt_num((st.get(s) or {}).get("p50"), 2) for s in STAGES) if st else "—"
     ratio = ratios.get((r["model"]["label"], r["threads"]))
     rel = f"{ratio['p50_ratio']:.2f}×" if ratio else "—"
-    cells = [name, r["model"]["label"], str(r["threads"]), fmt_num(lat.get("p50"), 2),
+    # A throttled run's figures are the board's worst case, not its speed: say so in the row.
+    label = r["model"]["label"] + (" (throttled)" if was_throttled else "")
+    cells = [name, label, str(r["threads"]), fmt_num(lat.get("p50"), 2),
              fmt_num(lat.get("p90"), 2), fmt_num(lat.get("p99"), 2), split,
              fmt_num(r.get("throughput_fps")), fmt_num(r.get("peak_rss_mb")),
              fmt_mb(r["model"].get("size_bytes")), rel]

@@ -35,6 +35,7 @@ from edgeface.bench.stats import summarize
 from edgeface.bench.worker import Worker
 from edgeface.common.timing import paired_ratio, round_robin
 from edgeface.errors import ConfigError, EdgefaceError, ModelError
+from edgeface.system import thermal
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def run_benchmark(s: BenchSettings, show_progress: bool = True) -> dict[str, Any
             "input_size": list(input_size), "provider": s.provider,
             "postprocess": {"conf_threshold": s.conf, "nms_threshold": s.nms},
             "command": s.command},
-        "conditions": {"loadavg_start": _loadavg()},
+        "conditions": {"loadavg_start": _loadavg(), "thermal_start": _thermal()},
         "results": [], "ratios": []}
     bar = _progress_bar(len(s.models) * len(s.threads) * (s.runs + s.warmup), show_progress)
     try:
@@ -116,7 +117,11 @@ def run_benchmark(s: BenchSettings, show_progress: bool = True) -> dict[str, Any
                 break
     finally:
         bar.close()
-    doc["conditions"]["loadavg_end"] = _loadavg()
+    cond = doc["conditions"]
+    cond["loadavg_end"] = _loadavg()
+    cond["thermal_end"] = _thermal()
+    # Why this run may be slower than the board can be (empty: nothing reported any).
+    cond["throttling"] = thermal.throttle_evidence(cond["thermal_start"], cond["thermal_end"])
     if not doc["results"] and doc["interrupted"]:
         raise EdgefaceError("interrupted before any measurement completed", 130)
     return doc
@@ -190,6 +195,14 @@ def _loadavg() -> list[float] | None:
     try:
         return [round(x, 2) for x in os.getloadavg()]
     except OSError:  # pragma: no cover
+        return None
+
+
+def _thermal() -> dict[str, Any] | None:
+    """SoC temperature and throttling flags now: a throttled Pi 4 runs at half speed."""
+    try:
+        return thermal.read().as_dict()
+    except Exception:  # a reading must never cost the measurement
         return None
 
 

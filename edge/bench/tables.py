@@ -39,6 +39,24 @@ def load_note(doc: Mapping[str, Any]) -> str:
     return f"load average {span} on {doc['platform'].get('cores')} cores"
 
 
+def thermal_note(doc: Mapping[str, Any]) -> str:
+    """``SoC 52.1 -> 71.3 °C``, then ``THROTTLED (soft temperature limit)`` when the run was
+    (or may have been) slowed; '' for results recorded before thermals were."""
+    cond = doc.get("conditions") or {}
+    start, end = cond.get("thermal_start") or {}, cond.get("thermal_end") or {}
+    t0, t1 = start.get("soc_c"), end.get("soc_c")
+    parts = []
+    if t0 is not None or t1 is not None:
+        parts.append("SoC " + " -> ".join(f"{t:.1f}" for t in (t0, t1) if t is not None) + " °C")
+    if cond.get("throttling"):
+        parts.append(f"THROTTLED ({', '.join(cond['throttling'])})")
+    return ", ".join(parts)
+
+
+def throttled(doc: Mapping[str, Any]) -> bool:
+    return bool((doc.get("conditions") or {}).get("throttling"))
+
+
 def ratio_lookup(doc: Mapping[str, Any]) -> dict[tuple[str, int], dict[str, Any]]:
     """(label, threads) -> ratio record; the baseline of each thread count maps to 1.0."""
     out: dict[tuple[str, int], dict[str, Any]] = {}
@@ -58,6 +76,7 @@ def markdown_table(doc: Mapping[str, Any]) -> str:
     lines = [f"**{describe(doc['platform'])}** — {doc['mode']} mode, {what}, "
              f"{st['runs']} runs after {st['warmup']} warm-up per model and thread count"
              + (f", {load_note(doc)}" if load_note(doc) else "")
+             + (f", {thermal_note(doc)}" if thermal_note(doc) else "")
              + (", INTERRUPTED (partial)" if doc.get("interrupted") else ""), ""]
     lines += ["| Model | Threads | p50 ms | p90 ms | p99 ms | mean ms | pre / infer / post "
               "p50 ms | FPS | peak RSS MB | model RSS MB | size MB | p50 vs first model |",
