@@ -1,0 +1,96 @@
+"""`edgeface doctor`: check this machine and the configured service, each problem with its fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from edgeface.system.doctor import (
+    Probe,
+    default_checks,
+    exit_code,
+    header_line,
+    one_line,
+    render_text,
+    run_checks,
+    to_json,
+)
+from edgeface.system.doctor_service import ServiceSpec, service_checks
+
+
+def default_config() -> Optional[Path]:
+    """The installed service's config: the system one, else the user service's."""
+    from edgeface.service.layout import Layout
+
+    for layout in (Layout.system(), Layout.user()):
+        if Path(layout.config).is_file():
+            return Path(layout.config)
+    return None
+
+
+def service_spec(config: Optional[Path]) -> ServiceSpec:
+    """What the service configured in ``config`` would run; problems become one line each.
+
+    Imports the runtime here, after the machine checks: a broken numpy or OpenCV is then
+    already reported by its own check instead of stopping the doctor.
+    """
+    if config is None:
+        return ServiceSpec()
+    try:
+        from edgeface.runtime.config import load_config, merge
+        from edgeface.runtime.sources import classify, selected
+
+        values = merge(load_config(config), {}, set())
+    except Exception as exc:
+        return ServiceSpec(config=str(config), error=one_line(exc).partition(": ")[2])
+    spec = ServiceSpec(config=str(config), model=values.get("model"),
+                       provider=values.get("provider") or "auto")
+    try:
+        kind, target = selected(values)
+        if kind == "auto":
+            kind, target = classify(target)
+        spec.kind, spec.target = kind, target
+    except Exception as exc:
+        spec.source_error = one_line(exc).partition(": ")[2]
+    return spec
+
+
+def load_model(model: str, provider: str) -> str:
+    """Open the model as the service would (one thread); a one-line description."""
+    from edgeface.inference.backends import open_backend
+
+    backend = open_backend(model, provider=provider, threads=1)
+    providers = [p.replace("ExecutionProvider", "") for p in getattr(backend, "providers", [])]
+    return f"loads ({backend.name}" + (f", {', '.join(providers)}" if providers else "") + ")"
+
+
+@click.command("doctor")
+@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="FILE",
+              help="The service config to check [default: /etc/edgeface/config.yaml, else "
+                   "~/.config/edgeface/config.yaml, when present].")
+@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
+@click.pass_context
+def doctor(ctx: click.Context, config: Optional[Path], as_json: bool) -> None:
+    """Check this machine and the configured service: Python, numpy, OpenCV, ONNX Runtime,
+    picamera2, TensorRT, cameras, the memory cgroup, clocks, temperature and throttling,
+    memory and disk; then whether the config's model loads on its provider and its source
+    has what it needs. Every problem comes with a one-line fix.
+
+    Exits 1 when the configured service could not run (a check failed), else 0; warnings
+    (slower, or at risk) do not change the exit status.
+    """
+    probe = Probe()
+    config = config if config is not None else default_config()
+    findings = run_checks(probe, default_checks())
+    spec = service_spec(config)
+    findings += run_checks(probe, service_checks(spec, load_model))
+    if as_json:
+        extra: dict[str, Any] = {"config": spec.config, "host": header_line(probe)}
+        click.echo(json.dumps(to_json(findings, **extra), indent=1, default=str))
+    else:
+        click.echo(render_text(findings, header_line(probe)))
+    ctx.exit(exit_code(findings))

@@ -1,0 +1,8 @@
+"""tests/system: the fixture boards' helpers (system_boards.py) are importable by name."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
