@@ -134,18 +134,22 @@ class FakeBackend:
         return np.zeros((a, 4), np.float32), scores, np.zeros((a, 10), np.float32)
 
 
-def tiny_onnx(path: Path, size: tuple[int, int] = (64, 64), layout: str = "NCHW") -> Path:
+def tiny_onnx(path: Path, size: tuple[int, int] = (64, 64), layout: str = "NCHW",
+              metadata: Optional[dict] = None, anchors: Optional[int] = None) -> Path:
     """A small ONNX file with the edgeface interface and metadata (no torch, no onnx needed).
 
     Scores are a sigmoid of 4x4 average-pooled pixels of the first channel (bright areas
     are "faces"), so detections depend on the frame. ``layout="NHWC"`` makes a model with
-    the wrong input layout. The protobuf is written by ``onnx_writer`` so this runs where
+    the wrong input layout; ``metadata`` overrides ``edgeface.*`` entries (raw JSON strings)
+    and ``anchors`` the outputs' anchor count, for hostile models. The protobuf is written
+    by ``onnx_writer`` so this runs where
     only the device runtime is installed; tests/test_onnx_writer.py holds it equal to the
     model ``onnx.helper`` builds.
     """
     w, h = size
     info = ModelInfo(arch="tiny-test").with_input_size(w, h)
     a = prior_boxes(w, h, tuple(map(tuple, info.min_sizes)), tuple(info.steps)).shape[0]
+    a = anchors or a
     assert (w // 4) * (h // 4) >= a
     shape = [1, 3, h, w] if layout == "NCHW" else [1, h, w, 3]
     inits = [
@@ -178,6 +182,7 @@ def tiny_onnx(path: Path, size: tuple[int, int] = (64, 64), layout: str = "NCHW"
     meta = info.to_metadata()
     if layout != "NCHW":
         meta["edgeface.input_layout"] = '"NHWC"'
+    meta.update({f"edgeface.{k}": v for k, v in (metadata or {}).items()})
     Path(path).write_bytes(ox.model(graph, ir_version=8, opset=17, metadata=meta))
     return path
 

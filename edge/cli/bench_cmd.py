@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from edgeface.cli.options import confidence_option, provider_option, renamed
+from edgeface.common.files import ensure_writable_dir
 from edgeface.errors import ConfigError, EdgefaceError
 from edgeface.inference.backends.registry import backend_for
 
@@ -91,6 +92,8 @@ def bench(ctx: click.Context, models: tuple[str, ...], threads: str | None, runs
     from edgeface.inference.backends import default_threads
 
     thread_list = _threads(threads) or sorted({1, default_threads()})  # flags first
+    if not no_save:
+        ensure_writable_dir(out, "--output-dir")  # before minutes of measuring
     size = _frame_size(frame_size)
     specs = [parse_model_arg(m) for m in models]
     if peers:

@@ -254,9 +254,12 @@ def limit_opencv_threads() -> None:
 
 
 def quiet_opencv_logging() -> None:
-    """Keep OpenCV's own capture warnings ("can't open camera by index") off stderr: the
-    sources already turn each failure into one actionable line. Respects an explicit
-    ``OPENCV_LOG_LEVEL``."""
+    """Keep OpenCV's own capture warnings ("can't open camera by index") and FFmpeg's
+    decoder chatter (a damaged video prints dozens of "header damaged" lines) off stderr:
+    the sources already turn each failure into one actionable line and count it. Respects
+    an explicit ``OPENCV_LOG_LEVEL`` / ``OPENCV_FFMPEG_LOGLEVEL``."""
+    # Read by OpenCV when it opens its first FFmpeg capture; 8 = AV_LOG_FATAL.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")
     if "OPENCV_LOG_LEVEL" not in os.environ:
         import cv2
 

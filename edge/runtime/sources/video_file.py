@@ -73,6 +73,8 @@ class VideoFileReader(CvCaptureReader):
                 good = bad + step
             else:
                 bad, step = bad + step, step * 2
+        if good is None and bad < end - 1 and self._seek(end - 1):
+            good = end - 1  # a seek lands on the keyframe before it: late frames need it
         if good is None:
             return None
         while good - bad > 1:  # then back to the first one after the damage
