@@ -163,7 +163,8 @@ def _check_service_user_can_run(req: InstallRequest, locations: Sequence[str],
     if problems:
         msg = (f"the service user {SERVICE_USER!r} could not run edgeface from here: "
                f"{problems[0]}. Install edgeface outside home directories (sudo python3 -m "
-               "venv /opt/edgeface && sudo /opt/edgeface/bin/pip install edgeface) or use --user")
+               "venv /opt/edgeface && sudo /opt/edgeface/bin/pip install 'edgeface[cpu]') or use "
+               "--user")
         if not req.dry_run:
             raise ConfigError(msg)
         plan.notes.append("warning: " + msg)
