@@ -254,6 +254,26 @@ def test_jpeg_rate_cap_serves_a_recent_encode(make_server):
     assert latest.encodes == 1  # ten frames inside 0.5 s: one encode serves them all
 
 
+def test_request_budget_queues_then_refuses_and_never_delays_healthz(make_server):
+    server, latest, metrics = make_server(snapshot_max_rate=20, max_queue_wait=0.3)
+    feed(latest, metrics, 0)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(
+        request(server, "GET", "/snapshot.jpg")[:2])) for _ in range(40)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    code, _, _ = request(server, "GET", "/healthz")
+    assert code == 200 and time.monotonic() - t0 < 0.3  # not queued behind the snapshots
+    for t in threads:
+        t.join(5)
+    codes = [r[0] for r in results]
+    # 0.5 s of idle credit (10) plus a 0.3 s queue (6) are served; the rest are told to retry
+    assert 12 <= codes.count(200) <= 20 and codes.count(503) == 40 - codes.count(200)
+    assert all(h["retry-after"] == "1" for c, h in results if c == 503)
+    assert time.monotonic() - t0 < 2
+
+
 def test_close_with_busy_clients_is_prompt_and_joins_its_threads(make_server):
     server, latest, metrics = make_server(max_streams=4)
     feed(latest, metrics, 0)

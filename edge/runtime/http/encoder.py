@@ -16,6 +16,7 @@ import time
 from typing import Optional
 
 from edgeface.runtime.http.latest import LatestSink
+from edgeface.runtime.http.osthread import name_os_thread
 from edgeface.runtime.metrics import HttpCounters
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,7 @@ class FrameEncoder:
         return await asyncio.shield(self._pending)
 
     def _work(self) -> None:
+        name_os_thread("http-jpeg")
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._wanted or self._stop)

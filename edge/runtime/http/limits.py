@@ -27,6 +27,18 @@ STREAM_MAX_FPS = 15.0
 #: ~25 ms on a Pi 4 core [?], so 15/s bounds the HTTP side at ~40 % of one Pi core however
 #: many clients ask; a snapshot is then at most 1/15 s older than the newest frame.
 JPEG_MAX_FPS = 15.0
+#: Requests per second served at most, all endpoints but ``/healthz`` (which stays cheap and
+#: always answers). Python spends ~0.1 ms per request on x86-64 and ~0.5 ms on a Pi 4 [?],
+#: so 500/s caps the loop thread near a quarter of a Pi core; past it requests queue
+#: briefly (then 503), instead of a tight client loop starving inference of the GIL.
+REQUEST_MAX_RATE = 500.0
+#: Snapshots per second served at most, all clients together: 120 x ~110 KB (720p) is
+#: ~13 MB/s, every client's share of the <= 15 distinct JPEGs a second there are; without a
+#: budget 30 keep-alive loops fetched ~1,900/s (200 MB/s) on loopback and took a third of a
+#: core (benchmarks/results/http_servers.md).
+SNAPSHOT_MAX_RATE = 120.0
+#: Seconds a request may queue for its turn before it gets 503 + Retry-After instead.
+MAX_QUEUE_WAIT = 2.0
 #: Seconds for a new connection to send its whole request head (slowloris). A LAN client
 #: sends it in one packet; 10 s covers a phone on bad Wi-Fi.
 HEADER_TIMEOUT = 10.0
@@ -67,6 +79,9 @@ class HttpLimits:
     max_streams: int = MAX_STREAMS
     stream_max_fps: float = STREAM_MAX_FPS
     jpeg_max_fps: float = JPEG_MAX_FPS
+    request_max_rate: float = REQUEST_MAX_RATE
+    snapshot_max_rate: float = SNAPSHOT_MAX_RATE
+    max_queue_wait: float = MAX_QUEUE_WAIT
     header_timeout: float = HEADER_TIMEOUT
     idle_timeout: float = IDLE_TIMEOUT
     write_timeout: float = WRITE_TIMEOUT

@@ -81,7 +81,7 @@ class HttpConnections:
         assert task is not None
         c = self.counters
         c.connections_total += 1
-        overflow = len(self._conns) >= self.limits.max_connections
+        overflow = len(self._conns) - self._overflow >= self.limits.max_connections
         if overflow:
             c.refused_total += 1
             if self._overflow >= self.limits.overflow_connections or self.closing:

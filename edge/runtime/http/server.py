@@ -26,6 +26,8 @@ from edgeface.runtime.http import limits as L
 from edgeface.runtime.http.encoder import FrameEncoder
 from edgeface.runtime.http.latest import LatestSink
 from edgeface.runtime.http.mjpeg import CONTENT_TYPE, MjpegBroadcaster
+from edgeface.runtime.http.osthread import name_os_thread
+from edgeface.runtime.http.pacing import Pacer, paced
 from edgeface.runtime.http.protocol import HttpConnections
 from edgeface.runtime.http.router import (
     HttpError,
@@ -93,7 +95,11 @@ class StatusServer:
     def __init__(self, latest: LatestSink, metrics: Metrics, host: str = DEFAULT_HOST,
                  port: int = DEFAULT_PORT, *, max_connections: int = L.MAX_CONNECTIONS,
                  max_streams: int = L.MAX_STREAMS, stream_max_fps: float = L.STREAM_MAX_FPS,
-                 jpeg_max_fps: float = L.JPEG_MAX_FPS, header_timeout: float = L.HEADER_TIMEOUT,
+                 jpeg_max_fps: float = L.JPEG_MAX_FPS,
+                 request_max_rate: float = L.REQUEST_MAX_RATE,
+                 snapshot_max_rate: float = L.SNAPSHOT_MAX_RATE,
+                 max_queue_wait: float = L.MAX_QUEUE_WAIT,
+                 header_timeout: float = L.HEADER_TIMEOUT,
                  idle_timeout: float = L.IDLE_TIMEOUT, write_timeout: float = L.WRITE_TIMEOUT,
                  body_timeout: float = L.BODY_TIMEOUT,
                  max_header_bytes: int = L.MAX_HEADER_BYTES,
@@ -104,6 +110,8 @@ class StatusServer:
         self.limits = L.HttpLimits(
             max_connections=max_connections, max_streams=max_streams,
             stream_max_fps=stream_max_fps, jpeg_max_fps=jpeg_max_fps,
+            request_max_rate=request_max_rate, snapshot_max_rate=snapshot_max_rate,
+            max_queue_wait=max_queue_wait,
             header_timeout=header_timeout, idle_timeout=idle_timeout,
             write_timeout=write_timeout, body_timeout=body_timeout,
             max_header_bytes=max_header_bytes, max_body_bytes=max_body_bytes,
@@ -111,12 +119,18 @@ class StatusServer:
         counters = metrics.http
         self.encoder = FrameEncoder(latest, counters, jpeg_max_fps)
         self.mjpeg = MjpegBroadcaster(self.encoder, self.limits, counters)
+        wait = self.limits.max_queue_wait
+        requests = Pacer(request_max_rate, wait)
+        snapshots = Pacer(snapshot_max_rate, wait)
         self.router = Router()
-        for path, handler in (("/", self._index), ("/metrics", self._metrics),
-                              ("/healthz", self._healthz), ("/detections", self._detections),
-                              ("/snapshot.jpg", self._snapshot), ("/stream.mjpg", self._stream),
-                              ("/stream", self._stream)):
-            self.router.add("GET", path, handler)
+        self.router.add("GET", "/healthz", self._healthz)  # never queued: monitors rely on it
+        for path, handler, pacers in (
+                ("/", self._index, (requests,)), ("/metrics", self._metrics, (requests,)),
+                ("/detections", self._detections, (requests,)),
+                ("/snapshot.jpg", self._snapshot, (requests, snapshots)),
+                ("/stream.mjpg", self._stream, (requests,)),
+                ("/stream", self._stream, (requests,))):
+            self.router.add("GET", path, paced(handler, *pacers))
         self.connections = HttpConnections(self.router, self.limits, counters)
         self._sock: Optional[socket.socket] = _listen(host, port)
         self.host, self.port = self._sock.getsockname()[:2]
@@ -143,6 +157,7 @@ class StatusServer:
         return self
 
     def _run(self) -> None:
+        name_os_thread("http")
         loop = self._loop = asyncio.new_event_loop()
         try:
             self.encoder.start(loop)
