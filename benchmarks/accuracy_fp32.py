@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"[{arch}] exporting {weights.name}", file=sys.stderr)
             export_model(weights, onnx_path, arch=arch)
             backends = {
-                "pytorch": TorchBackend(weights, arch=arch, size=(416, 416), threads=args.threads),
+                "pytorch": TorchBackend(weights, arch=arch, input_size=(416, 416),
+                                        threads=args.threads),
                 "onnx": OnnxRuntimeBackend(onnx_path, threads=args.threads),
             }
             results = {}

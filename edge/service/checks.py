@@ -62,32 +62,17 @@ def access_problems(paths: Sequence[str]) -> list[str]:
     return problems
 
 
-def memory_cgroup_problem(proc_cmdline: str = "/proc/cmdline",
-                          controllers: str = "/sys/fs/cgroup/cgroup.controllers") -> str | None:
-    """Why MemoryMax= would not be enforced here (Raspberry Pi firmware disables the memory
-    controller on the kernel command line), or None."""
-    try:
-        enabled = "memory" in Path(controllers).read_text().split()
-    except OSError:
-        enabled = None  # cgroup v1 or unreadable: judge by the command line alone
-    if enabled:
+def memory_cgroup_problem(root: str | Path = "/") -> str | None:
+    """Why MemoryMax= would not be enforced here (Raspberry Pi kernels disable the memory
+    controller on the command line), or None (see :mod:`edgeface.system.cgroups`)."""
+    from edgeface.system.cgroups import memory_controller
+
+    state = memory_controller(root)
+    if state.enabled is not False:
         return None
-    try:
-        args = Path(proc_cmdline).read_text().split()
-    except OSError:
-        return None
-    disabled = False
-    for arg in args:  # the last of cgroup_disable/cgroup_enable=memory wins
-        if arg == "cgroup_disable=memory":
-            disabled = True
-        elif arg == "cgroup_enable=memory":
-            disabled = False
-    if not disabled:
-        return None
-    return ("warning: the kernel command line disables the memory cgroup "
-            "(cgroup_disable=memory), so MemoryMax=512M is not enforced; append "
-            "'cgroup_enable=memory cgroup_memory=1' to /boot/firmware/cmdline.txt and reboot "
-            "(the runtime's own memory limit applies meanwhile)")
+    return (f"warning: the memory cgroup controller is disabled ({state.evidence}), so "
+            f"MemoryMax=512M is not enforced: {state.fix} (the runtime's own memory limit "
+            "applies meanwhile)")
 
 
 def systemd_booted() -> bool:

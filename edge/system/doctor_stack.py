@@ -106,9 +106,9 @@ def check_opencv(p: Probe) -> Finding:
     if cv2 is None:
         fix = {"jetson": "use JetPack's OpenCV: sudo apt install python3-opencv, venv with "
                          "--system-site-packages",
-               "raspberry-pi": "pip install 'opencv-python-headless<4.12' (4.12+ needs "
-                               "numpy 2, which breaks apt's picamera2)",
-               }.get(p.board() or "", "pip install opencv-python-headless")
+               "raspberry-pi": "pip install 'edgeface[pi]' (its OpenCV is below 4.12: 4.12+ "
+                               "needs numpy 2, which breaks apt's picamera2)",
+               }.get(p.board() or "", "pip install 'edgeface[cpu]'")
         return Finding("opencv", "fail", f"not importable ({err})", fix)
     build = opencv_build(cv2)
     wheels = {n: v for n in OPENCV_WHEELS if (v := p.version_of(n))}
@@ -134,7 +134,9 @@ def check_onnxruntime(p: Probe) -> Finding:
     jetson = p.board() == "jetson"
     if ort is None:
         return Finding("onnxruntime", "fail", f"not importable ({err})",
-                       JETSON_ORT if jetson else "pip install onnxruntime")
+                       JETSON_ORT if jetson else
+                       "pip install 'edgeface[pi]'" if p.board() == "raspberry-pi" else
+                       "pip install 'edgeface[cpu]'")
     providers = list(ort.get_available_providers())
     wheels = {n: v for n in ("onnxruntime", "onnxruntime-gpu") if (v := p.version_of(n))}
     short = [x.replace("ExecutionProvider", "") for x in providers]

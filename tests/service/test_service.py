@@ -546,13 +546,21 @@ def test_protect_home_and_access_for_the_service_user(tmp_path):
 
 
 def test_memory_cgroup_problem(tmp_path):
-    cmdline, controllers = tmp_path / "cmdline", tmp_path / "controllers"
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "sys/fs/cgroup").mkdir(parents=True)
+    (tmp_path / "boot/firmware").mkdir(parents=True)
+    (tmp_path / "boot/firmware/cmdline.txt").write_text("console=tty1 root=/dev/mmcblk0p2\n")
+    cmdline, controllers = tmp_path / "proc/cmdline", tmp_path / "sys/fs/cgroup/cgroup.controllers"
     controllers.write_text("cpuset cpu io pids\n")
     cmdline.write_text("console=tty1 cgroup_disable=memory root=/dev/mmcblk0p2\n")
-    assert "cgroup_enable=memory" in checks.memory_cgroup_problem(str(cmdline), str(controllers))
-    cmdline.write_text("cgroup_disable=memory cgroup_enable=memory cgroup_memory=1\n")
-    assert checks.memory_cgroup_problem(str(cmdline), str(controllers)) is None
+    problem = checks.memory_cgroup_problem(tmp_path)
+    assert "cgroup_enable=memory" in problem and "/boot/firmware/cmdline.txt" in problem
+    assert "cgroup_memory=1" not in problem  # not a kernel option
     controllers.write_text("cpuset cpu io memory pids\n")
-    cmdline.write_text("cgroup_disable=memory\n")
-    assert checks.memory_cgroup_problem(str(cmdline), str(controllers)) is None
+    cmdline.write_text("cgroup_disable=memory cgroup_enable=memory\n")
+    assert checks.memory_cgroup_problem(tmp_path) is None
+    controllers.unlink()  # cgroup v1: the command line decides
+    assert checks.memory_cgroup_problem(tmp_path) is None
+    cmdline.write_text("cgroup_enable=memory cgroup_disable=memory\n")
+    assert "cgroup_enable=memory" in checks.memory_cgroup_problem(tmp_path)
 

@@ -199,7 +199,7 @@ def test_x86_vm_with_nothing_installed(tmp_path):
     f = doctor(p)
     for name in ("numpy", "opencv", "onnxruntime"):
         assert f[name].status == "fail" and "No module named" in f[name].summary
-    assert f["onnxruntime"].fix == "pip install onnxruntime"
+    assert f["onnxruntime"].fix == "pip install 'edgeface[cpu]'"
     assert f["picamera2"].status == "skip" and f["tensorrt"].status == "skip"
     assert f["cameras"].summary == "no V4L2 camera" and f["cameras"].status == "info"
     assert f["thermal"].summary == "no thermal zones; throttling: not reported"
