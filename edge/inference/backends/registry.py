@@ -98,3 +98,8 @@ register_backend(BackendEntry(
     "pytorch", (".pth", ".pt", ".tar"), ("cpu",),
     "edgeface.models.torch_backend:TorchBackend",
     "evaluating a PyTorch checkpoint needs torch: pip install 'edgeface[export]'"))
+register_backend(BackendEntry(
+    "tensorrt", (".engine", ".plan"), ("tensorrt",),
+    "edgeface.inference.backends.tensorrt_backend:TensorRTBackend",
+    "a TensorRT engine needs TensorRT's Python bindings (on a Jetson: sudo apt install "
+    "python3-libnvinfer) and cuda-python (pip install 'cuda-python>=12.2,<13')"))
