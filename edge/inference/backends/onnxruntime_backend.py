@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any, Mapping
 
 import numpy as np
 
+from edgeface.common.files import sha256_file
 from edgeface.errors import ModelError
 from edgeface.inference.backends.base import RawOutputs, default_threads
+from edgeface.inference.engine_cache import WORKSPACE_BYTES, default_cache_dir
 from edgeface.inference.model_info import INPUT_NAME, OUTPUT_NAMES, ModelInfo
 
 # --provider -> ONNX Runtime execution providers, most preferred first (CPU always last).
@@ -49,11 +52,13 @@ def available_providers() -> list[str]:
     return list(ort.get_available_providers())
 
 
-def resolve_providers(provider: str) -> list[str]:
+def resolve_providers(provider: str, tensorrt_options: Mapping[str, Any] | None = None
+                      ) -> list[str | tuple[str, dict[str, Any]]]:
     """ONNX Runtime providers for ``--provider``, failing clearly when the build lacks it.
 
     ``tensorrt`` falls back to CUDA (when available) for nodes TensorRT does not take, and
-    every choice falls back to the CPU.
+    every choice falls back to the CPU. ``tensorrt_options`` (:func:`tensorrt_provider_options`)
+    go with the TensorRT provider.
     """
     name = _ORT_PROVIDERS.get(provider.lower())
     if name is None:
@@ -63,12 +68,78 @@ def resolve_providers(provider: str) -> list[str]:
     if name not in avail:
         raise ModelError(f"execution provider {provider!r} is not available in this onnxruntime "
                          f"build (available: {', '.join(avail)})")
-    out = [name]
-    if name == "TensorrtExecutionProvider" and "CUDAExecutionProvider" in avail:
-        out.append("CUDAExecutionProvider")
+    out: list[str | tuple[str, dict[str, Any]]] = [name]
+    if name == "TensorrtExecutionProvider":
+        if tensorrt_options is not None:
+            out = [(name, dict(tensorrt_options))]
+        if "CUDAExecutionProvider" in avail:
+            out.append("CUDAExecutionProvider")
     if "CPUExecutionProvider" not in out:
         out.append("CPUExecutionProvider")
     return out
+
+
+#: Set to 1 to let ONNX Runtime's TensorRT provider build FP16 engines when the caller does
+#: not say (the service reads it from its env file).
+FP16_ENV = "EDGEFACE_TENSORRT_FP16"
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in text.split("+")[0].split(".")[:3] if p.isdigit())
+
+
+def tensorrt_cache_dirs(model: str | os.PathLike, cache_dir: str | os.PathLike | None = None
+                        ) -> tuple[Path, Path]:
+    """(engine cache, timing cache) of ONNX Runtime's TensorRT provider for ``model``.
+
+    ONNX Runtime names a cached engine by the model's file name, tensor names and the
+    ORT/CUDA/TensorRT versions, not by its weights (``TRTGenerateId``,
+    ``onnxruntime/core/providers/tensorrt/tensorrt_execution_provider_utils.h``), and its docs
+    ask users to clear the cache when the model changes. Keying the folder by the model's
+    SHA-256 makes a re-exported model build its own engine. The timing cache holds kernel
+    timings only and is shared by every model (onnxruntime PR #17865).
+    """
+    root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    base = root / "onnxruntime-tensorrt"
+    return base / f"{Path(model).stem}-{sha256_file(model)[:16]}", base
+
+
+def tensorrt_provider_options(model: str | os.PathLike, *, cache_dir: str | os.PathLike |
+                              None = None, fp16: bool | None = None, int8: bool | None = None,
+                              ort_version: str | None = None,
+                              environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Options for ONNX Runtime's TensorRT provider: engine and timing caches under the cache
+    directory, a workspace an 8 GB Orin Nano can give, FP16 when asked (``fp16``, else
+    ``$EDGEFACE_TENSORRT_FP16``), INT8 for a Q/DQ model (``int8``, else read from the file).
+
+    Names and meanings from ONNX Runtime's TensorRT EP docs ("Configurations"); an unknown
+    option fails the session ("Unknown provider option"), so ``trt_timing_cache_path`` (ORT
+    1.17+) is given only to versions that know it. A Q/DQ model needs ``trt_int8_enable``
+    and no calibration table: TensorRT refuses one when the graph has Q/DQ nodes.
+    """
+    import onnxruntime as ort
+
+    env = os.environ if environ is None else environ
+    if fp16 is None:
+        fp16 = env.get(FP16_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+    if int8 is None:
+        from edgeface.inference.onnx_proto import read_summary
+
+        int8 = read_summary(model).has_qdq
+    engines, timing = tensorrt_cache_dirs(model, cache_dir)
+    engines.mkdir(parents=True, exist_ok=True)
+    options: dict[str, Any] = {
+        "device_id": 0,
+        "trt_max_workspace_size": WORKSPACE_BYTES,
+        "trt_fp16_enable": bool(fp16 or int8),  # INT8 engines keep float layers in FP16
+        "trt_int8_enable": bool(int8),
+        "trt_engine_cache_enable": True,
+        "trt_engine_cache_path": str(engines),
+        "trt_timing_cache_enable": True,
+    }
+    if _version(ort_version or ort.__version__) >= (1, 17):
+        options["trt_timing_cache_path"] = str(timing)
+    return options
 
 
 class OnnxRuntimeBackend:
@@ -84,7 +155,11 @@ class OnnxRuntimeBackend:
         threads: int | None = None,
         input_size: tuple[int, int] | None = None,
         arena: bool = True,
+        fp16: bool | None = None,
+        cache_dir: str | os.PathLike | None = None,
     ):
+        """``fp16`` and ``cache_dir``: for ``provider="tensorrt"`` only (see
+        :func:`tensorrt_provider_options`)."""
         import onnxruntime as ort
 
         path = Path(model_path)
@@ -92,10 +167,14 @@ class OnnxRuntimeBackend:
             raise ModelError(f"model file not found: {path}")
         self.path = path
         self.threads = threads or default_threads()
+        trt_options = None
+        if provider.lower() == "tensorrt" and \
+                _ORT_PROVIDERS["tensorrt"] in available_providers():
+            trt_options = tensorrt_provider_options(path, cache_dir=cache_dir, fp16=fp16)
         try:
             self.session = ort.InferenceSession(
                 str(path), sess_options=session_options(self.threads, arena=arena),
-                providers=resolve_providers(provider))
+                providers=resolve_providers(provider, trt_options))
         except ModelError:
             raise
         except Exception as exc:  # onnxruntime raises several unrelated types here
