@@ -8,9 +8,9 @@ from dataclasses import dataclass
 
 #: Open connections at once (idle keep-alive and half-sent ones included). systemd gives a
 #: service a soft RLIMIT_NOFILE of 1024; half of it leaves the rest to the model, camera,
-#: video and log files. An idle connection costs one file descriptor and ~6 KB of memory
-#: (benchmarks/results/http_servers.md), so 512 of them are ~3 MB. Past it a connection gets
-#: a quick 503 (``/healthz`` is still answered, see ``OVERFLOW_CONNECTIONS``).
+#: video and log files. An idle connection costs one file descriptor and ~7 KB of memory
+#: (200 idle sockets: +1.4 MB, benchmarks/results/http_servers.md), so 512 are ~3.5 MB.
+#: Past it a connection gets a quick 503 (``/healthz`` is still answered, see below).
 MAX_CONNECTIONS = 512
 #: Connections past the cap whose request head is still read (for ``/healthz``, answered;
 #: anything else 503) instead of closed at once. Each waits at most ``OVERFLOW_TIMEOUT``.
@@ -23,19 +23,21 @@ MAX_STREAMS = 8
 #: 720p model at ~5-15 fps, so this rarely binds there).
 STREAM_MAX_FPS = 15.0
 #: JPEG encodes per second at most, shared by snapshots and streams (an encode is never
-#: repeated for the same frame either). One 720p annotate+encode is ~4 ms on x86-64 and
-#: ~25 ms on a Pi 4 core [?], so 15/s bounds the HTTP side at ~40 % of one Pi core however
-#: many clients ask; a snapshot is then at most 1/15 s older than the newest frame.
+#: repeated for the same frame either). One 720p encode is ~4 ms on x86-64 (measured) and
+#: an estimated ~25 ms on a Pi 4 core, so 15/s bounds encoding at ~40 % of one Pi core
+#: however many clients ask; a snapshot is then at most 1/15 s older than the newest frame.
 JPEG_MAX_FPS = 15.0
 #: Requests per second served at most, all endpoints but ``/healthz`` (which stays cheap and
-#: always answers). Python spends ~0.1 ms per request on x86-64 and ~0.5 ms on a Pi 4 [?],
-#: so 500/s caps the loop thread near a quarter of a Pi core; past it requests queue
-#: briefly (then 503), instead of a tight client loop starving inference of the GIL.
+#: always answers). The loop thread spends 0.09-0.16 ms of CPU per request on x86-64
+#: (measured; estimated ~0.5 ms on a Pi 4), so 500/s caps it near a quarter of a Pi core;
+#: past it requests queue briefly (then 503) instead of a tight client loop taking the CPU
+#: (and the GIL) from inference.
 REQUEST_MAX_RATE = 500.0
 #: Snapshots per second served at most, all clients together: 120 x ~110 KB (720p) is
-#: ~13 MB/s, every client's share of the <= 15 distinct JPEGs a second there are; without a
-#: budget 30 keep-alive loops fetched ~1,900/s (200 MB/s) on loopback and took a third of a
-#: core (benchmarks/results/http_servers.md).
+#: ~13 MB/s, every client's share of the <= 15 distinct JPEGs a second there are. Without
+#: a budget, 30 keep-alive loops fetched ~1,900/s (200 MB/s) on loopback and cost the
+#: device ~0.3 of an x86-64 core (the "asyncio, no budget" column of
+#: benchmarks/results/http_servers.md).
 SNAPSHOT_MAX_RATE = 120.0
 #: Seconds a request may queue for its turn before it gets 503 + Retry-After instead.
 MAX_QUEUE_WAIT = 2.0

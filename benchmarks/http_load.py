@@ -1,0 +1,507 @@
+#!/usr/bin/env python
+"""HTTP server under load (issue 12): `edgeface run --http` on a looping 1280x720 video while
+hostile clients hammer it over loopback; does inference keep its pace, memory stay bounded,
+/healthz keep answering, and SIGTERM still end in exit 0 with every output flushed?
+
+Phases, one device process: ``--before`` s without clients, ``--duration`` s of load, then
+``--after`` s without clients again (FPS without clients = the mean of the two quiet phases,
+so a drift of the shared machine shows rather than biases the ratio), then the same load
+again for 5 s and SIGTERM while it is running. The load
+is one client process (asyncio, loopback): ``--snapshots`` keep-alive loops fetching
+/snapshot.jpg back to back, ``--streams`` MJPEG readers (refused ones retry every second),
+``--pollers`` /metrics pollers (10 Hz each) and ``--idle`` sockets that never finish a request
+(half send a partial head, half nothing; each reconnects as soon as the server closes it).
+This process polls /healthz every 0.5 s on a fresh connection (every answer and its latency
+recorded) and samples the device's RSS, thread count and FPS (JSON lines written per 0.5 s)
+from /proc and the output file.
+
+The client process runs at ``--client-nice`` (default 10): on a device the clients are other
+machines, so their own CPU (parsing ~100 KB responses in Python) must not be charged to the
+device; everything the *server* does (parsing, copying into sockets, JPEG encodes) still is.
+
+    python benchmarks/http_load.py                # -> benchmarks/results/http_load.json + .md
+
+Acceptance (printed): peak RSS <= 250 MB, FPS under load / FPS without clients >= 0.8,
+/healthz answered 200 throughout, exit code 0, every JSON line complete and as many as the
+run's summary says.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = REPO / "benchmarks" / "results" / "http_load.json"
+PEAK_RSS_MB = 250.0
+FPS_RATIO = 0.8
+TERM_AFTER = 5.0  # seconds of load before the final SIGTERM
+_DONE = re.compile(r"done: (\d+) frames in ([\d.]+) s \(([\d.]+) fps\)")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", type=Path, default=None,
+                    help="ONNX model [default: export V1 from the shared weights]")
+    ap.add_argument("--size", default="1280x720", help="video resolution WxH")
+    ap.add_argument("--before", type=float, default=20.0, help="seconds without clients first")
+    ap.add_argument("--duration", type=float, default=60.0, help="seconds of load")
+    ap.add_argument("--after", type=float, default=15.0, help="seconds without clients after")
+    ap.add_argument("--snapshots", type=int, default=30)
+    ap.add_argument("--streams", type=int, default=10)
+    ap.add_argument("--pollers", type=int, default=10)
+    ap.add_argument("--idle", type=int, default=200)
+    ap.add_argument("--client-nice", type=int, default=10)
+    ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
+    ap.add_argument("--client", action="store_true", help=argparse.SUPPRESS)  # load process
+    ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    return ap.parse_args(argv)
+
+
+# -- the load (a child process) ---------------------------------------------------------------
+async def _head(reader) -> tuple[int, dict]:
+    raw = await reader.readuntil(b"\r\n\r\n")
+    lines = raw.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, _, v in
+               (line.partition(":") for line in lines[1:] if line)}
+    return int(lines[0].split()[1]), headers
+
+
+async def _part_head(reader) -> int:
+    """Skip one MJPEG part's boundary and headers; its Content-Length."""
+    raw = await reader.readuntil(b"\r\n\r\n")
+    for line in raw.decode("latin-1").split("\r\n"):
+        k, _, v = line.partition(":")
+        if k.strip().lower() == "content-length":
+            return int(v)
+    raise ValueError("part without Content-Length")
+
+
+async def _snapshot_loop(port: int, end: float, st: Counter) -> None:
+    loop = asyncio.get_running_loop()
+    while loop.time() < end:
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        except OSError:
+            st["snapshot_connect_errors"] += 1
+            await asyncio.sleep(0.1)
+            continue
+        try:
+            while loop.time() < end:
+                writer.write(b"GET /snapshot.jpg HTTP/1.1\r\nHost: d\r\n\r\n")
+                code, headers = await _head(reader)
+                body = await reader.readexactly(int(headers.get("content-length", 0)))
+                st[f"snapshot_{code}"] += 1
+                st["snapshot_bytes"] += len(body)
+                if headers.get("connection", "").lower() == "close":
+                    break
+                if code != 200:
+                    await asyncio.sleep(0.1)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            st["snapshot_errors"] += 1
+            await asyncio.sleep(0.1)
+        finally:
+            writer.close()
+
+
+async def _stream_reader(port: int, end: float, st: Counter) -> None:
+    loop = asyncio.get_running_loop()
+    while loop.time() < end:
+        writer = None
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET /stream.mjpg HTTP/1.1\r\nHost: d\r\n\r\n")
+            code, headers = await _head(reader)
+            st[f"stream_{code}"] += 1
+            if code != 200:
+                await reader.read()
+                await asyncio.sleep(1.0)
+                continue
+            while loop.time() < end:
+                await reader.readexactly(await _part_head(reader) + 2)
+                st["stream_frames"] += 1
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            st["stream_errors"] += 1
+            await asyncio.sleep(0.5)
+        finally:
+            if writer is not None:
+                writer.close()
+
+
+async def _poller(port: int, end: float, st: Counter) -> None:
+    loop = asyncio.get_running_loop()
+    while loop.time() < end:
+        writer = None
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            while loop.time() < end:
+                writer.write(b"GET /metrics HTTP/1.1\r\nHost: d\r\n\r\n")
+                code, headers = await _head(reader)
+                await reader.readexactly(int(headers.get("content-length", 0)))
+                st[f"metrics_{code}"] += 1
+                if headers.get("connection", "").lower() == "close":
+                    break
+                await asyncio.sleep(0.1)
+        except (OSError, asyncio.IncompleteReadError, ValueError):
+            st["metrics_errors"] += 1
+            await asyncio.sleep(0.1)
+        finally:
+            if writer is not None:
+                writer.close()
+
+
+async def _idle_socket(port: int, end: float, st: Counter, partial: bool) -> None:
+    loop = asyncio.get_running_loop()
+    while loop.time() < end:
+        writer = None
+        try:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            st["idle_opened"] += 1
+            if partial:
+                writer.write(b"GET /snapshot.jpg HTTP/1.1\r\nHost: d\r\n")
+            left = end - loop.time()
+            if await asyncio.wait_for(reader.read(), max(left, 0.01)) is not None:
+                st["idle_closed_by_server"] += 1
+        except asyncio.TimeoutError:
+            pass  # the load is over
+        except (OSError, asyncio.IncompleteReadError):
+            st["idle_errors"] += 1
+            await asyncio.sleep(0.1)
+        finally:
+            if writer is not None:
+                writer.close()
+
+
+async def _load(args: argparse.Namespace) -> dict:
+    st: Counter = Counter()
+    end = asyncio.get_running_loop().time() + args.duration
+    p = args.port
+    jobs = ([_snapshot_loop(p, end, st) for _ in range(args.snapshots)]
+            + [_stream_reader(p, end, st) for _ in range(args.streams)]
+            + [_poller(p, end, st) for _ in range(args.pollers)]
+            + [_idle_socket(p, end, st, i % 2 == 0) for i in range(args.idle)])
+    tasks = [asyncio.ensure_future(j) for j in jobs]
+    _, pending = await asyncio.wait(tasks, timeout=args.duration + 5)
+    for t in pending:
+        t.cancel()
+    return dict(st)
+
+
+def client_main(args: argparse.Namespace) -> int:
+    stats = asyncio.run(_load(args))
+    json.dump(stats, sys.stdout)
+    return 0
+
+
+# -- the measurement -----------------------------------------------------------------------
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_status(pid: int) -> dict:
+    out = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM", "Threads"):
+                out[k] = int(v.split()[0])
+    return out
+
+
+def start_clients(args: argparse.Namespace, port: int, duration: float) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, __file__, "--client", "--port", str(port), "--duration",
+         str(duration), "--snapshots", str(args.snapshots), "--streams", str(args.streams),
+         "--pollers", str(args.pollers), "--idle", str(args.idle)],
+        stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(args.client_nice))
+
+
+def cpu_seconds(pid: int) -> dict:
+    """CPU seconds (user + system) of the whole process and of its HTTP threads."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"process": 0.0, "http": 0.0}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        sec = (int(fields[11]) + int(fields[12])) / tick
+        out["process"] += sec
+        if comm.startswith("http"):
+            out["http"] += sec
+    return out
+
+
+def healthz(port: int, timeout: float = 2.0) -> tuple[int, float]:
+    """(HTTP status or 0 for no answer, seconds) of one GET /healthz on a fresh connection."""
+    t0 = time.perf_counter()
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+            s.sendall(b"GET /healthz HTTP/1.1\r\nHost: d\r\nConnection: close\r\n\r\n")
+            data = b""
+            while b"\r\n" not in data:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        code = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.") else 0
+    except (OSError, ValueError, IndexError):
+        code = 0
+    return code, time.perf_counter() - t0
+
+
+class LineCounter:
+    """Counts the lines the device has appended to its JSON-lines file."""
+
+    def __init__(self, path: Path):
+        self.path, self.lines, self._pos = path, 0, 0
+
+    def poll(self) -> int:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self._pos)
+                data = f.read()
+        except FileNotFoundError:
+            return self.lines
+        n = data.rfind(b"\n") + 1  # only complete lines
+        self.lines += data[:n].count(b"\n")
+        self._pos += n
+        return self.lines
+
+
+def measure(cmd: list[str], port: int, out_jsonl: Path, args: argparse.Namespace,
+            tmp: Path, env: dict | None = None) -> dict:
+    """Run the device command, the quiet/load/quiet phases and SIGTERM; return every figure."""
+    err_path = tmp / "device.stderr"
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while healthz(port)[0] != 200:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"the device did not come up (exit {proc.poll()}):\n"
+                                 + err_path.read_text()[-2000:])
+            time.sleep(0.2)
+        counter = LineCounter(out_jsonl)
+        samples = []  # (t, phase, lines, rss_kb, threads, healthz status, healthz s)
+        cpu = {}  # phase -> CPU seconds per second (process, its HTTP threads)
+        client = None
+        t0 = time.monotonic()
+        phases = [("before", args.before), ("load", args.duration), ("after", args.after)]
+        for phase, length in phases:
+            if phase == "load":
+                client = start_clients(args, port, length)
+            end = time.monotonic() + length
+            tick = time.monotonic()
+            cpu0 = cpu_seconds(proc.pid)
+            while tick < end:
+                code, lat = healthz(port)
+                st = proc_status(proc.pid)
+                samples.append((round(time.monotonic() - t0, 3), phase, counter.poll(),
+                                st["VmRSS"], st["Threads"], code, round(lat, 4)))
+                tick += 0.5
+                time.sleep(max(0.0, tick - time.monotonic()))
+            cpu1 = cpu_seconds(proc.pid)
+            cpu[phase] = {k: round((cpu1[k] - cpu0[k]) / length, 3) for k in cpu0}
+            if phase == "load":
+                out, _ = client.communicate(timeout=60)
+                client_stats = json.loads(out or "{}")
+        # SIGTERM while the same clients are busy: the stop must still be clean.
+        client = start_clients(args, port, TERM_AFTER + 10)
+        time.sleep(TERM_AFTER)
+        hwm_kb = proc_status(proc.pid)["VmHWM"]
+        t_term = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+        exit_s = time.monotonic() - t_term
+        client.terminate()  # its connections are refused from now on
+        client.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if client is not None and client.poll() is None:
+            client.kill()
+    text = err_path.read_text()
+    m = _DONE.search(text)
+    complete = bad = 0
+    with open(out_jsonl, "rb") as f:
+        for line in f:
+            try:
+                json.loads(line)
+                complete += line.endswith(b"\n")
+            except ValueError:
+                bad += 1
+    r = summarize(samples, client_stats, rc, exit_s, hwm_kb, text, m, complete, bad)
+    r["cpu_cores_used"] = cpu  # CPU seconds per second: the process, and its HTTP threads
+    return r
+
+
+def _fps(samples: list, phase: str, skip: float = 2.0) -> float:
+    rows = [s for s in samples if s[1] == phase]
+    rows = [s for s in rows if s[0] >= rows[0][0] + skip] if rows else []
+    if len(rows) < 2:
+        return float("nan")
+    return (rows[-1][2] - rows[0][2]) / (rows[-1][0] - rows[0][0])
+
+
+def summarize(samples, client_stats, rc, exit_s, hwm_kb, stderr, done, complete, bad) -> dict:
+    fps = {p: round(_fps(samples, p), 2) for p in ("before", "load", "after")}
+    quiet = statistics.mean([fps["before"], fps["after"]])
+    load_rows = [s for s in samples if s[1] == "load"]
+    health = [(s[5], s[6]) for s in samples]
+    health_load = [(s[5], s[6]) for s in load_rows]
+    lat_ms = sorted(h[1] * 1e3 for h in health_load if h[0] == 200) or [float("nan")]
+    summary_frames = int(done.group(1)) if done else None
+    return {
+        "fps": fps, "fps_without_clients": round(quiet, 2),
+        "fps_ratio": round(fps["load"] / quiet, 3) if quiet else None,
+        "peak_rss_mb": round(hwm_kb / 1024, 1),
+        "peak_rss_under_load_mb": round(max(s[3] for s in load_rows) / 1024, 1),
+        "rss_before_load_mb": round(max(s[3] for s in samples if s[1] == "before") / 1024, 1),
+        "threads_max": max(s[4] for s in samples),
+        "threads_before_load": max(s[4] for s in samples if s[1] == "before"),
+        "healthz_polls": len(health), "healthz_failures": sum(h[0] != 200 for h in health),
+        "healthz_failures_under_load": sum(h[0] != 200 for h in health_load),
+        "healthz_statuses": dict(Counter(str(h[0]) for h in health)),
+        "healthz_latency_ms_under_load": {
+            "p50": round(statistics.median(lat_ms), 2),
+            "p95": round(lat_ms[int(0.95 * (len(lat_ms) - 1))], 2),
+            "max": round(lat_ms[-1], 2)},
+        "exit_code": rc, "exit_s": round(exit_s, 2),
+        "json_lines": complete, "json_lines_bad": bad, "summary_frames": summary_frames,
+        "frames_match": summary_frames == complete and bad == 0,
+        "tracebacks": stderr.count("Traceback"),
+        "client": client_stats, "samples": samples,
+    }
+
+
+def verdict(r: dict) -> dict:
+    return {"peak_rss": r["peak_rss_mb"] <= PEAK_RSS_MB,
+            "fps_ratio": (r["fps_ratio"] or 0) >= FPS_RATIO,
+            "healthz": r["healthz_failures"] == 0,
+            "exit_0": r["exit_code"] == 0 and r["tracebacks"] == 0,
+            "outputs_flushed": r["frames_match"]}
+
+
+def device_command(model: Path, video: Path, port: int, out_jsonl: Path) -> list[str]:
+    return [sys.executable, "-m", "edgeface.cli", "run", "-m", str(model), "--source", str(video),
+            "--loop", "--json", str(out_jsonl), "--http", f"127.0.0.1:{port}",
+            "--status-interval", "0"]
+
+
+def prepare_inputs(args: argparse.Namespace, tmp: Path) -> tuple[Path, Path]:
+    from _shared import export_v1, make_video
+
+    model = args.model or export_v1(tmp / "featherface_v1.onnx")
+    w, h = map(int, args.size.lower().split("x"))
+    return model, make_video(tmp / f"clip_{w}x{h}.mp4", (w, h))
+
+
+def machine(load0: list[float]) -> dict:
+    return {"platform": platform.platform(), "processor": platform.machine(),
+            "python": platform.python_version(), "cpus": os.cpu_count(),
+            "loadavg_at_start": load0, "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.client:
+        return client_main(args)
+    load0 = [round(x, 2) for x in os.getloadavg()]
+    tmp = Path(tempfile.mkdtemp(prefix="edgeface-http-load-"))
+    model, video = prepare_inputs(args, tmp)
+    port = free_port()
+    out_jsonl = tmp / "out.jsonl"
+    cmd = device_command(model, video, port, out_jsonl)
+    r = measure(cmd, port, out_jsonl, args, tmp)
+    ok = verdict(r)
+    report = {
+        "kind": "edgeface-http-load", "schema_version": 1,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python benchmarks/http_load.py " + " ".join(argv or sys.argv[1:]),
+        "device_command": "edgeface " + " ".join(cmd[3:]).replace(str(tmp) + "/", ""),
+        "machine": machine(load0),
+        "load": {k: getattr(args, k) for k in ("size", "before", "duration", "after",
+                                               "snapshots", "streams", "pollers", "idle",
+                                               "client_nice")},
+        "targets": {"peak_rss_mb": PEAK_RSS_MB, "fps_ratio": FPS_RATIO},
+        "passed": ok, "result": r,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    md = render_md(report)
+    args.out.with_suffix(".md").write_text(md)
+    print(md)
+    print(f"wrote {args.out}")
+    return 0 if all(ok.values()) or not args.strict else 1
+
+
+def render_md(report: dict) -> str:
+    r, ok, ld = report["result"], report["passed"], report["load"]
+    c = r["client"]
+    mark = {True: "yes", False: "**NO**"}
+    return "\n".join([
+        f"# HTTP server under load: `edgeface run --http` ({report['date']})", "",
+        f"`{report['command'].strip()}` on {report['machine']['processor']} with "
+        f"{report['machine']['cpus']} CPUs (load average {report['machine']['loadavg_at_start'][0]}"
+        f" at start, {report['machine']['loadavg_at_end'][0]} at end; a shared machine). Device: "
+        f"`{report['device_command']}` (V1 FP32, looping {ld['size']} video). Load for "
+        f"{ld['duration']:g} s, loopback, client process at nice {ld['client_nice']}: "
+        f"{ld['snapshots']} keep-alive /snapshot.jpg loops, {ld['streams']} /stream.mjpg "
+        f"readers, {ld['pollers']} /metrics pollers (10 Hz), {ld['idle']} idle sockets (half "
+        f"with a partial request head, reconnecting when closed); /healthz polled every 0.5 s "
+        f"on a fresh connection throughout.", "",
+        "| figure | value | target | met |", "|---|---|---|---|",
+        f"| peak RSS (VmHWM, whole run) | {r['peak_rss_mb']} MB | <= {PEAK_RSS_MB:g} MB | "
+        f"{mark[ok['peak_rss']]} |",
+        f"| RSS before load / peak under load | {r['rss_before_load_mb']} / "
+        f"{r['peak_rss_under_load_mb']} MB | | |",
+        f"| FPS without clients (before / after) | {r['fps']['before']} / {r['fps']['after']} "
+        "| | |",
+        f"| FPS under load | {r['fps']['load']} | | |",
+        f"| FPS under load / without clients | {r['fps_ratio']} | >= {FPS_RATIO} | "
+        f"{mark[ok['fps_ratio']]} |",
+        f"| /healthz failures (all / under load) | {r['healthz_failures']} of "
+        f"{r['healthz_polls']} / {r['healthz_failures_under_load']} | 0 | {mark[ok['healthz']]} |",
+        f"| /healthz latency under load p50 / p95 / max | "
+        f"{r['healthz_latency_ms_under_load']['p50']} / "
+        f"{r['healthz_latency_ms_under_load']['p95']} / "
+        f"{r['healthz_latency_ms_under_load']['max']} ms | | |",
+        f"| CPU cores used by the device without / with clients (its HTTP threads) | "
+        f"{r['cpu_cores_used']['before']['process']} ({r['cpu_cores_used']['before']['http']})"
+        f" / {r['cpu_cores_used']['load']['process']} ({r['cpu_cores_used']['load']['http']})"
+        " | | |",
+        f"| threads (before load / max) | {r['threads_before_load']} / {r['threads_max']} "
+        "| < 128 | |",
+        f"| exit code after SIGTERM under load (time to exit) | {r['exit_code']} "
+        f"({r['exit_s']} s), "
+        f"{r['tracebacks']} tracebacks | 0 | {mark[ok['exit_0']]} |",
+        f"| JSON lines complete / run summary | {r['json_lines']} ({r['json_lines_bad']} bad) / "
+        f"{r['summary_frames']} | equal | {mark[ok['outputs_flushed']]} |", "",
+        "What the clients got: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())) + ".",
+        "", "FPS = JSON lines appended per second (first 2 s of each phase skipped); FPS "
+        "without clients = mean of the quiet phases before and after the load.", ""])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
