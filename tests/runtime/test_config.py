@@ -56,9 +56,9 @@ def test_unknown_key_names_it_and_lists_valid_ones(tmp_path):
     assert e.value.exit_code == EXIT_USAGE
     assert "unknown key 'confidence'" in msg and str(tmp_path) in msg
     assert "confidence_threshold" in msg and "nms_threshold" in msg and "outputs" in msg
-    with pytest.raises(ConfigError, match=r"unknown key 'outputs.mqtt' .*"
+    with pytest.raises(ConfigError, match=r"unknown key 'outputs.kafka' .*"
                                           r"json, json_max_size, json_keep, video, http"):
-        load_config(write(tmp_path, "outputs:\n  mqtt: broker:1883\n"))
+        load_config(write(tmp_path, "outputs:\n  kafka: broker:9092\n"))
 
 
 @pytest.mark.parametrize("text, match", [
@@ -100,8 +100,11 @@ def test_merge_precedence():
     assert merged["confidence_threshold"] == 0.7  # from the file
     assert merged["threads"] == 4  # the flag wins
     assert merged["source"] == "clip.mp4" and merged["camera"] is None  # source replaced
-    assert merged["outputs"] == {"json": "x.jsonl", "json_max_size": None, "json_keep": 3,
-                                 "video": None, "http": "8080"}
+    assert {k: merged["outputs"][k] for k in ("json", "json_max_size", "json_keep", "video",
+                                              "http")} == \
+        {"json": "x.jsonl", "json_max_size": None, "json_keep": 3, "video": None, "http": "8080"}
+    # Every other output keeps its default (the face-event outputs: off).
+    assert merged["outputs"] == {**DEFAULTS["outputs"], "json": "x.jsonl", "http": "8080"}
     assert merged["nms_threshold"] == DEFAULTS["nms_threshold"]
     assert DEFAULTS["outputs"]["json"] is None  # merge copies, never mutates the defaults
 
