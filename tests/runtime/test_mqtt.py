@@ -251,7 +251,7 @@ def test_edgeface_run_builds_the_event_outputs_from_its_config(broker, tmp_path,
                    f"source: {write_video(tmp_path / 'clip.mp4', synthetic_frames(4))}\n"
                    "status_interval: 0\nmemory_limit: 0\n"
                    f"outputs:\n  json: det.jsonl\n  mqtt: {broker.url}\n"
-                   f"  mqtt_device: {device}\n")
+                   f"  mqtt_device: {device}\n  crops: faces\n  crops_keep: 10\n")
     saved = cv2.getNumThreads()
     try:
         rc = main(["run", "--config", str(cfg)])
@@ -261,6 +261,7 @@ def test_edgeface_run_builds_the_event_outputs_from_its_config(broker, tmp_path,
     assert rc == 0, err
     assert (f"mqtt mqtt://127.0.0.1:{broker.port} edgeface/{device}/, discovery under "
             "homeassistant/" in err)
+    assert f"crops {tmp_path / 'faces'}/ (newest 10, 100.0 MB kept)" in err
     sub.wait_for(f"edgeface/{device}/availability", lambda p: p == b"offline")
     assert [p for p, _ in sub.on(f"edgeface/{device}/availability")] == [b"online", b"offline"]
     sub.close()

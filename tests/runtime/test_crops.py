@@ -1,0 +1,143 @@
+"""Face crops: one JPEG per ended track, named by time and track id, written atomically, the
+oldest deleted past a count or a size budget."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import time
+
+import cv2
+import numpy as np
+import pytest
+from event_fakes import T0, event, lifecycle, make_track, wait_until, with_events
+
+from edgeface.errors import EdgefaceError
+from edgeface.runtime.sinks import crops as crops_mod
+from edgeface.runtime.sinks.crops import CropsSink, crop_name
+
+
+def ends(*ids):
+    return [with_events([event("end", make_track(i))], i) for i in ids]
+
+
+def names(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_one_jpeg_per_ended_track_named_by_time_and_id(tmp_path):
+    sink = CropsSink(tmp_path / "faces")
+    for r in lifecycle(42):  # start and update save nothing
+        sink.write(r)
+    sink.close()
+    # The best view was at T0 + 1.25 (UTC).
+    assert names(tmp_path / "faces") == ["20231114T221321.250Z-track42.jpg"]
+    img = cv2.imread(str(tmp_path / "faces" / "20231114T221321.250Z-track42.jpg"))
+    assert img.shape == (111, 80, 3)  # the box, 30% more a side, cut at the image's edge
+    assert sink.saved == 1 and sink.stats()["files"] == 1
+    assert sink.describe() == f"crops {tmp_path / 'faces'}/ (newest 1000 kept)"
+
+
+def test_name_order_is_time_order():
+    assert crop_name(T0, 3) == "20231114T221320.000Z-track3.jpg"
+    assert crop_name(T0 + 0.9996, 3) == "20231114T221321.000Z-track3.jpg"  # rounds up a second
+    stamps = [T0 + d for d in (0, 0.001, 0.5, 59.999, 3600, 86400 * 40)]
+    assert [crop_name(t, 1) for t in stamps] == sorted(crop_name(t, 1) for t in stamps)
+
+
+def test_keeps_the_newest_n(tmp_path):
+    sink = CropsSink(tmp_path, keep=3)
+    for i in range(7):
+        t = make_track(i)
+        t.best_ts = T0 + i
+        sink.write(with_events([event("end", t)], i))
+    sink.close()
+    assert [re.sub(r".*-track", "", n) for n in names(tmp_path)] == ["4.jpg", "5.jpg", "6.jpg"]
+    assert sink.deleted == 4
+
+
+def test_size_budget_counts_the_files_of_an_earlier_run(tmp_path):
+    old = [f"20200101T00000{i}.000Z-track{i}.jpg" for i in range(3)]
+    for n in old:
+        (tmp_path / n).write_bytes(b"x" * 30_000)
+    (tmp_path / "notes.txt").write_text("not ours: never deleted")
+    (tmp_path / f".{old[0]}.abc123.part").write_bytes(b"half")  # an interrupted write
+    sink = CropsSink(tmp_path, max_bytes=64 << 10)
+    # 90 KB of old crops against a 64 KB budget: the oldest went at start.
+    assert names(tmp_path) == sorted([*old[1:], "notes.txt"])
+    t = make_track(9, box=(0, 0, 160, 120))
+    t.best_ts = T0
+    sink.write(with_events([event("end", t)]))
+    sink.close()
+    left = names(tmp_path)
+    assert "notes.txt" in left and any(n.endswith("track9.jpg") for n in left)
+    used = sum((tmp_path / n).stat().st_size for n in left if n.endswith(".jpg"))
+    assert used <= 64 << 10 and sink.stats()["bytes"] == used
+
+
+def test_writes_are_atomic_and_a_failure_is_counted(tmp_path, monkeypatch):
+    calls = []
+    real = crops_mod.atomic_write
+
+    def spy(path, data, *a, **kw):
+        calls.append(path)
+        return real(path, data, *a, **kw)
+
+    monkeypatch.setattr(crops_mod, "atomic_write", spy)
+    sink = CropsSink(tmp_path)
+    sink.write(ends(1)[0])
+    sink.flush()
+    assert [p.name for p in calls] == names(tmp_path)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    sink.write(ends(2)[0])
+    sink.close()
+    # The failed crop left nothing behind, not even its temporary file.
+    assert len(names(tmp_path)) == 1 and sink.write_errors == 1 and sink.saved == 1
+
+
+def test_queue_is_bounded_and_write_never_waits(tmp_path, monkeypatch):
+    import threading
+
+    gate = threading.Event()
+    real = crops_mod.encode_jpeg
+    monkeypatch.setattr(crops_mod, "encode_jpeg", lambda img: (gate.wait(5), real(img))[1])
+    sink = CropsSink(tmp_path, queue_size=4)
+    first, *rest = ends(*range(10))
+    sink.write(first)
+    assert wait_until(lambda: sink.stats()["queued"] == 0)  # in the worker's hands
+    t = time.perf_counter()
+    for r in rest:
+        sink.write(r)
+    assert time.perf_counter() - t < 0.05  # nine writes, none waiting for the disk
+    assert sink.dropped == 5  # one in hand, four queued
+    gate.set()
+    sink.close()
+    assert sink.saved == 5 and len(names(tmp_path)) == 5
+
+
+def test_tracks_without_a_view_are_skipped(tmp_path):
+    sink = CropsSink(tmp_path)
+    sink.write(with_events([event("end", make_track(1, with_image=False))]))
+    sink.close()
+    assert names(tmp_path) == [] and sink.skipped == 1
+
+
+def test_an_unusable_folder_is_an_error(tmp_path):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(EdgefaceError, match="cannot use .* for face crops"):
+        CropsSink(tmp_path / "file" / "faces")
+
+
+def test_crops_are_copies_not_views(tmp_path):
+    """The queued crop must not change when the source reuses its frame buffer."""
+    from edgeface.runtime.sinks.face_events import best_view
+
+    t = make_track(1)
+    crop = best_view(t)
+    t.best_image[:] = 0
+    assert crop.any() and not np.shares_memory(crop, t.best_image)
