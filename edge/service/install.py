@@ -20,6 +20,7 @@ import yaml
 from edgeface.common.files import atomic_copy, atomic_write
 from edgeface.common.sizes import parse_size
 from edgeface.errors import ConfigError, ModelError
+from edgeface.inference.model_info import sidecar_path
 from edgeface.service.checks import (
     access_problems,
     check_model,
@@ -32,6 +33,12 @@ from edgeface.service.checks import (
 from edgeface.service.config_edit import check_config, edit_config
 from edgeface.service.layout import Layout, reroot
 from edgeface.service.plan import Plan
+from edgeface.service.tensorrt_cache import (
+    TensorRTPrebuild,
+    check_engine_model,
+    is_engine,
+    service_cache_dir,
+)
 from edgeface.service.units import (
     CONFIG_TEMPLATE,
     ENV_TEMPLATE,
@@ -99,26 +106,42 @@ def plan_install(req: InstallRequest) -> Plan:
     model = model_dst = None
     if req.model is not None:
         model = Path(req.model).expanduser().resolve()
-        check_model(model)
+        if is_engine(model):
+            check_engine_model(model, on_this_device=req.root is None)
+        else:
+            check_model(model)
         model_dst = str(Path(layout.models_dir) / model.name)
 
     config_text, existing, opts = _plan_config(req, layout, model_dst, plan)
+    engine = is_engine(opts["model"])
+    # ONNX Runtime's TensorRT provider builds its engine when the session is created: a
+    # live install builds it now, into the cache the service reads, so that no start (and
+    # no restart) builds it. An image (--root) is not the device: its first start builds.
+    build = None
+    if opts.get("provider") == "tensorrt" and not engine and req.root is None:
+        build = TensorRTPrebuild(Path(model) if model is not None else Path(opts["model"]),
+                                 Path(opts["model"]), service_cache_dir(layout, req.environ),
+                                 layout.env, None if req.user_mode else SERVICE_USER)
     # A CSI camera's frames live in NVMM buffers (nvmap, nvhost): they need the nodes too.
     gpu = req.gpu if req.gpu is not None else (
-        opts.get("provider", "cpu") in GPU_PROVIDERS or opts.get("csi") is not None)
+        opts.get("provider", "cpu") in GPU_PROVIDERS or opts.get("csi") is not None or engine)
     locations = [python, *install_locations()[1:]] if req.python else install_locations()
     unit_settings = UnitSettings(
         python=python, config=layout.config, env_file=layout.env, output_dir=layout.output_dir,
         protect_home=protect_home_for(locations),
         gpu_nodes=gpu_device_nodes(req.dev_dir) if gpu else None,
         timeout_start=TIMEOUT_START_TRT if opts.get("provider") == "tensorrt"
-        else TIMEOUT_START_CPU)
+        and not engine and build is None else TIMEOUT_START_CPU)
     unit_text = render_unit(unit_settings, user_mode=req.user_mode)
     if not req.user_mode:
         _check_service_user_can_run(req, locations, plan)
 
     _plan_files(req, layout, plan, model, model_dst, config_text, existing, unit_text)
-    _plan_systemd(req, layout, plan, unit_settings)
+    _plan_systemd(req, layout, plan, unit_settings, build)
+    if opts.get("provider") == "tensorrt" and not engine and build is None:
+        plan.notes.append(f"the TensorRT engine is built on the service's first start on the "
+                          f"device (TimeoutStartSec={TIMEOUT_START_TRT}), then cached in "
+                          f"{service_cache_dir(layout, req.environ)}")
     return plan
 
 
@@ -191,11 +214,17 @@ def _plan_files(req: InstallRequest, layout: Layout, plan: Plan, model: Path | N
         if not here.is_dir():
             plan.add("mkdir", str(here), lambda here=here: here.mkdir(parents=True, exist_ok=True))
     if model is not None and model_dst is not None:
-        dst = reroot(root, model_dst)
-        if _same_bytes(model, dst):
-            plan.add("keep", str(dst), note="same model already installed")
-        else:
-            plan.add("copy", str(dst), lambda: atomic_copy(model, dst), note=f"from {model}")
+        # An engine travels with its sidecar (what it was built from and for).
+        pairs = [(model, model_dst)] + ([(sidecar_path(model), str(sidecar_path(model_dst)))]
+                                        if is_engine(model) else [])
+        for src, dst_path in pairs:
+            dst = reroot(root, dst_path)
+            if _same_bytes(src, dst):
+                plan.add("keep", str(dst), note=f"same {'model' if src == model else 'sidecar'}"
+                         " already installed")
+            else:
+                plan.add("copy", str(dst), lambda src=src, dst=dst: atomic_copy(src, dst),
+                         note=f"from {src}")
 
     config_here = reroot(root, layout.config)
     backup = Path(str(config_here) + ".bak")
@@ -229,7 +258,7 @@ def _plan_files(req: InstallRequest, layout: Layout, plan: Plan, model: Path | N
 
 
 def _plan_systemd(req: InstallRequest, layout: Layout, plan: Plan,
-                  settings: UnitSettings) -> None:
+                  settings: UnitSettings, build: TensorRTPrebuild | None = None) -> None:
     root, live = req.root, req.root is None
     now = ["--now"] if req.start else []
     wait = (f"waits for the first processed frame, {settings.timeout_start} at most"
@@ -237,6 +266,8 @@ def _plan_systemd(req: InstallRequest, layout: Layout, plan: Plan,
     if req.user_mode:
         if live:
             plan.add("run", "", argv=["systemctl", "--user", "daemon-reload"])
+            if build is not None:
+                build.add_to(plan)
             plan.add("run", "", argv=["systemctl", "--user", "enable", *now, SERVICE],
                      note=wait)
         else:
@@ -251,6 +282,8 @@ def _plan_systemd(req: InstallRequest, layout: Layout, plan: Plan,
         plan.add("run", "", argv=["systemd-sysusers", layout.sysusers])
         plan.add("run", "", argv=["systemd-tmpfiles", "--create", layout.tmpfiles])
         plan.add("run", "", argv=["systemctl", "daemon-reload"])
+        if build is not None:  # after sysusers: the cache is handed to the service user
+            build.add_to(plan)
         plan.add("run", "", argv=["systemctl", "enable", *now, SERVICE], note=wait)
     else:
         # Offline, on the image: the tools read these files from the host path given.

@@ -33,10 +33,15 @@ UNIT_TEMPLATES = (SYSTEM_TEMPLATE, USER_TEMPLATE, ENV_TEMPLATE)
 SERVICE_MEMORY_LIMIT = "480M"
 MEMORY_MAX = "512M"
 
-# Model load + first frame; CPU from a cold SD card on a Pi 3 takes well under a minute.
+# Model load + first frame; CPU from a cold SD card on a Pi 3 takes well under a minute. Also
+# a TensorRT engine's start: deserialising it takes seconds.
 TIMEOUT_START_CPU = "120s"
-# A TensorRT engine is built on the first start with the tensorrt provider (minutes on a Nano).
+# ONNX Runtime's TensorRT provider builds its engine on the first start (minutes on a Nano)
+# when the install could not build it beforehand (an image made with --root).
 TIMEOUT_START_TRT = "300s"
+# The unit's CacheDirectory=edgeface: systemd creates it for the service user and passes it as
+# $CACHE_DIRECTORY, where GPU engines are cached (edgeface.inference.engine_cache).
+SYSTEM_CACHE_DIR = "/var/cache/edgeface"
 GPU_PROVIDERS = ("cuda", "tensorrt")
 
 # Jetson (L4T) GPU nodes, used when none can be listed on this machine (rendering for another
