@@ -1,10 +1,11 @@
 """Where results go: JSON lines (:mod:`.jsonl`), an annotated video (:mod:`.video`), the
 device's HTTP server (:mod:`.http`), and face events: MQTT with Home Assistant discovery
-(:mod:`.mqtt`), face crops on disk (:mod:`.crops`). Each kind registers its settings and
-constructor (:mod:`.registry`); importing this package registers them all, in this order.
+(:mod:`.mqtt`), face crops on disk (:mod:`.crops`), a webhook (:mod:`.webhook`). Each kind
+registers its settings and constructor (:mod:`.registry`); importing this package registers
+them all, in this order.
 """
 
-from edgeface.runtime.sinks import jsonl, video, http, mqtt, crops  # noqa: F401, I001
+from edgeface.runtime.sinks import jsonl, video, http, mqtt, crops, webhook  # noqa: F401, I001
 from edgeface.runtime.sinks.base import Sink, SinkContext, SinkKind
 from edgeface.runtime.sinks.jsonl import JsonLinesSink
 from edgeface.runtime.sinks.registry import (
