@@ -222,6 +222,7 @@ class AiohttpStatusServer:
                              web.get("/stream.mjpg", self._stream)])
         self._loop = asyncio.new_event_loop()
         self._streams = 0
+        self._closing = False
         self._thread = None
 
     def start(self):
@@ -231,7 +232,8 @@ class AiohttpStatusServer:
             asyncio, web = self.asyncio, self.web
             asyncio.set_event_loop(self._loop)
             self.encoder.start(self._loop)
-            self.runner = web.AppRunner(self.app, access_log=None, keepalive_timeout=30)
+            self.runner = web.AppRunner(self.app, access_log=None, keepalive_timeout=30,
+                                        shutdown_timeout=0.5)
             self._loop.run_until_complete(self.runner.setup())
             site = web.TCPSite(self.runner, self.host, self.port, backlog=128)
             self._loop.run_until_complete(site.start())
@@ -245,6 +247,7 @@ class AiohttpStatusServer:
 
     def close(self):
         self.latest.close()
+        self._closing = True  # stream handlers return within one frame interval
         fut = self.asyncio.run_coroutine_threadsafe(self.runner.cleanup(), self._loop)
         try:
             fut.result(5)
@@ -282,7 +285,7 @@ class AiohttpStatusServer:
         try:
             await resp.prepare(request)
             last = -1
-            while True:
+            while not self._closing:
                 got = await self.encoder.jpeg(fresh=True)
                 if got is not None and got[0] != last:
                     last, jpg = got
@@ -445,6 +448,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--pollers", type=int, default=10)
     ap.add_argument("--idle", type=int, default=200)
     ap.add_argument("--client-nice", type=int, default=10)
+    ap.add_argument("--device-nice", type=int, default=0)
     ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--device", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--serve", default=None, help=argparse.SUPPRESS)
@@ -492,12 +496,12 @@ def main(argv=None) -> int:
               "machine": http_load.machine(load0),
               "load": {k: getattr(args, k) for k in ("size", "before", "duration", "after",
                                                      "snapshots", "streams", "pollers", "idle",
-                                                     "client_nice")},
+                                                     "client_nice", "device_nice")},
               "results": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     md = render_md(report)
-    args.out.with_suffix(".md").write_text(md)
+    args.out.with_suffix(".md").write_text(md + http_load.kept_notes(args.out.with_suffix(".md")))
     print(md)
     return 0
 
@@ -524,10 +528,15 @@ def render_md(report: dict) -> str:
         ("load: device CPU cores, quiet (before) / under load", lambda r: (
             f"{r['load']['cpu_cores_used']['before']['process']} / "
             f"{r['load']['cpu_cores_used']['load']['process']}")),
+        ("load: device CPU ms per frame, quiet / under load", lambda r: (
+            f"{r['load']['cpu_ms_per_frame']['before']} / "
+            f"{r['load']['cpu_ms_per_frame']['load']}")),
+        ("load: CPU per frame ratio quiet / load (FPS ratio if CPU-bound)",
+         lambda r: r["load"]["cpu_cost_ratio"]),
         ("load: /healthz failures / polls", lambda r: (
             f"{r['load']['healthz_failures']} / {r['load']['healthz_polls']}")),
-        ("load: /healthz p50 / p95 / max ms", lambda r: "{p50} / {p95} / {max}".format(
-            **r["load"]["healthz_latency_ms_under_load"])),
+        ("load: /healthz p50 / p95 / max ms (answered ones)",
+         lambda r: "{p50} / {p95} / {max}".format(**r["load"]["healthz_latency_ms_under_load"])),
         ("load: threads max", lambda r: r["load"]["threads_max"]),
         ("load: snapshots served (200 / 503)", lambda r: (
             f"{r['load']['client'].get('snapshot_200', 0)} / "
@@ -545,7 +554,8 @@ def render_md(report: dict) -> str:
            f" Load per server: {ld['before']:g} s quiet, {ld['duration']:g} s of "
            f"{ld['snapshots']} snapshot loops + {ld['streams']} stream readers + "
            f"{ld['pollers']} /metrics pollers + {ld['idle']} idle sockets, {ld['after']:g} s "
-           "quiet, SIGTERM (see benchmarks/http_load.py).", "",
+           f"quiet, then SIGTERM under the same load (benchmarks/http_load.py); device at nice "
+           f"{ld['device_nice']}, clients at nice {ld['client_nice']}.", "",
            "| | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
     for label, get in rows:
         cells = []
