@@ -265,3 +265,37 @@ def test_edgeface_run_builds_the_event_outputs_from_its_config(broker, tmp_path,
     sub.wait_for(f"edgeface/{device}/availability", lambda p: p == b"offline")
     assert [p for p, _ in sub.on(f"edgeface/{device}/availability")] == [b"online", b"offline"]
     sub.close()
+
+
+def test_the_trackers_events_reach_the_broker(broker):
+    """The real tracker's events (not hand-made ones): one start, one end with a snapshot."""
+    from runtime_fakes import synthetic_frames
+
+    from edgeface.inference.detector import Timing
+    from edgeface.inference.postprocess import Detections
+    from edgeface.inference.results import FrameResult
+    from edgeface.media.frame import Frame
+    from edgeface.runtime.tracking import Tracker
+
+    device = unique()
+    sub = Subscriber(broker.port, [f"edgeface/{device}/events", f"edgeface/{device}/snapshot"])
+    sink = open_sink(broker.url, device=device, discovery=False)
+    tracker = Tracker()
+    none = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32),
+                      np.zeros((0, 5, 2), np.float32))
+    try:
+        for i, image in enumerate(synthetic_frames(16, (320, 240))):
+            dets = none if i >= 8 else Detections(
+                np.array([[100 + i, 50, 160 + i, 130]], np.float32), np.array([0.9], np.float32),
+                np.zeros((1, 5, 2), np.float32))
+            frame = Frame(i, 1700000000.0 + i * 0.5, image, 0.0)
+            ids, events = tracker.update(dets, frame)
+            sink.write(FrameResult(frame, dets, Timing(0, 0, 0), ids, events))
+        types = [json.loads(p)["type"] for p, _ in
+                 sub.wait_for(f"edgeface/{device}/events", count=2)]
+        assert types[0] == "start" and types[-1] == "end"
+        jpeg = sub.wait_for(f"edgeface/{device}/snapshot")[0][0]
+        assert cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).shape == (128, 96, 3)
+    finally:
+        sink.close()
+        sub.close()
