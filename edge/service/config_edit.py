@@ -16,7 +16,7 @@ import yaml
 
 from edgeface.errors import ConfigError
 
-_OUTPUT_FILE_KEYS = ("json", "video")
+_OUTPUT_FILE_KEYS = ("json", "video", "crops")
 
 
 def _yaml_scalar(value: Any) -> str:

@@ -216,11 +216,13 @@ def test_set_config_value_falls_back_to_reserialising():
 
 def test_edit_config_switches_source_and_places_relative_outputs():
     template = units.template_text(units.CONFIG_TEMPLATE)
-    text = config_edit.edit_config(template, {"picamera": True, "outputs.json": "d/x.jsonl"},
+    text = config_edit.edit_config(template, {"picamera": True, "outputs.json": "d/x.jsonl",
+                                              "outputs.crops": "faces"},
                                    "/var/lib/edgeface/detections")
     opts = validate(yaml.safe_load(text))
     assert opts["picamera"] is True and "camera" not in opts
     assert opts["outputs"]["json"] == "/var/lib/edgeface/detections/d/x.jsonl"
+    assert opts["outputs"]["crops"] == "/var/lib/edgeface/detections/faces"
 
 
 def test_parse_settings():
