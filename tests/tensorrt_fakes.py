@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ctypes
 import enum
+import importlib.machinery
 import json
 import sys
 import time
@@ -451,6 +452,7 @@ def install_fakes(monkeypatch: Any, trt: FakeTensorRT | None = None,
     cuda.bindings = bindings
     for name, mod in (("tensorrt", trt), ("cuda", cuda), ("cuda.bindings", bindings),
                       ("cuda.bindings.runtime", cudart)):
+        mod.__spec__ = importlib.machinery.ModuleSpec(name, None)  # find_spec() works
         monkeypatch.setitem(sys.modules, name, mod)
     return trt, cudart
 
