@@ -11,7 +11,9 @@ live system: layouts are moved into tmp_path and commands are recorded.
 from __future__ import annotations
 
 import json
+import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -31,41 +33,37 @@ THIS_PYTHON = ["--python", sys.executable]
 ORIN = DeviceFacts(tensorrt="10.3.0", gpu_name="Orin", compute_capability="8.7", sm_count=8)
 
 
-def unit_settings(text: str) -> dict[str, list[str]]:
-    out: dict[str, list[str]] = {}
-    for line in text.splitlines():
-        if line and not line.startswith(("#", "[")) and "=" in line:
-            k, v = line.split("=", 1)
-            out.setdefault(k, []).append(v)
-    return out
+def unit_value(text: str, key: str) -> list[str]:
+    """The values of ``key=`` lines in a unit file."""
+    return re.findall(rf"^{key}=(.*)$", text, re.MULTILINE)
 
 
 @pytest.fixture
 def model(tmp_path) -> Path:
-    (tmp_path / "src").mkdir()
-    return tiny_onnx(tmp_path / "src" / "face.onnx")
+    """An ONNX model outside the install's folders."""
+    return tiny_onnx(Path(tmp_path, "src").mkdir() or tmp_path / "src" / "face.onnx")
 
 
 @pytest.fixture
 def commands(monkeypatch) -> list[list[str]]:
-    ran: list[list[str]] = []
-    monkeypatch.setattr(plan, "run_command", lambda argv, **kw: ran.append(argv) or 0)
-    return ran
+    """systemd commands recorded, not run (the build step adds a marker among them)."""
+    recorded: list[list[str]] = []
+
+    def record(argv: list[str], **kw) -> int:
+        recorded.append(list(argv))
+        return 0
+
+    monkeypatch.setattr(plan, "run_command", record)
+    return recorded
 
 
 @pytest.fixture
 def system_in(tmp_path, monkeypatch) -> Path:
     """The on-device system layout, moved below tmp_path/system."""
-    target = tmp_path / "system"
-    real = Layout.system
-
-    def layout(output_dir=None):
-        lay = real(output_dir)
-        for f in ("unit", "config", "env", "models_dir", "output_dir", "sysusers", "tmpfiles"):
-            setattr(lay, f, str(target) + getattr(lay, f))
-        return lay
-
-    monkeypatch.setattr(Layout, "system", staticmethod(layout))
+    target, real = tmp_path / "system", Layout.system
+    moved = ("unit", "config", "env", "models_dir", "output_dir", "sysusers", "tmpfiles")
+    monkeypatch.setattr(Layout, "system", staticmethod(lambda output_dir=None: replace(
+        real(output_dir), **{f: f"{target}{getattr(real(output_dir), f)}" for f in moved})))
     return target
 
 
@@ -124,7 +122,7 @@ def test_live_install_builds_the_engine_before_the_service_starts(
     engine_dir = f"{units.SYSTEM_CACHE_DIR}/onnxruntime-tensorrt/face-{sha256_file(model)[:16]}"
     assert any(line.startswith(f"  build        {engine_dir}") for line in lines), lines
     unit = Path(str(system_in) + "/etc/systemd/system/edgeface.service").read_text()
-    assert unit_settings(unit)["TimeoutStartSec"] == [units.TIMEOUT_START_CPU]
+    assert unit_value(unit, "TimeoutStartSec") == [units.TIMEOUT_START_CPU]
     assert "CacheDirectory=edgeface" in unit  # what SYSTEM_CACHE_DIR names
     assert yaml.safe_load(Path(str(system_in) + "/etc/edgeface/config.yaml").read_text())[
         "provider"] == "tensorrt"
@@ -152,7 +150,7 @@ def test_image_install_leaves_the_build_to_the_first_start(tmp_path, model, comm
                  "--set", "provider=tensorrt"]) == 0
     out = capsys.readouterr().out
     unit = (root / "etc/systemd/system/edgeface.service").read_text()
-    assert unit_settings(unit)["TimeoutStartSec"] == [units.TIMEOUT_START_TRT]
+    assert unit_value(unit, "TimeoutStartSec") == [units.TIMEOUT_START_TRT]
     assert "built on the service's first start" in out and "build " not in out.split("\n")[0]
     assert [c[0] for c in commands] == ["systemd-sysusers", "systemd-tmpfiles", "systemctl"]
 
@@ -183,9 +181,9 @@ def test_engine_is_installed_with_its_sidecar(tmp_path, commands, capsys):
     assert (models / "face.engine.json").read_bytes() == sidecar_path(engine).read_bytes()
     cfg = yaml.safe_load((root / "etc/edgeface/config.yaml").read_text())
     assert cfg["model"] == "/var/lib/edgeface/models/face.engine"
-    unit = unit_settings((root / "etc/systemd/system/edgeface.service").read_text())
-    assert any(d.startswith("/dev/nv") for d in unit["DeviceAllow"])
-    assert unit["TimeoutStartSec"] == [units.TIMEOUT_START_CPU]
+    unit = (root / "etc/systemd/system/edgeface.service").read_text()
+    assert any(d.startswith("/dev/nv") for d in unit_value(unit, "DeviceAllow"))
+    assert unit_value(unit, "TimeoutStartSec") == [units.TIMEOUT_START_CPU]
 
 
 def test_stale_engine_is_refused_at_install(tmp_path, commands, monkeypatch, capsys):
