@@ -184,12 +184,19 @@ def build_engine(plan: BuildPlan, *, say: Callable[[str], None] = log.info,
     if plan.fp16:
         config.set_flag(trt.BuilderFlag.FP16)
     if plan.int8:
+        # A weakly typed network with Q/DQ layers still needs the flag ("Int8 precision has
+        # been set for a layer ..., but int8 is not configured in the builder"); strongly
+        # typed networks would keep the float layers in FP32 instead of FP16. See "Explicit
+        # Quantization", https://docs.nvidia.com/deeplearning/tensorrt/latest/
+        # inference-library/quantized-types-explicit-quantization.html
         config.set_flag(trt.BuilderFlag.INT8)
+    calibrator = None
     if plan.int8_mode == "calibrator":
         if calib_blobs is None:
             raise EdgefaceError("the entropy calibrator needs calibration images (--calib)")
-        config.int8_calibrator = entropy_calibrator(trt, cudart, calib_blobs, plan.input_shape,
-                                                    plan.calib_cache, say)
+        calibrator = entropy_calibrator(trt, cudart, calib_blobs, plan.input_shape,
+                                        plan.calib_cache, say)
+        config.int8_calibrator = calibrator
     cache = config.create_timing_cache(plan.timing_cache.read_bytes()
                                        if plan.timing_cache.is_file() else b"")
     config.set_timing_cache(cache, ignore_mismatch=False)
@@ -201,6 +208,8 @@ def build_engine(plan: BuildPlan, *, say: Callable[[str], None] = log.info,
     t0 = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     seconds = time.perf_counter() - t0
+    if calibrator is not None:
+        cudart.cudaFree(calibrator.device)
     if serialized is None:
         raise BuildError(f"TensorRT {caps.version} could not build {plan.model.name} (its "
                          "messages above say why)")

@@ -197,6 +197,7 @@ def test_build_calls_follow_trt85_api_with_the_entropy_calibrator_against_a_fake
     assert doc["builder"]["calibration_source"] == str(widerface_416)
     h2d = [n for k, n in cudart.copies if k == "cudaMemcpyHostToDevice"]
     assert h2d == [3 * 64 * 64 * 4] * 3  # one blob per batch, from the same reader
+    assert cudart.memory == {}  # the calibrator's device buffer is freed after the build
 
     trt.calls.clear()
     code, _, _ = _run(capsys, "--tensorrt", "--int8", "--calib", widerface_416, "--force",
