@@ -178,6 +178,11 @@ class Tracker:
         """The confirmed tracks, oldest first (live objects: do not modify)."""
         return [s.track for s in self._states if s.track.confirmed]
 
+    @property
+    def pending(self) -> list[Track]:
+        """Faces seen in the latest runs but not yet confirmed (no id, no event yet)."""
+        return [s.track for s in self._states if not s.track.confirmed]
+
     def update(self, detections: Detections, frame: Frame
                ) -> tuple[list[Optional[int]], list[TrackEvent]]:
         """One detection run on ``frame``: per face its track id (None while pending), and

@@ -117,6 +117,18 @@ def test_a_single_spurious_detection_never_starts_a_track():
     assert all(i is None for got in ids for i in got)
 
 
+def test_pending_faces_are_listed_until_confirmed_or_dropped():
+    tr = Tracker(min_hits=3)
+    run(tr, [[(box_at(100), 0.9)]] * 2)
+    assert len(tr.pending) == 1 and tr.pending[0].hits == 2 and tr.active == []
+    run(tr, [[(box_at(100), 0.9)]], start=2)
+    assert tr.pending == [] and [t.id for t in tr.active] == [1]
+    run(tr, [[(box_at(100), 0.9), (box_at(400), 0.8)]], start=3)
+    assert len(tr.pending) == 1
+    run(tr, [[(box_at(100), 0.9)]], start=4)
+    assert tr.pending == []
+
+
 def test_skipped_frames_do_not_count_as_absences():
     tr = Tracker(max_misses=2, min_absent_s=0.0)
     face = [(box_at(200), 0.9)]
