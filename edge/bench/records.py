@@ -27,9 +27,11 @@ def model_record(path: Path, backend: Any) -> dict[str, Any]:
         "label": label,
         "kind": "edgeface", "file": path.name, "arch": info.arch, "precision": precision,
         "precision_source": source, "dcn": extra.get("dcn", "").strip('"') or None,
-        "format": "onnx", "size_bytes": path.stat().st_size, "sha256": sha256_file(path),
+        "format": "tensorrt" if backend.name == "tensorrt" else path.suffix.lstrip(".").lower(),
+        "size_bytes": path.stat().st_size, "sha256": sha256_file(path),
         "input_size": list(info.input_size), "providers": list(backend.providers),
-        "threads_control": "onnxruntime intra-op",
+        "threads_control": "none (GPU)" if backend.name == "tensorrt" else
+        "onnxruntime intra-op",
     }
 
 
