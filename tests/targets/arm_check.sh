@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# ARM check: the device runtime on aarch64 (Debian Bookworm under qemu-user), against x86-64.
+#
+#  1. `edgeface detect` on the shared native images, with the model exported on this host,
+#     gives the same faces on aarch64 as on x86-64 (count, boxes within 1 px, scores within
+#     1e-3) -- tests/targets/compare_detections.py prints the table.
+#  2. The test suite passes there without torch (tests that need torch or onnx skip).
+#
+# Emulated run times say nothing about ARM speed; nothing here reports them as such.
+# Needs root (chroot, mounts, binfmt_misc). See tests/targets/README.md.
+set -euo pipefail
+CHECK_NAME=test-arm
+source "$(dirname "$0")/lib/common.sh"
+source "$(dirname "$0")/lib/chroot.sh"
+trap chroot_cleanup EXIT
+trap 'exit 130' INT TERM
+
+VENV_IN=/opt/edgeface  # the device venv, inside the root
+# Pin the chroot's inference libraries to the host venv's versions (so the comparison is
+# x86 vs ARM, not version vs version); EDGEFACE_ARM_PIN_HOST=0 takes the newest instead.
+PIN_HOST=${EDGEFACE_ARM_PIN_HOST:-1}
+# The suite, or a subset (pytest arguments, relative to the repository), under emulation.
+ARM_PYTEST_ARGS=${EDGEFACE_ARM_PYTEST_ARGS:-tests}
+
+host_reference() {
+    mkdir -p "$OUT_DIR"
+    (cd "$SHARED/$IMAGES_REL" && "$HOST_VENV/bin/edgeface" detect . -m "$MODEL" \
+        --json "$OUT_DIR/detect-x86_64.json" >"$OUT_DIR/detect-x86_64.log" 2>&1) \
+        || { cat "$OUT_DIR/detect-x86_64.log" >&2; die "edgeface detect failed on the host"; }
+    log "x86-64: $(wc -l <"$OUT_DIR/detect-x86_64.json") images -> $OUT_DIR/detect-x86_64.json"
+}
+
+host_versions() {
+    "$HOST_VENV/bin/python" - <<'PY'
+from importlib.metadata import version, PackageNotFoundError
+for name in ("numpy", "opencv-python-headless", "onnxruntime"):
+    try:
+        print(f"{name}=={version(name)}")
+    except PackageNotFoundError:
+        pass
+PY
+}
+
+install_runtime() {
+    rm -rf "$ROOT/src" && copy_source "$ROOT/src"
+    mkdir -p "$ROOT/work"
+    cp "$MODEL" "$ROOT/work/model.onnx"
+    : >"$ROOT/work/constraints.txt"
+    if [[ $PIN_HOST == 1 ]]; then
+        host_versions >"$ROOT/work/constraints.txt"
+        log "pinned to the host's versions: $(tr '\n' ' ' <"$ROOT/work/constraints.txt")"
+    fi
+    in_root python3 -m venv "$VENV_IN"
+    # Wheels only: a missing aarch64 wheel must fail here, not compile OpenCV for hours.
+    in_root sh -c "cd /src && $VENV_IN/bin/pip install -q --only-binary=:all: \
+        -c /work/constraints.txt '.[cpu]' 'pytest>=7'" \
+        || die "pip install '.[cpu]' failed inside the aarch64 root"
+    in_root "$VENV_IN/bin/python" -c "import importlib.util as u, sys; \
+        sys.exit(u.find_spec('torch') is not None or u.find_spec('onnx') is not None)" \
+        || die "torch or onnx is installed in the device venv; the check must run without"
+    in_root "$VENV_IN/bin/python" -c "import platform, numpy, cv2, onnxruntime as ort; \
+        print('aarch64 venv:', platform.machine(), 'python', platform.python_version(), \
+        'numpy', numpy.__version__, 'opencv', cv2.__version__, 'onnxruntime', ort.__version__, \
+        ort.get_available_providers())" \
+        || die "the runtime libraries do not import on aarch64"
+}
+
+arm_detect() {
+    in_root sh -c "cd /shared/$IMAGES_REL && $VENV_IN/bin/edgeface detect . \
+        -m /work/model.onnx --json /work/detect-aarch64.json >/work/detect-aarch64.log 2>&1" \
+        || { cat "$ROOT/work/detect-aarch64.log" >&2; die "edgeface detect failed on aarch64"; }
+    cp "$ROOT/work/detect-aarch64.json" "$ROOT/work/detect-aarch64.log" "$OUT_DIR/"
+    # (its per-image latencies are emulated, so they are left in the log, not printed)
+}
+
+compare() {
+    python3 "$TARGETS_DIR/compare_detections.py" --names x86_64,aarch64 \
+        "$OUT_DIR/detect-x86_64.json" "$OUT_DIR/detect-aarch64.json" \
+        || die "aarch64 detections differ from x86-64 (table above)"
+}
+
+arm_tests() {
+    # -p no_torch_plugin: modules that import torch/onnx at the top are skipped, not errors.
+    in_root sh -c "cd /src && PYTHONPATH=/src/tests/targets $VENV_IN/bin/python -m pytest \
+        -q -p no_torch_plugin -p no:cacheprovider $ARM_PYTEST_ARGS" \
+        || die "the test suite failed on aarch64 (output above)"
+}
+
+main() {
+    resolve_shared
+    need_model
+    prepare_root arm
+    step "x86-64 reference: edgeface detect" host_reference
+    step "aarch64: pip install '.[cpu]' (wheels from PyPI)" install_runtime
+    step "aarch64: edgeface detect" arm_detect
+    step "compare x86-64 vs aarch64 detections" compare
+    step "aarch64: test suite without torch" arm_tests
+    log "PASS: aarch64 detections match x86-64 and the torch-free suite passes"
+}
+
+main "$@"
