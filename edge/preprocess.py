@@ -26,7 +26,7 @@ def preprocess(
     h, w = image_bgr.shape[:2]
     tw, th = size
     if (w, h) != (tw, th):
-        image_bgr = cv2.resize(image_bgr, (tw, th), interpolation=cv2.INTER_LINEAR)
+        image_bgr = cv2.resize(image_bgr, (tw, th), interpolation=cv2.INTER_LINEAR_EXACT)
     blob = np.empty((1, 3, th, tw), dtype=np.float32)
     # One pass per channel straight into the NCHW buffer: no HWC float temporary.
     for c in range(3):
