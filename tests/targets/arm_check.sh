@@ -21,6 +21,9 @@ VENV_IN=/opt/edgeface  # the device venv, inside the root
 PIN_HOST=${EDGEFACE_ARM_PIN_HOST:-1}
 # The suite, or a subset (pytest arguments, relative to the repository), under emulation.
 ARM_PYTEST_ARGS=${EDGEFACE_ARM_PYTEST_ARGS:-tests}
+# Detections are compared on each of these emulated CPUs (Pi 4, Pi 5); the suite runs on the
+# first. ONNX Runtime picks its kernels by CPU feature, so each is a different code path.
+ARM_CPUS=${EDGEFACE_ARM_CPUS:-cortex-a72 cortex-a76}
 
 host_reference() {
     mkdir -p "$OUT_DIR"
@@ -33,7 +36,7 @@ host_reference() {
 host_versions() {
     "$HOST_VENV/bin/python" - <<'PY'
 from importlib.metadata import version, PackageNotFoundError
-for name in ("numpy", "opencv-python-headless", "onnxruntime"):
+for name in ("numpy", "opencv-python-headless", "onnxruntime", "onnx", "pytest"):
     try:
         print(f"{name}=={version(name)}")
     except PackageNotFoundError:
@@ -52,8 +55,10 @@ install_runtime() {
     fi
     in_root python3 -m venv "$VENV_IN"
     # Wheels only: a missing aarch64 wheel must fail here, not compile OpenCV for hours.
-    in_root sh -c "cd /src && $VENV_IN/bin/pip install -q --only-binary=:all: \
-        -c /work/constraints.txt '.[cpu]' 'pytest>=7'" \
+    # (--no-compile: byte-compiling every file under emulation costs ~20 s; imports compile
+    # what they use.)
+    in_root sh -c "cd /src && $VENV_IN/bin/pip install -q --only-binary=:all: --no-compile \
+        -c /work/constraints.txt '.[cpu]'" \
         || die "pip install '.[cpu]' failed inside the aarch64 root"
     in_root "$VENV_IN/bin/python" -c "import importlib.util as u, sys; \
         sys.exit(u.find_spec('torch') is not None or u.find_spec('onnx') is not None)" \
@@ -65,21 +70,31 @@ install_runtime() {
         || die "the runtime libraries do not import on aarch64"
 }
 
+# arm_detect CPU: detect on the emulated CPU, then compare with the x86-64 reference.
 arm_detect() {
+    local cpu=$1 name=detect-aarch64-$1
+    use_cpu "$cpu"
     in_root sh -c "cd /shared/$IMAGES_REL && $VENV_IN/bin/edgeface detect . \
-        -m /work/model.onnx --json /work/detect-aarch64.json >/work/detect-aarch64.log 2>&1" \
-        || { cat "$ROOT/work/detect-aarch64.log" >&2; die "edgeface detect failed on aarch64"; }
-    cp "$ROOT/work/detect-aarch64.json" "$ROOT/work/detect-aarch64.log" "$OUT_DIR/"
-    # (its per-image latencies are emulated, so they are left in the log, not printed)
+        -m /work/model.onnx --json /work/$name.json >/work/$name.log 2>&1" \
+        || { cat "$ROOT/work/$name.log" >&2; die "edgeface detect failed on aarch64 ($cpu)"; }
+    cp "$ROOT/work/$name.json" "$ROOT/work/$name.log" "$OUT_DIR/"
+    # (its per-image latencies are emulated, so they stay in the log and are not printed)
+    python3 "$TARGETS_DIR/compare_detections.py" --names "x86_64,$cpu" \
+        "$OUT_DIR/detect-x86_64.json" "$OUT_DIR/$name.json" \
+        || die "aarch64 ($cpu) detections differ from x86-64 (table above)"
 }
 
-compare() {
-    python3 "$TARGETS_DIR/compare_detections.py" --names x86_64,aarch64 \
-        "$OUT_DIR/detect-x86_64.json" "$OUT_DIR/detect-aarch64.json" \
-        || die "aarch64 detections differ from x86-64 (table above)"
+# pytest, and onnx: the run/service tests build their small synthetic models with it (a
+# test tool; the runtime never imports it). Still no torch. Installed after detect, so the
+# detections above came from the plain device install.
+test_tools() {
+    in_root "$VENV_IN/bin/pip" install -q --only-binary=:all: --no-compile \
+        -c /work/constraints.txt 'pytest>=7' onnx \
+        || die "pip install pytest onnx failed inside the aarch64 root"
 }
 
 arm_tests() {
+    use_cpu "${ARM_CPUS%% *}"
     # -p no_torch_plugin: modules that import torch/onnx at the top are skipped, not errors.
     in_root sh -c "cd /src && PYTHONPATH=/src/tests/targets $VENV_IN/bin/python -m pytest \
         -q -p no_torch_plugin -p no:cacheprovider $ARM_PYTEST_ARGS" \
@@ -92,8 +107,11 @@ main() {
     prepare_root arm
     step "x86-64 reference: edgeface detect" host_reference
     step "aarch64: pip install '.[cpu]' (wheels from PyPI)" install_runtime
-    step "aarch64: edgeface detect" arm_detect
-    step "compare x86-64 vs aarch64 detections" compare
+    local cpu
+    for cpu in $ARM_CPUS; do
+        step "aarch64 ($cpu): edgeface detect, compare with x86-64" arm_detect "$cpu"
+    done
+    step "aarch64: test tools (pytest, onnx)" test_tools
     step "aarch64: test suite without torch" arm_tests
     log "PASS: aarch64 detections match x86-64 and the torch-free suite passes"
 }

@@ -11,6 +11,11 @@ ROOTFS_PACKAGES=python3,python3-venv,ca-certificates,python3-numpy,python3-dev,g
 ROOTFS_FORMAT=1  # bump when the way the root is built changes
 ROOTFS_MAX_AGE_DAYS=${EDGEFACE_ROOTFS_MAX_AGE_DAYS:-30}  # then rebuilt: security updates
 QEMU=/usr/bin/qemu-aarch64-static
+# The CPU qemu emulates (QEMU_CPU). cortex-a72 is the Raspberry Pi 4's core (MIDR 0x410fd083,
+# no dot product), cortex-a76 the Pi 5's (r4p1, dot product and FP16). qemu's default, `max`,
+# has SVE/SME/i8mm that no Pi has, and MIDR implementer 0, which ONNX Runtime answers with an
+# "Unknown CPU vendor" line on stderr.
+EMU_CPU=${EDGEFACE_EMU_CPU:-cortex-a72}
 BINFMT=/proc/sys/fs/binfmt_misc
 
 host_tools() {
@@ -143,18 +148,29 @@ mount_root() {
 # made from what the emulated CPU reports (tests/targets/gen_cpuinfo.py).
 fake_cpuinfo() {
     cp "$TARGETS_DIR/gen_cpuinfo.py" "$ROOT/tmp/gen_cpuinfo.py"
-    in_root python3 /tmp/gen_cpuinfo.py >"$ROOT/etc/edgeface-cpuinfo" \
-        || die "could not read the emulated CPU's features"
+    : >"$ROOT/etc/edgeface-cpuinfo"
     mount --bind "$ROOT/etc/edgeface-cpuinfo" "$ROOT/proc/cpuinfo"
-    log "emulated CPU: $(grep -m1 Features "$ROOT/proc/cpuinfo" | cut -d: -f2 | wc -w) features," \
+    use_cpu "$EMU_CPU"
+}
+
+# use_cpu NAME: emulate this CPU from now on, and show its cpuinfo (rewritten in place, so
+# the bind mount over /proc/cpuinfo follows).
+use_cpu() {
+    EMU_CPU=$1
+    in_root python3 /tmp/gen_cpuinfo.py >"$ROOT/etc/edgeface-cpuinfo" \
+        || die "could not read the features of the emulated $EMU_CPU"
+    log "emulated CPU $EMU_CPU:" \
         "$(grep -m1 'CPU implementer' "$ROOT/proc/cpuinfo" | tr -d '\t')," \
         "$(grep -m1 'CPU part' "$ROOT/proc/cpuinfo" | tr -d '\t')," \
-        "$(grep -c ^processor "$ROOT/proc/cpuinfo") processors"
+        "$(grep -c ^processor "$ROOT/proc/cpuinfo") processors," \
+        "features: $(grep -m1 Features "$ROOT/proc/cpuinfo" | cut -d: -f2)"
 }
 
 # Run a command in the root with a clean environment (nothing of the host's leaks in).
+# QEMU_CPU goes in twice: each exec starts a new qemu, which reads it from the environment.
 in_root() {
-    chroot "$ROOT" /usr/bin/env -i HOME=/root LANG=C.UTF-8 TERM=dumb \
+    QEMU_CPU=$EMU_CPU chroot "$ROOT" /usr/bin/env -i QEMU_CPU="$EMU_CPU" \
+        HOME=/root LANG=C.UTF-8 TERM=dumb \
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         PIP_CERT=/etc/ssl/certs/host-ca-bundle.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
         PIP_ROOT_USER_ACTION=ignore PYTHONUNBUFFERED=1 \
