@@ -16,6 +16,7 @@ trap chroot_cleanup EXIT
 trap 'exit 130' INT TERM
 
 VENV_IN=/opt/edgeface  # the device venv, inside the root
+MISMATCHES=()
 # Pin the chroot's inference libraries to the host venv's versions (so the comparison is
 # x86 vs ARM, not version vs version); EDGEFACE_ARM_PIN_HOST=0 takes the newest instead.
 PIN_HOST=${EDGEFACE_ARM_PIN_HOST:-1}
@@ -79,9 +80,12 @@ arm_detect() {
         || { cat "$ROOT/work/$name.log" >&2; die "edgeface detect failed on aarch64 ($cpu)"; }
     cp "$ROOT/work/$name.json" "$ROOT/work/$name.log" "$OUT_DIR/"
     # (its per-image latencies are emulated, so they stay in the log and are not printed)
-    python3 "$TARGETS_DIR/compare_detections.py" --names "x86_64,$cpu" \
-        "$OUT_DIR/detect-x86_64.json" "$OUT_DIR/$name.json" \
-        || die "aarch64 ($cpu) detections differ from x86-64 (table above)"
+    if ! python3 "$TARGETS_DIR/compare_detections.py" --names "x86_64,$cpu" \
+        "$OUT_DIR/detect-x86_64.json" "$OUT_DIR/$name.json"; then
+        # carry on (the other CPU and the suite still tell something); fail at the end
+        MISMATCHES+=("$cpu")
+        log "MISMATCH: aarch64 ($cpu) detections differ from x86-64 (table above)"
+    fi
 }
 
 # pytest, and onnx: the run/service tests build their small synthetic models with it (a
@@ -113,6 +117,9 @@ main() {
     done
     step "aarch64: test tools (pytest, onnx)" test_tools
     step "aarch64: test suite without torch" arm_tests
+    CURRENT_STEP="compare detections"
+    ((${#MISMATCHES[@]} == 0)) \
+        || die "aarch64 detections differ from x86-64 on: ${MISMATCHES[*]} (tables above)"
     log "PASS: aarch64 detections match x86-64 and the torch-free suite passes"
 }
 
