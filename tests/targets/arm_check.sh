@@ -22,6 +22,12 @@ MISMATCHES=()
 PIN_HOST=${EDGEFACE_ARM_PIN_HOST:-1}
 # The suite, or a subset (pytest arguments, relative to the repository), under emulation.
 ARM_PYTEST_ARGS=${EDGEFACE_ARM_PYTEST_ARGS:-tests}
+# Tests that assert wall-clock behaviour, which emulation (tens of times slower, and uneven)
+# cannot honour; they run natively in `make test`. The watchdog test wants pings < 0.4 s
+# apart and saw 0.54 s under qemu in 1 of 4 runs.
+ARM_DESELECT=(
+    tests/test_notify.py::test_real_run_sends_ready_then_periodic_watchdog_pings
+)
 # Detections are compared on each of these emulated CPUs (Pi 4, Pi 5); the suite runs on the
 # first. ONNX Runtime picks its kernels by CPU feature, so each is a different code path.
 ARM_CPUS=${EDGEFACE_ARM_CPUS:-cortex-a72 cortex-a76}
@@ -99,9 +105,13 @@ test_tools() {
 
 arm_tests() {
     use_cpu "${ARM_CPUS%% *}"
+    local deselect="" t
+    for t in "${ARM_DESELECT[@]}"; do
+        deselect+=" --deselect $t"
+    done
     # -p no_torch_plugin: modules that import torch/onnx at the top are skipped, not errors.
     in_root sh -c "cd /src && PYTHONPATH=/src/tests/targets $VENV_IN/bin/python -m pytest \
-        -q -p no_torch_plugin -p no:cacheprovider $ARM_PYTEST_ARGS" \
+        -q -p no_torch_plugin -p no:cacheprovider$deselect $ARM_PYTEST_ARGS" \
         || die "the test suite failed on aarch64 (output above)"
 }
 
