@@ -168,13 +168,16 @@ use_cpu() {
 
 # Run a command in the root with a clean environment (nothing of the host's leaks in).
 # QEMU_CPU goes in twice: each exec starts a new qemu, which reads it from the environment.
+# Run in the background and waited for: bash runs a TERM/INT trap only once a foreground
+# command ends, but interrupts `wait` at once, so a cancelled check unmounts right away.
 in_root() {
     QEMU_CPU=$EMU_CPU chroot "$ROOT" /usr/bin/env -i QEMU_CPU="$EMU_CPU" \
         HOME=/root LANG=C.UTF-8 TERM=dumb \
         PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
         PIP_CERT=/etc/ssl/certs/host-ca-bundle.crt PIP_DISABLE_PIP_VERSION_CHECK=1 \
         PIP_ROOT_USER_ACTION=ignore PYTHONUNBUFFERED=1 \
-        EDGEFACE_SHARED=/shared "$@"
+        EDGEFACE_SHARED=/shared "$@" <&0 &
+    wait $!
 }
 
 # Everything up to a running, mounted root named $1 (arm, pi).
