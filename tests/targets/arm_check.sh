@@ -37,7 +37,9 @@ host_reference() {
     (cd "$SHARED/$IMAGES_REL" && "$HOST_VENV/bin/edgeface" detect . -m "$MODEL" \
         --json "$OUT_DIR/detect-x86_64.json" >"$OUT_DIR/detect-x86_64.log" 2>&1) \
         || { cat "$OUT_DIR/detect-x86_64.log" >&2; die "edgeface detect failed on the host"; }
-    log "x86-64: $(wc -l <"$OUT_DIR/detect-x86_64.json") images -> $OUT_DIR/detect-x86_64.json"
+    log "x86-64: $(wc -l <"$OUT_DIR/detect-x86_64.json") images -> $OUT_DIR/detect-x86_64.json;" \
+        "$("$HOST_VENV/bin/python" -c "import numpy, cv2, onnxruntime as o; \
+            print('numpy', numpy.__version__, 'opencv', cv2.__version__, 'onnxruntime', o.__version__)")"
 }
 
 host_versions() {
