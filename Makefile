@@ -5,7 +5,7 @@ SHARED ?= ../shared
 BIN = $(VENV)/bin
 OUT ?= out
 
-.PHONY: setup demo test lint clean
+.PHONY: setup export demo test test-arm test-pi lint clean
 
 $(BIN)/edgeface: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +14,14 @@ $(BIN)/edgeface: setup.cfg pyproject.toml
 	touch $@
 
 setup: $(BIN)/edgeface
+
+# The V1 export that the target checks run on both sides (x86-64 host and aarch64 root).
+MODEL = $(OUT)/featherface_v1.onnx
+WEIGHTS = $(SHARED)/models/featherface/featherface_v1_mobilenet0.25_Final.pth
+$(MODEL): $(BIN)/edgeface $(WEIGHTS)
+	$(BIN)/edgeface export --arch v1 --force --weights $(WEIGHTS) -o $@
+
+export: $(MODEL)
 
 # Export the V1 checkpoint (verified against PyTorch), then run the device runtime on a
 # folder of images as if it were a camera: JSON lines and an annotated video, no camera needed.
@@ -28,6 +36,18 @@ demo: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/pytest -q
+
+# Target checks (root: chroot, mounts, binfmt_misc; see tests/targets/README.md).
+# test-arm: the device runtime on aarch64 Debian under qemu-user gives the x86-64 detections,
+# and the suite passes there without torch. test-pi: on Raspberry Pi OS's layering (apt
+# numpy 1.24 + a --system-site-packages venv), `pip install '.[pi]'` keeps numpy 1.24.
+test-arm: export
+	MODEL=$(abspath $(MODEL)) HOST_VENV=$(abspath $(VENV)) EDGEFACE_SHARED=$(abspath $(SHARED)) \
+	    bash tests/targets/arm_check.sh
+
+test-pi: export
+	MODEL=$(abspath $(MODEL)) HOST_VENV=$(abspath $(VENV)) EDGEFACE_SHARED=$(abspath $(SHARED)) \
+	    bash tests/targets/pi_layering.sh
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -1,0 +1,76 @@
+# Shared by the target checks: paths, logging, one-step-at-a-time runner. Source it.
+# shellcheck shell=bash
+
+TARGETS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+REPO=$(cd "$TARGETS_DIR/../.." && pwd)
+CACHE=${EDGEFACE_CI_CACHE:-$HOME/.cache/edgeface-ci}
+# Chroot roots live outside the repository (git must not see them) and off /tmp (tmpfs on
+# some machines; a root with python, gcc and the wheels is ~1 GB).
+WORK=${EDGEFACE_CI_WORK:-/var/tmp/edgeface-ci}
+OUT_DIR=${EDGEFACE_CI_OUT:-$REPO/out/targets}
+HOST_VENV=${HOST_VENV:-$REPO/.venv}
+MODEL=${MODEL:-$REPO/out/featherface_v1.onnx}
+
+CHECK_NAME=${CHECK_NAME:-check}
+CURRENT_STEP=""
+_T0=$SECONDS
+
+log() { printf '[%s %4ds] %s\n' "$CHECK_NAME" $((SECONDS - _T0)) "$*"; }
+die() { printf '[%s] FAILED in step "%s": %s\n' "$CHECK_NAME" "$CURRENT_STEP" "$*" >&2; exit 1; }
+
+# step NAME FUNCTION [ARGS...]: run one named step, log its start and wall time.
+step() {
+    local name=$1 t=$SECONDS
+    shift
+    CURRENT_STEP=$name
+    log "== $name"
+    "$@"
+    log "   $name: done in $((SECONDS - t)) s"
+}
+
+_on_err() {
+    local rc=$?
+    printf '[%s] FAILED in step "%s" (exit %d, line %d of %s)\n' \
+        "$CHECK_NAME" "$CURRENT_STEP" "$rc" "${BASH_LINENO[0]}" "${BASH_SOURCE[1]:-?}" >&2
+}
+trap _on_err ERR
+set -o errtrace
+
+# The shared data (read-only): $EDGEFACE_SHARED, else ../shared beside the repository.
+resolve_shared() {
+    SHARED=${EDGEFACE_SHARED:-$REPO/../shared}
+    [[ -d $SHARED ]] || die "shared data not found at $SHARED (set EDGEFACE_SHARED)"
+    SHARED=$(cd "$SHARED" && pwd -P)
+    IMAGES_REL=datasets/widerface-val-native/images
+    [[ -d $SHARED/$IMAGES_REL ]] || die "no $SHARED/$IMAGES_REL"
+}
+
+# The host's ONNX export that both platforms run (made by `make export`).
+need_model() {
+    [[ -s $MODEL ]] || die "no exported model at $MODEL (run: make export)"
+    [[ -x $HOST_VENV/bin/edgeface ]] || die "no host venv at $HOST_VENV (run: make setup)"
+}
+
+# apt_need CMD PKG [CMD PKG ...]: install the packages whose command is missing.
+apt_need() {
+    local missing=()
+    while (($#)); do
+        command -v "$1" >/dev/null 2>&1 || missing+=("$2")
+        shift 2
+    done
+    ((${#missing[@]})) || return 0
+    log "apt-get install ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        "${missing[@]}" >/dev/null
+}
+
+# The source tree as git would ship it (tracked + untracked-not-ignored files, with the
+# working tree's uncommitted edits), copied to $1: never a build inside the worktree.
+copy_source() {
+    local dest=$1
+    mkdir -p "$dest"
+    (cd "$REPO" && git ls-files -z --cached --others --exclude-standard \
+        | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' \
+        | tar --null -T - -cf -) | tar -xf - -C "$dest"
+}
