@@ -100,7 +100,8 @@ class Request:
         raw = self.headers.get("content-length")
         if raw is None:
             raise HttpError(411, "Content-Length is required")
-        if not raw.strip().isdigit():
+        raw = raw.strip()
+        if not (raw.isascii() and raw.isdigit()):
             raise HttpError(400, "invalid Content-Length")
         n = int(raw)
         if n > limit:
