@@ -5,8 +5,10 @@ hostile clients hammer it over loopback; does inference keep its pace, memory st
 
 Phases, one device process: ``--before`` s without clients, ``--duration`` s of load, then
 ``--after`` s without clients again (FPS without clients = the mean of the two quiet phases,
-so a drift of the shared machine shows rather than biases the ratio), then the same load
-again for 5 s and SIGTERM while it is running. The load
+so a drift of the shared machine shows rather than biases the ratio), then ``--rounds``
+interleaved pairs of a quiet and a loaded ``--window`` (the acceptance FPS ratio: the median
+of the per-round ratios, as benchmarks/README.md asks of ratios on a shared machine), then
+the same load again for 5 s and SIGTERM while it is running. The load
 is one client process (asyncio, loopback): ``--snapshots`` keep-alive loops fetching
 /snapshot.jpg back to back, ``--streams`` MJPEG readers (refused ones retry every second),
 ``--pollers`` /metrics pollers (10 Hz each) and ``--idle`` sockets that never finish a request
@@ -50,6 +52,7 @@ DEFAULT_OUT = REPO / "benchmarks" / "results" / "http_load.json"
 PEAK_RSS_MB = 250.0
 FPS_RATIO = 0.8
 TERM_AFTER = 5.0  # seconds of load before the final SIGTERM
+WARMUP = 1.0  # seconds for the clients to connect before a loaded window counts
 _DONE = re.compile(r"done: (\d+) frames in ([\d.]+) s \(([\d.]+) fps\)")
 
 
@@ -61,6 +64,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--before", type=float, default=20.0, help="seconds without clients first")
     ap.add_argument("--duration", type=float, default=60.0, help="seconds of load")
     ap.add_argument("--after", type=float, default=15.0, help="seconds without clients after")
+    ap.add_argument("--rounds", type=int, default=6,
+                    help="then this many interleaved quiet/loaded windows for the FPS ratio")
+    ap.add_argument("--window", type=float, default=8.0, help="seconds per window")
     ap.add_argument("--snapshots", type=int, default=30)
     ap.add_argument("--streams", type=int, default=10)
     ap.add_argument("--pollers", type=int, default=10)
@@ -206,7 +212,9 @@ async def _load(args: argparse.Namespace) -> dict:
 
 
 def client_main(args: argparse.Namespace) -> int:
+    t0, c0 = time.monotonic(), time.process_time()
     stats = asyncio.run(_load(args))
+    stats["client_cpu_cores"] = round((time.process_time() - c0) / (time.monotonic() - t0), 3)
     json.dump(stats, sys.stdout)
     return 0
 
@@ -330,6 +338,7 @@ def measure(cmd: list[str], port: int, out_jsonl: Path, args: argparse.Namespace
             if phase == "load":
                 out, _ = client.communicate(timeout=60)
                 client_stats = json.loads(out or "{}")
+        rounds = interleaved(proc.pid, port, counter, args)
         # SIGTERM while the same clients are busy: the stop must still be clean.
         client = start_clients(args, port, TERM_AFTER + 10)
         time.sleep(TERM_AFTER)
@@ -356,6 +365,12 @@ def measure(cmd: list[str], port: int, out_jsonl: Path, args: argparse.Namespace
             except ValueError:
                 bad += 1
     r = summarize(samples, client_stats, rc, exit_s, hwm_kb, text, m, complete, bad)
+    r["interleaved"] = rounds
+    ratios = sorted(x["fps_ratio"] for x in rounds)
+    cpu_ratios = sorted(x["cpu_cost_ratio"] for x in rounds)
+    r["fps_ratio_interleaved"] = round(statistics.median(ratios), 3) if ratios else None
+    r["cpu_cost_ratio_interleaved"] = (round(statistics.median(cpu_ratios), 3)
+                                       if cpu_ratios else None)
     r["cpu_cores_used"] = cpu  # CPU seconds per second: the process, and its HTTP threads
     # CPU per frame does not depend on the share of a busy machine the device gets: the
     # ratio quiet/load is the FPS ratio a CPU-bound device would see.
@@ -366,6 +381,34 @@ def measure(cmd: list[str], port: int, out_jsonl: Path, args: argparse.Namespace
     r["cpu_cost_ratio"] = (round(statistics.mean(quiet) / per_frame["load"], 3)
                            if quiet and per_frame.get("load") else None)
     return r
+
+
+def interleaved(pid: int, port: int, counter: LineCounter, args: argparse.Namespace) -> list:
+    """``--rounds`` of a quiet and a loaded window (``--window`` s each, order alternating):
+    on a shared machine whose load drifts, a ratio per round of neighbouring windows is
+    what the benchmarks' rule asks for (benchmarks/README.md)."""
+    out = []
+    for i in range(args.rounds):
+        row = {}
+        for kind in (("quiet", "load") if i % 2 == 0 else ("load", "quiet")):
+            client = None
+            if kind == "load":
+                client = start_clients(args, port, args.window + WARMUP + 1)
+                time.sleep(WARMUP)  # the clients connect
+            n0, c0, t0 = counter.poll(), cpu_seconds(pid)["process"], time.monotonic()
+            time.sleep(args.window)
+            n1, c1, t1 = counter.poll(), cpu_seconds(pid)["process"], time.monotonic()
+            if client is not None:
+                client.terminate()
+                client.communicate(timeout=30)
+            fps = (n1 - n0) / (t1 - t0)
+            row[kind] = {"fps": round(fps, 2),
+                         "cpu_ms_per_frame": round((c1 - c0) / max(n1 - n0, 1) * 1e3, 2)}
+        row["fps_ratio"] = round(row["load"]["fps"] / row["quiet"]["fps"], 3)
+        row["cpu_cost_ratio"] = round(row["quiet"]["cpu_ms_per_frame"]
+                                      / row["load"]["cpu_ms_per_frame"], 3)
+        out.append(row)
+    return out
 
 
 def _fps(samples: list, phase: str, skip: float = 2.0) -> float:
@@ -408,8 +451,9 @@ def summarize(samples, client_stats, rc, exit_s, hwm_kb, stderr, done, complete,
 
 
 def verdict(r: dict) -> dict:
+    ratio = r.get("fps_ratio_interleaved") or r["fps_ratio"] or 0
     return {"peak_rss": r["peak_rss_mb"] <= PEAK_RSS_MB,
-            "fps_ratio": (r["fps_ratio"] or 0) >= FPS_RATIO,
+            "fps_ratio": ratio >= FPS_RATIO,
             "healthz": r["healthz_failures"] == 0,
             "exit_0": r["exit_code"] == 0 and r["tracebacks"] == 0,
             "outputs_flushed": r["frames_match"]}
@@ -454,8 +498,9 @@ def main(argv=None) -> int:
         "device_command": "edgeface " + " ".join(cmd[3:]).replace(str(tmp) + "/", ""),
         "machine": machine(load0),
         "load": {k: getattr(args, k) for k in ("size", "before", "duration", "after",
-                                               "snapshots", "streams", "pollers", "idle",
-                                               "client_nice", "device_nice")},
+                                               "rounds", "window", "snapshots", "streams",
+                                               "pollers", "idle", "client_nice",
+                                               "device_nice")},
         "targets": {"peak_rss_mb": PEAK_RSS_MB, "fps_ratio": FPS_RATIO},
         "passed": ok, "result": r,
     }
@@ -501,8 +546,15 @@ def render_md(report: dict) -> str:
         f"| FPS without clients (before / after) | {r['fps']['before']} / {r['fps']['after']} "
         "| | |",
         f"| FPS under load | {r['fps']['load']} | | |",
-        f"| FPS under load / without clients | {r['fps_ratio']} | >= {FPS_RATIO} | "
+        f"| FPS under load / without clients, 60 s phase vs quiet phases | {r['fps_ratio']} "
+        "| | |",
+        f"| FPS under load / without clients, interleaved (median of {len(r['interleaved'])} "
+        f"rounds; min-max) | {r['fps_ratio_interleaved']} "
+        f"({min(x['fps_ratio'] for x in r['interleaved'])}-"
+        f"{max(x['fps_ratio'] for x in r['interleaved'])}) | >= {FPS_RATIO} | "
         f"{mark[ok['fps_ratio']]} |",
+        f"| CPU per frame quiet / under load, interleaved (median) | "
+        f"{r['cpu_cost_ratio_interleaved']} | | |",
         f"| /healthz failures (all / under load) | {r['healthz_failures']} of "
         f"{r['healthz_polls']} / {r['healthz_failures_under_load']} | 0 | {mark[ok['healthz']]} |",
         f"| /healthz latency under load p50 / p95 / max | "
@@ -527,7 +579,12 @@ def render_md(report: dict) -> str:
         f"{r['summary_frames']} | equal | {mark[ok['outputs_flushed']]} |", "",
         "What the clients got: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())) + ".",
         "", "FPS = JSON lines appended per second (first 2 s of each phase skipped); FPS "
-        "without clients = mean of the quiet phases before and after the load.", ""])
+        "without clients = mean of the quiet phases before and after the load. Interleaved: "
+        f"after the quiet phase, {ld['rounds']} rounds of a quiet and a loaded "
+        f"{ld['window']:g} s window (same clients, order alternating), ratio per round. CPU "
+        "per frame = the device's CPU seconds / frames: unlike FPS it does not depend on the "
+        "share of a busy machine the device gets, so quiet/load is the FPS ratio a CPU-bound "
+        "device would see.", ""])
 
 
 if __name__ == "__main__":

@@ -443,6 +443,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--before", type=float, default=10.0)
     ap.add_argument("--duration", type=float, default=30.0)
     ap.add_argument("--after", type=float, default=10.0)
+    ap.add_argument("--rounds", type=int, default=4)
+    ap.add_argument("--window", type=float, default=6.0)
     ap.add_argument("--snapshots", type=int, default=30)
     ap.add_argument("--streams", type=int, default=10)
     ap.add_argument("--pollers", type=int, default=10)
@@ -495,6 +497,7 @@ def main(argv=None) -> int:
               "command": "python benchmarks/http_servers.py " + " ".join(argv or sys.argv[1:]),
               "machine": http_load.machine(load0),
               "load": {k: getattr(args, k) for k in ("size", "before", "duration", "after",
+                                                     "rounds", "window",
                                                      "snapshots", "streams", "pollers", "idle",
                                                      "client_nice", "device_nice")},
               "results": results}
@@ -524,7 +527,9 @@ def render_md(report: dict) -> str:
             f"{r['load']['rss_before_load_mb']} / {r['load']['peak_rss_under_load_mb']}")),
         ("load: FPS without clients / under load", lambda r: (
             f"{r['load']['fps_without_clients']} / {r['load']['fps']['load']}")),
-        ("load: FPS ratio", lambda r: r["load"]["fps_ratio"]),
+        ("load: FPS ratio, 30 s phase vs quiet phases", lambda r: r["load"]["fps_ratio"]),
+        ("load: FPS ratio, interleaved windows (median)",
+         lambda r: r["load"]["fps_ratio_interleaved"]),
         ("load: device CPU cores, quiet (before) / under load", lambda r: (
             f"{r['load']['cpu_cores_used']['before']['process']} / "
             f"{r['load']['cpu_cores_used']['load']['process']}")),
@@ -533,6 +538,8 @@ def render_md(report: dict) -> str:
             f"{r['load']['cpu_ms_per_frame']['load']}")),
         ("load: CPU per frame ratio quiet / load (FPS ratio if CPU-bound)",
          lambda r: r["load"]["cpu_cost_ratio"]),
+        ("load: same, interleaved windows (median)",
+         lambda r: r["load"]["cpu_cost_ratio_interleaved"]),
         ("load: /healthz failures / polls", lambda r: (
             f"{r['load']['healthz_failures']} / {r['load']['healthz_polls']}")),
         ("load: /healthz p50 / p95 / max ms (answered ones)",
