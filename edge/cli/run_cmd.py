@@ -88,9 +88,11 @@ def execute(opts: dict[str, Any]) -> None:
     from edgeface.runtime.config import check_values
     from edgeface.runtime.loop import Runtime, limit_opencv_threads, quiet_opencv_logging
     from edgeface.runtime.metrics import Metrics
+    from edgeface.runtime.motion import MotionGate
     from edgeface.runtime.notify import Notifier
     from edgeface.runtime.sinks import SinkContext, build_sinks, with_default_output
     from edgeface.runtime.sources import open_source, selected, source_kinds
+    from edgeface.runtime.tracking import Tracker
 
     opts = check_values(opts)
     if not opts["model"]:
@@ -126,10 +128,12 @@ def execute(opts: dict[str, Any]) -> None:
         source.close()
         raise
 
+    gate, tracker = MotionGate.from_options(opts), Tracker.from_options(opts)
+    _expose_stats(metrics, sinks, gate, tracker)
     notifier = Notifier.from_env()
     runtime = Runtime(source, detector, sinks, memory_limit=memory_limit,
                       status_interval=opts["status_interval"], notifier=notifier,
-                      metrics=metrics, status_stream=sys.stderr)
+                      metrics=metrics, status_stream=sys.stderr, gate=gate, tracker=tracker)
     w, h = backend.info.input_size
     providers = "/".join(p.replace("ExecutionProvider", "") for p in backend.providers)
     click.echo(f"edgeface: {Path(opts['model']).name} ({backend.info.arch}, {w}x{h}, "
@@ -150,6 +154,26 @@ def execute(opts: dict[str, Any]) -> None:
     if stats.corrupt and not source.live:
         raise EdgefaceError(f"{stats.corrupt} corrupt frame(s) in {source.name} were skipped",
                             EXIT_FAILURE)
+
+
+def _expose_stats(metrics: Any, sinks: list, gate: Any, tracker: Any) -> None:
+    """/metrics gets each component's counters: event sinks (MQTT, webhook, crops), the
+    motion gate, the tracker, and the SoC's temperature and throttling."""
+    from edgeface.system import thermal
+
+    for sink in sinks:
+        stats = getattr(sink, "stats", None)  # the event sinks count their own drops
+        if callable(stats):
+            metrics.add_stats(sink.describe().split()[0], stats,
+                              getattr(sink, "STATS_GAUGES", ()))
+    if gate is not None:
+        metrics.add_stats("motion", gate.stats, ("last_area",))
+    metrics.add_stats("tracks", lambda: {"active": len(tracker.active), "started":
+                                         tracker.started, "ended": tracker.ended},
+                      ("active",))
+    metrics.add_stats("soc", lambda: thermal.read(command=False).metrics(),
+                      ("temperature_celsius", "throttled_now", "throttled_since_boot",
+                       "under_voltage_now"))
 
 
 def _install_signal_handlers(runtime) -> dict:

@@ -23,6 +23,11 @@ class FrameResult:
     track_ids: Optional[list[Optional[int]]] = None
     #: Track events of this frame (edgeface.runtime.events.TrackEvent), for event sinks.
     events: list[Any] = field(default_factory=list)
+    #: False when the motion gate skipped the detector: the faces are the tracker's held ones.
+    detected: bool = True
+    #: True for the tracks ended at shutdown, delivered with the last frame: event sinks
+    #: take the events, per-frame outputs (JSON lines, video, HTTP) ignore it.
+    only_events: bool = False
 
     def to_record(self) -> dict:
         """The JSON-lines record: timestamp, frame index, size, latency and the faces."""
@@ -34,6 +39,8 @@ class FrameResult:
         rec = {"ts": round(self.frame.timestamp, 3), "frame": self.frame.index,
                "width": w, "height": h, "latency_ms": round(self.timing.total * 1e3, 2),
                "faces": faces}
+        if not self.detected:
+            rec["detected"] = False
         if self.frame.label is not None:
             rec["image"] = self.frame.label
         return rec

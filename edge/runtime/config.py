@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional
 from edgeface.errors import ConfigError
 from edgeface.inference.backends import default_threads
 from edgeface.inference.backends.registry import PROVIDERS
+from edgeface.runtime.motion import MOTION_OPTIONS
 from edgeface.runtime.options import (
     Option,
     boolean,
@@ -32,6 +33,7 @@ from edgeface.runtime.options import (
 from edgeface.runtime.sinks import sink_options
 from edgeface.runtime.sources import selector_options, selectors_given, source_options
 from edgeface.runtime.sources.stream import URL_RE
+from edgeface.runtime.tracking import TRACK_OPTIONS
 
 #: A config file larger than this is refused unread: the documented template is ~4 KB.
 MAX_CONFIG_BYTES = 64 << 10
@@ -82,8 +84,9 @@ RENAMED_KEYS = {"input_size": "size"}
 
 
 def top_options() -> list[Option]:
-    """Every top-level key: the model and detection settings, then the source's."""
-    return [RUN_OPTIONS[0], *source_options(), *RUN_OPTIONS[1:]]
+    """Every top-level key: the model, the source's, detection, motion gating, tracking."""
+    return [RUN_OPTIONS[0], *source_options(), *RUN_OPTIONS[1:], *MOTION_OPTIONS,
+            *TRACK_OPTIONS]
 
 
 def options_by_key() -> dict[str, Option]:

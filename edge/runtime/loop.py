@@ -26,9 +26,11 @@ from edgeface.inference.postprocess import Detections
 from edgeface.inference.results import FrameResult
 from edgeface.runtime.memory import MemoryGuard, peak_rss_bytes
 from edgeface.runtime.metrics import STAGES, Metrics
+from edgeface.runtime.motion import MotionGate
 from edgeface.runtime.notify import Notifier
 from edgeface.runtime.sinks import Sink
 from edgeface.runtime.sources import FrameSource, SourceTimeout
+from edgeface.runtime.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ log = logging.getLogger(__name__)
 #: stays alive), so that tests can check that a hung pipeline stops pinging the watchdog.
 HANG_ENV = "EDGEFACE_TEST_HANG_AFTER_FRAMES"
 _KEEP = 4096  # per-stage latencies kept for summaries unless record_latencies=True
+_NO_TIME = Timing(0.0, 0.0, 0.0)  # a frame the motion gate kept from the detector
 
 
 @dataclass
@@ -44,6 +47,7 @@ class RunStats:
 
     frames: int = 0
     faces: int = 0
+    gated: int = 0  # frames the motion gate kept from the detector
     dropped: int = 0
     corrupt: int = 0
     reconnects: int = 0
@@ -55,7 +59,7 @@ class RunStats:
     latencies: Optional[dict[str, np.ndarray]] = None  # per frame, with record_latencies
 
     def to_dict(self) -> dict:
-        d = {k: getattr(self, k) for k in ("frames", "faces", "dropped", "corrupt",
+        d = {k: getattr(self, k) for k in ("frames", "faces", "gated", "dropped", "corrupt",
                                            "reconnects", "wall_s", "fps", "peak_rss_bytes",
                                            "stopped", "latency")}
         d["wall_s"] = round(self.wall_s, 3)
@@ -64,8 +68,10 @@ class RunStats:
 
     def summary_line(self) -> str:
         total = self.latency.get("detect", {})
+        gated = f", {self.gated} gated by motion" if self.gated else ""
         return (f"{self.frames} frames in {self.wall_s:.1f} s ({self.fps:.1f} fps), "
-                f"{self.faces} faces, latency p50 {total.get('p50_ms', float('nan')):.1f} ms "
+                f"{self.faces} faces{gated}, latency p50 "
+                f"{total.get('p50_ms', float('nan')):.1f} ms "
                 f"p95 {total.get('p95_ms', float('nan')):.1f} ms, {self.dropped} dropped, "
                 f"{self.corrupt} corrupt, peak rss {self.peak_rss_bytes / (1 << 20):.1f} MB")
 
@@ -95,6 +101,8 @@ class Runtime:
         status_stream: Optional[TextIO] = None,
         record_latencies: bool = False,
         read_timeout: float = 0.25,
+        gate: Optional[MotionGate] = None,
+        tracker: Optional[Tracker] = None,
     ):
         self.source = source
         self.detector = detector
@@ -108,9 +116,46 @@ class Runtime:
         self.status_stream = status_stream
         self.record_latencies = record_latencies
         self.read_timeout = read_timeout
+        self.gate = gate
+        self.tracker = tracker
+        self._last_frame = None  # kept to deliver the tracks that end at shutdown
         self._stop = threading.Event()
         hang = os.environ.get(HANG_ENV)
         self._hang_after = int(hang) if hang and hang.isdigit() else None
+
+    def _process(self, frame) -> FrameResult:
+        """Motion gate -> detector -> tracker for one frame. A frame the gate skips keeps
+        the tracker's held faces and costs no inference (``FrameResult.detected``)."""
+        gate, tracker = self.gate, self.tracker
+        if gate is not None and not gate.check(frame.image, frame.timestamp,
+                                               force=bool(tracker and tracker.pending)):
+            frame.prepared = None
+            if tracker is None:
+                return FrameResult(frame, Detections.empty(), _NO_TIME, detected=False)
+            dets, ids = tracker.skip(frame)
+            return FrameResult(frame, dets, _NO_TIME, track_ids=ids, detected=False)
+        try:
+            dets, timing = self._detect(frame)
+        except EdgefaceError:
+            raise
+        except Exception as exc:
+            raise EdgefaceError(f"inference failed on frame {frame.index} of "
+                                f"{self.source.name}: {exc}") from exc
+        if tracker is None:
+            return FrameResult(frame, dets, timing)
+        ids, events = tracker.update(dets, frame)
+        return FrameResult(frame, dets, timing, track_ids=ids, events=events)
+
+    def _end_tracks(self) -> None:
+        """Tracks still open when the run stops end now, so event sinks see every end."""
+        if self.tracker is None or self._last_frame is None:
+            return
+        events = self.tracker.flush(time.time())
+        if events:
+            result = FrameResult(self._last_frame, Detections.empty(), _NO_TIME, events=events,
+                                 detected=False, only_events=True)
+            for sink in self.sinks:
+                sink.write(result)
 
     def _detect(self, frame) -> tuple[Detections, Timing]:
         """The detector on one frame, reusing what the source's capture thread prepared."""
@@ -138,7 +183,7 @@ class Runtime:
         next_status = start + self.status_interval if self.status_interval else None
         metrics, notifier, source = self.metrics, self.notifier, self.source
         perf = time.perf_counter
-        frames = faces = 0
+        frames = faces = gated = 0
         try:
             while not self._stop.is_set():
                 if max_frames is not None and frames >= max_frames:
@@ -159,27 +204,26 @@ class Runtime:
                 if frame is None:
                     break
                 t1 = perf()
-                try:
-                    dets, timing = self._detect(frame)
-                except EdgefaceError:
-                    raise
-                except Exception as exc:
-                    raise EdgefaceError(f"inference failed on frame {frame.index} of "
-                                        f"{source.name}: {exc}") from exc
-                result = FrameResult(frame, dets, timing)
+                result = self._process(frame)
+                self._last_frame = frame
+                dets, timing = result.detections, result.timing
                 t2 = perf()
                 for sink in self.sinks:
                     sink.write(result)
                 t3 = perf()
                 frames += 1
-                faces += len(dets)
+                if result.detected:
+                    faces += len(dets)
+                else:
+                    gated += 1
                 stages = {"capture_wait": t1 - t0, "preprocess": timing.preprocess,
                           "inference": timing.inference, "postprocess": timing.postprocess,
                           "output": t3 - t2}
-                metrics.observe(timing.total, len(dets), stages)
-                lat["detect"].append(timing.total)
-                for k, v in stages.items():
-                    lat[k].append(v)
+                metrics.observe(timing.total, len(dets), stages, detected=result.detected)
+                if result.detected:
+                    lat["detect"].append(timing.total)
+                    for k, v in stages.items():
+                        lat[k].append(v)
                 if not self.record_latencies and len(lat["detect"]) >= 2 * _KEEP:
                     for a in lat.values():
                         del a[:_KEEP]
@@ -193,8 +237,12 @@ class Runtime:
                     _hang_forever(frames)
         finally:
             wall = time.monotonic() - start
-            self.flush()
+            try:
+                self._end_tracks()
+            finally:
+                self.flush()
             stats.frames, stats.faces, stats.wall_s = frames, faces, wall
+            stats.gated = gated
             stats.fps = frames / wall if wall > 0 else 0.0
             st = source.stats
             stats.dropped, stats.corrupt, stats.reconnects = st.dropped, st.corrupt, st.reconnects

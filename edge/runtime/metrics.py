@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import threading
 import time
+from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -79,24 +80,41 @@ class Metrics:
         self._window = np.zeros(window, np.float64)  # recent total latencies (s), a ring
         self._frame_times = np.zeros(64, np.float64)  # recent frame completion times, a ring
         self._n = 0
+        self.gated = 0  # frames the motion gate did not send to the detector
+        self._latency_n = 0  # detections recorded in the latency window
         self.http = HttpCounters()
+        self._collectors: list[tuple[str, Callable[[], Mapping[str, float]], frozenset]] = []
+
+    def add_stats(self, component: str, stats: Callable[[], Mapping[str, float]],
+                  gauges: Iterable[str] = ()) -> None:
+        """Expose a component's ``stats()`` dict (an MQTT sink, the motion gate, the SoC's
+        temperature...) as ``edgeface_<component>_<key>``: gauges as they are, the other
+        keys as ``_total`` counters. Read at each scrape, outside the frame lock."""
+        self._collectors.append((component, stats, frozenset(gauges)))
 
     def observe(self, latency: float, faces: int, stages: dict[str, float] | None = None,
-                now: float | None = None) -> None:
-        """Account for one processed frame (``latency`` in seconds: detection time)."""
+                now: float | None = None, detected: bool = True) -> None:
+        """Account for one processed frame (``latency`` in seconds: detection time).
+        ``detected=False``: the motion gate skipped the detector; the frame counts, its
+        (held) faces are the last ones, and no latency is recorded."""
         now = time.monotonic() if now is None else now
         with self._lock:
             self.frames += 1
-            self.faces += faces
             self.last_faces = faces
             self.last_frame_time = now
+            self._frame_times[self._n % self._frame_times.size] = now
+            if not detected:
+                self.gated += 1
+                self._n += 1
+                return
+            self.faces += faces
             self._bucket_counts[bisect.bisect_left(LATENCY_BUCKETS, latency)] += 1
             self._latency_sum += latency
             if stages:
                 for k, v in stages.items():
                     self._stage_sums[k] = self._stage_sums.get(k, 0.0) + v
-            self._window[self._n % self._window.size] = latency
-            self._frame_times[self._n % self._frame_times.size] = now
+            self._window[self._latency_n % self._window.size] = latency
+            self._latency_n += 1
             self._n += 1
 
     def set_source_counters(self, dropped: int, corrupt: int, reconnects: int) -> None:
@@ -111,30 +129,38 @@ class Metrics:
     def uptime(self) -> float:
         return time.monotonic() - self._start_mono
 
-    def fps(self) -> float:
-        """Frames per second over the last (up to) 64 frames."""
+    def fps(self, now: float | None = None) -> float:
+        """Frames per second over the last (up to) 64 frames; 0 during an outage (no frame
+        for 2 s, or for 3 of the recent frame intervals if those are longer)."""
+        now = time.monotonic() if now is None else now
         with self._lock:
             n = min(self._n, self._frame_times.size)
             if n < 2:
                 return 0.0
             last = self._frame_times[(self._n - 1) % self._frame_times.size]
             first = self._frame_times[(self._n - n) % self._frame_times.size]
-        return (n - 1) / (last - first) if last > first else 0.0
+        if last <= first:
+            return 0.0
+        interval = (last - first) / (n - 1)
+        if now - last > max(2.0, 3 * interval):
+            return 0.0
+        return 1.0 / interval
 
     def percentiles(self, *qs: float) -> list[float]:
         """Percentiles (0-100) of recent total latencies, in seconds (NaN before any frame)."""
         with self._lock:
-            recent = self._window[: min(self._n, self._window.size)].copy()
+            recent = self._window[: min(self._latency_n, self._window.size)].copy()
         if recent.size == 0:
             return [float("nan")] * len(qs)
         return [float(v) for v in np.percentile(recent, qs)]
 
-    def status_line(self) -> str:
-        """One human line: FPS, p50/p95 latency, faces, drops, RSS."""
+    def status_line(self, now: float | None = None) -> str:
+        """One human line: FPS, p50/p95 latency, faces, drops, RSS (and gated frames)."""
         p50, p95 = self.percentiles(50, 95)
-        return (f"{self.fps():5.1f} fps | latency p50 {p50 * 1e3:.1f} ms p95 {p95 * 1e3:.1f} ms"
-                f" | frames {self.frames} | faces {self.last_faces} | dropped {self.dropped}"
-                f" | rss {self.rss / (1 << 20):.1f} MB")
+        gated = f" | gated {self.gated}" if self.gated else ""
+        return (f"{self.fps(now):5.1f} fps | latency p50 {p50 * 1e3:.1f} ms p95 "
+                f"{p95 * 1e3:.1f} ms | frames {self.frames} | faces {self.last_faces} | "
+                f"dropped {self.dropped}{gated} | rss {self.rss / (1 << 20):.1f} MB")
 
     def prometheus(self) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""
@@ -143,6 +169,7 @@ class Metrics:
             lat_sum = self._latency_sum
             stage_sums = dict(self._stage_sums)
             vals = dict(frames=self.frames, faces=self.faces, dropped=self.dropped,
+                        gated=self.gated,
                         corrupt=self.corrupt, reconnects=self.reconnects, rss=self.rss,
                         peak=self.peak_rss, limit=self.memory_limit,
                         last=self.last_frame_time)
@@ -155,6 +182,8 @@ class Metrics:
 
         metric("edgeface_frames_total", "counter", "Frames processed.", [("", vals["frames"])])
         metric("edgeface_faces_total", "counter", "Faces detected.", [("", vals["faces"])])
+        metric("edgeface_gated_frames_total", "counter",
+               "Frames the motion gate did not send to the detector.", [("", vals["gated"])])
         metric("edgeface_dropped_frames_total", "counter",
                "Live frames replaced by a newer one before they were processed.",
                [("", vals["dropped"])])
@@ -190,6 +219,18 @@ class Metrics:
         metric("edgeface_uptime_seconds", "gauge", "Seconds since start.", [("", self.uptime())])
         for name, kind, help_, value in self.http.samples():
             metric(name, kind, help_, [("", value)])
+        for component, stats, gauges in self._collectors:
+            try:
+                values = dict(stats())
+            except Exception:  # a component's failure must not take /metrics down
+                continue
+            for key, value in values.items():
+                if value is None:
+                    continue
+                gauge = key in gauges
+                name = f"edgeface_{component}_{key}" + ("" if gauge else "_total")
+                metric(name, "gauge" if gauge else "counter", f"{component}: {key}.",
+                       [("", value)])
         return "\n".join(out) + "\n"
 
 

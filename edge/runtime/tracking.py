@@ -40,9 +40,11 @@ from edgeface.media.frame import Frame
 from edgeface.runtime.events import Track, TrackEvent
 from edgeface.runtime.options import Option, number
 
-#: A track's box is moved along its velocity for at most this long: a stale velocity over
-#: a long gap (the motion gate skipped frames because nothing moved) would fling it away.
-_PREDICT_MAX_S = 0.5
+#: A track's box is moved along its velocity for at most this many frames (0.5 s at 30 fps):
+#: a stale velocity over a long gap (the motion gate skipped frames because nothing moved)
+#: would fling it away. Velocities are per frame, not per second: a file read faster than
+#: real time, or a loaded machine, gives capture times that say nothing about motion.
+_PREDICT_MAX_FRAMES = 15
 #: Centre distances are in units of the face's size, floored so that tiny faces can move.
 _MIN_SIZE_PX = 16.0
 #: A box this close to the frame's border (pixels) is taken to be cut off.
@@ -127,13 +129,14 @@ class _State:
     """A track plus what only the tracker needs."""
 
     track: Track
-    velocity: np.ndarray  # [2] pixels per second of the box centre
+    velocity: np.ndarray  # [2] pixels per frame of the box centre
+    last_index: int = 0  # source frame index of the latest detection
     last_event_ts: float = 0.0
     best_unreported: bool = False  # the best view improved since the last event
 
-    def predicted(self, ts: float) -> np.ndarray:
-        dt = min(max(ts - self.track.last_ts, 0.0), _PREDICT_MAX_S)
-        return self.track.box + np.tile(self.velocity * dt, 2)
+    def predicted(self, index: int) -> np.ndarray:
+        frames = min(max(index - self.last_index, 0), _PREDICT_MAX_FRAMES)
+        return self.track.box + np.tile(self.velocity * frames, 2)
 
 
 class Tracker:
@@ -191,7 +194,7 @@ class Tracker:
         self.runs += 1
         boxes = np.asarray(detections.boxes, np.float32).reshape(-1, 4)
         states = self._states
-        pred = np.array([s.predicted(ts) for s in states]).reshape(-1, 4)
+        pred = np.array([s.predicted(frame.index) for s in states]).reshape(-1, 4)
         pairs = associate(pred, boxes, self.iou_threshold, self.max_distance)
         det_of = dict(pairs)
         edge = self._edge_test(image)
@@ -201,7 +204,7 @@ class Tracker:
         for i, s in enumerate(states):
             d = det_of.get(i)
             if d is not None:
-                self._hit(s, detections, d, ts, image, edge)
+                self._hit(s, detections, d, ts, image, edge, frame.index)
                 owner[d] = s
                 kept.append(s)
                 continue
@@ -217,7 +220,7 @@ class Tracker:
                 kept.append(s)
         for d in range(len(boxes)):
             if d not in owner and len(kept) < self.max_tracks:
-                owner[d] = s = self._new(detections, d, ts, image)
+                owner[d] = s = self._new(detections, d, ts, image, frame.index)
                 kept.append(s)
         self._states = kept
         started, updated = [], []
@@ -260,23 +263,25 @@ class Tracker:
 
     # ------------------------------------------------------------------ internals
 
-    def _new(self, dets: Detections, d: int, ts: float, image: np.ndarray) -> _State:
+    def _new(self, dets: Detections, d: int, ts: float, image: np.ndarray,
+             index: int) -> _State:
         box = np.array(dets.boxes[d], np.float32)
         score = float(dets.scores[d])
         tr = Track(id=0, box=box, score=score,
                    landmarks=np.array(dets.landmarks[d], np.float32), start_ts=ts, last_ts=ts,
                    best_score=score, best_ts=ts, best_image=image, best_box=box)
-        return _State(tr, np.zeros(2, np.float64))
+        return _State(tr, np.zeros(2, np.float64), last_index=index)
 
     def _hit(self, s: _State, dets: Detections, d: int, ts: float, image: np.ndarray,
-             edge: EdgeTest) -> None:
+             edge: EdgeTest, index: int) -> None:
         tr = s.track
         box = np.array(dets.boxes[d], np.float32)
         score = float(dets.scores[d])
-        dt = ts - tr.last_ts
-        if dt > 0:
-            move = ((box[:2] + box[2:]) - (tr.box[:2] + tr.box[2:])) / 2 / dt
+        frames = index - s.last_index
+        if frames > 0:
+            move = ((box[:2] + box[2:]) - (tr.box[:2] + tr.box[2:])) / 2 / frames
             s.velocity = move if tr.hits == 1 else (s.velocity + move) / 2
+        s.last_index = max(s.last_index, index)
         tr.box, tr.score = box, score
         tr.landmarks = np.array(dets.landmarks[d], np.float32)
         tr.last_ts = max(tr.last_ts, ts)

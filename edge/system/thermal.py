@@ -60,6 +60,20 @@ class ThermalState:
         pool = soc or list(self.temps_c.values())
         return max(pool) if pool else None
 
+    def metrics(self) -> dict[str, Optional[float]]:
+        """Gauges for /metrics; None where the board does not say."""
+        t = self.throttled
+
+        def flag(*names: str) -> Optional[int]:
+            if t is None or not any(n in t for n in names):
+                return None
+            return int(any(bool(t.get(n)) for n in names))
+
+        now = ("under_voltage", "freq_capped", "throttled", "soft_temp_limit")
+        return {"temperature_celsius": self.soc_c, "throttled_now": flag(*now),
+                "throttled_since_boot": flag(*(f"{n}_occurred" for n in now)),
+                "under_voltage_now": flag("under_voltage")}
+
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: ``{"soc_c", "temps_c", "throttled"}``."""
         return {"soc_c": self.soc_c, "temps_c": dict(self.temps_c),

@@ -195,6 +195,20 @@ def test_status_line_and_percentiles():
         m.observe((i + 1) / 1000, 1, now=i * 0.1)
     p50, p95 = m.percentiles(50, 95)
     assert p50 == pytest.approx(0.0505) and p95 == pytest.approx(0.09505)
-    assert m.fps() == pytest.approx(10.0)
-    line = m.status_line()
+    assert m.fps(now=9.9) == pytest.approx(10.0)
+    line = m.status_line(now=9.9)
     assert "10.0 fps" in line and "p50 50.5 ms" in line and "p95 95.0 ms" in line
+    # An outage: no frame for longer than 2 s (and 3 frame intervals) reads 0 fps.
+    assert m.fps(now=9.9 + 2.5) == 0.0 and m.status_line(now=12.5).lstrip().startswith("0.0 fps")
+
+
+def test_gated_frames_count_but_record_no_latency():
+    m = Metrics()
+    for i in range(10):
+        m.observe(0.02, 1, now=i * 0.1, detected=i % 2 == 0)
+    assert m.frames == 10 and m.gated == 5 and m.faces == 5
+    assert m.fps(now=0.9) == pytest.approx(10.0)
+    assert m.percentiles(50)[0] == pytest.approx(0.02)
+    text = m.prometheus()
+    assert "edgeface_gated_frames_total 5" in text
+    assert "edgeface_latency_seconds_count 5" in text

@@ -118,6 +118,9 @@ class CropsSink:
     def dropped(self) -> int:
         return self._worker.dropped
 
+    #: The keys of :meth:`stats` that are gauges (the others are cumulative counters).
+    STATS_GAUGES = ("files", "bytes", "queued")
+
     def stats(self) -> dict[str, float]:
         """Counters for /metrics (files and bytes are gauges)."""
         return {"saved": self.saved, "deleted": self.deleted, "dropped": self.dropped,

@@ -22,7 +22,8 @@ class HttpSink:
         self.server = StatusServer(self.latest, metrics, host, port).start()
 
     def write(self, result: FrameResult) -> None:
-        self.latest.write(result)
+        if not result.only_events:
+            self.latest.write(result)
 
     def flush(self) -> None:
         pass

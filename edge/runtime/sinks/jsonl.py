@@ -79,6 +79,8 @@ class JsonLinesSink:
             self._size += 1
 
     def write(self, result: FrameResult) -> None:
+        if result.only_events:
+            return
         line = json.dumps(result.to_record(), separators=(",", ":")) + "\n"
         try:
             if self.path is not None:

@@ -280,6 +280,9 @@ class MqttSink:
         return (self._worker.dropped + self._worker.superseded.get("snapshot", 0)
                 + self.backlog_drops + self.offline_drops)
 
+    #: The keys of :meth:`stats` that are gauges (the others are cumulative counters).
+    STATS_GAUGES = ("connected", "queued", "unacked")
+
     def stats(self) -> dict[str, float]:
         """Counters for /metrics (cumulative, except connected, queued and unacked)."""
         return {"connected": int(self.connected), "connects": self.connects,

@@ -50,6 +50,8 @@ class VideoSink:
             raise EdgefaceError(f"cannot create {self.path.parent}: {exc.strerror}") from None
 
     def write(self, result: FrameResult) -> None:
+        if result.only_events:
+            return
         self._raise_error()
         if self._writer is None:
             self._open(result.frame.image)  # here, so a bad path or codec fails at once

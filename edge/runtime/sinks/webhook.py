@@ -142,6 +142,9 @@ class WebhookSink:
         """Events never delivered: queue full, or retries exhausted."""
         return self._worker.dropped + self.failed
 
+    #: The keys of :meth:`stats` that are gauges (the others are cumulative counters).
+    STATS_GAUGES = ("queued",)
+
     def stats(self) -> dict[str, float]:
         """Counters for /metrics (queued is a gauge)."""
         return {"sent": self.sent, "failed": self.failed, "retries": self.retried,

@@ -70,7 +70,9 @@ apt_need() {
 copy_source() {
     local dest=$1
     mkdir -p "$dest"
+    # Files deleted in the working tree are left out; symlinks are kept even when they
+    # dangle (the doctor's sysfs fixtures are links into a fake /sys).
     (cd "$REPO" && git ls-files -z --cached --others --exclude-standard \
-        | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' \
+        | xargs -0 sh -c 'for f; do { [ -e "$f" ] || [ -L "$f" ]; } && printf "%s\0" "$f"; done; exit 0' sh \
         | tar --null -T - -cf -) | tar -xf - -C "$dest"
 }
