@@ -87,8 +87,13 @@ naive_install_breaks() {
 }
 
 documented_install() {
+    # The README's commands: pin numpy to the system's (so that no future dependency can
+    # pull numpy 2 into the venv), then install the pi extra.
     in_root python3 -m venv --system-site-packages "$PIVENV"
-    pip_install "$PIVENV" pip-pi.log "'.[pi]'" || die "pip install '.[pi]' failed"
+    in_root sh -c "$PIVENV/bin/python -c 'import numpy; print(\"numpy==\" + numpy.__version__)' \
+        > /tmp/numpy-pin.txt"
+    pip_install "$PIVENV" pip-pi.log "'.[pi]'" -c /tmp/numpy-pin.txt \
+        || die "pip install '.[pi]' -c numpy-pin.txt failed"
     in_root "$PIVENV/bin/python" - "$SYS_NUMPY" "$SYSTEM_SITE" <<'PY' || die "layering broken (above)"
 import sys, sysconfig
 from importlib import metadata
