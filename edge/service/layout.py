@@ -1,13 +1,33 @@
-"""Where an install puts things: on-device paths (system or user) and ``reroot`` below --root."""
+"""Where an install puts things: on-device paths (system or user, ``edgeface.service`` or one
+camera's ``edgeface@NAME.service``), camera names, and ``reroot`` below --root."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping
 
-from edgeface.service.units import SERVICE
+from edgeface.errors import ConfigError
+from edgeface.service.units import INSTANCE, SERVICE, TEMPLATE_UNIT, instance_service
+
+# A camera's name becomes part of a unit name, file names and a syslog identifier: short,
+# and nothing that systemd would escape (%I turns '-' into '/'; %i keeps it).
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}")
+# Names whose files are edgeface.service's own or shared by every camera.
+_RESERVED = {"config": "/etc/edgeface/config.yaml is edgeface.service's config",
+             "edgeface": "/etc/edgeface/edgeface.env is the env file every camera shares"}
+
+
+def check_name(name: str) -> str:
+    """A camera name, or a ConfigError that says what a name may be."""
+    if not _NAME_RE.fullmatch(name):
+        raise ConfigError(f"invalid camera name {name!r}: 1 to 32 of a-z, 0-9, '_' and '-', "
+                          "starting with a letter or digit (e.g. door, cam1)")
+    if name in _RESERVED:
+        raise ConfigError(f"camera name {name!r} is reserved: {_RESERVED[name]}")
+    return name
 
 
 def reroot(root: Path | None, path: str | os.PathLike) -> Path:
@@ -28,6 +48,9 @@ class Layout:
     output_dir: str
     sysusers: str | None = None
     tmpfiles: str | None = None
+    service: str = SERVICE  # what systemctl enables, starts and shows
+    name: str | None = None  # a camera: an instance of the template unit
+    camera_env: str | None = None  # that camera's own env file, read after ``env``
 
     @classmethod
     def system(cls, output_dir: str | None = None) -> Layout:
@@ -51,3 +74,27 @@ class Layout:
                    models_dir=str(data_home / "edgeface" / "models"),
                    output_dir=output_dir or str(data_home / "edgeface" / "detections"))
 
+    @classmethod
+    def camera(cls, name: str, *, user_mode: bool = False,
+               environ: Mapping[str, str] | None = None) -> Layout:
+        """One camera, ``edgeface@NAME.service``: the template unit, the shared env file and
+        models, its own config, env file, output directory and tmpfiles.d entry. With
+        ``name`` :data:`~edgeface.service.units.INSTANCE`: the paths as the unit names them."""
+        if name != INSTANCE:
+            check_name(name)
+        base = cls.user(environ=environ) if user_mode else cls.system()
+        etc = Path(base.config).parent
+        return replace(
+            base, unit=str(Path(base.unit).parent / TEMPLATE_UNIT),
+            config=str(etc / f"{name}.yaml"), output_dir=str(Path(base.output_dir) / name),
+            tmpfiles=base.tmpfiles and str(Path(base.tmpfiles).parent / f"edgeface@{name}.conf"),
+            service=instance_service(name), name=name, camera_env=str(etc / f"{name}.env"))
+
+
+def enabled_cameras(layout: Layout, root: Path | None = None) -> list[str]:
+    """The cameras whose instance is enabled: links ``*.wants/edgeface@NAME.service`` beside
+    the unit files (what ``systemctl enable`` makes, offline with --root too)."""
+    units = reroot(root, Path(layout.unit).parent)
+    found = {p.name[len("edgeface@"):-len(".service")]
+             for p in units.glob("*.wants/edgeface@*.service")}
+    return sorted(n for n in found if _NAME_RE.fullmatch(n))

@@ -52,7 +52,8 @@ class Plan:
                 echo(f"  run          {shown}{note}")
                 rc = runner(step.argv)
                 if rc != 0 and step.check:
-                    hint = ("; see: journalctl -u edgeface -e" if "--now" in step.argv
+                    unit = step.argv[-1].removesuffix(".service")  # edgeface, edgeface@NAME
+                    hint = (f"; see: journalctl -u {unit} -e" if "--now" in step.argv
                             or "start" in step.argv else "")
                     raise EdgefaceError(f"`{shown}` failed with exit status {rc}{hint}")
                 continue

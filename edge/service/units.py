@@ -2,8 +2,10 @@
 
 The unit templates live in ``systemd/`` (the copies in ``edge/service/templates/`` ship in the wheel
 and must stay identical; a test checks). ``@NAME@`` placeholders are filled in here with the
-interpreter edgeface is installed in, the on-device paths and the hardware-specific lines. Also
-the sysusers.d / tmpfiles.d entries and the constants every install shares (memory, timeouts).
+interpreter edgeface is installed in, the on-device paths and the hardware-specific lines. The
+same template renders ``edgeface.service`` and the per-camera template unit ``edgeface@.service``
+(paths holding the instance specifier ``%i``), so that the two cannot drift apart. Also the
+sysusers.d / tmpfiles.d entries and the constants every install shares (memory, timeouts).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from edgeface.service.layout import Layout
 
 SERVICE = "edgeface.service"
+TEMPLATE_UNIT = "edgeface@.service"
 SERVICE_USER = "edgeface"
 CONFIG_TEMPLATE = "config.yaml"
 SYSTEM_TEMPLATE = "edgeface.service"
@@ -53,6 +56,12 @@ L4T_GPU_NODES = (
 )
 _GPU_GLOBS = ("nvhost-*", "nvmap", "nvgpu/*/*", "nvidia*", "nvgpu-pci/*")
 
+# A template unit's per-camera paths hold the specifier %i (the instance name). They are built
+# with this stand-in, which no real path can contain (NUL), so that unit_value() still escapes
+# every literal '%' (a home directory may hold one) and turns only the stand-in into %i.
+INSTANCE = "\0"
+DESCRIPTION = "edgeface face detection (FeatherFace)"
+
 
 def template_text(name: str) -> str:
     """A template shipped in ``edgeface/service/templates`` (``edge/service/templates`` here)."""
@@ -66,21 +75,30 @@ def template_text(name: str) -> str:
                             "(a broken install? reinstall edgeface)") from None
 
 
+def instance_service(name: str) -> str:
+    """The unit of one camera: an instance of the template unit."""
+    return f"edgeface@{name}.service"
+
+
 def unit_value(path: str | os.PathLike) -> str:
-    """A path as a unit-file value: absolute, no whitespace or quotes, ``%`` escaped."""
+    """A path as a unit-file value: absolute, no whitespace or quotes, ``%`` escaped; the
+    :data:`INSTANCE` stand-in becomes ``%i``."""
     text = str(path)
     if not text.startswith("/"):
         raise ConfigError(f"path must be absolute in a systemd unit: {text}")
     if re.search(r"[\s\"'\\;$]", text):
         raise ConfigError(f"path not supported in a systemd unit (whitespace, quote, "
                           f"backslash, ';' or '$'): {text!r}")
-    return text.replace("%", "%%")
+    return text.replace("%", "%%").replace(INSTANCE, "%i")
 
 
 def fill(template: str, values: Mapping[str, str]) -> str:
-    """Replace ``@NAME@`` placeholders; a placeholder left unfilled is an error."""
+    """Replace ``@NAME@`` placeholders; a placeholder left unfilled is an error. One alone on
+    its line and filled with nothing takes the line with it."""
     out = template
     for key, value in values.items():
+        if not value:
+            out = re.sub(rf"^@{key}@\n", "", out, flags=re.MULTILINE)
         out = out.replace(f"@{key}@", value)
     left = sorted(set(re.findall(r"@([A-Z_]+)@", out)))
     if left:
@@ -124,15 +142,32 @@ class UnitSettings:
     protect_home: str = "yes"
     gpu_nodes: list[str] | None = None  # None: CPU backend
     timeout_start: str = TIMEOUT_START_CPU
+    # The template unit edgeface@.service: paths above hold INSTANCE, and this camera's own
+    # env file is read after the shared one.
+    camera_env: str | None = None
+
+
+def camera_env_lines(camera_env: str | None) -> str:
+    """The template unit's second EnvironmentFile= (nothing for edgeface.service)."""
+    if camera_env is None:
+        return ""
+    return ("# This camera's own settings and secrets (e.g. its MQTT password), read after the\n"
+            "# shared file: a variable set in both takes this file's value.\n"
+            f"EnvironmentFile=-{unit_value(camera_env)}")
 
 
 def render_unit(settings: UnitSettings, *, user_mode: bool = False) -> str:
-    """The unit file text for a system (default) or user service."""
+    """The unit file text for a system (default) or user service: ``edgeface.service``, or
+    the template unit ``edgeface@.service`` when ``settings.camera_env`` is set."""
     s = settings
+    template = s.camera_env is not None
     values = {
+        "DESCRIPTION": DESCRIPTION + (", camera %i" if template else ""),
+        "IDENTIFIER": "edgeface-%i" if template else "edgeface",
         "PYTHON": unit_value(s.python),
         "CONFIG": unit_value(s.config),
         "ENV_FILE": unit_value(s.env_file),
+        "CAMERA_ENV": camera_env_lines(s.camera_env),
         "TIMEOUT_START": s.timeout_start,
     }
     if not user_mode:
@@ -145,18 +180,39 @@ def render_unit(settings: UnitSettings, *, user_mode: bool = False) -> str:
     return fill(template_text(USER_TEMPLATE if user_mode else SYSTEM_TEMPLATE), values)
 
 
+def render_camera_env(name: str, shared: str, *, user_mode: bool = False) -> str:
+    """A camera's own env file: nothing set, so the shared file's values apply until one is."""
+    systemctl = "systemctl --user" if user_mode else "systemctl"
+    return (f"# Environment for edgeface@{name}.service only, read after {shared}: a variable\n"
+            "# set here takes precedence over the shared one. `edgeface service install` writes\n"
+            f"# this once and never overwrites it; after editing: {systemctl} restart "
+            f"edgeface@{name}\n"
+            "\n"
+            "# This camera's secrets, e.g. when it publishes to another broker or account:\n"
+            "#EDGEFACE_MQTT_PASSWORD=\n"
+            "#EDGEFACE_WEBHOOK_TOKEN=\n"
+            "# Extra `edgeface run` arguments for this camera (they replace the shared ones).\n"
+            "#EDGEFACE_ARGS=\n")
+
+
 def render_sysusers(user: str = SERVICE_USER, home: str = "/var/lib/edgeface") -> str:
     return ("# Written by `edgeface service install`: the unprivileged user of edgeface.service.\n"
             f'u {user} - "edgeface face detection" {home}\n')
 
 
 def render_tmpfiles(layout: Layout, user: str = SERVICE_USER) -> str:
-    """Directories, and the config's group: tmpfiles.d applies them at install and boot."""
-    return ("# Written by `edgeface service install`: files of edgeface.service.\n"
+    """Directories, and the config's group: tmpfiles.d applies them at install and boot.
+
+    A camera's file repeats the shared lines (models, env file) word for word: identical lines
+    in several files are merged silently, and each file alone sets up everything its unit
+    needs (the parents of its output directory are created 0755 root)."""
+    name = f" --name {layout.name}" if layout.name else ""
+    return (f"# Written by `edgeface service install{name}`: files of {layout.service}.\n"
             "# Models are read-only to the service; the output directory is its own; the\n"
             "# config and env file (stream credentials) are readable by root and its group.\n"
             f"d {layout.models_dir} 0755 root root -\n"
             f"d {layout.output_dir} 0750 {user} {user} -\n"
             f"z {layout.config} 0640 root {user} -\n"
-            f"z {layout.env} 0640 root {user} -\n")
+            f"z {layout.env} 0640 root {user} -\n"
+            + (f"z {layout.camera_env} 0640 root {user} -\n" if layout.camera_env else ""))
 
