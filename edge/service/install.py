@@ -2,14 +2,15 @@
 
 :func:`plan_install` checks everything first, then returns a :class:`~edgeface.service.plan.Plan`.
 With ``root`` every file is written below that directory (an image, a test) and systemd is only
-driven offline (``--root=``); with ``dry_run`` nothing runs on the live system.
+driven offline (``--root=``); with ``dry_run`` nothing runs on the live system. With a camera
+``name`` the unit is the template ``edgeface@.service``, shared by every camera, and the
+config, env file, output directory and tmpfiles.d entry are that camera's.
 """
 
 from __future__ import annotations
 
 import difflib
 import os
-import shutil
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +22,7 @@ from edgeface.common.files import atomic_copy, atomic_write
 from edgeface.common.sizes import parse_size
 from edgeface.errors import ConfigError, ModelError
 from edgeface.inference.model_info import sidecar_path
+from edgeface.service import cameras
 from edgeface.service.checks import (
     access_problems,
     check_model,
@@ -31,7 +33,7 @@ from edgeface.service.checks import (
     protect_home_for,
 )
 from edgeface.service.config_edit import check_config, edit_config
-from edgeface.service.layout import Layout, reroot
+from edgeface.service.layout import Layout, enabled_cameras, reroot
 from edgeface.service.plan import Plan
 from edgeface.service.tensorrt_cache import (
     TensorRTPrebuild,
@@ -43,14 +45,15 @@ from edgeface.service.units import (
     CONFIG_TEMPLATE,
     ENV_TEMPLATE,
     GPU_PROVIDERS,
+    INSTANCE,
     MEMORY_MAX,
-    SERVICE,
     SERVICE_MEMORY_LIMIT,
     SERVICE_USER,
     TIMEOUT_START_CPU,
     TIMEOUT_START_TRT,
     UnitSettings,
     gpu_device_nodes,
+    render_camera_env,
     render_sysusers,
     render_tmpfiles,
     render_unit,
@@ -88,12 +91,36 @@ class InstallRequest:
     start: bool = True
     environ: Mapping[str, str] | None = None
     dev_dir: str = "/dev"
+    name: str | None = None  # a camera: edgeface@NAME.service
+
+
+def _layout(req: InstallRequest) -> Layout:
+    if req.name is None:
+        return Layout.user(req.output_dir, req.environ) if req.user_mode \
+            else Layout.system(req.output_dir)
+    layout = Layout.camera(req.name, user_mode=req.user_mode, environ=req.environ)
+    if req.output_dir is not None:
+        raise ConfigError(f"--output-dir is for edgeface.service: camera {req.name!r} writes to "
+                          f"{layout.output_dir}, the template unit's ReadWritePaths=")
+    return layout
+
+
+def _needs_gpu(opts: Mapping[str, Any]) -> bool:
+    # A CSI camera's frames live in NVMM buffers (nvmap, nvhost): they need the nodes too.
+    return (opts.get("provider") or "cpu") in GPU_PROVIDERS or opts.get("csi") is not None \
+        or is_engine(opts.get("model"))
 
 
 def plan_install(req: InstallRequest) -> Plan:
     """Check everything, then return the steps of the install (nothing is changed here)."""
-    layout = Layout.user(req.output_dir, req.environ) if req.user_mode \
-        else Layout.system(req.output_dir)
+    layout = _layout(req)
+    # The unit names a camera's paths with %i: one template unit serves every camera.
+    in_unit = layout if req.name is None else Layout.camera(
+        INSTANCE, user_mode=req.user_mode, environ=req.environ)
+    # The others' needs, where the unit is theirs too (GPU nodes, a first start's TensorRT
+    # build); their HTTP ports, where this camera's server must not collide.
+    others = cameras.other_configs(layout, req.root) if req.name else {}
+    sharing = cameras.camera_configs(others)
     plan = Plan()
     python = req.python or sys.executable
     unit_value(python)
@@ -112,7 +139,7 @@ def plan_install(req: InstallRequest) -> Plan:
             check_model(model)
         model_dst = str(Path(layout.models_dir) / model.name)
 
-    config_text, existing, opts = _plan_config(req, layout, model_dst, plan)
+    config_text, existing, opts = _plan_config(req, layout, model_dst, plan, others)
     engine = is_engine(opts["model"])
     # ONNX Runtime's TensorRT provider builds its engine when the session is created: a
     # live install builds it now, into the cache the service reads, so that no start (and
@@ -122,16 +149,20 @@ def plan_install(req: InstallRequest) -> Plan:
         build = TensorRTPrebuild(Path(model) if model is not None else Path(opts["model"]),
                                  Path(opts["model"]), service_cache_dir(layout, req.environ),
                                  layout.env, None if req.user_mode else SERVICE_USER)
-    # A CSI camera's frames live in NVMM buffers (nvmap, nvhost): they need the nodes too.
     gpu = req.gpu if req.gpu is not None else (
-        opts.get("provider", "cpu") in GPU_PROVIDERS or opts.get("csi") is not None or engine)
+        _needs_gpu(opts) or any(_needs_gpu(o) for o in sharing.values()))
+    # An engine built on the first start: this one's (not built now), or, in an image,
+    # another camera's (a live install built it at that camera's install).
+    first_build = (opts.get("provider") == "tensorrt" and not engine and build is None) or (
+        req.root is not None and any(o.get("provider") == "tensorrt"
+                                     and not is_engine(o.get("model")) for o in sharing.values()))
     locations = [python, *install_locations()[1:]] if req.python else install_locations()
     unit_settings = UnitSettings(
-        python=python, config=layout.config, env_file=layout.env, output_dir=layout.output_dir,
-        protect_home=protect_home_for(locations),
+        python=python, config=in_unit.config, env_file=in_unit.env,
+        output_dir=in_unit.output_dir, protect_home=protect_home_for(locations),
         gpu_nodes=gpu_device_nodes(req.dev_dir) if gpu else None,
-        timeout_start=TIMEOUT_START_TRT if opts.get("provider") == "tensorrt"
-        and not engine and build is None else TIMEOUT_START_CPU)
+        timeout_start=TIMEOUT_START_TRT if first_build else TIMEOUT_START_CPU,
+        camera_env=in_unit.camera_env)
     unit_text = render_unit(unit_settings, user_mode=req.user_mode)
     if not req.user_mode:
         _check_service_user_can_run(req, locations, plan)
@@ -145,8 +176,8 @@ def plan_install(req: InstallRequest) -> Plan:
     return plan
 
 
-def _plan_config(req: InstallRequest, layout: Layout, model_dst: str | None,
-                 plan: Plan) -> tuple[str, str | None, dict[str, Any]]:
+def _plan_config(req: InstallRequest, layout: Layout, model_dst: str | None, plan: Plan,
+                 others: Mapping[str, dict[str, Any]]) -> tuple[str, str | None, dict[str, Any]]:
     """The config to install: the installed one if any (--model and --set applied to it),
     else the template; validated as the runtime will. Returns (text, existing, options)."""
     values: dict[str, Any] = dict(req.settings)
@@ -159,6 +190,9 @@ def _plan_config(req: InstallRequest, layout: Layout, model_dst: str | None,
         values["model"] = (yaml.safe_load(existing) or {}).get("model")
     text = edit_config(base, values, layout.output_dir)
     opts = check_config(text, output_dir=layout.output_dir, where=layout.config)
+    if req.name is not None:
+        text, opts = _camera_config(req, layout, text, opts, others, plan,
+                                    new=existing is None or req.force)
 
     limit = parse_size(opts.get("memory_limit", SERVICE_MEMORY_LIMIT))
     if limit is None or limit > parse_size(SERVICE_MEMORY_LIMIT):
@@ -175,6 +209,36 @@ def _plan_config(req: InstallRequest, layout: Layout, model_dst: str | None,
     if model_dst is None and req.root is None and not Path(opts["model"]).is_file():
         raise ModelError(f"the config's model {opts['model']} does not exist; pass --model")
     return text, existing, opts
+
+
+def _camera_config(req: InstallRequest, layout: Layout, text: str, opts: dict[str, Any],
+                   others: Mapping[str, dict[str, Any]], plan: Plan,
+                   new: bool) -> tuple[str, dict[str, Any]]:
+    """A new camera's HTTP server moves to the next port no other config serves on (the
+    template's 8080 is the first camera's); a port set by hand that collides is a warning."""
+    outputs = opts.get("outputs") or {}
+    if outputs.get("mqtt") and not outputs.get("mqtt_device"):
+        plan.notes.append(f"warning: {layout.config}: no outputs.mqtt_device, so this camera "
+                          "publishes as the host name, like any other camera here: --set "
+                          f"outputs.mqtt_device=$(hostname)-{req.name}")
+    http = outputs.get("http")
+    if new and "outputs.http" not in req.settings:
+        moved = cameras.free_http(http, others)
+        if moved is not None:
+            users = cameras.http_users(cameras.http_port(http), others)
+            plan.notes.append(f"{layout.config}: outputs.http {moved} ({http} is served by "
+                              f"{_configs(users)})")
+            text = edit_config(text, {"outputs.http": moved}, layout.output_dir)
+            return text, check_config(text, output_dir=layout.output_dir, where=layout.config)
+    users = cameras.http_users(cameras.http_port(http), others)
+    if users:
+        plan.notes.append(f"warning: {layout.config}: outputs.http {http} is also served by "
+                          f"{_configs(users)}: only one of them can start (--set outputs.http=)")
+    return text, opts
+
+
+def _configs(names: Sequence[str]) -> str:
+    return ", ".join(f"{n}.yaml" for n in names)
 
 
 def _check_service_user_can_run(req: InstallRequest, locations: Sequence[str],
@@ -239,11 +303,16 @@ def _plan_files(req: InstallRequest, layout: Layout, plan: Plan, model: Path | N
                  note="changed: " + ", ".join(changed))
     else:
         plan.add("keep", str(config_here), note="exists; --force replaces it")
-    env_here = reroot(root, layout.env)
-    if env_here.exists() and not req.force:
-        plan.add("keep", str(env_here), note="exists; --force replaces it")
-    else:
-        plan.add("write", str(env_here), write(layout.env, template_text(ENV_TEMPLATE), secret))
+    envs = [(layout.env, template_text(ENV_TEMPLATE))]
+    if layout.camera_env is not None and layout.name is not None:
+        envs.append((layout.camera_env, render_camera_env(layout.name, layout.env,
+                                                       user_mode=req.user_mode)))
+    for env, env_text in envs:
+        env_here = reroot(root, env)
+        if env_here.exists() and not req.force:
+            plan.add("keep", str(env_here), note="exists; --force replaces it")
+        else:
+            plan.add("write", str(env_here), write(env, env_text, secret))
 
     unit_here = reroot(root, layout.unit)
     old_unit = unit_here.read_text(encoding="utf-8") if unit_here.is_file() else None
@@ -254,7 +323,14 @@ def _plan_files(req: InstallRequest, layout: Layout, plan: Plan, model: Path | N
                  note="updated" if old_unit is not None else "")
     plan.show = [(layout.unit, unit_text), (layout.config, config_text)]
     if old_unit is not None and old_unit != unit_text:
-        plan.show.append((f"{layout.unit} changes", _diff(old_unit, unit_text, SERVICE)))
+        plan.show.append((f"{layout.unit} changes",
+                          _diff(old_unit, unit_text, Path(layout.unit).name)))
+        others = [n for n in enabled_cameras(layout, root) if n != layout.name]
+        if layout.name is not None and others and root is None:
+            user = "--user " if req.user_mode else ""
+            plan.notes.append(f"the unit changed: the other cameras apply it when restarted: "
+                              f"systemctl {user}restart "
+                              + " ".join(f"edgeface@{n}" for n in others))
 
 
 def _plan_systemd(req: InstallRequest, layout: Layout, plan: Plan,
@@ -268,11 +344,11 @@ def _plan_systemd(req: InstallRequest, layout: Layout, plan: Plan,
             plan.add("run", "", argv=["systemctl", "--user", "daemon-reload"])
             if build is not None:
                 build.add_to(plan)
-            plan.add("run", "", argv=["systemctl", "--user", "enable", *now, SERVICE],
+            plan.add("run", "", argv=["systemctl", "--user", "enable", *now, layout.service],
                      note=wait)
         else:
             plan.notes.append("on the device, as that user: systemctl --user daemon-reload && "
-                              f"systemctl --user enable --now {SERVICE}")
+                              f"systemctl --user enable --now {layout.service}")
         plan.notes.append("to start at boot without a login session: "
                           "sudo loginctl enable-linger $USER")
         if live and "video" not in group_names():
@@ -284,71 +360,23 @@ def _plan_systemd(req: InstallRequest, layout: Layout, plan: Plan,
         plan.add("run", "", argv=["systemctl", "daemon-reload"])
         if build is not None:  # after sysusers: the cache is handed to the service user
             build.add_to(plan)
-        plan.add("run", "", argv=["systemctl", "enable", *now, SERVICE], note=wait)
+        plan.add("run", "", argv=["systemctl", "enable", *now, layout.service], note=wait)
     else:
         # Offline, on the image: the tools read these files from the host path given.
         r = f"--root={root}"
         plan.add("run", "", argv=["systemd-sysusers", r, str(reroot(root, layout.sysusers))])
         plan.add("run", "", argv=["systemd-tmpfiles", r, "--create",
                                   str(reroot(root, layout.tmpfiles))])
-        plan.add("run", "", argv=["systemctl", r, "enable", SERVICE])
+        plan.add("run", "", argv=["systemctl", r, "enable", layout.service])
         if not req.dry_run:
-            plan.notes.append(f"{SERVICE} is enabled in {root}: it starts when that system "
-                              "boots")
+            plan.notes.append(f"{layout.service} is enabled in {root}: it starts when that "
+                              "system boots")
     if live:
         problem = memory_cgroup_problem()
         if problem:
             plan.notes.append(problem)
         if req.start:
             user = " --user" if req.user_mode else ""
-            plan.notes.append(f"logs: journalctl{user} -u edgeface -f   "
-                              f"status: edgeface service status{user}")
-
-
-def _rmdir_if_empty(path: Path) -> None:
-    try:
-        path.rmdir()
-    except OSError:
-        pass  # holds files edgeface did not write: leave them
-
-
-def plan_uninstall(*, user_mode: bool = False, root: Path | None = None, purge: bool = False,
-                   environ: Mapping[str, str] | None = None) -> Plan:
-    """Stop, disable and remove the unit; with ``purge`` also config, env file and models.
-
-    Output files (detections) and the service user are never removed.
-    """
-    layout = Layout.user(environ=environ) if user_mode else Layout.system()
-    live = root is None
-    plan = Plan()
-    unit_here = reroot(root, layout.unit)
-    user = ["--user"] if user_mode else []
-    if unit_here.exists():
-        if live:
-            plan.add("run", "", argv=["systemctl", *user, "disable", "--now", SERVICE])
-        elif not user_mode:
-            plan.add("run", "", argv=["systemctl", f"--root={root}", "disable", SERVICE])
-        plan.add("remove", str(unit_here), unit_here.unlink)
-        if live:
-            plan.add("run", "", argv=["systemctl", *user, "daemon-reload"])
-            plan.add("run", "", argv=["systemctl", *user, "reset-failed", SERVICE], check=False)
-    else:
-        plan.notes.append(f"{SERVICE} is not installed ({unit_here} does not exist)")
-    if purge:
-        for p in (layout.config, layout.config + ".bak", layout.env, layout.sysusers,
-                  layout.tmpfiles):
-            here = reroot(root, p) if p else None
-            if here is not None and here.exists():
-                plan.add("remove", str(here), here.unlink)
-        models = reroot(root, layout.models_dir)
-        if models.is_dir():
-            plan.add("remove", f"{models}/", lambda: shutil.rmtree(models))
-        config_dir = reroot(root, str(Path(layout.config).parent))
-        if config_dir.is_dir():
-            plan.add("rmdir", f"{config_dir}/", lambda: _rmdir_if_empty(config_dir),
-                     note="if empty")
-    plan.notes.append(f"kept: {layout.output_dir} (detections)"
-                      + ("" if user_mode else f" and the system user {SERVICE_USER!r}")
-                      + ("" if purge else f", {Path(layout.config).parent}/ and "
-                         f"{layout.models_dir}/ (--purge removes those)"))
-    return plan
+            name = f" --name {layout.name}" if layout.name else ""
+            plan.notes.append(f"logs: journalctl{user} -u {layout.service[:-len('.service')]} "
+                              f"-f   status: edgeface service status{user}{name}")
