@@ -34,15 +34,16 @@ class Pacer:
         return max(0.0, wait)
 
 
-def paced(handler: Handler, *pacers: Pacer) -> Handler:
-    """``handler`` behind the budgets of ``pacers``: waits its turn in each, or 503."""
+def paced(handler: Handler, *pacers: Pacer, busy_status: int = 503) -> Handler:
+    """``handler`` behind the budgets of ``pacers``: waits its turn in each, or gets
+    ``busy_status`` (503: the server is busy; 429 for a per-client limit) + Retry-After."""
 
     async def wrapper(request: Request):
         loop = asyncio.get_running_loop()
         for pacer in pacers:
             wait = pacer.reserve(loop.time())
             if wait is None:
-                raise HttpError(503, "server busy: request budget exhausted",
+                raise HttpError(busy_status, "too many requests: try again shortly",
                                 {"Retry-After": "1"})
             if wait > 0:
                 await asyncio.sleep(wait)

@@ -1,11 +1,26 @@
 """What a handler sees and returns: :class:`Request` (with a bounded body read), a
 :class:`Response` or a :class:`StreamResponse`, :func:`json_error`, and the :class:`Router`
 from (method, path) to handler (404 for an unknown path, 405 with ``Allow`` for a method the
-path does not take; every GET route also answers HEAD).
+path does not take; every GET route also answers HEAD, without a body).
 
 A handler is ``async def handler(request) -> Response | StreamResponse``; it may raise
-:class:`HttpError` for any 4xx/5xx, which becomes a JSON error. Later endpoints (an upload
-``POST /detect``, a token check, a rate limit) are a route plus a wrapper around handlers.
+:class:`HttpError` for any 4xx/5xx, which becomes the one JSON error shape. A later endpoint
+is a route plus wrappers, e.g. an upload::
+
+    async def detect(req):
+        if req.headers.get("authorization") != f"Bearer {token}":
+            raise HttpError(401, "bearer token required", {"WWW-Authenticate": "Bearer"})
+        body = await req.body(max_bytes=8 << 20)        # 411 / 413 / 408 handled here
+        if not req.headers.get("content-type", "").startswith(("image/", "multipart/")):
+            raise HttpError(415, "send image/* or multipart/form-data")
+        faces = await worker.submit(body)                # CPU work never on the loop thread
+        return json_response(200, faces)
+
+    router.add("POST", "/detect", paced(detect, Pacer(5.0), busy_status=429))
+
+Decoding and inference must run in a worker thread that the handler awaits (as
+:class:`~edgeface.runtime.http.encoder.FrameEncoder` does for JPEGs): the event loop serves
+every client, so anything slow on it delays them all.
 """
 
 from __future__ import annotations
