@@ -101,31 +101,31 @@ async def _part_head(reader) -> int:
     raise ValueError("part without Content-Length")
 
 
-async def _snapshot_loop(port: int, end: float, st: Counter) -> None:
+async def _get_loop(port: int, end: float, st: Counter, kind: str, path: str,
+                    pause: float) -> None:
+    """GET ``path`` over one kept-alive connection, ``pause`` s apart (reconnect on errors)."""
     loop = asyncio.get_running_loop()
+    request = f"GET {path} HTTP/1.1\r\nHost: d\r\n\r\n".encode()
     while loop.time() < end:
+        writer = None
         try:
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            st["snapshot_connect_errors"] += 1
-            await asyncio.sleep(0.1)
-            continue
-        try:
             while loop.time() < end:
-                writer.write(b"GET /snapshot.jpg HTTP/1.1\r\nHost: d\r\n\r\n")
+                writer.write(request)
                 code, headers = await _head(reader)
                 body = await reader.readexactly(int(headers.get("content-length", 0)))
-                st[f"snapshot_{code}"] += 1
-                st["snapshot_bytes"] += len(body)
+                st[f"{kind}_{code}"] += 1
+                st[f"{kind}_bytes"] += len(body)
                 if headers.get("connection", "").lower() == "close":
                     break
-                if code != 200:
-                    await asyncio.sleep(0.1)
+                if pause or code != 200:
+                    await asyncio.sleep(pause or 0.1)
         except (OSError, asyncio.IncompleteReadError, ValueError):
-            st["snapshot_errors"] += 1
+            st[f"{kind}_errors"] += 1
             await asyncio.sleep(0.1)
         finally:
-            writer.close()
+            if writer is not None:
+                writer.close()
 
 
 async def _stream_reader(port: int, end: float, st: Counter) -> None:
@@ -147,28 +147,6 @@ async def _stream_reader(port: int, end: float, st: Counter) -> None:
         except (OSError, asyncio.IncompleteReadError, ValueError):
             st["stream_errors"] += 1
             await asyncio.sleep(0.5)
-        finally:
-            if writer is not None:
-                writer.close()
-
-
-async def _poller(port: int, end: float, st: Counter) -> None:
-    loop = asyncio.get_running_loop()
-    while loop.time() < end:
-        writer = None
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            while loop.time() < end:
-                writer.write(b"GET /metrics HTTP/1.1\r\nHost: d\r\n\r\n")
-                code, headers = await _head(reader)
-                await reader.readexactly(int(headers.get("content-length", 0)))
-                st[f"metrics_{code}"] += 1
-                if headers.get("connection", "").lower() == "close":
-                    break
-                await asyncio.sleep(0.1)
-        except (OSError, asyncio.IncompleteReadError, ValueError):
-            st["metrics_errors"] += 1
-            await asyncio.sleep(0.1)
         finally:
             if writer is not None:
                 writer.close()
@@ -200,9 +178,10 @@ async def _load(args: argparse.Namespace) -> dict:
     st: Counter = Counter()
     end = asyncio.get_running_loop().time() + args.duration
     p = args.port
-    jobs = ([_snapshot_loop(p, end, st) for _ in range(args.snapshots)]
+    jobs = ([_get_loop(p, end, st, "snapshot", "/snapshot.jpg", 0.0)
+             for _ in range(args.snapshots)]
             + [_stream_reader(p, end, st) for _ in range(args.streams)]
-            + [_poller(p, end, st) for _ in range(args.pollers)]
+            + [_get_loop(p, end, st, "metrics", "/metrics", 0.1) for _ in range(args.pollers)]
             + [_idle_socket(p, end, st, i % 2 == 0) for i in range(args.idle)])
     tasks = [asyncio.ensure_future(j) for j in jobs]
     _, pending = await asyncio.wait(tasks, timeout=args.duration + 5)
