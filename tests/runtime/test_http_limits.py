@@ -138,6 +138,10 @@ def test_connections_past_the_cap_get_503_quickly_and_healthz_still_answers(make
             c.settimeout(3)
             assert c.recv(1024) == b""
         assert request(server, "GET", "/snapshot.jpg")[0] == 200
+        text = request(server, "GET", "/metrics")[2].decode()  # the counters are exposed
+        assert "\nedgeface_http_connections_refused_total 2\n" in text
+        assert "\nedgeface_http_timeouts_total 4\n" in text
+        assert "# TYPE edgeface_http_connections gauge" in text
     finally:
         for c in idle:
             c.close()
