@@ -68,9 +68,9 @@ WRITE_BUFFER_HIGH = 128 * 1024
 #: Seconds ``close()`` lets open responses finish before it cuts connections.
 SHUTDOWN_GRACE = 0.5
 #: listen() backlog. A burst of connects past it loses SYNs, and each lost SYN costs its
-#: client a 1 s retransmit: with 128, 200 idle sockets reconnecting at once (all closed by
-#: the same header timeout) gave one /healthz a 1.16 s answer. Linux caps it at
-#: net.core.somaxconn (4096 since 5.4); the queue costs nothing until used.
+#: client a 1 s retransmit; 200 idle sockets reconnecting at once (all closed by the same
+#: header timeout) are such a burst, so the queue holds the whole connection cap. Linux caps
+#: it at net.core.somaxconn (4096 since 5.4); it costs nothing until used.
 BACKLOG = 1024
 
 
