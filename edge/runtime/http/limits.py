@@ -104,3 +104,36 @@ class HttpLimits:
         for name in ("header_timeout", "idle_timeout", "write_timeout", "body_timeout"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0 seconds")
+
+
+# -- POST /detect (the image API: edgeface.runtime.http.api) ---------------------------------
+#: Images per request (multipart parts); more is a 400.
+API_MAX_IMAGES = 8
+#: Pixels one uploaded image may declare (checked from its header before decoding; over it:
+#: 413). 4096x3072 takes a 12 Mpx phone photo (4032x3024). Decoded it is 36 MB of BGR, and
+#: the decoder's buffers up to ~2x that again: next to the camera loop's ~180 MB that stays
+#: well inside a 512 MB service. A lower --max-image-pixels (or the memory limit's budget)
+#: lowers it further.
+API_MAX_PIXELS = 4096 * 3072
+#: Requests admitted at once (the one running plus those waiting for the worker); past it
+#: 503 + Retry-After. Admission comes before the body is read, so this and the next bound
+#: the memory that uploads can hold whatever the number of connections.
+API_QUEUE_REQUESTS = 5
+#: Body bytes of the admitted requests together (Content-Length, reserved before reading):
+#: two full 8 MB requests.
+API_QUEUE_BYTES = 16 << 20
+#: Seconds a request may wait for the worker before it gets 503 instead: in `run` the
+#: worker runs only on CPU the camera loop leaves idle, so on a saturated board it may
+#: never get a turn, and a client must hear that in bounded time.
+API_QUEUE_TIMEOUT = 15.0
+#: Requests per second per client address (token bucket, ``API_CLIENT_BURST`` deep), and
+#: for all clients together; past either: 429 + Retry-After. One V1 inference at 416x416 on
+#: one core is ~15 ms on x86-64 and an estimated ~100 ms on a Pi 4: 10 requests/s of one
+#: image is about what one idle Pi core serves.
+API_CLIENT_RATE = 5.0
+API_CLIENT_BURST = 10
+API_GLOBAL_RATE = 10.0
+API_GLOBAL_BURST = 20
+#: Client addresses whose buckets are remembered (the least recently seen are forgotten:
+#: a forgotten client starts with a full bucket, which is what an idle one has anyway).
+API_CLIENTS_TRACKED = 1024

@@ -102,58 +102,113 @@ class Request:
         return "transfer-encoding" in self.headers or self.headers.get(
             "content-length", "0").strip() not in ("", "0")
 
+    def content_length(self, max_bytes: Optional[int] = None) -> int:
+        """The body's declared size, checked before anything is read: 411 without
+        Content-Length (or with Transfer-Encoding: bodies are never chunked here), 400 when
+        it is not a number, 413 past ``max_bytes`` (default and ceiling: the server's limit)."""
+        limit = self._max_body if max_bytes is None else min(max_bytes, self._max_body)
+        if "transfer-encoding" in self.headers:
+            raise HttpError(411, "chunked request bodies are not accepted: send Content-Length",
+                            detail="Transfer-Encoding is not supported")
+        raw = self.headers.get("content-length")
+        if raw is None:
+            raise HttpError(411, "Content-Length is required",
+                            detail="send the body with a Content-Length header")
+        raw = raw.strip()
+        if not (raw.isascii() and raw.isdigit()):
+            raise HttpError(400, "invalid Content-Length", detail="expected a decimal number")
+        n = int(raw)
+        if n > limit:
+            raise HttpError(413, f"request body over {limit} bytes", limit=limit,
+                            detail=f"Content-Length {n} is over the limit of {limit} bytes")
+        return n
+
     async def body(self, max_bytes: Optional[int] = None) -> bytes:
         """The request body, at most ``max_bytes`` (default: the server's limit).
 
-        Content-Length is required (411 without it, or with Transfer-Encoding: bodies are
-        never chunked here); 413 past the limit, before anything is read; 408 when the body
-        does not arrive within the body timeout.
+        The checks of :meth:`content_length` come first (411 / 400 / 413, before anything is
+        read); 408 when the body does not arrive within the body timeout.
         """
-        limit = self._max_body if max_bytes is None else min(max_bytes, self._max_body)
-        if "transfer-encoding" in self.headers:
-            raise HttpError(411, "chunked request bodies are not accepted: send Content-Length")
-        raw = self.headers.get("content-length")
-        if raw is None:
-            raise HttpError(411, "Content-Length is required")
-        raw = raw.strip()
-        if not (raw.isascii() and raw.isdigit()):
-            raise HttpError(400, "invalid Content-Length")
-        n = int(raw)
-        if n > limit:
-            raise HttpError(413, f"request body over {limit} bytes", limit=limit)
+        n = self.content_length(max_bytes)
         if self.headers.get("expect", "").lower() == "100-continue":
             self._writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         try:
             data = await asyncio.wait_for(self._reader.readexactly(n), self._body_timeout)
         except asyncio.TimeoutError:
-            raise HttpError(408, "request body not received in time",
-                            {"Connection": "close"}) from None
+            raise HttpError(408, "request body not received in time", {"Connection": "close"},
+                            detail=f"{n} bytes not received in {self._body_timeout:g} s"
+                            ) from None
         except asyncio.IncompleteReadError:
             raise HttpError(400, "request body shorter than Content-Length",
-                            {"Connection": "close"}) from None
+                            {"Connection": "close"}, detail="the client closed the connection"
+                            ) from None
         self.body_read = True
         return data
+
+    async def discard_body(self, max_bytes: int, chunk: int = 64 << 10) -> bool:
+        """Read and drop a body of at most ``max_bytes`` (in ``chunk`` s, so it costs no
+        memory) after a refusal that came before it was read: the connection can then carry
+        the next request, and a client still sending reads the answer instead of a reset.
+        False (the connection will close) when the body is larger, chunked, awaited behind
+        ``Expect: 100-continue`` (the client sends nothing until it hears back) or late."""
+        raw = self.headers.get("content-length", "").strip()
+        if (self.body_read or "transfer-encoding" in self.headers or not raw.isascii()
+                or not raw.isdigit() or int(raw) > max_bytes
+                or self.headers.get("expect", "").lower() == "100-continue"):
+            return False
+        left = int(raw)
+        try:
+            while left:
+                data = await asyncio.wait_for(self._reader.read(min(left, chunk)),
+                                              self._body_timeout)
+                if not data:
+                    return False
+                left -= len(data)
+        except (asyncio.TimeoutError, ConnectionError, OSError):
+            return False
+        self.body_read = True
+        return True
 
 
 Handler = Callable[[Request], Awaitable[Union[Response, StreamResponse]]]
 
 
 class Router:
-    """(method, path) -> handler. Paths are exact; GET implies HEAD."""
+    """(method, path) -> handler. Paths are exact, or a prefix added with
+    :meth:`add_prefix` (``/events/`` for ``/events/<n>.jpg``); GET implies HEAD."""
 
     def __init__(self) -> None:
         self._routes: dict[str, dict[str, Handler]] = {}
+        self._prefixes: list[tuple[str, dict[str, Handler]]] = []
 
     def add(self, methods: Union[str, tuple[str, ...]], path: str, handler: Handler) -> None:
+        self._add(self._routes.setdefault(path, {}), methods, handler)
+
+    def add_prefix(self, methods: Union[str, tuple[str, ...]], prefix: str,
+                   handler: Handler) -> None:
+        """``handler`` for every path under ``prefix`` (an exact route wins)."""
+        by_method: dict[str, Handler] = {}
+        self._prefixes.append((prefix, by_method))
+        self._add(by_method, methods, handler)
+
+    @staticmethod
+    def _add(by_method: dict[str, Handler], methods: Union[str, tuple[str, ...]],
+             handler: Handler) -> None:
         for method in (methods,) if isinstance(methods, str) else methods:
-            by_method = self._routes.setdefault(path, {})
             by_method[method.upper()] = handler
             if method.upper() == "GET":
                 by_method.setdefault("HEAD", handler)
 
+    def paths(self) -> list[str]:
+        """Every exact path and prefix (``prefix*``), for the OpenAPI test."""
+        return [*self._routes, *(f"{prefix}*" for prefix, _ in self._prefixes)]
+
     def route(self, method: str, path: str) -> Handler:
         """The handler, or raise 404 / 405 (with ``Allow``)."""
         by_method = self._routes.get(path)
+        if by_method is None:
+            by_method = next((h for prefix, h in self._prefixes if path.startswith(prefix)),
+                             None)
         if by_method is None:
             raise HttpError(404, "not found", path=path)
         handler = by_method.get(method)
