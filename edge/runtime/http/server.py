@@ -1,9 +1,13 @@
 """The device's HTTP server (stdlib asyncio, no dependency beyond Python).
 
-``/`` a page showing the stream, ``/stream.mjpg`` annotated frames as MJPEG, ``/snapshot.jpg``
-the latest annotated frame, ``/detections`` the latest result as JSON, ``/healthz`` 200 while
-frames are flowing (503 before the first frame or when stalled), ``/metrics`` Prometheus text.
-It binds 127.0.0.1 unless told otherwise: put a reverse proxy in front to expose it.
+``/`` the page (:mod:`.page`), ``/stream.mjpg`` annotated frames as MJPEG, ``/snapshot.jpg``
+the latest annotated frame, ``/detections`` the latest result as JSON, ``/events`` recent
+face events and ``/events/<n>.jpg`` their crops (:mod:`.feed`), ``/status`` FPS, memory and
+temperature as JSON, ``/healthz`` 200 while frames are flowing (503 before the first frame
+or when stalled), ``/metrics`` Prometheus text, ``POST /detect`` the image API (:mod:`.api`)
+and ``/openapi.json`` its description. Without a camera (``edgeface serve``) only the API,
+the page, ``/status``, ``/healthz``, ``/metrics`` and ``/openapi.json`` exist.
+It binds 127.0.0.1 unless told otherwise; beyond loopback it needs a token (:mod:`.auth`).
 
 One event-loop thread serves every connection (:mod:`.protocol`: deadlines, caps, HEAD) and
 one worker thread encodes JPEGs (:mod:`.encoder`), shared by snapshots and the MJPEG viewers
@@ -15,19 +19,23 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import json
 import logging
 import socket
 import threading
 import time
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 from edgeface.errors import ConfigError, EdgefaceError
 from edgeface.runtime.http import limits as L
+from edgeface.runtime.http.auth import TokenAuth, check_bind
 from edgeface.runtime.http.encoder import FrameEncoder
 from edgeface.runtime.http.latest import LatestSink
 from edgeface.runtime.http.mjpeg import CONTENT_TYPE, MjpegBroadcaster
+from edgeface.runtime.http.openapi import spec
 from edgeface.runtime.http.osthread import name_os_thread
 from edgeface.runtime.http.pacing import Pacer, paced
+from edgeface.runtime.http.page import LOGIN, PAGE
 from edgeface.runtime.http.protocol import HttpConnections
 from edgeface.runtime.http.router import (
     HttpError,
@@ -38,18 +46,23 @@ from edgeface.runtime.http.router import (
     json_error,
     json_response,
 )
+from edgeface.runtime.memory import peak_rss_bytes, rss_bytes
 from edgeface.runtime.metrics import Metrics
+
+if TYPE_CHECKING:
+    from edgeface.runtime.http.api import DetectApi
+    from edgeface.runtime.http.feed import EventFeed
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 _NO_STORE = {"Cache-Control": "no-store"}
-_INDEX = b"""<!doctype html><html><head><title>edgeface</title></head>
-<body style="margin:0;background:#111;color:#ddd;font-family:sans-serif">
-<img src="/stream.mjpg" style="max-width:100%"><p style="padding:0 1em">
-<a href="/detections">detections</a> | <a href="/metrics">metrics</a> |
-<a href="/healthz">healthz</a></p></body></html>"""
+#: The page loads nothing from elsewhere, and the browser is told to enforce that.
+_PAGE_HEADERS = {"Cache-Control": "no-store", "Content-Security-Policy":
+                 "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+                 "img-src 'self' blob:; frame-ancestors 'none'",
+                 "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 
 
 def parse_bind(text: str | int) -> tuple[str, int]:
@@ -90,6 +103,10 @@ class StatusServer:
     Every limit is a keyword argument; the defaults, and the numbers behind them, are in
     :mod:`edgeface.runtime.http.limits`. ``stream_max_fps`` / ``jpeg_max_fps`` 0: no cap.
     ``stale_after``: seconds without a frame before ``/healthz`` says 503 "stalled".
+    ``api``: serve ``POST /detect``; ``feed``: ``/events``; ``camera`` False: no camera
+    (``edgeface serve``: no stream, snapshot, detections or events; ``/healthz`` is 200
+    while the API's worker lives). ``auth``: the token (default: ``EDGEFACE_API_TOKEN``);
+    without one, binding beyond loopback raises :class:`ConfigError`.
     """
 
     def __init__(self, latest: LatestSink, metrics: Metrics, host: str = DEFAULT_HOST,
@@ -103,10 +120,15 @@ class StatusServer:
                  idle_timeout: float = L.IDLE_TIMEOUT, write_timeout: float = L.WRITE_TIMEOUT,
                  body_timeout: float = L.BODY_TIMEOUT,
                  max_header_bytes: int = L.MAX_HEADER_BYTES,
-                 max_body_bytes: int = L.MAX_BODY_BYTES, stale_after: float = 10.0):
+                 max_body_bytes: int = L.MAX_BODY_BYTES, stale_after: float = 10.0,
+                 api: Optional[DetectApi] = None, feed: Optional[EventFeed] = None,
+                 auth: Optional[TokenAuth] = None, camera: bool = True):
+        self.auth = auth if auth is not None else TokenAuth.from_env()
+        check_bind(host, self.auth)
         self.latest = latest
         self.metrics = metrics
         self.stale_after = stale_after
+        self.api, self.feed, self.camera = api, feed, camera
         self.limits = L.HttpLimits(
             max_connections=max_connections, max_streams=max_streams,
             stream_max_fps=stream_max_fps, jpeg_max_fps=jpeg_max_fps,
@@ -119,18 +141,11 @@ class StatusServer:
         counters = metrics.http
         self.encoder = FrameEncoder(latest, counters, jpeg_max_fps)
         self.mjpeg = MjpegBroadcaster(self.encoder, self.limits, counters)
-        wait = self.limits.max_queue_wait
-        requests = Pacer(request_max_rate, wait)
-        snapshots = Pacer(snapshot_max_rate, wait)
-        self.router = Router()
-        self.router.add("GET", "/healthz", self._healthz)  # never queued: monitors rely on it
-        for path, handler, pacers in (
-                ("/", self._index, (requests,)), ("/metrics", self._metrics, (requests,)),
-                ("/detections", self._detections, (requests,)),
-                ("/snapshot.jpg", self._snapshot, (requests, snapshots)),
-                ("/stream.mjpg", self._stream, (requests,)),
-                ("/stream", self._stream, (requests,))):
-            self.router.add("GET", path, paced(handler, *pacers))
+        self._openapi = json.dumps(spec(camera), indent=1).encode()
+        self._soc: tuple[float, Optional[float]] = (-1e9, None)
+        self.router = self._routes(request_max_rate, snapshot_max_rate)
+        if api is not None:
+            metrics.add_stats("api", api.stats, api.STATS_GAUGES)
         self.connections = HttpConnections(self.router, self.limits, counters)
         self._sock: Optional[socket.socket] = _listen(host, port)
         self.host, self.port = self._sock.getsockname()[:2]
@@ -207,10 +222,39 @@ class StatusServer:
             self._sock.close()
             self._sock = None
 
+    def _routes(self, request_max_rate: float, snapshot_max_rate: float) -> Router:
+        wait = self.limits.max_queue_wait
+        requests = Pacer(request_max_rate, wait)
+        snapshots = Pacer(snapshot_max_rate, wait)
+        guard = self.auth.guard
+        router = Router()
+        router.add("GET", "/healthz", self._healthz)  # never queued nor guarded: monitors
+        router.add("GET", "/", paced(self.auth.page(self._index, LOGIN), requests))
+        routes = [("/metrics", self._metrics, (requests,)),
+                  ("/status", self._status, (requests,)),
+                  ("/openapi.json", self._openapi_json, (requests,))]
+        if self.camera:
+            routes += [("/detections", self._detections, (requests,)),
+                       ("/snapshot.jpg", self._snapshot, (requests, snapshots)),
+                       ("/stream.mjpg", self._stream, (requests,)),
+                       ("/stream", self._stream, (requests,))]
+            if self.feed is not None:
+                routes.append(("/events", self._events, (requests,)))
+                router.add_prefix("GET", "/events/", guard(paced(self._crop, requests)))
+        for path, handler, pacers in routes:
+            router.add("GET", path, guard(paced(handler, *pacers)))
+        if self.api is not None:  # its own rate limits answer 429 at once, never queue
+            router.add("POST", "/detect", guard(paced(self.api.detect, requests)))
+        return router
+
     # -- endpoints -----------------------------------------------------------------------
     def health(self) -> tuple[int, dict]:
         age = time.monotonic() - self.metrics.last_frame_time
         body = {"frames": self.metrics.frames, "uptime_s": round(self.metrics.uptime(), 1)}
+        if not self.camera:
+            worker = self.api.worker if self.api is not None else None
+            alive = worker is not None and worker.alive
+            return (200 if alive else 503), {"status": "ok" if alive else "stopped", **body}
         if self.metrics.frames == 0:
             return 503, {"status": "starting", **body}
         body["last_frame_age_s"] = round(age, 3)
@@ -219,7 +263,41 @@ class StatusServer:
         return 200, {"status": "ok", **body}
 
     async def _index(self, req: Request) -> Response:
-        return Response(200, _INDEX, "text/html; charset=utf-8")
+        return Response(200, PAGE, "text/html; charset=utf-8", dict(_PAGE_HEADERS))
+
+    async def _openapi_json(self, req: Request) -> Response:
+        return Response(200, self._openapi, "application/json")
+
+    def status(self) -> dict:
+        """What the page shows: FPS, frames, memory, the SoC's temperature, the API."""
+        m, now = self.metrics, time.monotonic()
+        if now - self._soc[0] > 5.0:  # sysfs reads: cheap, but not per request
+            from edgeface.system import thermal
+
+            self._soc = (now, thermal.read(command=False).soc_c)
+        return {"camera": self.camera, "fps": round(m.fps(), 2), "frames": m.frames,
+                "gated_frames": m.gated, "faces": m.last_faces,
+                "rss_mb": round(rss_bytes() / 2**20, 1),
+                "peak_rss_mb": round(peak_rss_bytes() / 2**20, 1),
+                "soc_c": self._soc[1], "uptime_s": round(m.uptime(), 1),
+                "api": self.api.stats() if self.api is not None else None}
+
+    async def _status(self, req: Request) -> Response:
+        return json_response(200, self.status(), _NO_STORE)
+
+    async def _events(self, req: Request) -> Response:
+        assert self.feed is not None
+        return json_response(200, self.feed.events(), _NO_STORE)
+
+    async def _crop(self, req: Request) -> Response:
+        assert self.feed is not None
+        name = req.path[len("/events/"):]
+        n = name[:-4] if name.endswith(".jpg") else ""
+        jpeg = self.feed.crop(int(n)) if n.isascii() and n.isdigit() and len(n) < 12 else None
+        if jpeg is None:
+            raise HttpError(404, "not found", detail="no such event, or no crop for it",
+                            path=req.path)
+        return Response(200, jpeg, "image/jpeg", {"Cache-Control": "max-age=3600"})
 
     async def _metrics(self, req: Request) -> Response:
         return Response(200, self.metrics.prometheus().encode(),

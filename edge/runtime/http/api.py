@@ -1,0 +1,194 @@
+"""``POST /detect``: faces in uploaded images, one JSON record per image, the record that
+``edgeface detect --json`` and ``edgeface run`` write (``FrameResult.to_record()``).
+
+A request is a raw image body (any Content-Type) or ``multipart/form-data`` with up to
+``max_images`` parts. On the event-loop thread, in this order and before anything is
+decoded: the token (401, :mod:`.auth`), the rate limits (429, :mod:`.ratelimit`), the
+declared body size (411/413) and a place in the worker's queue (503, :mod:`.worker`), then
+the body is read and split (400 for bad multipart), each image's format is sniffed from its
+bytes (JPEG/PNG/BMP, else 415 whatever the Content-Type says) and its declared size checked
+against the pixel budget (413). Decoding and detection run in the worker thread (400 for an
+image that does not decode, e.g. truncated). Every error is ``{"error", "detail", "status"}``.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections import Counter
+from typing import Any, Mapping, Optional
+
+from edgeface.inference.detector import FaceDetector, detect_timed
+from edgeface.inference.results import FrameResult
+from edgeface.media.frame import Frame
+from edgeface.media.image_header import HeaderError, read_header, sniff_format
+from edgeface.media.images import ImageReadError, decode_image, pixel_budget
+from edgeface.runtime.http import limits as L
+from edgeface.runtime.http.multipart import MultipartError, is_multipart, parse_multipart
+from edgeface.runtime.http.ratelimit import RateLimiter
+from edgeface.runtime.http.router import HttpError, Request, Response, json_response
+from edgeface.runtime.http.worker import ApiWorker
+
+#: What the API decodes; anything else is 415, whatever the client says it is.
+FORMATS = ("jpeg", "png", "bmp")
+_LABEL_MAX = 255
+
+
+class DetectApi:
+    """The endpoint, its worker and its limits. ``background``: the worker runs at
+    ``SCHED_IDLE`` (inside ``run``, next to a camera)."""
+
+    def __init__(self, detector: FaceDetector, *, background: bool,
+                 max_pixels: int = L.API_MAX_PIXELS, max_images: int = L.API_MAX_IMAGES,
+                 max_body_bytes: int = L.MAX_BODY_BYTES,
+                 queue_requests: int = L.API_QUEUE_REQUESTS,
+                 queue_bytes: int = L.API_QUEUE_BYTES,
+                 queue_timeout: float = L.API_QUEUE_TIMEOUT,
+                 client_rate: float = L.API_CLIENT_RATE,
+                 client_burst: float = L.API_CLIENT_BURST,
+                 global_rate: float = L.API_GLOBAL_RATE,
+                 global_burst: float = L.API_GLOBAL_BURST):
+        self.detector = detector
+        self.max_pixels, self.max_images = max_pixels, max_images
+        self.max_body_bytes = max_body_bytes
+        self.worker = ApiWorker(background=background, max_requests=queue_requests,
+                                max_bytes=queue_bytes, queue_timeout=queue_timeout).start()
+        self.limiter = RateLimiter(client_rate, client_burst, global_rate, global_burst,
+                                   L.API_CLIENTS_TRACKED, time.monotonic())
+        self.responses: Counter[int] = Counter()
+        self.images = 0
+
+    # -- the handler (event-loop thread) -------------------------------------------------
+    async def detect(self, req: Request) -> Response:
+        try:
+            response = await self._detect(req)
+        except HttpError as exc:
+            self.responses[exc.status] += 1
+            raise
+        self.responses[response.status] += 1
+        return response
+
+    async def _detect(self, req: Request) -> Response:
+        try:
+            wait = self.limiter.check(req.peer[0] if req.peer else "", time.monotonic())
+            if wait is not None:
+                raise HttpError(429, "too many requests",
+                                {"Retry-After": str(max(1, math.ceil(wait)))},
+                                detail=f"over the rate limit: try again in {wait:.1f} s")
+            size = req.content_length(self.max_body_bytes)
+            if size == 0:
+                raise HttpError(400, "empty body",
+                                detail="send one image, or multipart/form-data with images")
+            self.worker.admit(size)
+        except HttpError:
+            # Refused before the body was read: take a small one off the wire so that the
+            # client reads this answer (not a reset) and may reuse the connection.
+            await req.discard_body(self.max_body_bytes)
+            raise
+        try:
+            body = await req.body(self.max_body_bytes)
+            images = self.images_of(req.headers.get("content-type", ""), body)
+            del body
+            records = await self.worker.run(functools.partial(self._run, images))
+            del images
+            return json_response(200, {"results": records})
+        finally:
+            self.worker.release(size)
+
+    def images_of(self, content_type: str, body: bytes) -> list[tuple[str, bytes]]:
+        """(label, bytes) per image, every one checked by content and declared size."""
+        if is_multipart(content_type):
+            try:
+                parts = parse_multipart(content_type, body, self.max_images)
+            except MultipartError as exc:
+                raise HttpError(400, "bad multipart body", detail=str(exc)) from None
+            images = [(_label(p.filename or p.name, i), p.data) for i, p in enumerate(parts)]
+        else:
+            images = [("body", body)]
+        for label, data in images:
+            self.check(label, data)
+        return images
+
+    def check(self, label: str, data: bytes) -> None:
+        """415 for a format the API does not take, 400 for a header that does not say the
+        size, 413 for a size over the pixel budget: all without decoding."""
+        fmt = sniff_format(data)
+        if fmt not in FORMATS:
+            what = f"{fmt.upper()} is not accepted" if fmt else "not a JPEG, PNG or BMP image"
+            raise HttpError(415, "unsupported image format",
+                            detail=f"{label}: {what}; send JPEG, PNG or BMP")
+        try:
+            header = read_header(data)
+        except HeaderError as exc:
+            raise HttpError(400, "bad image", detail=f"{label}: {exc}") from None
+        if header.pixels > self.max_pixels:
+            raise HttpError(413, "image too large",
+                            detail=f"{label}: {header.width}x{header.height} is over the "
+                                   f"limit of {self.max_pixels} pixels (refused without "
+                                   "decoding)", max_pixels=self.max_pixels)
+
+    # -- the job (worker thread) --------------------------------------------------------
+    def _run(self, images: list[tuple[str, bytes]]) -> list[dict]:
+        records = []
+        for i, (label, data) in enumerate(images):
+            try:
+                image = decode_image(data, self.max_pixels, label)
+            except ImageReadError as exc:
+                raise HttpError(400, "bad image", detail=str(exc)) from None
+            dets, timing = detect_timed(self.detector, image)
+            records.append(FrameResult(Frame(i, time.time(), image, label=label), dets,
+                                       timing).to_record())
+            del image
+        self.images += len(images)
+        return records
+
+    # -- the rest ----------------------------------------------------------------------
+    #: The keys of :meth:`stats` that are gauges (the rest are counters).
+    STATS_GAUGES = ("queued", "admitted")
+
+    def stats(self) -> dict[str, float]:
+        """For /metrics (``edgeface_api_*``) and /status."""
+        out = dict(self.worker.stats())
+        out["images"] = self.images
+        out["rate_limited"] = self.limiter.limited_client + self.limiter.limited_global
+        for status in (200, 400, 401, 411, 413, 415, 429, 503):
+            out[f"responses_{status}"] = self.responses.get(status, 0)
+        return out
+
+    def close(self) -> None:
+        self.worker.close()
+
+
+def _label(name: Optional[str], index: int) -> str:
+    """A part's name for its record: printable, at most 255 characters."""
+    text = "".join(c for c in (name or "") if c.isprintable())[:_LABEL_MAX]
+    return text or f"part{index + 1}"
+
+
+def api_max_pixels(memory_limit: Optional[int], explicit: Optional[int]) -> int:
+    """An explicit ``--max-image-pixels``, else the smaller of :data:`API_MAX_PIXELS` and
+    the memory limit's pixel budget."""
+    if explicit:
+        return int(explicit)
+    return min(L.API_MAX_PIXELS, pixel_budget(memory_limit))
+
+
+def open_api(options: Mapping[str, Any], *, background: bool, threads: Optional[int],
+             **limits: Any) -> DetectApi:
+    """A :class:`DetectApi` with its own detector for ``options`` (``run``'s keys: model,
+    size, thresholds, provider, arena, memory_limit, max_image_pixels)."""
+    from edgeface.common.sizes import parse_size
+    from edgeface.inference.detector import Detector
+    from edgeface.inference.postprocess import PostprocessConfig
+
+    given = {k: options.get(o) for k, o in (("conf_threshold", "confidence_threshold"),
+                                            ("nms_threshold", "nms_threshold"),
+                                            ("keep_top_k", "max_detections"))}
+    config = PostprocessConfig(**{k: v for k, v in given.items() if v is not None})
+    detector = Detector.open(options["model"], config, provider=options.get("provider", "auto"),
+                             threads=threads, input_size=options.get("size"),
+                             arena=options.get("arena", True))
+    max_pixels = api_max_pixels(parse_size(options.get("memory_limit")),
+                                options.get("max_image_pixels"))
+    return DetectApi(detector, background=background, max_pixels=max_pixels, **limits)
