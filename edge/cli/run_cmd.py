@@ -123,7 +123,7 @@ def execute(opts: dict[str, Any]) -> None:
                          max_pixels=max_pixels, analysis_size=detector.input_size)
     metrics = Metrics()
     try:
-        sinks = build_sinks(outputs, SinkContext(source.fps, metrics, source.name))
+        sinks = build_sinks(outputs, SinkContext(source.fps, metrics, source.name, opts))
     except BaseException:
         source.close()
         raise

@@ -8,7 +8,7 @@ thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Protocol
 
 from edgeface.inference.results import FrameResult
@@ -37,6 +37,9 @@ class SinkContext:
     source_fps: Optional[float] = None  # the source's nominal frame rate (video files)
     metrics: Any = None  # edgeface.runtime.metrics.Metrics, for the HTTP server
     source_name: str = ""
+    #: The run's merged options (model, detection settings, limits), for a sink that runs
+    #: a detector of its own (the HTTP server's POST /detect).
+    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

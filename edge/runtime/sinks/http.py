@@ -1,47 +1,97 @@
-"""The HTTP output: keeps the newest result for the device's HTTP server and runs it."""
+"""The HTTP output: keeps the newest result and recent face events for the device's HTTP
+server, runs it, and with a model, the image API (``POST /detect``) beside the camera."""
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 from edgeface.inference.results import FrameResult
+from edgeface.runtime.http import limits as L
 from edgeface.runtime.http.latest import LatestSink
-from edgeface.runtime.options import Option, string
+from edgeface.runtime.options import Option, boolean, number, string
 from edgeface.runtime.sinks.base import SinkContext, SinkKind
 from edgeface.runtime.sinks.registry import register_sink
 
 
 class HttpSink:
-    """Hands each result to the server's :class:`LatestSink`; closing stops the server."""
+    """Hands each result to the server's :class:`LatestSink` and its events to the page's
+    feed; closing stops the server and the API's worker.
 
-    def __init__(self, bind: str, metrics: Any):
+    ``options``: the run's (model, thresholds, size, provider, limits) for the API's own
+    detector: one ONNX Runtime thread, run at ``SCHED_IDLE`` so that it only ever takes CPU
+    the camera loop leaves idle. None, or ``api`` False: no ``POST /detect``.
+    """
+
+    def __init__(self, bind: str, metrics: Any, *, options: Optional[Mapping[str, Any]] = None,
+                 api: bool = True, client_rate: float = L.API_CLIENT_RATE,
+                 total_rate: float = L.API_GLOBAL_RATE, device: str = ""):
+        from edgeface.runtime.http.api import open_api
+        from edgeface.runtime.http.auth import TokenAuth, check_bind
+        from edgeface.runtime.http.feed import EventFeed
         from edgeface.runtime.http.server import StatusServer, parse_bind
 
         host, port = parse_bind(bind)
+        auth = TokenAuth.from_env()
+        check_bind(host, auth)  # before a model is loaded for the API
         self.latest = LatestSink()
-        self.server = StatusServer(self.latest, metrics, host, port).start()
+        self.api = None
+        if api and options and options.get("model"):
+            self.api = open_api(options, background=True, threads=1,
+                                client_rate=client_rate, client_burst=max(1, 2 * client_rate),
+                                global_rate=total_rate, global_burst=max(1, 2 * total_rate))
+        self.feed = EventFeed(device=device)
+        try:
+            self.server = StatusServer(self.latest, metrics, host, port, api=self.api,
+                                       feed=self.feed, auth=auth).start()
+        except BaseException:
+            self._close_parts()
+            raise
 
     def write(self, result: FrameResult) -> None:
+        if result.events:
+            self.feed.add(result)
         if not result.only_events:
             self.latest.write(result)
 
     def flush(self) -> None:
         pass
 
+    def _close_parts(self) -> None:
+        if self.api is not None:
+            self.api.close()
+        self.feed.close()
+
     def close(self) -> None:
         self.latest.close()  # wakes streaming clients so that they return
-        self.server.close()
+        self.server.close()  # ends the requests waiting for the API first
+        self._close_parts()
 
     def describe(self) -> str:
-        return f"http {self.server.url}/"
+        api = " (+ POST /detect)" if self.api is not None else ""
+        return f"http {self.server.url}/{api}"
 
 
 def _build(values: Mapping[str, Any], context: SinkContext) -> HttpSink:
-    return HttpSink(values["http"], context.metrics)
+    return HttpSink(values["http"], context.metrics, options=context.options,
+                    api=values.get("http_api", True) is not False,
+                    client_rate=values.get("http_api_rate") or L.API_CLIENT_RATE,
+                    total_rate=values.get("http_api_total_rate") or L.API_GLOBAL_RATE,
+                    device=context.source_name)
 
 
 register_sink(SinkKind("http", (
     Option("http", "--http", string, metavar="[HOST:]PORT",
-           help="Serve /stream.mjpg, /snapshot.jpg, /detections, /healthz and /metrics "
-                "(host defaults to 127.0.0.1)."),
+           help="Serve the page (/), /stream.mjpg, /snapshot.jpg, /detections, /events, "
+                "/status, /healthz, /metrics and POST /detect (host defaults to 127.0.0.1; "
+                "beyond loopback EDGEFACE_API_TOKEN is required)."),
+    Option("http_api", "--http-api", boolean, True, cli="bool",
+           help="POST /detect beside the camera (its own one-thread model session at idle "
+                "priority)."),
+    Option("http_api_rate", "--http-api-rate", number(0.01, 10000, lo_open=False),
+           L.API_CLIENT_RATE, metavar="N",
+           help="POST /detect requests per second per client address (twice that in a "
+                "burst); more get 429."),
+    Option("http_api_total_rate", "--http-api-total-rate", number(0.01, 10000),
+           L.API_GLOBAL_RATE, metavar="N",
+           help="POST /detect requests per second from all clients together."),
 ), _build))
