@@ -16,6 +16,7 @@ from edgeface.errors import EXIT_USAGE, EdgefaceError
 _COMMANDS: dict[str, tuple[str, str, str]] = {
     "detect": ("edgeface.cli.detect_cmd", "detect", "Detect faces in images with an ONNX model."),
     "run": ("edgeface.cli.run_cmd", "run", "Run the detector on a camera, video or stream."),
+    "serve": ("edgeface.cli.serve_cmd", "serve", "Serve POST /detect for images (no camera)."),
     "export": ("edgeface.cli.export_cmd", "export", "Export a PyTorch checkpoint to ONNX."),
     "quantize": ("edgeface.cli.quantize_cmd", "quantize",
                  "Quantize an ONNX model to INT8, or build a TensorRT engine."),
