@@ -128,8 +128,8 @@ API_QUEUE_BYTES = 16 << 20
 API_QUEUE_TIMEOUT = 15.0
 #: Requests per second per client address (token bucket, ``API_CLIENT_BURST`` deep), and
 #: for all clients together; past either: 429 + Retry-After. One V1 inference at 416x416 on
-#: one core is ~15 ms on x86-64 and an estimated ~100 ms on a Pi 4: 10 requests/s of one
-#: image is about what one idle Pi core serves.
+#: one core takes ~27 ms on x86-64 (measured) and an estimated 100-150 ms on a Pi 4 core,
+#: plus decoding: 10 requests/s of one image is about what one idle Pi core serves.
 API_CLIENT_RATE = 5.0
 API_CLIENT_BURST = 10
 API_GLOBAL_RATE = 10.0
