@@ -19,7 +19,8 @@ class HttpSink:
 
     ``options``: the run's (model, thresholds, size, provider, limits) for the API's own
     detector: one ONNX Runtime thread, run at ``SCHED_IDLE`` so that it only ever takes CPU
-    the camera loop leaves idle. None, or ``api`` False: no ``POST /detect``.
+    the camera loop leaves idle, opened at the first request and closed after a minute
+    without one. None, or ``api`` False: no ``POST /detect``.
     """
 
     def __init__(self, bind: str, metrics: Any, *, options: Optional[Mapping[str, Any]] = None,
@@ -36,7 +37,7 @@ class HttpSink:
         self.latest = LatestSink()
         self.api = None
         if api and options and options.get("model"):
-            self.api = open_api(options, background=True, threads=1,
+            self.api = open_api(options, background=True, threads=1, lazy=True,
                                 client_rate=client_rate, client_burst=max(1, 2 * client_rate),
                                 global_rate=total_rate, global_burst=max(1, 2 * total_rate))
         self.feed = EventFeed(device=device)
