@@ -224,11 +224,12 @@ def open_api(options: Mapping[str, Any], *, background: bool, threads: Optional[
     config = PostprocessConfig(**{k: v for k, v in given.items() if v is not None})
 
     def open_detector() -> Detector:
-        # No ONNX Runtime arena: with one, the session keeps its ~20 MB of activations for
-        # good after the first request; without, the worker returns them to the system
-        # when its queue is empty (worker.py), at the same speed (27 vs 29 ms, measured).
+        # ONNX Runtime's arena keeps the session's ~20 MB of activations between requests
+        # (one block, reused: no malloc churn next to decoded images of every size); a
+        # lazy session gives it all back when it is closed after a minute without requests.
         return Detector.open(options["model"], config, provider=options.get("provider", "auto"),
-                             threads=threads, input_size=options.get("size"), arena=False)
+                             threads=threads, input_size=options.get("size"),
+                             arena=options.get("arena", True))
 
     max_pixels = api_max_pixels(parse_size(options.get("memory_limit")),
                                 options.get("max_image_pixels"))

@@ -128,7 +128,7 @@ API_QUEUE_BYTES = 16 << 20
 API_QUEUE_TIMEOUT = 15.0
 #: Seconds without a request after which `run` closes the API's model session (its ~20 MB
 #: of activations and ~5 MB of weights and kernels come back); the next request opens it
-#: again (~0.1 s on x86-64, the camera's own load took as long).
+#: again (65 ms on x86-64).
 API_IDLE_CLOSE = 60.0
 #: Requests per second per client address (token bucket, ``API_CLIENT_BURST`` deep), and
 #: for all clients together; past either: 429 + Retry-After. One V1 inference at 416x416 on
