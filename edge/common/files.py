@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import BinaryIO, Callable, Union
 
@@ -16,6 +13,8 @@ PathLike = Union[str, os.PathLike]
 
 def sha256_file(path: PathLike) -> str:
     """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
+    import hashlib  # here: it maps OpenSSL's libcrypto, MBs a device runtime rarely needs
+
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(_BLOCK), b""):
@@ -33,6 +32,8 @@ def atomic_write(path: PathLike, content: Union[bytes, str, Callable[[BinaryIO],
     ``mode`` and is renamed over ``path``. On any error the temporary file is removed and
     ``path`` is untouched.
     """
+    import tempfile
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -55,6 +56,8 @@ def atomic_write(path: PathLike, content: Union[bytes, str, Callable[[BinaryIO],
 
 def atomic_copy(src: PathLike, dst: PathLike, mode: int = 0o644) -> Path:
     """Copy ``src`` to ``dst`` atomically (see :func:`atomic_write`)."""
+
+    import shutil
 
     def fill(out: BinaryIO) -> None:
         with open(src, "rb") as f:
@@ -83,6 +86,8 @@ def refuse_overwriting_inputs(outputs: dict[str, PathLike | None],
 def ensure_writable_dir(folder: PathLike, flag: str) -> Path:
     """Create ``folder`` if needed and prove a file can be written in it, or raise
     EdgefaceError (exit 1) with one line: checked before hours of work, not after."""
+    import tempfile
+
     from edgeface.errors import EdgefaceError
 
     folder = Path(folder)

@@ -37,7 +37,7 @@ import numpy as np
 
 from edgeface.inference.postprocess import Detections
 from edgeface.media.frame import Frame
-from edgeface.runtime.events import Track, TrackEvent
+from edgeface.runtime.events import VIEW_MAX_SIDE, Track, TrackEvent, crop_around
 from edgeface.runtime.options import Option, number
 
 #: A track's box is moved along its velocity for at most this many frames (0.5 s at 30 fps):
@@ -269,7 +269,8 @@ class Tracker:
         score = float(dets.scores[d])
         tr = Track(id=0, box=box, score=score,
                    landmarks=np.array(dets.landmarks[d], np.float32), start_ts=ts, last_ts=ts,
-                   best_score=score, best_ts=ts, best_image=image, best_box=box)
+                   best_score=score, best_ts=ts)
+        _keep_view(tr, image, box)
         return _State(tr, np.zeros(2, np.float64), last_index=index)
 
     def _hit(self, s: _State, dets: Detections, d: int, ts: float, image: np.ndarray,
@@ -288,7 +289,8 @@ class Tracker:
         tr.hits += 1
         tr.misses = 0
         if self._better(tr, box, score, edge):
-            tr.best_score, tr.best_ts, tr.best_image, tr.best_box = score, ts, image, box
+            tr.best_score, tr.best_ts = score, ts
+            _keep_view(tr, image, box)
             s.best_unreported = tr.confirmed or s.best_unreported
 
     def _better(self, tr: Track, box: np.ndarray, score: float, edge: EdgeTest) -> bool:
@@ -308,3 +310,23 @@ class Tracker:
                         or box[3] >= h - _EDGE_PX)
 
         return cut
+
+
+def _keep_view(track: Track, image: np.ndarray, box: np.ndarray) -> None:
+    """Keep a copy of the region around ``box``, at most VIEW_MAX_SIDE, as the track's best
+    view (see Track)."""
+    view = crop_around(image, box)
+    track.best_box, track.best_scale = box, 1.0
+    if view is None:
+        track.best_image, track.best_offset = None, (0, 0)
+        return
+    crop, track.best_offset = view
+    h, w = crop.shape[:2]
+    if max(h, w) > VIEW_MAX_SIDE:
+        import cv2
+
+        scale = VIEW_MAX_SIDE / max(h, w)
+        crop = cv2.resize(crop, (max(1, round(w * scale)), max(1, round(h * scale))),
+                          interpolation=cv2.INTER_AREA)
+        track.best_scale = crop.shape[1] / w
+    track.best_image = crop

@@ -160,9 +160,17 @@ def test_the_best_frame_is_the_highest_scoring():
     _, _, frames = run(tr, [[(box_at(100 + 5 * k), s)] for k, s in enumerate(scores)])
     t = tr.active[0]
     assert t.best_score == pytest.approx(0.95)
-    assert t.best_image is frames[2].image  # by reference
     np.testing.assert_allclose(t.best_box, box_at(110))
     assert t.best_ts == frames[2].timestamp
+    # The view is a copy of frame 2 around the face (margin included), not the frame: a
+    # track must not keep a whole frame alive.
+    ox, oy = t.best_offset
+    h, w = t.best_image.shape[:2]
+    assert h * w < frames[2].image.shape[0] * frames[2].image.shape[1] / 4
+    assert not np.shares_memory(t.best_image, frames[2].image)
+    np.testing.assert_array_equal(t.best_image, frames[2].image[oy:oy + h, ox:ox + w])
+    x1, y1, x2, y2 = box_at(110)
+    assert ox <= x1 and oy <= y1 and ox + w >= x2 and oy + h >= y2
 
 
 def test_a_cut_off_face_never_replaces_a_whole_one():

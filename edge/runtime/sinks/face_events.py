@@ -8,9 +8,12 @@ from typing import Any, Iterable, Optional
 
 import numpy as np
 
+from edgeface.runtime.events import VIEW_MARGIN, crop_around
+
 #: Context around the face in a crop, as a fraction of the box's width/height on each side:
-#: enough hair and chin for a person to recognise the face, little of the room.
-CROP_MARGIN = 0.3
+#: enough hair and chin for a person to recognise the face, little of the room (the same
+#: margin the tracker keeps around a track's best view).
+CROP_MARGIN = VIEW_MARGIN
 #: Longest side of an encoded crop, in pixels (larger crops are scaled down, never up).
 CROP_MAX_SIDE = 320
 JPEG_QUALITY = 85
@@ -54,8 +57,7 @@ def best_view(track: Any) -> Optional[np.ndarray]:
     whole frame, and stays valid whatever a source does with its buffers later. A slice copy
     of a face region takes tens of microseconds: cheap enough for the processing loop.
     """
-    image = track.best_image
-    box = track.best_box if track.best_box is not None else track.box
+    image, box = track.best_image, track.box_in_view()
     if image is None or box is None:
         return None
     return face_region(image, box)
@@ -64,16 +66,8 @@ def best_view(track: Any) -> Optional[np.ndarray]:
 def face_region(image: np.ndarray, box: Any, margin: float = CROP_MARGIN) -> Optional[np.ndarray]:
     """A copy of ``image`` inside ``box`` (x1, y1, x2, y2) grown by ``margin`` on each side,
     clipped to the image; None when nothing of the box is inside it."""
-    h, w = image.shape[:2]
-    x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float64)[:4])
-    if not all(np.isfinite((x1, y1, x2, y2))):
-        return None
-    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
-    ix1, iy1 = max(0, int(x1 - mx)), max(0, int(y1 - my))
-    ix2, iy2 = min(w, int(np.ceil(x2 + mx))), min(h, int(np.ceil(y2 + my)))
-    if ix2 <= ix1 or iy2 <= iy1:
-        return None
-    return np.ascontiguousarray(image[iy1:iy2, ix1:ix2])
+    view = crop_around(image, box, margin)
+    return None if view is None else view[0]
 
 
 def encode_jpeg(image: np.ndarray, max_side: int = CROP_MAX_SIDE,
