@@ -15,16 +15,17 @@ nothing, so a person standing still is still there):
 - a confirmed track ends (``end`` event) after ``max_misses`` runs in a row without it,
   and not before ``min_absent_s`` seconds since it was last seen, so a fast camera does not
   end tracks on a blink; :meth:`Tracker.flush` ends every track (at shutdown);
-- each track keeps its best view: the frame (by reference; frames are never modified) and
-  the box there. A view replaces it when its score is higher by ``best_margin``, or when
-  the kept box touches the frame's edge (a cut-off face) and the new one does not; a box
-  on the edge never replaces one inside. A better view yields an ``update`` event, at most
-  one per ``update_interval_s`` per track (a better view inside the interval is reported
-  when it ends, with the next run).
+- each track keeps its best view: a copy of the region around the face (downscaled to at
+  most VIEW_MAX_SIDE px) and the box there. A view replaces it when its score is higher
+  by ``best_margin``, or when the kept box touches the frame's edge (a cut-off face) and
+  the new one does not; a box on the edge never replaces one inside. A better view yields
+  an ``update`` event, at most one per ``update_interval_s`` per track (a better view
+  inside the interval is reported when it ends, with the next run).
 
 Events carry a snapshot of the track (a shallow copy: arrays are replaced, never written
-in place), so a sink may hand them to another thread. Memory: one frame per live track at
-most (its best view), plus what sinks keep.
+in place), so a sink may hand them to another thread. Memory: one view of at most
+VIEW_MAX_SIDE² pixels per live track (~0.3 MB; a whole 720p frame would be 2.7 MB), plus
+what sinks keep.
 """
 
 from __future__ import annotations

@@ -3,7 +3,6 @@ built with GStreamer, i.e. JetPack's)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from edgeface.errors import MissingDependency
@@ -30,10 +29,12 @@ def csi_pipeline(sensor: int = 0, size: tuple[int, int] = (1280, 720), fps: floa
 
 
 def opencv_has_gstreamer() -> bool:
+    """Whether this OpenCV was built with GStreamer (the same reading as ``doctor``'s)."""
     import cv2
 
-    m = re.search(r"GStreamer:\s*(\w+)", cv2.getBuildInformation())
-    return bool(m) and m.group(1).upper() == "YES"
+    from edgeface.system.doctor_stack import opencv_build
+
+    return bool(opencv_build(cv2)["gstreamer"])
 
 
 def _csi_reader(target: Any, settings: CaptureSettings) -> tuple[CvCaptureReader, str]:
