@@ -46,6 +46,7 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Callable, Optional
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "http_load.json"
@@ -279,20 +280,55 @@ class LineCounter:
         return self.lines
 
 
+def start_device(cmd: list[str], port: int, err_path: Path, env: dict | None = None,
+                 nice: int = 0) -> subprocess.Popen:
+    """Start the device command (stderr to ``err_path``) and wait for /healthz 200."""
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO, env=env,
+                                preexec_fn=lambda: os.nice(nice))
+    deadline = time.monotonic() + 120
+    while healthz(port)[0] != 200:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"the device did not come up (exit {proc.poll()}):\n"
+                             + err_path.read_text()[-2000:])
+        time.sleep(0.2)
+    return proc
+
+
+def kill_left(*procs: Optional[subprocess.Popen]) -> None:
+    """Kill what is still running (after an error: the device, a client)."""
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+
+
+def term_under_load(proc: subprocess.Popen, start: Callable[[float], subprocess.Popen]
+                    ) -> tuple[int, float, int]:
+    """SIGTERM after ``TERM_AFTER`` s of the load ``start(duration)`` runs; the exit code, the
+    seconds to exit and the peak RSS (kB) before it."""
+    client = start(TERM_AFTER + 10)
+    try:
+        time.sleep(TERM_AFTER)
+        hwm_kb = proc_status(proc.pid)["VmHWM"]
+        t_term = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(timeout=60)
+        exit_s = time.monotonic() - t_term
+        client.terminate()  # its connections are refused from now on
+        client.communicate(timeout=60)
+    finally:
+        if client.poll() is None:
+            client.kill()
+    return rc, exit_s, hwm_kb
+
+
 def measure(cmd: list[str], port: int, out_jsonl: Path, args: argparse.Namespace,
             tmp: Path, env: dict | None = None) -> dict:
     """Run the device command, the quiet/load/quiet phases and SIGTERM; return every figure."""
     err_path = tmp / "device.stderr"
-    with open(err_path, "w") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO, env=env,
-                                preexec_fn=lambda: os.nice(args.device_nice))
+    proc = start_device(cmd, port, err_path, env, args.device_nice)
     try:
-        deadline = time.monotonic() + 120
-        while healthz(port)[0] != 200:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"the device did not come up (exit {proc.poll()}):\n"
-                                 + err_path.read_text()[-2000:])
-            time.sleep(0.2)
         counter = LineCounter(out_jsonl)
         samples = []  # (t, phase, lines, rss_kb, threads, healthz status, healthz s)
         cpu = {}  # phase -> CPU seconds per second (process, its HTTP threads)
@@ -319,20 +355,10 @@ def measure(cmd: list[str], port: int, out_jsonl: Path, args: argparse.Namespace
                 client_stats = json.loads(out or "{}")
         rounds = interleaved(proc.pid, port, counter, args)
         # SIGTERM while the same clients are busy: the stop must still be clean.
-        client = start_clients(args, port, TERM_AFTER + 10)
-        time.sleep(TERM_AFTER)
-        hwm_kb = proc_status(proc.pid)["VmHWM"]
-        t_term = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(timeout=60)
-        exit_s = time.monotonic() - t_term
-        client.terminate()  # its connections are refused from now on
-        client.communicate(timeout=60)
+        rc, exit_s, hwm_kb = term_under_load(
+            proc, lambda duration: start_clients(args, port, duration))
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        if client is not None and client.poll() is None:
-            client.kill()
+        kill_left(proc, client)
     text = err_path.read_text()
     m = _DONE.search(text)
     complete = bad = 0
@@ -362,17 +388,20 @@ def measure(cmd: list[str], port: int, out_jsonl: Path, args: argparse.Namespace
     return r
 
 
-def interleaved(pid: int, port: int, counter: LineCounter, args: argparse.Namespace) -> list:
+def interleaved(pid: int, port: int, counter: LineCounter, args: argparse.Namespace,
+                start: Optional[Callable[[float], subprocess.Popen]] = None) -> list:
     """``--rounds`` of a quiet and a loaded window (``--window`` s each, order alternating):
     on a shared machine whose load drifts, a ratio per round of neighbouring windows is
-    what the benchmarks' rule asks for (benchmarks/README.md)."""
+    what the benchmarks' rule asks for (benchmarks/README.md). ``start(duration)`` starts
+    the load (default: this benchmark's clients)."""
+    start = start or (lambda duration: start_clients(args, port, duration))
     out = []
     for i in range(args.rounds):
         row = {}
         for kind in (("quiet", "load") if i % 2 == 0 else ("load", "quiet")):
             client = None
             if kind == "load":
-                client = start_clients(args, port, args.window + WARMUP + 1)
+                client = start(args.window + WARMUP + 1)
                 time.sleep(WARMUP)  # the clients connect
             n0, c0, t0 = counter.poll(), cpu_seconds(pid)["process"], time.monotonic()
             time.sleep(args.window)
@@ -452,6 +481,16 @@ def prepare_inputs(args: argparse.Namespace, tmp: Path) -> tuple[Path, Path]:
     return model, make_video(tmp / f"clip_{w}x{h}.mp4", (w, h))
 
 
+def envelope(kind: str, script: str, argv: list[str] | None, cmd: list[str], tmp: Path,
+             load0: list[float]) -> dict:
+    """What every load report starts with: its kind, when, the commands and the machine."""
+    return {"kind": kind, "schema_version": 1,
+            "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": f"python benchmarks/{script} " + " ".join(argv or sys.argv[1:]),
+            "device_command": "edgeface " + " ".join(cmd[3:]).replace(str(tmp) + "/", ""),
+            "machine": machine(load0)}
+
+
 def machine(load0: list[float]) -> dict:
     return {"platform": platform.platform(), "processor": platform.machine(),
             "python": platform.python_version(), "cpus": os.cpu_count(),
@@ -471,11 +510,7 @@ def main(argv=None) -> int:
     r = measure(cmd, port, out_jsonl, args, tmp)
     ok = verdict(r)
     report = {
-        "kind": "edgeface-http-load", "schema_version": 1,
-        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python benchmarks/http_load.py " + " ".join(argv or sys.argv[1:]),
-        "device_command": "edgeface " + " ".join(cmd[3:]).replace(str(tmp) + "/", ""),
-        "machine": machine(load0),
+        **envelope("edgeface-http-load", "http_load.py", argv, cmd, tmp, load0),
         "load": {k: getattr(args, k) for k in ("size", "before", "duration", "after",
                                                "rounds", "window", "snapshots", "streams",
                                                "pollers", "idle", "client_nice",
