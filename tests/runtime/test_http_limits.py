@@ -13,6 +13,7 @@ import pytest
 from runtime_fakes import make_result
 
 from edgeface.runtime.http.latest import LatestSink
+from edgeface.runtime.http.protocol import http_date
 from edgeface.runtime.http.router import HttpError, Response
 from edgeface.runtime.http.server import StatusServer
 from edgeface.runtime.metrics import Metrics
@@ -360,3 +361,10 @@ def test_handlers_read_bounded_request_bodies(make_server):
             code, _, body = read_response(c)
             assert code == status, (req, code, body)
             assert json.loads(body)["status"] == status
+
+
+@pytest.mark.parametrize("sec", [0, 784111777, 951782400, 1e9 + 12345, 1764253011, 4102444799])
+def test_date_header_is_imf_fixdate_as_the_stdlib_writes_it(sec):
+    import email.utils
+
+    assert http_date(sec) == email.utils.formatdate(int(sec), usegmt=True)

@@ -16,9 +16,6 @@ Content-Transfer-Encoding other than identity, more than ``max_parts`` parts.
 
 from __future__ import annotations
 
-import email.message
-import email.parser
-import email.policy
 import re
 from dataclasses import dataclass
 from typing import Optional
@@ -49,6 +46,9 @@ def boundary_of(content_type: str) -> bytes:
     """The ``boundary`` parameter of a ``multipart/form-data`` Content-Type."""
     if "\r" in content_type or "\n" in content_type:
         raise MultipartError("line break in the Content-Type header")
+    import email.message  # here, not at import: 0.9 MB that only a multipart upload needs
+    import email.policy
+
     msg = email.message.EmailMessage(policy=email.policy.HTTP)
     try:
         msg["Content-Type"] = content_type
@@ -100,6 +100,9 @@ def _part(body: bytes, start: int, end: int, index: int) -> Part:
         if sep < 0:
             raise MultipartError(f"part {index + 1}: no end of its header block")
         head, data_at = body[start:sep + 2], sep + 4
+    import email.parser
+    import email.policy
+
     headers = email.parser.BytesHeaderParser(policy=email.policy.HTTP).parsebytes(
         head + b"\r\n")
     if headers.defects or any(h.defects for h in (headers.get(k) for k in headers.keys())

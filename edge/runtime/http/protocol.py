@@ -11,7 +11,6 @@ descriptor and a few KB, never a thread. Handlers come from a
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import logging
 import time
 from http import HTTPStatus
@@ -287,8 +286,20 @@ class HttpConnections:
     def _now(self) -> str:
         sec = int(time.time())
         if sec != self._date[0]:
-            self._date = (sec, email.utils.formatdate(sec, usegmt=True))
+            self._date = (sec, http_date(sec))
         return self._date[1]
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(sec: float) -> str:
+    """RFC 9110's IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``), whatever the locale;
+    not ``email.utils.formatdate``, whose import costs the runtime 0.5 MB."""
+    t = time.gmtime(sec)
+    return (f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT")
 
 
 async def drain(writer: asyncio.StreamWriter, timeout: float, counters: HttpCounters) -> None:
