@@ -36,11 +36,13 @@ from edgeface.runtime.http import limits as L
 @click.option("--max-image-pixels", type=click.IntRange(1, 10**10), default=None, metavar="N",
               help=f"Largest image accepted, in pixels (declared size, checked before "
                    f"decoding; over it: 413) [default: {L.API_MAX_PIXELS}].")
-@click.option("--rate", type=click.FloatRange(0.01, 10000), default=L.API_CLIENT_RATE,
-              show_default=True, help="Requests per second per client address (twice that "
-                                      "in a burst); more get 429.")
-@click.option("--total-rate", type=click.FloatRange(0.01, 10000), default=L.API_GLOBAL_RATE,
-              show_default=True, help="Requests per second from all clients together.")
+@click.option("--http-api-rate", "rate", type=click.FloatRange(0.01, 10000),
+              default=L.API_CLIENT_RATE, show_default=True, metavar="N",
+              help="Requests per second per client address (twice that in a burst); more "
+                   "get 429. Spelled as in `edgeface run`.")
+@click.option("--http-api-total-rate", "total_rate", type=click.FloatRange(0.01, 10000),
+              default=L.API_GLOBAL_RATE, show_default=True, metavar="N",
+              help="Requests per second from all clients together.")
 def serve(model: Path, bind: str, rate: float, total_rate: float, **options: Any) -> None:
     """Serve POST /detect (faces in uploaded images) without a camera.
 
