@@ -21,8 +21,9 @@ camera); pass the device's defaults (5 / 10) to see the 429s a real client gets.
     python benchmarks/api_load.py                 # -> benchmarks/results/api_load.json + .md
     python benchmarks/api_load.py --mqtt --rounds 0 -o benchmarks/results/api_load_mqtt.json
 
-Also measured, in a child process: the RSS the API's own one-thread ONNX Runtime session
-adds next to the camera's session (its memory cost).
+The API's inferences run on the camera's own session, between frames, within
+``--http-api-share`` of the loop's time (``--share``; edgeface.runtime.lend): the report
+gives the images and seconds lent during the load phase, from the device's /metrics.
 
 Acceptance (printed): FPS under API load / without >= 0.9 (interleaved median), peak RSS
 < 200 MB (with ``--mqtt``), exit 0 after SIGTERM under load.
@@ -41,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -83,6 +85,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="the device's --http-api-rate (per client)")
     ap.add_argument("--api-total-rate", type=float, default=1000.0,
                     help="the device's --http-api-total-rate")
+    ap.add_argument("--share", type=float, default=None,
+                    help="the device's --http-api-share [default: the device's default]")
     ap.add_argument("--mqtt", action="store_true",
                     help="also publish face events to a Mosquitto started on loopback")
     ap.add_argument("--client-nice", type=int, default=10)
@@ -90,7 +94,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     ap.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    ap.add_argument("--session-memory", type=Path, default=None, help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
 
@@ -156,34 +159,16 @@ def start_client(args: argparse.Namespace, port: int, duration: float) -> subpro
         stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(args.client_nice))
 
 
-# -- the API session's memory (a child process) --------------------------------------------
-def session_memory_main(model: Path) -> int:
-    """RSS after the camera's detector (every core) ran once, then after the API's own
-    one-thread session ran once too: the difference is what the API costs in memory."""
-    import cv2
-
-    from edgeface.inference.detector import Detector
-    from edgeface.runtime.memory import rss_bytes
-
-    image = cv2.imread(str(sorted(IMAGES.rglob("*.jpg"))[0]))
-    camera = Detector.open(model)
-    for _ in range(3):
-        camera.detect(image)
-    before = rss_bytes()
-    api = Detector.open(model, threads=1)
-    for _ in range(3):
-        api.detect(image)
-    after = rss_bytes()
-    json.dump({"rss_camera_session_mb": round(before / 2**20, 1),
-               "rss_with_api_session_mb": round(after / 2**20, 1),
-               "api_session_mb": round((after - before) / 2**20, 1)}, sys.stdout)
-    return 0
-
-
-def session_memory(model: Path) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--session-memory", str(model)],
-                         capture_output=True, text=True, check=True, cwd=REPO)
-    return json.loads(out.stdout)
+def lent(port: int) -> dict[str, float]:
+    """The device's ``edgeface_api_lent_*`` figures from /metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("edgeface_api_lent_"):
+            name, value = line.split()[:2]
+            out[name[len("edgeface_api_lent_"):].removesuffix("_total")] = float(value)
+    return out
 
 
 # -- a broker ---------------------------------------------------------------------------------
@@ -221,7 +206,7 @@ def measure(cmd: list[str], port: int, out_jsonl: Path, args: argparse.Namespace
     try:
         counter = LineCounter(out_jsonl)
         samples = []  # (t, phase, lines, rss_kb, threads)
-        fps, cpu, client_stats = {}, {}, {}
+        fps, cpu, client_stats, lent_load = {}, {}, {}, {}
         t0 = time.monotonic()
         for phase, length in (("before", args.before), ("load", args.duration),
                               ("after", args.after)):
@@ -242,6 +227,8 @@ def measure(cmd: list[str], port: int, out_jsonl: Path, args: argparse.Namespace
                 out, _ = client.communicate(timeout=90)
                 client_stats = json.loads(out or "{}")
                 client = None
+                lent_load = lent(port)
+                lent_load["of_wall"] = round(lent_load.get("seconds", 0) / (w1 - w0), 3)
         rounds = interleaved(proc.pid, port, counter, args, start)
         rc, _, hwm_kb = term_under_load(proc, start)
     finally:
@@ -258,7 +245,8 @@ def measure(cmd: list[str], port: int, out_jsonl: Path, args: argparse.Namespace
         "rss_before_load_mb": round(max(s[3] for s in samples if s[1] == "before") / 1024, 1),
         "peak_rss_under_load_mb": round(max(s[3] for s in samples if s[1] == "load") / 1024, 1),
         "threads_max": max(s[4] for s in samples),
-        "client": client_stats, "exit_code": rc, "tracebacks": text.count("Traceback"),
+        "client": client_stats, "lent_during_load": lent_load, "exit_code": rc,
+        "tracebacks": text.count("Traceback"),
         "device_summary": next((line for line in text.splitlines() if "done:" in line), ""),
     }
 
@@ -267,8 +255,6 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.client:
         return client_main(args)
-    if args.session_memory:
-        return session_memory_main(args.session_memory)
     if not any(IMAGES.rglob("*.jpg")):
         raise SystemExit(f"no face images under {IMAGES} (set EDGEFACE_SHARED)")
     load0 = [round(x, 2) for x in os.getloadavg()]
@@ -280,18 +266,18 @@ def main(argv=None) -> int:
            str(video), "--loop", "--json", str(out_jsonl), "--http", f"127.0.0.1:{port}",
            "--http-api-rate", str(args.api_rate), "--http-api-total-rate",
            str(args.api_total_rate), "--status-interval", "0"]
+    if args.share is not None:
+        cmd += ["--http-api-share", str(args.share)]
     broker = None
     if args.mqtt:
         broker, mqtt_port = start_mosquitto(tmp)
         cmd += ["--mqtt", f"mqtt://127.0.0.1:{mqtt_port}"]
     try:
-        memory = session_memory(model)
         r = measure(cmd, port, out_jsonl, args, tmp)
     finally:
         if broker is not None:
             broker.terminate()
             broker.wait(10)
-    r["api_session_memory"] = memory
     ratio = r["fps_ratio_interleaved"] or r["fps_ratio"] or 0
     ok = {"fps_ratio": ratio >= FPS_RATIO, "exit_0": r["exit_code"] == 0
           and r["tracebacks"] == 0}
@@ -301,7 +287,8 @@ def main(argv=None) -> int:
         **envelope("edgeface-api-load", "api_load.py", argv, cmd, tmp, load0),
         "load": {k: getattr(args, k) for k in ("size", "before", "duration", "after",
                                                "rounds", "window", "rate", "api_rate",
-                                               "api_total_rate", "mqtt", "client_nice")},
+                                               "api_total_rate", "share", "mqtt",
+                                               "client_nice")},
         "targets": {"fps_ratio": FPS_RATIO, "peak_rss_mb": PEAK_RSS_MB},
         "passed": ok, "result": r,
     }
@@ -328,7 +315,7 @@ def render_md(report: dict) -> str:
               if rounds else "")
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(c.items())
                          if k.isdigit() or k in ("errors", "sent", "client_skipped"))
-    mem = r["api_session_memory"]
+    lent_ = r.get("lent_during_load", {})
     rows = [
         f"# Image API beside the camera: `edgeface run --http` + POST /detect "
         f"({report['date']})", "",
@@ -362,15 +349,16 @@ def render_md(report: dict) -> str:
         f"{mark[ok['peak_rss']] if 'peak_rss' in ok else ''} |",
         f"| RSS before load / peak under load | {r['rss_before_load_mb']} / "
         f"{r['peak_rss_under_load_mb']} MB | | |",
-        f"| the API's own session (1 thread), RSS it adds | {mem['api_session_mb']} MB "
-        f"({mem['rss_camera_session_mb']} -> {mem['rss_with_api_session_mb']} MB) | | |",
+        f"| lent to the API until the end of the load phase: images / seconds / of the "
+        f"phase's wall time | {lent_.get('images', 0):g} / {lent_.get('seconds', 0):g} s / "
+        f"{lent_.get('of_wall', 0)} (share {lent_.get('share', '?')}) | | |",
         f"| threads (max) | {r['threads_max']} | | |",
         f"| exit code after SIGTERM under load | {r['exit_code']}, {r['tracebacks']} "
         f"tracebacks | 0 | {mark[ok['exit_0']]} |", "",
         f"Device summary: `{r['device_summary'].strip()}`", "",
-        "FPS = JSON lines appended per second. 503 = the worker's queue was full or a request "
-        "was not started within its queue timeout (the worker runs at SCHED_IDLE: only on "
-        "CPU the camera leaves idle); 429 = over a rate limit.", ""]
+        "FPS = JSON lines appended per second. 503 = the worker's queue was full, or a "
+        "request was not started (decoded at SCHED_IDLE, inferred by the camera loop within "
+        "its share) within its queue timeout; 429 = over a rate limit.", ""]
     return "\n".join(rows)
 
 

@@ -86,6 +86,7 @@ def execute(opts: dict[str, Any]) -> None:
     from edgeface.inference.postprocess import PostprocessConfig
     from edgeface.media.images import pixel_budget
     from edgeface.runtime.config import check_values
+    from edgeface.runtime.lend import DetectorLender
     from edgeface.runtime.loop import Runtime, limit_opencv_threads, quiet_opencv_logging
     from edgeface.runtime.metrics import Metrics
     from edgeface.runtime.motion import MotionGate
@@ -115,6 +116,7 @@ def execute(opts: dict[str, Any]) -> None:
                                nms_threshold=opts["nms_threshold"],
                                keep_top_k=opts["max_detections"])
     detector = Detector(backend, config)
+    lender = DetectorLender(detector)  # for POST /detect, if the HTTP output serves it
 
     kind_options = {o.key: opts.get(o.key) for k in source_kinds().values() for o in k.options}
     source = open_source(target, kind=kind, live=opts["live"], loop=opts["loop"],
@@ -123,7 +125,8 @@ def execute(opts: dict[str, Any]) -> None:
                          max_pixels=max_pixels, analysis_size=detector.input_size)
     metrics = Metrics()
     try:
-        sinks = build_sinks(outputs, SinkContext(source.fps, metrics, source.name, opts))
+        sinks = build_sinks(outputs, SinkContext(source.fps, metrics, source.name, opts,
+                                                 lender=lender))
     except BaseException:
         source.close()
         raise
@@ -133,7 +136,8 @@ def execute(opts: dict[str, Any]) -> None:
     notifier = Notifier.from_env()
     runtime = Runtime(source, detector, sinks, memory_limit=memory_limit,
                       status_interval=opts["status_interval"], notifier=notifier,
-                      metrics=metrics, status_stream=sys.stderr, gate=gate, tracker=tracker)
+                      metrics=metrics, status_stream=sys.stderr, gate=gate, tracker=tracker,
+                      lender=lender)
     w, h = backend.info.input_size
     providers = "/".join(p.replace("ExecutionProvider", "") for p in backend.providers)
     click.echo(f"edgeface: {Path(opts['model']).name} ({backend.info.arch}, {w}x{h}, "

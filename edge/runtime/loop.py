@@ -24,6 +24,7 @@ from edgeface.errors import EdgefaceError
 from edgeface.inference.detector import FaceDetector, Timing
 from edgeface.inference.postprocess import Detections
 from edgeface.inference.results import FrameResult
+from edgeface.runtime.lend import DetectorLender
 from edgeface.runtime.memory import MemoryGuard, peak_rss_bytes
 from edgeface.runtime.metrics import STAGES, Metrics
 from edgeface.runtime.motion import MotionGate
@@ -83,6 +84,8 @@ class Runtime:
     :class:`~edgeface.errors.MemoryLimitExceeded` (exit code 5) when RSS goes above it.
     ``status_interval`` seconds between status lines on ``status_stream`` (0: none).
     ``notifier``: sd_notify READY/WATCHDOG/STATUS (see :mod:`edgeface.notify`).
+    ``lender``: other threads' inferences (the image API) that the loop runs on its own
+    detector between frames, within the lender's time budget.
     ``record_latencies``: keep every frame's stage latencies in ``RunStats.latencies``
     (for benchmarks; otherwise only the last few thousand are kept).
     The runtime owns ``source`` and ``sinks``: :meth:`close` (or ``with``) closes them.
@@ -103,6 +106,7 @@ class Runtime:
         read_timeout: float = 0.25,
         gate: Optional[MotionGate] = None,
         tracker: Optional[Tracker] = None,
+        lender: Optional[DetectorLender] = None,
     ):
         self.source = source
         self.detector = detector
@@ -118,6 +122,7 @@ class Runtime:
         self.read_timeout = read_timeout
         self.gate = gate
         self.tracker = tracker
+        self.lender = lender  # the image API's inferences, run between frames
         self._last_frame = None  # kept to deliver the tracks that end at shutdown
         self._stop = threading.Event()
         hang = os.environ.get(HANG_ENV)
@@ -182,6 +187,7 @@ class Runtime:
         deadline = start + duration if duration else None
         next_status = start + self.status_interval if self.status_interval else None
         metrics, notifier, source = self.metrics, self.notifier, self.source
+        lender = self.lender
         perf = time.perf_counter
         frames = faces = gated = 0
         try:
@@ -200,6 +206,8 @@ class Runtime:
                 except SourceTimeout:
                     # Waiting for a (re)connecting source is not a hang: keep pinging.
                     notifier.watchdog()
+                    if lender is not None:
+                        lender.serve(idle=True)  # the detector has nothing else to do
                     continue
                 if frame is None:
                     break
@@ -235,8 +243,12 @@ class Runtime:
                 notifier.watchdog()
                 if self._hang_after is not None and frames >= self._hang_after:
                     _hang_forever(frames)
+                if lender is not None:
+                    lender.serve()
         finally:
             wall = time.monotonic() - start
+            if lender is not None:
+                lender.close()
             try:
                 self._end_tracks()
             finally:

@@ -355,29 +355,3 @@ def test_camera_paths_exist_only_with_a_camera(serve, model):
     assert request(server, "GET", "/events/1.jpg")[0] == 404  # dropped from the feed
     assert request(server, "GET", "/events/x.jpg")[0] == 404
     feed.close()
-
-
-def test_a_lazy_session_opens_at_the_first_request_and_closes_when_idle(model):
-    opened = []
-
-    def open_detector():
-        opened.append(Detector.open(model, threads=1))
-        return opened[-1]
-
-    api = DetectApi(None, open_detector=open_detector, idle_close=0.3, background=True)
-    server = StatusServer(LatestSink(), Metrics(), "127.0.0.1", 0, api=api,
-                          auth=TokenAuth(None), camera=False).start()
-    try:
-        assert api.stats()["session_open"] == 0 and not opened  # nothing until asked
-        assert post(server, image(".jpg"))[0] == 200
-        assert api.stats()["session_open"] == 1
-        deadline = time.monotonic() + 5
-        while api.detector is not None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert api.detector is None  # closed after 0.3 s without a request
-        assert post(server, image(".png"))[0] == 200
-        assert api.stats()["sessions_opened"] == 2 and len(opened) == 2
-        assert api.worker.priority in ("idle", "nice 19", "normal")
-    finally:
-        server.close()
-        api.close()

@@ -17,7 +17,7 @@ import functools
 import math
 import time
 from collections import Counter
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from edgeface.runtime.http.multipart import MultipartError, is_multipart, parse_
 from edgeface.runtime.http.ratelimit import RateLimiter
 from edgeface.runtime.http.router import HttpError, Request, Response, json_response
 from edgeface.runtime.http.worker import ApiWorker
+from edgeface.runtime.lend import LoanRefused
 
 #: What the API decodes; anything else is 415, whatever the client says it is.
 FORMATS = ("jpeg", "png", "bmp")
@@ -39,15 +40,10 @@ _LABEL_MAX = 255
 
 class DetectApi:
     """The endpoint, its worker and its limits. ``background``: the worker runs at
-    ``SCHED_IDLE`` (inside ``run``, next to a camera).
+    ``SCHED_IDLE`` (inside ``run``, next to a camera, where ``detector`` is the camera's own,
+    lent between frames: :class:`~edgeface.runtime.lend.DetectorLender`)."""
 
-    ``detector`` None: ``open_detector()`` makes one at the first request, and it is
-    dropped again after ``idle_close`` seconds without one (in ``run``: a model session
-    costs ~20 MB while it works, nothing while nobody uses the API)."""
-
-    def __init__(self, detector: Optional[FaceDetector] = None, *, background: bool,
-                 open_detector: Optional[Callable[[], FaceDetector]] = None,
-                 idle_close: float = 0.0,
+    def __init__(self, detector: FaceDetector, *, background: bool,
                  max_pixels: int = L.API_MAX_PIXELS, max_images: int = L.API_MAX_IMAGES,
                  max_body_bytes: int = L.MAX_BODY_BYTES,
                  queue_requests: int = L.API_QUEUE_REQUESTS,
@@ -57,18 +53,11 @@ class DetectApi:
                  client_burst: float = L.API_CLIENT_BURST,
                  global_rate: float = L.API_GLOBAL_RATE,
                  global_burst: float = L.API_GLOBAL_BURST):
-        if detector is None and open_detector is None:
-            raise ValueError("a detector or a way to open one is needed")
         self.detector = detector
-        self._open_detector = open_detector if detector is None else None
-        self.sessions_opened = 0
         self.max_pixels, self.max_images = max_pixels, max_images
         self.max_body_bytes = max_body_bytes
-        lazy = self._open_detector is not None and idle_close > 0
         self.worker = ApiWorker(background=background, max_requests=queue_requests,
-                                max_bytes=queue_bytes, queue_timeout=queue_timeout,
-                                idle_after=idle_close if lazy else 0.0,
-                                on_idle=self._drop_detector if lazy else None).start()
+                                max_bytes=queue_bytes, queue_timeout=queue_timeout).start()
         self.limiter = RateLimiter(client_rate, client_burst, global_rate, global_burst,
                                    L.API_CLIENTS_TRACKED, time.monotonic())
         self.responses: Counter[int] = Counter()
@@ -144,14 +133,7 @@ class DetectApi:
                                    "decoding)", max_pixels=self.max_pixels)
 
     # -- the job (worker thread) --------------------------------------------------------
-    def _drop_detector(self) -> None:
-        self.detector = None  # its session goes with the last reference
-
     def _run(self, images: list[tuple[str, bytes]]) -> list[dict]:
-        if self.detector is None:
-            assert self._open_detector is not None
-            self.detector = self._open_detector()
-            self.sessions_opened += 1
         records = []
         for i, (label, data) in enumerate(images):
             ts = time.time()
@@ -164,7 +146,11 @@ class DetectApi:
             preprocess_s = time.perf_counter() - t0
             h, w = image.shape[:2]
             del image  # the decoded image (36 MB for 12 Mpx) goes before inference needs its own
-            dets, timing = self.detector.detect_prepared(prepared, preprocess_s)
+            try:
+                dets, timing = self.detector.detect_prepared(prepared, preprocess_s)
+            except LoanRefused as exc:
+                raise HttpError(503, "busy", {"Retry-After": str(self.worker.retry_after())},
+                                detail=str(exc)) from None
             del prepared
             records.append(FrameResult(Frame(i, ts, _shape_only(h, w), label=label), dets,
                                        timing).to_record())
@@ -173,14 +159,12 @@ class DetectApi:
 
     # -- the rest ----------------------------------------------------------------------
     #: The keys of :meth:`stats` that are gauges (the rest are counters).
-    STATS_GAUGES = ("queued", "admitted", "session_open")
+    STATS_GAUGES = ("queued", "admitted")
 
     def stats(self) -> dict[str, float]:
         """For /metrics (``edgeface_api_*``) and /status."""
         out = dict(self.worker.stats())
         out["images"] = self.images
-        out["session_open"] = int(self.detector is not None)
-        out["sessions_opened"] = self.sessions_opened
         out["rate_limited"] = self.limiter.limited_client + self.limiter.limited_global
         for status in (200, 400, 401, 411, 413, 415, 429, 503):
             out[f"responses_{status}"] = self.responses.get(status, 0)
@@ -210,11 +194,20 @@ def api_max_pixels(memory_limit: Optional[int], explicit: Optional[int]) -> int:
 
 
 def open_api(options: Mapping[str, Any], *, background: bool, threads: Optional[int],
-             lazy: bool = False, **limits: Any) -> DetectApi:
-    """A :class:`DetectApi` with its own detector for ``options`` (``run``'s keys: model,
-    size, thresholds, provider, memory_limit, max_image_pixels). ``lazy``: the detector is
-    opened at the first request and closed after :data:`API_IDLE_CLOSE` s without one."""
+             detector: Optional[FaceDetector] = None, **limits: Any) -> DetectApi:
+    """A :class:`DetectApi` for ``options`` (``run``'s keys: model, size, thresholds,
+    provider, memory_limit, max_image_pixels) on ``detector``, else on a detector of its
+    own for them."""
     from edgeface.common.sizes import parse_size
+
+    max_pixels = api_max_pixels(parse_size(options.get("memory_limit")),
+                                options.get("max_image_pixels"))
+    if detector is None:
+        detector = _open_detector(options, threads)
+    return DetectApi(detector, background=background, max_pixels=max_pixels, **limits)
+
+
+def _open_detector(options: Mapping[str, Any], threads: Optional[int]) -> FaceDetector:
     from edgeface.inference.detector import Detector
     from edgeface.inference.postprocess import PostprocessConfig
 
@@ -222,18 +215,6 @@ def open_api(options: Mapping[str, Any], *, background: bool, threads: Optional[
                                             ("nms_threshold", "nms_threshold"),
                                             ("keep_top_k", "max_detections"))}
     config = PostprocessConfig(**{k: v for k, v in given.items() if v is not None})
-
-    def open_detector() -> Detector:
-        # ONNX Runtime's arena keeps the session's ~20 MB of activations between requests
-        # (one block, reused: no malloc churn next to decoded images of every size); a
-        # lazy session gives it all back when it is closed after a minute without requests.
-        return Detector.open(options["model"], config, provider=options.get("provider", "auto"),
-                             threads=threads, input_size=options.get("size"),
-                             arena=options.get("arena", True))
-
-    max_pixels = api_max_pixels(parse_size(options.get("memory_limit")),
-                                options.get("max_image_pixels"))
-    if lazy:
-        return DetectApi(None, open_detector=open_detector, idle_close=L.API_IDLE_CLOSE,
-                         background=background, max_pixels=max_pixels, **limits)
-    return DetectApi(open_detector(), background=background, max_pixels=max_pixels, **limits)
+    return Detector.open(options["model"], config, provider=options.get("provider", "auto"),
+                         threads=threads, input_size=options.get("size"),
+                         arena=options.get("arena", True))

@@ -123,17 +123,15 @@ API_QUEUE_REQUESTS = 5
 #: two full 8 MB requests.
 API_QUEUE_BYTES = 16 << 20
 #: Seconds a request may wait for the worker before it gets 503 instead: in `run` the
-#: worker runs only on CPU the camera loop leaves idle, so on a saturated board it may
-#: never get a turn, and a client must hear that in bounded time.
+#: worker decodes only on CPU the camera loop leaves idle and the loop lends only its share
+#: of time, so on a saturated board a request may not get a turn, and a client must hear
+#: that in bounded time.
 API_QUEUE_TIMEOUT = 15.0
-#: Seconds without a request after which `run` closes the API's model session (its ~20 MB
-#: of activations and ~5 MB of weights and kernels come back); the next request opens it
-#: again (65 ms on x86-64).
-API_IDLE_CLOSE = 60.0
 #: Requests per second per client address (token bucket, ``API_CLIENT_BURST`` deep), and
 #: for all clients together; past either: 429 + Retry-After. One V1 inference at 416x416 on
 #: one core takes ~27 ms on x86-64 (measured) and an estimated 100-150 ms on a Pi 4 core,
-#: plus decoding: 10 requests/s of one image is about what one idle Pi core serves.
+#: plus decoding: 10 requests/s of one image is about what one idle Pi core serves
+#: (`serve`; inside `run` the camera's share, `--http-api-share`, bounds it further).
 API_CLIENT_RATE = 5.0
 API_CLIENT_BURST = 10
 API_GLOBAL_RATE = 10.0

@@ -1,12 +1,12 @@
 """The image API's worker: one thread that runs detection jobs for ``POST /detect``, and the
 admission that bounds what waits for it.
 
-In ``edgeface run`` the thread runs at ``SCHED_IDLE`` (its own single-thread ONNX Runtime
-session does the work on this thread): it gets only CPU time the camera loop leaves idle, so
-the API can be as busy as its clients like and the camera keeps its pace. Decoding and
-inference release the GIL, so the background thread never holds the camera loop up for
-longer than the few Python statements between them. In ``edgeface serve`` it runs at normal
-priority with a session that has every core.
+In ``edgeface run`` the thread runs at ``SCHED_IDLE`` and only decodes and prepares: the
+camera loop runs the inference on its own session between frames, within a time budget
+(:mod:`edgeface.runtime.lend`), so the API can be as busy as its clients like and the camera
+keeps its pace. Decoding releases the GIL, so the background thread never holds the camera
+loop up for longer than the few Python statements around it. In ``edgeface serve`` it runs
+at normal priority and does the inference too, on a session that has every core.
 
 Admission happens on the event-loop thread before a request's body is read: at most
 ``max_requests`` requests and ``max_bytes`` of their bodies are in the building at once
@@ -74,13 +74,11 @@ class ApiWorker:
     """Runs ``await worker.run(fn)`` calls one at a time in its thread, in arrival order."""
 
     def __init__(self, *, background: bool, max_requests: int, max_bytes: int,
-                 queue_timeout: float, name: str = "http-api", idle_after: float = 0.0,
-                 on_idle: Optional[Callable[[], None]] = None):
+                 queue_timeout: float, name: str = "http-api"):
         self.background = background
         self.max_requests, self.max_bytes = max_requests, max_bytes
         self.queue_timeout = queue_timeout
         self.name = name
-        self.idle_after, self.on_idle = idle_after, on_idle  # called in the worker thread
         self.priority = "normal"
         self._jobs: collections.deque[_Job] = collections.deque()
         self._cond = threading.Condition()
@@ -161,18 +159,11 @@ class ApiWorker:
         name_os_thread(self.name)
         if self.background:
             self.priority = background_priority()
-        idle_due = False  # a job ran since on_idle was last called
         while True:
             with self._cond:
-                ready = self._cond.wait_for(lambda: self._jobs or self._stop,
-                                            self.idle_after if idle_due else None)
+                self._cond.wait_for(lambda: self._jobs or self._stop)
                 if self._stop:
                     return
-                if not ready:  # idle for idle_after seconds
-                    idle_due = False
-                    self._idle()
-                    continue
-                idle_due = self.on_idle is not None and self.idle_after > 0
                 job = self._jobs.popleft()
                 if job.cancelled:
                     continue
@@ -199,19 +190,6 @@ class ApiWorker:
                 # back to the system rather than keep it in malloc's free lists next to a
                 # camera loop that needs every MB it can get.
                 _TRIM(0)
-
-    def _idle(self) -> None:
-        """Run ``on_idle`` (its lock released: a job may be queued meanwhile) and trim."""
-        assert self.on_idle is not None
-        self._cond.release()
-        try:
-            self.on_idle()
-            if _TRIM is not None:
-                _TRIM(0)
-        except Exception:  # never the end of the worker
-            log.exception("%s: idle callback failed", self.name)
-        finally:
-            self._cond.acquire()
 
     def close(self, timeout: float = 5.0) -> None:
         """Stop after the job in progress (queued ones never run) and join the thread."""

@@ -37,9 +37,11 @@ class SinkContext:
     source_fps: Optional[float] = None  # the source's nominal frame rate (video files)
     metrics: Any = None  # edgeface.runtime.metrics.Metrics, for the HTTP server
     source_name: str = ""
-    #: The run's merged options (model, detection settings, limits), for a sink that runs
-    #: a detector of its own (the HTTP server's POST /detect).
+    #: The run's merged options (model, detection settings, limits).
     options: Mapping[str, Any] = field(default_factory=dict)
+    #: The camera's detector, lent between frames (edgeface.runtime.lend.DetectorLender),
+    #: for the HTTP server's POST /detect.
+    lender: Any = None
 
 
 @dataclass(frozen=True)

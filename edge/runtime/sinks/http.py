@@ -8,6 +8,7 @@ from typing import Any, Mapping, Optional
 from edgeface.inference.results import FrameResult
 from edgeface.runtime.http import limits as L
 from edgeface.runtime.http.latest import LatestSink
+from edgeface.runtime.lend import DEFAULT_SHARE, DetectorLender
 from edgeface.runtime.options import Option, boolean, number, string
 from edgeface.runtime.sinks.base import SinkContext, SinkKind
 from edgeface.runtime.sinks.registry import register_sink
@@ -17,14 +18,15 @@ class HttpSink:
     """Hands each result to the server's :class:`LatestSink` and its events to the page's
     feed; closing stops the server and the API's worker.
 
-    ``options``: the run's (model, thresholds, size, provider, limits) for the API's own
-    detector: one ONNX Runtime thread, run at ``SCHED_IDLE`` so that it only ever takes CPU
-    the camera loop leaves idle, opened at the first request and closed after a minute
-    without one. None, or ``api`` False: no ``POST /detect``.
+    ``lender``: the camera's detector, lent between frames for ``POST /detect`` (its
+    images are decoded at ``SCHED_IDLE``, their inference takes at most ``share`` of the
+    loop's time: :mod:`edgeface.runtime.lend`); ``options``: the run's, for the API's
+    limits. No lender, or ``api`` False: no ``POST /detect``.
     """
 
     def __init__(self, bind: str, metrics: Any, *, options: Optional[Mapping[str, Any]] = None,
-                 api: bool = True, client_rate: float = L.API_CLIENT_RATE,
+                 lender: Optional[DetectorLender] = None, api: bool = True,
+                 share: float = DEFAULT_SHARE, client_rate: float = L.API_CLIENT_RATE,
                  total_rate: float = L.API_GLOBAL_RATE, device: str = ""):
         from edgeface.runtime.http.api import open_api
         from edgeface.runtime.http.auth import TokenAuth, check_bind
@@ -33,13 +35,15 @@ class HttpSink:
 
         host, port = parse_bind(bind)
         auth = TokenAuth.from_env()
-        check_bind(host, auth)  # before a model is loaded for the API
+        check_bind(host, auth)
         self.latest = LatestSink()
         self.api = None
-        if api and options and options.get("model"):
-            self.api = open_api(options, background=True, threads=1, lazy=True,
+        if api and lender is not None:
+            lender.share = share
+            self.api = open_api(options or {}, background=True, threads=1, detector=lender,
                                 client_rate=client_rate, client_burst=max(1, 2 * client_rate),
                                 global_rate=total_rate, global_burst=max(1, 2 * total_rate))
+            metrics.add_stats("api_lent", lender.stats, ("waiting", "share"))
         self.feed = EventFeed(device=device)
         try:
             self.server = StatusServer(self.latest, metrics, host, port, api=self.api,
@@ -74,7 +78,8 @@ class HttpSink:
 
 def _build(values: Mapping[str, Any], context: SinkContext) -> HttpSink:
     return HttpSink(values["http"], context.metrics, options=context.options,
-                    api=values.get("http_api", True) is not False,
+                    lender=context.lender, api=values.get("http_api", True) is not False,
+                    share=values.get("http_api_share") or DEFAULT_SHARE,
                     client_rate=values.get("http_api_rate") or L.API_CLIENT_RATE,
                     total_rate=values.get("http_api_total_rate") or L.API_GLOBAL_RATE,
                     device=context.source_name)
@@ -86,8 +91,12 @@ register_sink(SinkKind("http", (
                 "/status, /healthz, /metrics and POST /detect (host defaults to 127.0.0.1; "
                 "beyond loopback EDGEFACE_API_TOKEN is required)."),
     Option("http_api", "--http-api", boolean, True, cli="bool",
-           help="POST /detect beside the camera (its own one-thread model session at idle "
-                "priority)."),
+           help="POST /detect beside the camera (images decoded at idle priority, their "
+                "inference run by the camera loop between frames)."),
+    Option("http_api_share", "--http-api-share", number(0.01, 1.0), DEFAULT_SHARE,
+           metavar="F",
+           help="Most of the camera loop's time that POST /detect inference may take "
+                "(0.05: the camera keeps >= 95% of its frame rate)."),
     Option("http_api_rate", "--http-api-rate", number(0.01, 10000, lo_open=False),
            L.API_CLIENT_RATE, metavar="N",
            help="POST /detect requests per second per client address (twice that in a "
