@@ -48,8 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def run_side(checkout: Path, path: Path | None, model: Path, extra: list[str],
-             tmp: Path, tag: str) -> dict[str, float]:
-    """One pipeline_overhead.py run of ``checkout``: {video: FPS ratio}."""
+             tmp: Path, tag: str) -> dict[str, dict[str, float]]:
+    """One pipeline_overhead.py run of ``checkout``: {video: {ratio, e2e_fps, model_fps}}."""
     out = tmp / f"{tag}.json"
     env = dict(os.environ)
     if path is not None:
@@ -59,7 +59,8 @@ def run_side(checkout: Path, path: Path | None, model: Path, extra: list[str],
                    cwd=checkout, env=env, check=True, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL)
     report = json.loads(out.read_text())
-    return {r["video"]: r["ratio_median"] for r in report["results"]}
+    return {r["video"]: {"ratio": r["ratio_median"], "e2e_fps": r["e2e_fps_median"],
+                         "model_fps": r["model_fps_median"]} for r in report["results"]}
 
 
 def main(argv=None) -> int:
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="edgeface-before-after-"))
     model = args.model or export_v1(tmp / "featherface_v1.onnx")
     sides = {"before": (args.before.resolve(), args.before_path), "after": (REPO, None)}
-    runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}
+    runs: dict[str, list[dict[str, dict[str, float]]]] = {"before": [], "after": []}
     for i in range(args.pairs):
         order = ("before", "after") if i % 2 == 0 else ("after", "before")
         for side in order:
@@ -76,9 +77,11 @@ def main(argv=None) -> int:
             runs[side].append(run_side(checkout, path, model, args.extra, tmp, f"{side}{i}"))
             print(f"pair {i + 1}/{args.pairs} {side}: {runs[side][-1]}", file=sys.stderr)
     videos = list(runs["after"][0])
-    med = {side: {v: round(statistics.median(r[v] for r in runs[side]), 4) for v in videos}
+    med = {side: {v: {k: round(statistics.median(r[v][k] for r in runs[side]), 4)
+                      for k in ("ratio", "e2e_fps", "model_fps")} for v in videos}
            for side in runs}
-    diff = {v: round((med["after"][v] - med["before"][v]) * 100, 2) for v in videos}
+    diff = {v: round((med["after"][v]["ratio"] - med["before"][v]["ratio"]) * 100, 2)
+            for v in videos}
     report = {
         "kind": "edgeface-before-after", "schema_version": 1,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -97,13 +100,16 @@ def main(argv=None) -> int:
           f"end). Before: `{args.before}`. Each side ran `pipeline_overhead.py` "
           f"{args.pairs} times, alternating; figures are medians of the runs' FPS ratios "
           f"(end-to-end / model-only).", "",
-          "| video | before | after | after - before (points) | each run, before "
-          "| each run, after |",
-          "|---|---:|---:|---:|---|---|"]
+          "| video | ratio before | ratio after | after - before (points) | end-to-end FPS "
+          "before / after | model-only FPS before / after | each run's ratio, before "
+          "| each run's ratio, after |",
+          "|---|---:|---:|---:|---:|---:|---|---|"]
     for v in videos:
-        md.append(f"| {v} | {med['before'][v]} | {med['after'][v]} | {diff[v]:+.2f} | "
-                  f"{', '.join(str(r[v]) for r in runs['before'])} | "
-                  f"{', '.join(str(r[v]) for r in runs['after'])} |")
+        b, a = med["before"][v], med["after"][v]
+        md.append(f"| {v} | {b['ratio']} | {a['ratio']} | {diff[v]:+.2f} | "
+                  f"{b['e2e_fps']} / {a['e2e_fps']} | {b['model_fps']} / {a['model_fps']} | "
+                  f"{', '.join(str(r[v]['ratio']) for r in runs['before'])} | "
+                  f"{', '.join(str(r[v]['ratio']) for r in runs['after'])} |")
     args.out.with_suffix(".md").write_text("\n".join(md) + "\n")
     print("\n".join(md))
     return 0
