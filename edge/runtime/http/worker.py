@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import ctypes
-import ctypes.util
 import logging
 import os
 import threading
@@ -33,9 +32,10 @@ log = logging.getLogger(__name__)
 
 
 def _malloc_trim():
-    """glibc's ``malloc_trim`` (None elsewhere, e.g. musl)."""
+    """glibc's ``malloc_trim`` (None elsewhere, e.g. musl). From the process's own symbols:
+    ``ctypes.util.find_library`` would import subprocess and run ldconfig at every start."""
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        return ctypes.CDLL(None).malloc_trim
     except (OSError, AttributeError):
         return None
 
