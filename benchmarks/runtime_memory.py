@@ -197,7 +197,8 @@ def main(argv=None) -> int:
         summary[key] = {k: round(statistics.median(r[k] for r in rs), 2)
                         for k in ("peak_rss_mb", "steady_rss_mb", "growth_mb", "peak_anon_mb",
                                   "steady_file_mb", "anon_growth_mb", "fps", "p50_ms", "p95_ms")}
-        summary[key]["under_limit"] = max(r["peak_rss_mb"] for r in rs) < LIMIT_MB
+        summary[key]["peak_rss_max_mb"] = max(r["peak_rss_mb"] for r in rs)
+        summary[key]["under_limit"] = summary[key]["peak_rss_max_mb"] < LIMIT_MB
     report = {
         "kind": "edgeface-runtime-memory", "schema_version": 1,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -226,7 +227,8 @@ def main(argv=None) -> int:
           "| file-backed MB | anon growth MB | FPS | p50 ms | p95 ms |",
           "|---|---|---|---|---|---|---|---|---|---|"]
     for key, s in summary.items():
-        md.append(f"| {key} | {s['peak_rss_mb']}{'' if s['under_limit'] else ' (OVER 200)'} | "
+        over = "" if s["under_limit"] else f" (worst run {s['peak_rss_max_mb']}: over {LIMIT_MB:g})"
+        md.append(f"| {key} | {s['peak_rss_mb']}{over} | "
                   f"{s['steady_rss_mb']} | {s['growth_mb']} | {s['peak_anon_mb']} | "
                   f"{s['steady_file_mb']} | {s['anon_growth_mb']} | {s['fps']} | "
                   f"{s['p50_ms']} | {s['p95_ms']} |")
