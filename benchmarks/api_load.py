@@ -51,11 +51,11 @@ from http_load import (
     WARMUP,
     LineCounter,
     cpu_seconds,
-    envelope,
     free_port,
     interleaved,
     kept_notes,
     kill_left,
+    load_report,
     prepare_inputs,
     proc_status,
     start_device,
@@ -283,17 +283,10 @@ def main(argv=None) -> int:
           and r["tracebacks"] == 0}
     if args.mqtt:
         ok["peak_rss"] = r["peak_rss_mb"] < PEAK_RSS_MB
-    report = {
-        **envelope("edgeface-api-load", "api_load.py", argv, cmd, tmp, load0),
-        "load": {k: getattr(args, k) for k in ("size", "before", "duration", "after",
-                                               "rounds", "window", "rate", "api_rate",
-                                               "api_total_rate", "share", "mqtt",
-                                               "client_nice")},
-        "targets": {"fps_ratio": FPS_RATIO, "peak_rss_mb": PEAK_RSS_MB},
-        "passed": ok, "result": r,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    load_report("edgeface-api-load", "api_load.py", argv, cmd, tmp, load0, args,
+                ("size", "before", "duration", "after", "rounds", "window", "rate", "api_rate",
+                 "api_total_rate", "share", "mqtt", "client_nice"),
+                {"fps_ratio": FPS_RATIO, "peak_rss_mb": PEAK_RSS_MB}, ok, r, args.out)
     print(write_md(args.out))
     print(f"wrote {args.out}")
     return 0 if all(ok.values()) or not args.strict else 1

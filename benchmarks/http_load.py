@@ -491,6 +491,19 @@ def envelope(kind: str, script: str, argv: list[str] | None, cmd: list[str], tmp
             "machine": machine(load0)}
 
 
+def load_report(kind: str, script: str, argv: list[str] | None, cmd: list[str], tmp: Path,
+                load0: list[float], args: argparse.Namespace, load_keys: tuple[str, ...],
+                targets: dict, ok: dict, result: dict, out: Path) -> dict:
+    """The report of a load run (the envelope, the load's settings, targets, verdicts and
+    figures), written to ``out`` as JSON."""
+    report = {**envelope(kind, script, argv, cmd, tmp, load0),
+              "load": {k: getattr(args, k) for k in load_keys},
+              "targets": targets, "passed": ok, "result": result}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    return report
+
+
 def machine(load0: list[float]) -> dict:
     return {"platform": platform.platform(), "processor": platform.machine(),
             "python": platform.python_version(), "cpus": os.cpu_count(),
@@ -509,17 +522,11 @@ def main(argv=None) -> int:
     cmd = device_command(model, video, port, out_jsonl)
     r = measure(cmd, port, out_jsonl, args, tmp)
     ok = verdict(r)
-    report = {
-        **envelope("edgeface-http-load", "http_load.py", argv, cmd, tmp, load0),
-        "load": {k: getattr(args, k) for k in ("size", "before", "duration", "after",
-                                               "rounds", "window", "snapshots", "streams",
-                                               "pollers", "idle", "client_nice",
-                                               "device_nice")},
-        "targets": {"peak_rss_mb": PEAK_RSS_MB, "fps_ratio": FPS_RATIO},
-        "passed": ok, "result": r,
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    report = load_report("edgeface-http-load", "http_load.py", argv, cmd, tmp, load0, args,
+                         ("size", "before", "duration", "after", "rounds", "window",
+                          "snapshots", "streams", "pollers", "idle", "client_nice",
+                          "device_nice"),
+                         {"peak_rss_mb": PEAK_RSS_MB, "fps_ratio": FPS_RATIO}, ok, r, args.out)
     md = render_md(report)
     args.out.with_suffix(".md").write_text(md + kept_notes(args.out.with_suffix(".md")))
     print(md)
@@ -539,6 +546,8 @@ def kept_notes(md: Path) -> str:
 def render_md(report: dict) -> str:
     r, ok, ld = report["result"], report["passed"], report["load"]
     c = r["client"]
+    ratios = [x["fps_ratio"] for x in r["interleaved"]]
+    spread = f"({min(ratios)}-{max(ratios)})" if ratios else "(no rounds)"
     mark = {True: "yes", False: "**NO**"}
     return "\n".join([
         f"# HTTP server under load: `edgeface run --http` ({report['date']})", "",
@@ -563,9 +572,7 @@ def render_md(report: dict) -> str:
         f"| FPS under load / without clients, 60 s phase vs quiet phases | {r['fps_ratio']} "
         "| | |",
         f"| FPS under load / without clients, interleaved (median of {len(r['interleaved'])} "
-        f"rounds; min-max) | {r['fps_ratio_interleaved']} "
-        f"({min(x['fps_ratio'] for x in r['interleaved'])}-"
-        f"{max(x['fps_ratio'] for x in r['interleaved'])}) | >= {FPS_RATIO} | "
+        f"rounds; min-max) | {r['fps_ratio_interleaved']} {spread} | >= {FPS_RATIO} | "
         f"{mark[ok['fps_ratio']]} |",
         f"| CPU per frame quiet / under load, interleaved (median) | "
         f"{r['cpu_cost_ratio_interleaved']} | | |",

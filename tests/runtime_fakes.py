@@ -134,6 +134,30 @@ class FakeBackend:
         return np.zeros((a, 4), np.float32), scores, np.zeros((a, 10), np.float32)
 
 
+def tiny_graph(a: int, shape: list[int]) -> tuple[tuple[list, list], list, list]:
+    """The tiny model's graph as data, for ``tiny_onnx`` and for the ``onnx.helper`` reference
+    that tests/test_onnx_writer.py builds from it: ((inputs, outputs) as (name, dims), all
+    float), initializers (name, type, dims, values) and nodes (op, inputs, outputs,
+    attributes); ``a`` anchors, ``shape`` the input's."""
+    io = ([("input", shape)],
+          [("boxes", [1, a, 4]), ("scores", [1, a]), ("landmarks", [1, a, 10])])
+    inits = [("starts", "INT64", [1], [0]), ("ends1", "INT64", [1], [1]),
+             ("axes1", "INT64", [1], [1]), ("ends_a", "INT64", [1], [a]),
+             ("scale", "FLOAT", [], [0.1]), ("bias", "FLOAT", [], [-5.0]),
+             ("zeros4", "FLOAT", [1, a, 4], [0.0] * (a * 4)),
+             ("zeros10", "FLOAT", [1, a, 10], [0.0] * (a * 10))]
+    nodes = [("Slice", ["input", "starts", "ends1", "axes1"], ["c0"], {}),
+             ("AveragePool", ["c0"], ["pooled"], {"kernel_shape": [4, 4], "strides": [4, 4]}),
+             ("Flatten", ["pooled"], ["flat"], {"axis": 1}),
+             ("Slice", ["flat", "starts", "ends_a", "axes1"], ["sl"], {}),
+             ("Mul", ["sl", "scale"], ["scaled"], {}),
+             ("Add", ["scaled", "bias"], ["logits"], {}),
+             ("Sigmoid", ["logits"], ["scores"], {}),
+             ("Identity", ["zeros4"], ["boxes"], {}),
+             ("Identity", ["zeros10"], ["landmarks"], {})]
+    return io, inits, nodes
+
+
 def tiny_onnx(path: Path, size: tuple[int, int] = (64, 64), layout: str = "NCHW",
               metadata: Optional[dict] = None, anchors: Optional[int] = None) -> Path:
     """A small ONNX file with the edgeface interface and metadata (no torch, no onnx needed).
@@ -152,33 +176,10 @@ def tiny_onnx(path: Path, size: tuple[int, int] = (64, 64), layout: str = "NCHW"
     a = anchors or a
     assert (w // 4) * (h // 4) >= a
     shape = [1, 3, h, w] if layout == "NCHW" else [1, h, w, 3]
-    inits = [
-        ox.tensor("starts", ox.INT64, [1], [0]),
-        ox.tensor("ends1", ox.INT64, [1], [1]),
-        ox.tensor("axes1", ox.INT64, [1], [1]),
-        ox.tensor("ends_a", ox.INT64, [1], [a]),
-        ox.tensor("scale", ox.FLOAT, [], [0.1]),
-        ox.tensor("bias", ox.FLOAT, [], [-5.0]),
-        ox.tensor("zeros4", ox.FLOAT, [1, a, 4], [0.0] * (a * 4)),
-        ox.tensor("zeros10", ox.FLOAT, [1, a, 10], [0.0] * (a * 10)),
-    ]
-    nodes = [
-        ox.node("Slice", ["input", "starts", "ends1", "axes1"], ["c0"]),
-        ox.node("AveragePool", ["c0"], ["pooled"], kernel_shape=[4, 4], strides=[4, 4]),
-        ox.node("Flatten", ["pooled"], ["flat"], axis=1),
-        ox.node("Slice", ["flat", "starts", "ends_a", "axes1"], ["sl"]),
-        ox.node("Mul", ["sl", "scale"], ["scaled"]),
-        ox.node("Add", ["scaled", "bias"], ["logits"]),
-        ox.node("Sigmoid", ["logits"], ["scores"]),
-        ox.node("Identity", ["zeros4"], ["boxes"]),
-        ox.node("Identity", ["zeros10"], ["landmarks"]),
-    ]
-    graph = ox.graph(
-        "tiny", nodes, [ox.value_info("input", ox.FLOAT, shape)],
-        [ox.value_info("boxes", ox.FLOAT, [1, a, 4]),
-         ox.value_info("scores", ox.FLOAT, [1, a]),
-         ox.value_info("landmarks", ox.FLOAT, [1, a, 10])],
-        inits)
+    io, inits, nodes = tiny_graph(a, shape)
+    graph = ox.graph("tiny", [ox.node(op, i, o, **attrs) for op, i, o, attrs in nodes],
+                     *([ox.value_info(n, ox.FLOAT, d) for n, d in side] for side in io),
+                     [ox.tensor(n, getattr(ox, t), d, v) for n, t, d, v in inits])
     meta = info.to_metadata()
     if layout != "NCHW":
         meta["edgeface.input_layout"] = '"NHWC"'

@@ -114,12 +114,8 @@ class _Network:
         self.model: Path | None = None
         self.has_qdq = False
 
-    @property
-    def num_inputs(self) -> int:
-        return len(self.inputs)
-
-    def get_input(self, i: int) -> _Tensor:
-        return self.inputs[i]
+    num_inputs = property(lambda self: len(self.inputs))
+    get_input = lambda self, i: self.inputs[i]  # noqa: E731 - TensorRT's accessor pair
 
 
 class _ParserError:

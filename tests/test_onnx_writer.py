@@ -17,7 +17,7 @@ import numpy as np
 import onnx_writer as ox
 import onnxruntime as ort
 import pytest
-from runtime_fakes import tiny_onnx
+from runtime_fakes import tiny_graph, tiny_onnx
 
 from edgeface.inference.model_info import ModelInfo
 from edgeface.inference.priors import prior_boxes
@@ -38,33 +38,13 @@ def _reference_model(size: tuple[int, int], layout: str):
     w, h = size
     info, a = _info_and_anchors(w, h)
     shape = [1, 3, h, w] if layout == "NCHW" else [1, h, w, 3]
-    inits = [
-        helper.make_tensor("starts", TensorProto.INT64, [1], [0]),
-        helper.make_tensor("ends1", TensorProto.INT64, [1], [1]),
-        helper.make_tensor("axes1", TensorProto.INT64, [1], [1]),
-        helper.make_tensor("ends_a", TensorProto.INT64, [1], [a]),
-        helper.make_tensor("scale", TensorProto.FLOAT, [], [0.1]),
-        helper.make_tensor("bias", TensorProto.FLOAT, [], [-5.0]),
-        helper.make_tensor("zeros4", TensorProto.FLOAT, [1, a, 4], [0.0] * (a * 4)),
-        helper.make_tensor("zeros10", TensorProto.FLOAT, [1, a, 10], [0.0] * (a * 10)),
-    ]
-    nodes = [
-        helper.make_node("Slice", ["input", "starts", "ends1", "axes1"], ["c0"]),
-        helper.make_node("AveragePool", ["c0"], ["pooled"], kernel_shape=[4, 4], strides=[4, 4]),
-        helper.make_node("Flatten", ["pooled"], ["flat"], axis=1),
-        helper.make_node("Slice", ["flat", "starts", "ends_a", "axes1"], ["sl"]),
-        helper.make_node("Mul", ["sl", "scale"], ["scaled"]),
-        helper.make_node("Add", ["scaled", "bias"], ["logits"]),
-        helper.make_node("Sigmoid", ["logits"], ["scores"]),
-        helper.make_node("Identity", ["zeros4"], ["boxes"]),
-        helper.make_node("Identity", ["zeros10"], ["landmarks"]),
-    ]
+    (ins, outs), inits, nodes = tiny_graph(a, shape)
+    value_info = helper.make_tensor_value_info
     graph = helper.make_graph(
-        nodes, "tiny", [helper.make_tensor_value_info("input", TensorProto.FLOAT, shape)],
-        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, a, 4]),
-         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, a]),
-         helper.make_tensor_value_info("landmarks", TensorProto.FLOAT, [1, a, 10])],
-        inits)
+        [helper.make_node(op, i, o, **attrs) for op, i, o, attrs in nodes], "tiny",
+        [value_info(name, TensorProto.FLOAT, dims) for name, dims in ins],
+        [value_info(name, TensorProto.FLOAT, dims) for name, dims in outs],
+        [helper.make_tensor(n, getattr(TensorProto, t), d, v) for n, t, d, v in inits])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
     meta = info.to_metadata()

@@ -156,14 +156,10 @@ class Tracker:
         if min_absent_s < 0 or update_interval_s < 0 or not 0 < iou_threshold <= 1:
             raise ValueError("min_absent_s and update_interval_s must be >= 0 and "
                              "iou_threshold in (0, 1]")
-        self.min_hits = int(min_hits)
-        self.max_misses = int(max_misses)
-        self.min_absent_s = float(min_absent_s)
-        self.update_interval_s = float(update_interval_s)
-        self.iou_threshold = float(iou_threshold)
-        self.max_distance = float(max_distance)
-        self.best_margin = float(best_margin)
-        self.max_tracks = int(max_tracks)
+        self.min_hits, self.max_misses = int(min_hits), int(max_misses)
+        self.min_absent_s, self.update_interval_s = float(min_absent_s), float(update_interval_s)
+        self.iou_threshold, self.max_distance = float(iou_threshold), float(max_distance)
+        self.best_margin, self.max_tracks = float(best_margin), int(max_tracks)
         self.runs = self.skipped = self.started = self.ended = 0
         self._states: list[_State] = []
         self._next_id = 1

@@ -45,14 +45,10 @@ class DetectApi:
 
     def __init__(self, detector: FaceDetector, *, background: bool,
                  max_pixels: int = L.API_MAX_PIXELS, max_images: int = L.API_MAX_IMAGES,
-                 max_body_bytes: int = L.MAX_BODY_BYTES,
-                 queue_requests: int = L.API_QUEUE_REQUESTS,
-                 queue_bytes: int = L.API_QUEUE_BYTES,
-                 queue_timeout: float = L.API_QUEUE_TIMEOUT,
-                 client_rate: float = L.API_CLIENT_RATE,
-                 client_burst: float = L.API_CLIENT_BURST,
-                 global_rate: float = L.API_GLOBAL_RATE,
-                 global_burst: float = L.API_GLOBAL_BURST):
+                 max_body_bytes: int = L.MAX_BODY_BYTES, queue_requests: int = L.API_QUEUE_REQUESTS,
+                 queue_bytes: int = L.API_QUEUE_BYTES, queue_timeout: float = L.API_QUEUE_TIMEOUT,
+                 client_rate: float = L.API_CLIENT_RATE, client_burst: float = L.API_CLIENT_BURST,
+                 global_rate: float = L.API_GLOBAL_RATE, global_burst: float = L.API_GLOBAL_BURST):
         self.detector = detector
         self.max_pixels, self.max_images = max_pixels, max_images
         self.max_body_bytes = max_body_bytes

@@ -14,7 +14,7 @@ import asyncio
 import logging
 import time
 from http import HTTPStatus
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 from urllib.parse import urlsplit
 
 from edgeface.runtime.http.limits import HttpLimits
@@ -22,11 +22,13 @@ from edgeface.runtime.http.router import (
     HttpError,
     Request,
     Response,
-    Router,
     StreamResponse,
     json_error,
 )
 from edgeface.runtime.metrics import HttpCounters
+
+if TYPE_CHECKING:
+    from edgeface.runtime.http.router import Router
 
 log = logging.getLogger(__name__)
 
