@@ -7,6 +7,39 @@ from pathlib import Path
 
 import pytest
 
+#: The device runtime's inference libraries: not in the base install (a Jetson or Raspberry
+#: Pi OS provides its own; elsewhere `pip install '.[cpu]'`). Without them, test modules
+#: that need them are skipped with this reason instead of failing collection.
+RUNTIME_LIBS = {"cv2": "OpenCV", "onnxruntime": "ONNX Runtime"}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    report = outcome.get_result()
+    if not (report.failed and isinstance(collector, pytest.Module)):
+        return
+    text = str(report.longrepr)
+    for module, name in RUNTIME_LIBS.items():
+        if f"No module named '{module}'" in text:
+            report.outcome = "skipped"
+            report.longrepr = (str(collector.path), 0, f"Skipped: needs {name} ({module}): "
+                               "pip install '.[cpu]', or the platform's package")
+            return
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that imports cv2 or onnxruntime where they are not installed is skipped (with
+    the same reason), not failed."""
+    outcome = yield
+    report = outcome.get_result()
+    exc = call.excinfo.value if call.excinfo is not None else None
+    if report.failed and isinstance(exc, ModuleNotFoundError) and exc.name in RUNTIME_LIBS:
+        report.outcome = "skipped"
+        report.longrepr = (str(item.path), 0, f"Skipped: needs {RUNTIME_LIBS[exc.name]} "
+                           f"({exc.name}): pip install '.[cpu]', or the platform's package")
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEFACE_SHARED", REPO.parent / "shared"))
 MODELS = SHARED / "models" / "featherface"

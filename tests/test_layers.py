@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from requires import needs_runtime
 
 REPO = Path(__file__).resolve().parents[1]
 ROOTS = {"edge": "edgeface", "models": "edgeface.models", "quantize": "edgeface.quantize",
@@ -89,6 +90,7 @@ def test_no_module_grows_past_the_size_budget():
     assert not big, f"modules over the size budget: {big}"
 
 
+@needs_runtime
 def test_the_runtime_path_never_imports_torch():
     code = ("import sys\n"
             "import edgeface.cli.run_cmd, edgeface.cli.detect_cmd, edgeface.cli.bench_cmd\n"

@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from requires import needs_runtime
 
 from edgeface.bench.report import BEGIN, END, build_report, load_results, merge, update_readme
 from edgeface.bench.results import (
@@ -292,6 +293,7 @@ def test_cli_errors_are_one_line(args, code, message, capsys):
     assert len(err) == 1 and message in err[0] and "Traceback" not in err[0]
 
 
+@needs_runtime
 def test_bad_model_file_is_reported_by_the_worker(tmp_path, capsys):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not an onnx model")

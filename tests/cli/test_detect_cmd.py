@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+from requires import needs_runtime
+
 from edgeface.cli import main
 
 
@@ -40,6 +42,7 @@ def test_detect_reports_bad_files_and_continues(v1_onnx, native_images, tmp_path
     assert "3 of 4 inputs failed" in err[3]
 
 
+@needs_runtime
 def test_detect_bad_model_is_one_line(tmp_path, native_images, capsys):
     bad = tmp_path / "model.onnx"
     bad.write_text("nope")
@@ -48,6 +51,7 @@ def test_detect_bad_model_is_one_line(tmp_path, native_images, capsys):
     assert len(err) == 1 and "not a loadable ONNX model" in err[0]
 
 
+@needs_runtime
 def test_help_and_runtime_imports_do_not_load_torch():
     code = ("import sys; from edgeface.cli import main; "
             "import edgeface.inference.detector, edgeface.cli.detect_cmd; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import click
 import pytest
+from requires import needs_runtime
 
 from edgeface.cli import _COMMANDS, cli, main
 from edgeface.cli.options import rewrite_renamed
@@ -23,6 +24,7 @@ def test_rewrite_keeps_values_and_warns_once(capsys):
                    "spelling goes in 0.3)"]
 
 
+@needs_runtime
 @pytest.mark.parametrize("argv, old, new", [
     (["run", "--conf", "0.3", "--help"], "--conf", "--confidence-threshold"),
     (["run", "--input-size", "320", "--help"], "--input-size", "--size"),
