@@ -7,9 +7,10 @@ MQTT to 205 MB of RSS, over the 200 MB budget (``benchmarks/results/api_load_mqt
 before this module). Here the API decodes and prepares its images on its own thread and the
 camera loop runs them on the camera's own session, between frames: one working set, and the
 camera's share is a budget rather than a scheduler's promise. Lent inference takes at most
-``share`` of wall-clock time (5 % by default, so the camera keeps >= 95 % of its frames even
-when it runs flat out) plus one ``burst``; while the source has no frame to give (a camera
-reconnecting) the loop lends without a budget, since the detector would be idle anyway.
+``share`` of wall-clock time (5 % by default; a camera running flat out kept 0.92 of its
+frame rate, the rest going to decoding the uploads) plus one ``burst``; while the source has
+no frame to give (a camera reconnecting) the loop lends without a budget, since the
+detector would be idle anyway.
 """
 
 from __future__ import annotations

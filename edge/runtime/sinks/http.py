@@ -96,7 +96,7 @@ register_sink(SinkKind("http", (
     Option("http_api_share", "--http-api-share", number(0.01, 1.0), DEFAULT_SHARE,
            metavar="F",
            help="Most of the camera loop's time that POST /detect inference may take "
-                "(0.05: the camera keeps >= 95% of its frame rate)."),
+                "(a camera running flat out kept 0.92 of its frame rate at 0.05, measured)."),
     Option("http_api_rate", "--http-api-rate", number(0.01, 10000, lo_open=False),
            L.API_CLIENT_RATE, metavar="N",
            help="POST /detect requests per second per client address (twice that in a "
