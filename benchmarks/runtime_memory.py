@@ -59,6 +59,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--size", default="1280x720", help="video resolution WxH")
     ap.add_argument("--arena", default="off,on", help="arena settings to compare")
+    ap.add_argument("--models", default="fp32,int8", help="which models to run")
     ap.add_argument("--cold-libraries", action="store_true",
                     help="before each run, drop this environment's shared libraries from the "
                          "page cache (as after a reboot, when a service starts)")
@@ -162,9 +163,21 @@ def run_once(model: Path, video: Path, arena: bool, duration: float, tmp: Path,
         "steady_file_mb": round(statistics.median(x[3] for x in after), 1) if after else None,
         "anon_growth_mb": round(statistics.median(anon[half:]) - statistics.median(anon[:half]),
                                 2) if half else None,
+        # A leak is a slope, not a difference of halves (which a late high-water mark or a
+        # trimmed heap can move): least squares over the steady part, in MB per hour.
+        "anon_slope_mb_per_h": _slope_per_hour([x[0] for x in after], anon),
+        "anon_series": [(round(x[0], 1), round(x[2], 2)) for x in after[::40]],
         "frames": int(m.group(1)), "wall_s": float(m.group(2)), "fps": float(m.group(3)),
         "p50_ms": float(m.group(5)), "p95_ms": float(m.group(6)),
     }
+
+
+def _slope_per_hour(t: list[float], y: list[float]) -> float | None:
+    if len(t) < 10:
+        return None
+    tm, ym = statistics.fmean(t), statistics.fmean(y)
+    den = sum((a - tm) ** 2 for a in t)
+    return round(sum((a - tm) * (b - ym) for a, b in zip(t, y)) / den * 3600, 2) if den else None
 
 
 def main(argv=None) -> int:
@@ -174,9 +187,10 @@ def main(argv=None) -> int:
     fp32 = args.fp32
     if fp32 is None:
         fp32 = export_v1(tmp / "featherface_v1.onnx")
-    int8, int8_cmd = (args.int8, "given") if args.int8 else \
+    wanted = {m.strip() for m in args.models.split(",")}
+    int8, int8_cmd = (args.int8, "given") if args.int8 or "int8" not in wanted else \
         quantize(fp32, tmp / "featherface_v1_int8.onnx")
-    models = {"fp32": fp32, **({"int8": int8} if int8 else {})}
+    models = {k: v for k, v in (("fp32", fp32), ("int8", int8)) if v and k in wanted}
     w, h = map(int, args.size.lower().split("x"))
     video = make_video(tmp / f"clip_{w}x{h}.mp4", (w, h))
     arenas = [a.strip() == "on" for a in args.arena.split(",")]
@@ -197,6 +211,8 @@ def main(argv=None) -> int:
         summary[key] = {k: round(statistics.median(r[k] for r in rs), 2)
                         for k in ("peak_rss_mb", "steady_rss_mb", "growth_mb", "peak_anon_mb",
                                   "steady_file_mb", "anon_growth_mb", "fps", "p50_ms", "p95_ms")}
+        slopes = [r["anon_slope_mb_per_h"] for r in rs if r["anon_slope_mb_per_h"] is not None]
+        summary[key]["anon_slope_mb_per_h"] = statistics.median(slopes) if slopes else None
         summary[key]["peak_rss_max_mb"] = max(r["peak_rss_mb"] for r in rs)
         summary[key]["under_limit"] = summary[key]["peak_rss_max_mb"] < LIMIT_MB
     report = {
@@ -224,13 +240,14 @@ def main(argv=None) -> int:
           f"{args.duration:g} s per run, medians of {args.repeats} run(s); models "
           + ", ".join(f"{k}: {Path(v).name}" for k, v in models.items()) + ".", "",
           "| model / ONNX Runtime arena | peak RSS MB | steady RSS MB | growth MB | peak anon MB "
-          "| file-backed MB | anon growth MB | FPS | p50 ms | p95 ms |",
-          "|---|---|---|---|---|---|---|---|---|---|"]
+          "| file-backed MB | anon growth MB | anon slope MB/h | FPS | p50 ms | p95 ms |",
+          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for key, s in summary.items():
         over = "" if s["under_limit"] else f" (worst run {s['peak_rss_max_mb']}: over {LIMIT_MB:g})"
         md.append(f"| {key} | {s['peak_rss_mb']}{over} | "
                   f"{s['steady_rss_mb']} | {s['growth_mb']} | {s['peak_anon_mb']} | "
-                  f"{s['steady_file_mb']} | {s['anon_growth_mb']} | {s['fps']} | "
+                  f"{s['steady_file_mb']} | {s['anon_growth_mb']} | {s['anon_slope_mb_per_h']} | "
+                  f"{s['fps']} | "
                   f"{s['p50_ms']} | {s['p95_ms']} |")
     md += ["", f"Limit: peak < {LIMIT_MB:g} MB. Peak = VmHWM of the process; steady = "
            "median of /proc samples after the first 10 %; growth = second half minus first "
