@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import email.parser
 import email.policy
-import os
 import random
 
 import pytest
@@ -41,9 +40,14 @@ def test_parts_equal_the_stdlib_parsers(seed):
     rnd = random.Random(seed)
     parts = []
     for i in range(rnd.randint(1, 8)):
-        data = os.urandom(rnd.randint(0, 5000))
+        data = rnd.randbytes(rnd.randint(0, 5000))  # from the seed: a failure reproduces
         # Data that looks like a delimiter, and CRLFs, must survive as they are.
-        data += rnd.choice([b"", b"\r\n", b"\r\n--" + B[:-1].encode(), b"--" + B.encode()])
+        suffix = rnd.choice([b"", b"\r\n", b"\r\n--" + B[:-1].encode(), b"--" + B.encode()])
+        if suffix.startswith(b"--") and data.endswith((b"\r", b"\n")):
+            # A bare CR or LF before "--boundary": the stdlib takes it for a delimiter,
+            # RFC 2046 (and this parser) only CRLF: not a case for this oracle (tested below).
+            data = data[:-1] + b"x"
+        data += suffix
         parts.append((field(f"f{i}", rnd.choice([None, f"img {i}.jpg"]),
                             rnd.choice(["image/jpeg", "application/octet-stream"])), data))
     quoted = seed % 2 == 0
@@ -53,6 +57,17 @@ def test_parts_equal_the_stdlib_parsers(seed):
                    epilogue=b"epilogue" if seed == 4 else b"")
     got = [(p.name, p.filename, p.content_type, p.data) for p in parse_multipart(ctype, body, 8)]
     assert got == stdlib(ctype, body)
+
+
+@pytest.mark.parametrize("newline", [b"\n", b"\r"])
+def test_a_bare_newline_before_the_boundary_is_data(newline):
+    """RFC 2046: a delimiter is CRLF "--" boundary. Bytes ending in a lone LF or CR and then
+    "--boundary" (as in binary image data) stay the part's data, where the stdlib's lenient
+    parser would end the part early."""
+    data = b"\x89PNG" + newline + b"--" + B.encode()
+    body = body_of([(field("f0", "a.png"), data), (field("f1", "b.png"), b"two")])
+    parts = parse_multipart(f"multipart/form-data; boundary={B}", body, 8)
+    assert [(p.name, p.data) for p in parts] == [("f0", data), ("f1", b"two")]
 
 
 def test_is_multipart():
