@@ -116,8 +116,12 @@ class DetectorLender:
             t0 = time.perf_counter()
             try:
                 loan.result = self.detector.detect_prepared(loan.prepared, loan.preprocess_s)
-            except BaseException as exc:  # the borrower's error, not the loop's
+            except Exception as exc:  # the borrower's error, not the loop's
                 loan.error = exc
+            except BaseException:  # the loop's own end (a second Ctrl-C): it goes on up
+                loan.error = LoanRefused("the processing loop has stopped")
+                loan.done.set()
+                raise
             took = time.perf_counter() - t0
             loan.prepared = None
             if not idle:

@@ -120,6 +120,19 @@ def test_a_failing_loan_fails_the_borrower_not_the_loop():
     assert isinstance(loan["error"], ValueError)
 
 
+def test_the_loops_own_end_is_not_lent_to_the_borrower():
+    class Interrupted(SlowDetector):
+        def detect_prepared(self, prepared, preprocess_s=0.0):
+            raise KeyboardInterrupt  # a second Ctrl-C while the loop runs a loan
+
+    lender = DetectorLender(Interrupted())
+    loan = borrow(lender, 1.0)
+    with pytest.raises(KeyboardInterrupt):
+        lender.serve()  # goes on up to the loop, not into the borrower's answer
+    loan["thread"].join(5)
+    assert isinstance(loan["error"], LoanRefused)
+
+
 def test_close_refuses_waiting_and_later_loans_and_a_timeout_refuses():
     lender = DetectorLender(SlowDetector(), timeout=0.2)
     loan = borrow(lender, 1.0)
