@@ -189,11 +189,12 @@ def api_max_pixels(memory_limit: Optional[int], explicit: Optional[int]) -> int:
     return min(L.API_MAX_PIXELS, pixel_budget(memory_limit))
 
 
-def open_api(options: Mapping[str, Any], *, background: bool, threads: Optional[int],
-             detector: Optional[FaceDetector] = None, **limits: Any) -> DetectApi:
+def open_api(options: Mapping[str, Any], *, background: bool,
+             detector: Optional[FaceDetector] = None, threads: Optional[int] = None,
+             **limits: Any) -> DetectApi:
     """A :class:`DetectApi` for ``options`` (``run``'s keys: model, size, thresholds,
     provider, memory_limit, max_image_pixels) on ``detector``, else on a detector of its
-    own for them."""
+    own for them with ``threads``."""
     from edgeface.common.sizes import parse_size
 
     max_pixels = api_max_pixels(parse_size(options.get("memory_limit")),
