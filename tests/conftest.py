@@ -6,25 +6,22 @@ import os
 from pathlib import Path
 
 import pytest
-
-#: The device runtime's inference libraries: not in the base install (a Jetson or Raspberry
-#: Pi OS provides its own; elsewhere `pip install '.[cpu]'`). Without them, test modules
-#: that need them are skipped with this reason instead of failing collection.
-RUNTIME_LIBS = {"cv2": "OpenCV", "onnxruntime": "ONNX Runtime"}
+from requires import RUNTIME_LIBS, skip_reason
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_make_collect_report(collector):
+    """A test module that imports cv2 or onnxruntime where they are not installed (the base
+    install leaves them to the platform) is skipped with the install line, not an error."""
     outcome = yield
     report = outcome.get_result()
     if not (report.failed and isinstance(collector, pytest.Module)):
         return
     text = str(report.longrepr)
-    for module, name in RUNTIME_LIBS.items():
+    for module in RUNTIME_LIBS:
         if f"No module named '{module}'" in text:
             report.outcome = "skipped"
-            report.longrepr = (str(collector.path), 0, f"Skipped: needs {name} ({module}): "
-                               "pip install '.[cpu]', or the platform's package")
+            report.longrepr = (str(collector.path), 0, f"Skipped: {skip_reason(module)}")
             return
 
 
@@ -37,8 +34,8 @@ def pytest_runtest_makereport(item, call):
     exc = call.excinfo.value if call.excinfo is not None else None
     if report.failed and isinstance(exc, ModuleNotFoundError) and exc.name in RUNTIME_LIBS:
         report.outcome = "skipped"
-        report.longrepr = (str(item.path), 0, f"Skipped: needs {RUNTIME_LIBS[exc.name]} "
-                           f"({exc.name}): pip install '.[cpu]', or the platform's package")
+        report.longrepr = (str(item.path), 0, f"Skipped: {skip_reason(exc.name)}")
+
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("EDGEFACE_SHARED", REPO.parent / "shared"))

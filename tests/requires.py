@@ -1,7 +1,8 @@
-"""Skip markers for tests that need more than the base install (``pip install .``).
-
-A test that runs ``edgeface run``/``detect`` in a child process needs the device runtime's
-inference libraries there, which the import hooks in conftest.py cannot see."""
+"""What the tests need beyond the base install (``pip install .``): the device runtime's
+inference libraries, which a Jetson or Raspberry Pi OS provides itself and elsewhere come
+with ``pip install '.[cpu]'``. conftest.py skips the tests that import them where they are
+missing; ``needs_runtime`` marks a test that runs ``edgeface`` in a child process, where an
+import hook cannot see them."""
 
 from __future__ import annotations
 
@@ -9,8 +10,13 @@ import importlib.util
 
 import pytest
 
-MISSING = [m for m in ("cv2", "onnxruntime") if importlib.util.find_spec(m) is None]
+RUNTIME_LIBS = {"cv2": "OpenCV", "onnxruntime": "ONNX Runtime"}
+MISSING = [m for m in RUNTIME_LIBS if importlib.util.find_spec(m) is None]
 
-needs_runtime = pytest.mark.skipif(
-    bool(MISSING), reason=f"needs {', '.join(MISSING)}: pip install '.[cpu]', or the "
-                          "platform's package")
+
+def skip_reason(*modules: str) -> str:
+    names = ", ".join(f"{RUNTIME_LIBS[m]} ({m})" for m in modules)
+    return f"needs {names}: pip install '.[cpu]', or the platform's package"
+
+
+needs_runtime = pytest.mark.skipif(bool(MISSING), reason=skip_reason(*MISSING))
