@@ -223,6 +223,25 @@ def test_capture_works_ahead_in_the_background_and_normally_when_the_detector_wa
         src.close()
 
 
+@pytest.mark.parametrize("prefetch", [1, 2])
+def test_a_file_source_decodes_no_further_ahead_than_its_queue(prefetch):
+    """Room first, then decode: a frame decoded while the queue is full would wait, whole,
+    beside it (a 720p frame and its model input: 4.8 MB)."""
+    reader = FakeReader(limit=100)
+    src = ThreadedSource(reader, "fake", live=False, prefetch=prefetch)
+    try:
+        wait_for(lambda: reader.produced >= prefetch, "the queue to fill")
+        time.sleep(0.2)  # a capture thread that decodes ahead would have read one more
+        assert reader.produced == prefetch
+        assert src.read(timeout=1.0).index == 0
+        wait_for(lambda: reader.produced == prefetch + 1, "the next decode")
+        time.sleep(0.1)
+        assert reader.produced == prefetch + 1
+        assert [src.read(timeout=1.0).index for _ in range(5)] == [1, 2, 3, 4, 5]
+    finally:
+        src.close()
+
+
 def test_capture_priority_can_be_left_alone():
     reader = PolicyRecorder()
     src = ThreadedSource(reader, "fake", live=False, prefetch=4, background_when_ahead=False)
