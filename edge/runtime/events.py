@@ -87,6 +87,14 @@ def crop_around(image: np.ndarray, box: Any, margin: float = VIEW_MARGIN
     """A copy of ``image`` inside ``box`` (x1, y1, x2, y2) grown by ``margin`` on each side,
     clipped to the image, and where it starts (x, y); None when nothing of the box is in
     the image."""
+    view = region_around(image, box, margin)
+    return None if view is None else (np.ascontiguousarray(view[0]), view[1])
+
+
+def region_around(image: np.ndarray, box: Any, margin: float = VIEW_MARGIN
+                  ) -> Optional[tuple[np.ndarray, tuple[int, int]]]:
+    """:func:`crop_around` without the copy: a view into ``image`` (valid only as long as
+    ``image`` is not written)."""
     h, w = image.shape[:2]
     x1, y1, x2, y2 = (float(v) for v in np.asarray(box, dtype=np.float64)[:4])
     if not all(np.isfinite((x1, y1, x2, y2))):
@@ -96,4 +104,4 @@ def crop_around(image: np.ndarray, box: Any, margin: float = VIEW_MARGIN
     ix2, iy2 = min(w, int(np.ceil(x2 + mx))), min(h, int(np.ceil(y2 + my)))
     if ix2 <= ix1 or iy2 <= iy1:
         return None
-    return np.ascontiguousarray(image[iy1:iy2, ix1:ix2]), (ix1, iy1)
+    return image[iy1:iy2, ix1:ix2], (ix1, iy1)
