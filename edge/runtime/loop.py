@@ -20,6 +20,7 @@ from typing import Optional, Sequence, TextIO
 import numpy as np
 
 from edgeface.common.sizes import parse_size
+from edgeface.common.stats import percentiles
 from edgeface.errors import EdgefaceError
 from edgeface.inference.detector import FaceDetector, Timing
 from edgeface.inference.postprocess import Detections
@@ -329,7 +330,7 @@ def quiet_opencv_logging() -> None:
 def _summary(a: np.ndarray) -> dict[str, float]:
     if a.size == 0:
         return {"n": 0}
-    p50, p95, p99 = np.percentile(a, (50, 95, 99)) * 1e3
+    p50, p95, p99 = percentiles(a, (50, 95, 99)) * 1e3
     return {"n": int(a.size), "mean_ms": round(float(a.mean() * 1e3), 3),
             "p50_ms": round(float(p50), 3), "p95_ms": round(float(p95), 3),
             "p99_ms": round(float(p99), 3), "max_ms": round(float(a.max() * 1e3), 3)}

@@ -15,6 +15,8 @@ from typing import Callable, Iterable, Mapping
 
 import numpy as np
 
+from edgeface.common.stats import percentiles
+
 # Histogram bucket upper bounds in seconds, dense where Pi/Jetson latencies fall.
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.015, 0.02, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2,
                    0.3, 0.5, 1.0, 2.0)
@@ -152,7 +154,7 @@ class Metrics:
             recent = self._window[: min(self._latency_n, self._window.size)].copy()
         if recent.size == 0:
             return [float("nan")] * len(qs)
-        return [float(v) for v in np.percentile(recent, qs)]
+        return [float(v) for v in percentiles(recent, qs)]
 
     def status_line(self, now: float | None = None) -> str:
         """One human line: FPS, p50/p95 latency, faces, drops, RSS (and gated frames)."""
