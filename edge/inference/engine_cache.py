@@ -25,7 +25,6 @@ Runtime side: no torch, onnx or TensorRT import here.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from dataclasses import asdict, dataclass, fields
@@ -105,6 +104,8 @@ def cache_key(source_sha256: str, input_size: tuple[int, int], precision: str,
     doc = {"model": source_sha256, "input_size": list(input_size), "precision": precision,
            "int8_mode": int8_mode, **{k: getattr(device, k) for k, _ in MUST_MATCH}}
     blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    import hashlib  # here: see edgeface.common.files.sha256_file
+
     return hashlib.sha256(blob).hexdigest()[:16]
 
 

@@ -15,8 +15,6 @@ logged (the server logs paths without their query).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import ipaddress
 import os
 import socket
@@ -44,8 +42,7 @@ class TokenAuth:
         if token is not None:
             _check_token(token)
         self._token = token.encode("ascii") if token else None
-        self._cookie = (hmac.new(self._token, b"edgeface page session v1",
-                                 hashlib.sha256).hexdigest().encode() if self._token else b"")
+        self._cookie = _session_cookie(self._token) if self._token else b""
 
     @classmethod
     def from_env(cls, environ: Optional[Mapping[str, str]] = None) -> TokenAuth:
@@ -63,14 +60,13 @@ class TokenAuth:
         if scheme.lower() == "bearer" and self.matches(value.strip()):
             return True
         cookie = _cookie(req.headers.get("cookie", ""), COOKIE)
-        return cookie is not None and hmac.compare_digest(cookie.encode("latin-1"),
-                                                          self._cookie)
+        return cookie is not None and _equal(cookie.encode("latin-1"), self._cookie)
 
     def matches(self, token: str) -> bool:
         """Whether ``token`` is the token, in time independent of where they differ."""
         if self._token is None:
             return False
-        return hmac.compare_digest(token.encode("latin-1", "replace"), self._token)
+        return _equal(token.encode("latin-1", "replace"), self._token)
 
     def session_cookie(self) -> str:
         """The Set-Cookie value for the page (a browser session's life)."""
@@ -110,6 +106,21 @@ class TokenAuth:
                             {**_UNAUTHORIZED, "Cache-Control": "no-store"})
 
         return wrapper
+
+
+# hmac and hashlib only with a token: they map OpenSSL's libcrypto (see sha256_file).
+def _session_cookie(token: bytes) -> bytes:
+    import hashlib
+    import hmac
+
+    return hmac.new(token, b"edgeface page session v1", hashlib.sha256).hexdigest().encode()
+
+
+def _equal(a: bytes, b: bytes) -> bool:
+    """``a == b`` in time independent of where they differ."""
+    import hmac
+
+    return hmac.compare_digest(a, b)
 
 
 def _check_token(token: str) -> None:
