@@ -88,7 +88,9 @@ def crop_around(image: np.ndarray, box: Any, margin: float = VIEW_MARGIN
     clipped to the image, and where it starts (x, y); None when nothing of the box is in
     the image."""
     view = region_around(image, box, margin)
-    return None if view is None else (np.ascontiguousarray(view[0]), view[1])
+    # .copy(), not np.ascontiguousarray: a full-width region is already contiguous, and
+    # would come back as a view that keeps the whole frame alive.
+    return None if view is None else (view[0].copy(), view[1])
 
 
 def region_around(image: np.ndarray, box: Any, margin: float = VIEW_MARGIN

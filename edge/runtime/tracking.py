@@ -333,4 +333,4 @@ def _keep_view(track: Track, image: np.ndarray, box: np.ndarray) -> None:
                                       interpolation=cv2.INTER_AREA)
         track.best_scale = track.best_image.shape[1] / w
     else:
-        track.best_image = np.ascontiguousarray(region)
+        track.best_image = region.copy()  # a copy even of a full-width region (crop_around)

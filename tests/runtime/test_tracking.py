@@ -260,3 +260,18 @@ def test_options_declarations_and_from_options():
     assert tr.min_hits == 5 and tr.update_interval_s == 5.0 and tr.max_misses == 3
     with pytest.raises(ValueError):
         Tracker(min_hits=0)
+
+
+def test_a_view_is_a_copy_even_when_the_face_spans_the_frame():
+    """A full-width region is contiguous already: np.ascontiguousarray would hand back a
+    view that keeps the whole frame (2.7 MB at 720p) alive in the track."""
+    from edgeface.runtime.events import crop_around
+
+    frame = np.zeros((120, 160, 3), np.uint8)
+    tr = Tracker(min_hits=1)
+    tr.update(dets(((5, 10, 155, 100), 0.9)), Frame(0, 0.0, frame))
+    view = tr.active[0].best_image
+    assert view is not None and view.shape[1] == 160
+    assert not np.shares_memory(view, frame)
+    crop, _ = crop_around(frame, (0, 10, 160, 100))
+    assert not np.shares_memory(crop, frame)
