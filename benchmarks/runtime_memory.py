@@ -14,13 +14,22 @@ different configurations are interleaved, ``--repeats`` times; medians are repor
 
     python benchmarks/runtime_memory.py --arena on --with-video \
         --out benchmarks/results/runtime_memory_video.json     # with the annotated video
-    python benchmarks/runtime_memory.py --arena on --duration 600 \
-        --out benchmarks/results/runtime_memory_soak.json      # 10 minutes: growth
+    python benchmarks/runtime_memory.py --arena on --duration 600 --before-path DIR \
+        --out benchmarks/results/runtime_memory_soak_before_after.json  # 10 minutes: growth
     git clone . ../fresh && cd ../fresh && make setup && .venv/bin/python \
         benchmarks/runtime_memory.py --arena on \
         --out benchmarks/results/runtime_memory_fresh_install.json   # libraries just written
     ... --arena on --cold-libraries \
         --out benchmarks/results/runtime_memory_fresh_install_cold.json  # as after a reboot
+
+    git worktree add /tmp/before 8ce0136 && pip install --no-deps --target /tmp/before-site \
+        /tmp/before
+    python benchmarks/runtime_memory.py --arena on --repeats 3 --before-path /tmp/before-site \
+        --out benchmarks/results/runtime_memory_before_after.json   # "not worse", interleaved
+
+``--before-path``: another install's ``edgeface`` (its PYTHONPATH), run on the same video and
+models alternately with this checkout's, run by run, so that a noisy neighbour or a warm page
+cache favours neither side; the report adds each figure's difference (now - before).
 
 Acceptance (printed): peak RSS < 200 MB for FP32 and INT8. The arena comparison (peak and
 steady RSS, p50 latency, FPS) is what the runtime's ``arena`` default is chosen from.
@@ -65,6 +74,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                          "page cache (as after a reboot, when a service starts)")
     ap.add_argument("--with-video", action="store_true",
                     help="also write the annotated video (--video, deleted after each run)")
+    ap.add_argument("--before-path", type=Path, default=None,
+                    help="PYTHONPATH of another edgeface install to measure alternately "
+                         "with this one (e.g. the previous release)")
     ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--strict", action="store_true", help="exit 1 if a peak is >= 200 MB")
     return ap.parse_args(argv)
@@ -110,7 +122,7 @@ def evict_libraries() -> int:
 
 
 def run_once(model: Path, video: Path, arena: bool, duration: float, tmp: Path,
-             with_video: bool = False) -> dict:
+             with_video: bool = False, pythonpath: Path | None = None) -> dict:
     cmd = [sys.executable, "-m", "edgeface.cli", "run", "-m", str(model), "--source", str(video),
            "--loop", "--duration", str(duration), "--json", str(tmp / "out.jsonl"),
            "--http", "127.0.0.1:0", "--status-interval", "0",
@@ -119,7 +131,10 @@ def run_once(model: Path, video: Path, arena: bool, duration: float, tmp: Path,
         cmd += ["--video", str(tmp / "annotated.mp4")]
     err_path = tmp / "stderr.txt"
     with open(err_path, "w") as err:
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO)
+        env = dict(os.environ)
+        if pythonpath is not None:
+            env["PYTHONPATH"] = str(pythonpath)
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, cwd=REPO, env=env)
         samples = []  # (t, RSS, anonymous RSS, file-backed RSS) in MB
         hwm = 0.0
         t0 = time.monotonic()
@@ -172,6 +187,23 @@ def run_once(model: Path, video: Path, arena: bool, duration: float, tmp: Path,
     }
 
 
+BEFORE = " (before)"
+
+
+def _key(name: str, arena: bool, side: str) -> str:
+    return f"{name}/arena-{'on' if arena else 'off'}{side}"
+
+
+def _swap_sides(configs: list) -> list:
+    """The same runs with the two sides of each pair in the other order (odd repeats), so
+    that neither side always runs second, on a page cache the other warmed."""
+    out = list(configs)
+    for i in range(0, len(out) - 1, 2):
+        if out[i][:2] == out[i + 1][:2]:
+            out[i], out[i + 1] = out[i + 1], out[i]
+    return out
+
+
 def _slope_per_hour(t: list[float], y: list[float]) -> float | None:
     if len(t) < 10:
         return None
@@ -194,14 +226,15 @@ def main(argv=None) -> int:
     w, h = map(int, args.size.lower().split("x"))
     video = make_video(tmp / f"clip_{w}x{h}.mp4", (w, h))
     arenas = [a.strip() == "on" for a in args.arena.split(",")]
-    configs = [(name, arena) for name in models for arena in arenas]
-    runs: dict[str, list[dict]] = {f"{n}/arena-{'on' if a else 'off'}": [] for n, a in configs}
+    sides = [("", None)] + ([(BEFORE, args.before_path)] if args.before_path else [])
+    configs = [(name, arena, side) for name in models for arena in arenas for side in sides]
+    runs: dict[str, list[dict]] = {_key(n, a, s[0]): [] for n, a, s in configs}
     for rep in range(args.repeats):
-        for name, arena in configs:
-            key = f"{name}/arena-{'on' if arena else 'off'}"
+        for name, arena, (side, path) in configs if rep % 2 == 0 else _swap_sides(configs):
+            key = _key(name, arena, side)
             if args.cold_libraries:
                 evict_libraries()
-            r = run_once(models[name], video, arena, args.duration, tmp, args.with_video)
+            r = run_once(models[name], video, arena, args.duration, tmp, args.with_video, path)
             runs[key].append(r)
             print(f"[{rep + 1}/{args.repeats}] {key}: peak {r['peak_rss_mb']} MB, steady "
                   f"{r['steady_rss_mb']} MB, growth {r['growth_mb']} MB, {r['fps']} fps, "
@@ -215,6 +248,9 @@ def main(argv=None) -> int:
         summary[key]["anon_slope_mb_per_h"] = statistics.median(slopes) if slopes else None
         summary[key]["peak_rss_max_mb"] = max(r["peak_rss_mb"] for r in rs)
         summary[key]["under_limit"] = summary[key]["peak_rss_max_mb"] < LIMIT_MB
+    compare = {key: {k: round(summary[key][k] - summary[key + BEFORE][k], 2)
+                     for k in ("peak_rss_mb", "steady_rss_mb", "peak_anon_mb", "steady_file_mb")}
+               for key in summary if not key.endswith(BEFORE) and key + BEFORE in summary}
     report = {
         "kind": "edgeface-runtime-memory", "schema_version": 1,
         "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -227,7 +263,8 @@ def main(argv=None) -> int:
         "cold_libraries": args.cold_libraries,
         "duration_s": args.duration, "repeats": args.repeats, "limit_mb": LIMIT_MB,
         "models": {k: Path(v).name for k, v in models.items()}, "int8_made_with": int8_cmd,
-        "summary": summary, "runs": runs,
+        "before_path": str(args.before_path) if args.before_path else None,
+        "summary": summary, "now_minus_before": compare, "runs": runs,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -249,6 +286,14 @@ def main(argv=None) -> int:
                   f"{s['steady_file_mb']} | {s['anon_growth_mb']} | {s['anon_slope_mb_per_h']} | "
                   f"{s['fps']} | "
                   f"{s['p50_ms']} | {s['p95_ms']} |")
+    if compare:
+        md += ["", f"Now minus before (`{args.before_path}`), medians of runs taken "
+               "alternately (MB; negative: less now):", "",
+               "| model / arena | peak RSS | steady RSS | peak anon | file-backed |",
+               "|---|---|---|---|---|"]
+        md += [f"| {key} | {c['peak_rss_mb']:+.1f} | {c['steady_rss_mb']:+.1f} | "
+               f"{c['peak_anon_mb']:+.1f} | {c['steady_file_mb']:+.1f} |"
+               for key, c in compare.items()]
     md += ["", f"Limit: peak < {LIMIT_MB:g} MB. Peak = VmHWM of the process; steady = "
            "median of /proc samples after the first 10 %; growth = second half minus first "
            "half. Anonymous RSS is the process's own memory; file-backed RSS (mapped shared "
