@@ -39,7 +39,16 @@ def chromium(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 def device(tmp_path_factory):
     d = tmp_path_factory.mktemp("page")
     model = tiny_onnx(d / "tiny.onnx")
-    clip = write_video(d / "clip.mp4", synthetic_frames(30, (320, 240)))
+    frames = synthetic_frames(30, (320, 240))
+    for f in frames:
+        # Green as blue and red kept low: no background pixel is greener than it is blue
+        # or red, so green in the screenshot is the boxes' alone, whatever frame the
+        # browser shows. (With the clip's own green gradient the check passed on frames
+        # without boxes; on a red frame, JPEG's halved chroma and the page's scaling took
+        # the thin green line under the threshold: measured 0 box pixels on 2 of 30.)
+        f[..., 1] = f[..., 0]
+        f[..., 2] = np.minimum(f[..., 2], 60)
+    clip = write_video(d / "clip.mp4", frames)
     env = {**os.environ, "EDGEFACE_API_TOKEN": TOKEN}
     proc = subprocess.Popen(
         edgeface_cmd("run", "-m", str(model), "--source", str(clip), "--loop", "--live",
@@ -82,7 +91,7 @@ def test_page_shows_the_stream_faces_and_events(device, tmp_path):
     columns = region.mean(axis=(0, 2))
     assert columns.max() - columns.min() > 40, f"no gradient where the stream is: {shot}"
     bgr = img.astype(np.int32)
-    green = bgr[..., 1] - np.maximum(bgr[..., 0], bgr[..., 2]) > 60  # the face boxes
+    green = bgr[..., 1] - np.maximum(bgr[..., 0], bgr[..., 2]) > 30  # the face boxes
     assert green[100:780, 20:930].sum() > 300, f"no annotation boxes in the stream: {shot}"
 
     dom = chromium("--dump-dom", f"{device}/?token={TOKEN}").stdout
