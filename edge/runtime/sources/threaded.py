@@ -129,6 +129,8 @@ class ThreadedSource:
                 with self._cond:
                     if not self.live:  # room first, then decode: see _wait_for_room
                         self._wait_for_room()
+                        if self._stop.is_set():
+                            break
                     self._priority.set(self._latest is not None if self.live
                                        else bool(self._queue))
                 try:
@@ -196,16 +198,15 @@ class ThreadedSource:
                 if self._latest is not None:
                     self.stats.dropped += 1
                 self._latest = frame
-            else:
-                self._wait_for_room()
+            else:  # the one producer made room before decoding (_capture)
                 self._queue.append(frame)
             self._cond.notify_all()
 
     def _wait_for_room(self) -> None:
         """Until the queue has room (or the source stops); the caller holds ``_cond``.
 
-        Called before decoding, not only before queueing: a frame decoded while the queue
-        is full would wait, whole, beside it. Frames alive ahead of the loop are then
+        Called before decoding, not before queueing: a frame decoded while the queue is
+        full would wait, whole, beside it. Frames alive ahead of the loop are then
         ``prefetch``, not one more: a 720p frame and its model input are 4.8 MB
         (benchmarks/runtime_memory.py), and with inference at ~15 ms and a decode at
         ~6 ms the queue never runs dry waiting for the decode."""
