@@ -49,13 +49,15 @@ class JsonLinesSink:
             self._f, self._own, self.name = sys.stdout, False, "stdout"
         else:
             self.path = Path(target)
+            # Named before opening: _open's repair write can fail (disk full) and _fail
+            # names the file in its one line.
+            self._own, self.name = True, str(self.path)
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise EdgefaceError(f"cannot open {self.path} for writing: cannot create "
                                     f"{self.path.parent}: {exc.strerror or exc}") from None
             self._open("w" if truncate else "a")
-            self._own, self.name = True, str(self.path)
         self.lines = 0
 
     def _open(self, mode: str = "a") -> None:
@@ -75,6 +77,10 @@ class JsonLinesSink:
                 self._f.write("\n")
                 self._f.flush()
             except OSError as exc:
+                try:
+                    self._f.close()  # flushes the "\n" again, fails again, and closes
+                except OSError:
+                    pass
                 self._fail(exc)
             self._size += 1
 
