@@ -33,6 +33,11 @@ JPEG_MAX_FPS = 15.0
 #: past it requests queue briefly (then 503) instead of a tight client loop taking the CPU
 #: (and the GIL) from inference.
 REQUEST_MAX_RATE = 500.0
+#: Refused requests (4xx but 429: malformed, unauthorized, unknown path) answered per second
+#: at most, all clients together; past it they wait their turn, then the connection closes
+#: unanswered. A token-less client looping on 401s or garbage heads got ~1,900 answers a
+#: second and took the camera from 35 to 25 fps; 100/s is ~1.5 % of an x86-64 core.
+REFUSAL_MAX_RATE = 100.0
 #: Snapshots per second served at most, all clients together: 120 x ~110 KB (720p) is
 #: ~13 MB/s, every client's share of the <= 15 distinct JPEGs a second there are. Without
 #: a budget, 30 keep-alive loops fetched ~1,900/s (200 MB/s) on loopback and cost the
@@ -86,6 +91,7 @@ class HttpLimits:
     jpeg_max_fps: float = JPEG_MAX_FPS
     request_max_rate: float = REQUEST_MAX_RATE
     snapshot_max_rate: float = SNAPSHOT_MAX_RATE
+    refusal_max_rate: float = REFUSAL_MAX_RATE
     max_queue_wait: float = MAX_QUEUE_WAIT
     header_timeout: float = HEADER_TIMEOUT
     idle_timeout: float = IDLE_TIMEOUT

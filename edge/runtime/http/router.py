@@ -114,10 +114,9 @@ class Request:
         if raw is None:
             raise HttpError(411, "Content-Length is required",
                             detail="send the body with a Content-Length header")
-        raw = raw.strip()
-        if not (raw.isascii() and raw.isdigit()):
+        n = parse_length(raw)
+        if n is None:
             raise HttpError(400, "invalid Content-Length", detail="expected a decimal number")
-        n = int(raw)
         if n > limit:
             raise HttpError(413, f"request body over {limit} bytes", limit=limit,
                             detail=f"Content-Length {n} is over the limit of {limit} bytes")
@@ -151,12 +150,11 @@ class Request:
         the next request, and a client still sending reads the answer instead of a reset.
         False (the connection will close) when the body is larger, chunked, awaited behind
         ``Expect: 100-continue`` (the client sends nothing until it hears back) or late."""
-        raw = self.headers.get("content-length", "").strip()
-        if (self.body_read or "transfer-encoding" in self.headers or not raw.isascii()
-                or not raw.isdigit() or int(raw) > max_bytes
+        left = parse_length(self.headers.get("content-length", ""))
+        if (self.body_read or "transfer-encoding" in self.headers or left is None
+                or left > max_bytes
                 or self.headers.get("expect", "").lower() == "100-continue"):
             return False
-        left = int(raw)
         try:
             while left:
                 data = await asyncio.wait_for(self._reader.read(min(left, chunk)),
@@ -171,6 +169,18 @@ class Request:
 
 
 Handler = Callable[[Request], Awaitable[Union[Response, StreamResponse]]]
+
+#: Digits a Content-Length may have: 18 is an exabyte, past any body limit; a 5,000-digit
+#: one passed Python's 4,300-digit int() limit as a ValueError, a 500 and a traceback.
+_MAX_LENGTH_DIGITS = 18
+
+
+def parse_length(raw: str) -> Optional[int]:
+    """A Content-Length value as a number, or None when it is not 1-18 decimal digits."""
+    raw = raw.strip()
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > _MAX_LENGTH_DIGITS:
+        return None
+    return int(raw)
 
 
 class Router:
