@@ -80,6 +80,10 @@ class MqttSink:
         self.broker = parse_broker_url(url)
         self.topics = Topics(check_topic_prefix("mqtt_prefix", prefix),
                              topic_name(device) if device else default_device())
+        if device and not device.isascii():
+            log.warning("mqtt: device name %r is published as %r (topics and Home Assistant "
+                        "ids are a-z, 0-9, _ and -): two devices must differ there",
+                        device, self.topics.device)
         self.discovery_prefix = (check_topic_prefix("mqtt_discovery_prefix", discovery_prefix)
                                  if discovery else None)
         self.snapshots = snapshots

@@ -69,19 +69,47 @@ def check_broker_url(key: str, v: Any) -> str:
 
 
 def check_topic_prefix(key: str, v: Any) -> str:
-    """A topic prefix: no wildcards, no empty levels at either end."""
+    """A topic prefix: UTF-8 text (what MQTT requires; a non-UTF-8 argument reaches us with
+    surrogates and crashed paho), no wildcards, no control characters, no empty levels at
+    either end."""
     if not isinstance(v, str) or not v.strip("/ "):
         raise ConfigError(f"{key}: expected a topic prefix such as 'edgeface'")
-    if any(c in v for c in "+#\0") or len(v) > 200:
-        raise ConfigError(f"{key}: {v!r}: a topic prefix may not contain +, # or NUL "
-                          "(and is at most 200 characters)")
+    try:
+        v.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ConfigError(f"{key}: {v!r} is not valid UTF-8 (MQTT topics are UTF-8 text)"
+                          ) from None
+    if any(c in v for c in "+#") or _CONTROL.search(v) or len(v) > 200:
+        raise ConfigError(f"{key}: {v!r}: a topic prefix may not contain +, # or control "
+                          "characters (and is at most 200 characters)")
     return v.strip("/ ")
 
 
+# MQTT forbids NUL and discourages the other C0 and C1 controls (MQTT 3.1.1, 1.5.3).
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+
+
 def topic_name(name: str) -> str:
-    """``name`` as one topic level and Home Assistant id: ``[a-z0-9_-]``, at most 64."""
-    s = re.sub(r"[^a-z0-9_-]+", "_", name.strip().lower()).strip("_")[:64]
-    return s or "edgeface"
+    """``name`` as one topic level and Home Assistant id: ``[a-z0-9_-]``, at most 64.
+
+    Accents are dropped (``été`` -> ``ete``, not ``t``); characters with no ASCII form
+    (``камера``, ``門``, an emoji, undecodable bytes) add a digest of the name, so two such
+    names stay two devices."""
+    folded = name.strip().lower()
+    lost = False
+    if not folded.isascii():
+        import unicodedata  # only for such a name: a 1 MB extension module
+
+        folded = "".join(c for c in unicodedata.normalize("NFKD", folded)
+                         if not unicodedata.combining(c))
+        lost = any(not c.isascii() and not c.isspace() for c in folded)
+    s = re.sub(r"[^a-z0-9_-]+", "_", folded).strip("_")
+    if lost:
+        import zlib
+
+        digest = zlib.crc32(name.strip().encode("utf-8", "surrogateescape"))
+        s = f"{s[:55]}_{digest:08x}".lstrip("_")
+    return s[:64] or "edgeface"
 
 
 def default_device() -> str:
