@@ -183,3 +183,53 @@ def test_settings_and_redaction():
                                 "webhook_retries": 0, "webhook_queue": 10}})
     assert cfg["outputs"]["webhook_retries"] == 0
     assert redact_url("https://u@h.example:8443/p?token=s") == "https://h.example:8443/p?..."
+
+
+def test_an_endpoint_trickling_its_answer_meets_a_total_deadline(caplog):
+    """Headers one byte every 0.2 s: never a per-read timeout, yet the request ends at the
+    deadline, is retried, and the drop is one warning."""
+    import logging
+    import socket
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(8)
+    stop = threading.Event()
+    accepted = []
+
+    def trickle(conn):
+        with conn:
+            conn.recv(65536)
+            try:
+                for b in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"a" * 10000:
+                    if stop.wait(0.2):
+                        return
+                    conn.sendall(bytes([b]))
+            except OSError:
+                return
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            accepted.append(time.monotonic())
+            threading.Thread(target=trickle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    sink = sink_for(f"http://127.0.0.1:{srv.getsockname()[1]}/hook", timeout=1.0, retries=1)
+    try:
+        with caplog.at_level(logging.WARNING, logger="edgeface.runtime.sinks.webhook"):
+            t0 = time.monotonic()
+            sink.write(with_events([event("start", make_track(1))]))
+            assert wait_until(lambda: sink.failed == 1, 8), sink.stats()
+            took = time.monotonic() - t0
+        assert 2.0 <= took < 4.0, took  # two attempts of 1 s each, plus the backoff
+        assert len(accepted) == 2 and sink.retried == 1
+        warned = [r.getMessage() for r in caplog.records]
+        assert len(warned) == 1 and "no complete answer within 1 s" in warned[0], warned
+    finally:
+        stop.set()
+        srv.close()
+        sink.close()

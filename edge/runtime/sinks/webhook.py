@@ -50,7 +50,9 @@ def redact_url(url: str) -> str:
 
 
 def _opener() -> Any:
-    """urllib without redirects (imported here: only a configured webhook pays for it)."""
+    """urllib without redirects (imported here: only a configured webhook pays for it),
+    whose connections a request's deadline can cut."""
+    import http.client
     import urllib.request
 
     class NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -59,7 +61,42 @@ def _opener() -> Any:
         def redirect_request(self, *args: Any, **kwargs: Any) -> None:
             return None
 
-    return urllib.request.build_opener(NoRedirect)
+    class Tracked(urllib.request.HTTPHandler):
+        def http_open(self, req: Any) -> Any:
+            return self.do_open(_tracking(http.client.HTTPConnection, req), req)
+
+    class TrackedTls(urllib.request.HTTPSHandler):
+        def https_open(self, req: Any) -> Any:
+            return self.do_open(_tracking(http.client.HTTPSConnection, req), req,
+                                context=getattr(self, "_context", None))
+
+    return urllib.request.build_opener(NoRedirect, Tracked, TrackedTls)
+
+
+def _tracking(cls: Any, req: Any) -> Any:
+    """``cls`` whose instances are noted on ``req`` (``edgeface_conns``), so that the
+    request's deadline can cut their socket."""
+
+    def make(*args: Any, **kwargs: Any) -> Any:
+        conn = cls(*args, **kwargs)
+        req.edgeface_conns.append(conn)
+        return conn
+
+    return make
+
+
+def _cut(req: Any) -> None:
+    """The deadline passed: shut the socket, so the blocked read in the worker returns."""
+    import socket
+
+    req.edgeface_timed_out = True
+    for conn in req.edgeface_conns:
+        sock = getattr(conn, "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 class WebhookSink:
@@ -122,20 +159,33 @@ class WebhookSink:
 
     def _post(self, body: bytes) -> tuple[bool, Optional[str]]:
         """(worth retrying, why it failed or None)."""
+        import http.client
         import urllib.error
         import urllib.request
 
         req = urllib.request.Request(self.url, data=body, headers=self._headers, method="POST")
+        req.edgeface_conns, req.edgeface_timed_out = [], False
+        # The timeout is a deadline for the whole exchange: urllib's is per read, and an
+        # endpoint trickling its answer a byte at a time stalled delivery for hours.
+        deadline = threading.Timer(self.timeout, _cut, (req,))
+        deadline.daemon = True
+        deadline.start()
         try:
             with self._opener.open(req, timeout=self.timeout) as resp:
                 resp.read(1 << 16)  # bounded: the answer is not used
+            if req.edgeface_timed_out:
+                raise TimeoutError
             return False, None
         except urllib.error.HTTPError as exc:
             exc.close()
             return exc.code >= 500 or exc.code == 429, f"HTTP {exc.code}"
-        except (OSError, ValueError) as exc:  # URLError, timeouts, resets
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, resets
+            if req.edgeface_timed_out:
+                return True, f"timed out: no complete answer within {self.timeout:g} s"
             reason = getattr(exc, "reason", exc)
             return True, f"{type(reason).__name__}: {reason}"
+        finally:
+            deadline.cancel()
 
     @property
     def dropped(self) -> int:
@@ -176,7 +226,7 @@ register_sink(SinkKind("webhook", (
     Option("webhook", "--webhook", check_url, metavar="URL",
            help=f"POST each face event as JSON to this URL (bearer token from ${TOKEN_ENV})."),
     Option("webhook_timeout", "--webhook-timeout", number(0.1, 300), 5.0, metavar="SECONDS",
-           help="Timeout of one webhook request."),
+           help="Deadline of one webhook request: connecting, sending and the whole answer."),
     Option("webhook_retries", "--webhook-retries", number(0, 100, integer=True), 3,
            metavar="N", help="Retries of a failed webhook request (backoff 0.5 s, doubling, "
                              "at most 30 s)."),
