@@ -36,7 +36,7 @@ def test_one_jpeg_per_ended_track_named_by_time_and_id(tmp_path):
     img = cv2.imread(str(tmp_path / "faces" / "20231114T221321.250Z-track42.jpg"))
     assert img.shape == (111, 80, 3)  # the box, 30% more a side, cut at the image's edge
     assert sink.saved == 1 and sink.stats()["files"] == 1
-    assert sink.describe() == f"crops {tmp_path / 'faces'}/ (newest 1000 kept)"
+    assert sink.describe() == f"crops {tmp_path / 'faces'}/ (newest 1000 kept, no size limit)"
 
 
 def test_name_order_is_time_order():
@@ -141,3 +141,46 @@ def test_crops_are_copies_not_views(tmp_path):
     crop = best_view(t)
     t.best_image[:] = 0
     assert crop.any() and not np.shares_memory(crop, t.best_image)
+
+
+def test_crops_max_size_0_is_refused_and_off_is_explicit(tmp_path):
+    from edgeface.errors import ConfigError
+    from edgeface.runtime.config import validate
+    from edgeface.runtime.sinks.crops import CropsSink
+
+    with pytest.raises(ConfigError, match="0 would mean no size limit"):
+        validate({"outputs": {"crops": str(tmp_path), "crops_max_size": 0}})
+    validate({"outputs": {"crops": str(tmp_path), "crops_max_size": "off"}})
+    sink = CropsSink(tmp_path / "c", max_bytes=None)
+    assert "no size limit" in sink.describe()
+    sink.close()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_an_unwritable_crops_dir_is_found_at_start(tmp_path):
+    from edgeface.errors import EdgefaceError
+    from edgeface.runtime.sinks.crops import CropsSink
+
+    d = tmp_path / "ro"
+    d.mkdir()
+    d.chmod(0o500)
+    with pytest.raises(EdgefaceError, match="cannot use .* for face crops"):
+        CropsSink(d)
+
+
+def test_a_crops_path_that_is_a_file_is_found_at_start(tmp_path):
+    from edgeface.errors import EdgefaceError
+    from edgeface.runtime.sinks.crops import CropsSink
+
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(EdgefaceError, match="for face crops"):
+        CropsSink(f / "sub")
+
+
+def test_a_folder_that_refuses_files_is_found_at_start():
+    """/proc/self exists and lists, but takes no new file (even for root)."""
+    from edgeface.runtime.sinks.crops import CropsSink
+
+    with pytest.raises(EdgefaceError, match="cannot use /proc/self for face crops"):
+        CropsSink("/proc/self")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import tempfile
 import time
 from collections import OrderedDict
 from pathlib import Path
@@ -13,7 +14,7 @@ from typing import Any, Mapping, Optional, Union
 
 from edgeface.common.files import atomic_write
 from edgeface.common.sizes import format_size, parse_size
-from edgeface.errors import EdgefaceError
+from edgeface.errors import ConfigError, EdgefaceError
 from edgeface.inference.results import FrameResult
 from edgeface.runtime.options import Option, memory, number, string
 from edgeface.runtime.sinks.background import Worker
@@ -52,6 +53,10 @@ class CropsSink:
         self.max_bytes = max_bytes or None
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            # Proved writable now, not when the first track ends (as --annotate does).
+            fd, probe = tempfile.mkstemp(prefix=".edgeface-write-test.", dir=self.directory)
+            os.close(fd)
+            os.unlink(probe)
             self._files = self._scan()
         except OSError as exc:
             raise EdgefaceError(f"cannot use {self.directory} for face crops: "
@@ -134,8 +139,18 @@ class CropsSink:
         self._worker.close(5.0)
 
     def describe(self) -> str:
-        budget = f", {format_size(self.max_bytes)}" if self.max_bytes else ""
-        return f"crops {self.directory}/ (newest {self.keep}{budget} kept)"
+        if self.max_bytes:
+            return f"crops {self.directory}/ (newest {self.keep}, " \
+                   f"{format_size(self.max_bytes)} kept)"
+        return f"crops {self.directory}/ (newest {self.keep} kept, no size limit)"
+
+
+def _crops_size(key: str, v: Any) -> Any:
+    """``crops_max_size``: a size, or ``off`` for none; ``0`` silently meant no limit."""
+    if str(v).strip() == "0":
+        raise ConfigError(f"{key}: 0 would mean no size limit; write 'off' for that, or a "
+                          "size such as 100M")
+    return memory(64 << 10)(key, v)
 
 
 def _build(values: Mapping[str, Any], context: SinkContext) -> CropsSink:
@@ -148,7 +163,7 @@ register_sink(SinkKind("crops", (
            help="Save a JPEG crop of each face when its track ends, in this directory."),
     Option("crops_keep", "--crops-keep", number(1, 10**7, integer=True), 1000, metavar="N",
            help="Face crops kept; the oldest beyond this are deleted."),
-    Option("crops_max_size", "--crops-max-size", memory(64 << 10), "100M", metavar="SIZE",
-           help="Disk space the face crops may take (e.g. 100M); the oldest beyond it "
-                "are deleted."),
+    Option("crops_max_size", "--crops-max-size", _crops_size, "100M", metavar="SIZE",
+           help="Disk space the face crops may take (e.g. 100M, or 'off'); the oldest "
+                "beyond it are deleted."),
 ), _build))
