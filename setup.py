@@ -18,7 +18,7 @@ def _extensions():
         "edgeface.inference.dcn._sampler",
         sources=["edge/inference/dcn/_sampler.c"],
         # -O3: gcc's -O2 (Python's default CFLAGS) leaves the channel loop scalar on gcc < 12.
-        extra_compile_args=["-O3"],
+        extra_compile_args=["-O3", "-fno-trapping-math"],
         extra_link_args=["-pthread"],
         optional=True,
     )]
