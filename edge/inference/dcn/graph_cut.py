@@ -1,0 +1,287 @@
+"""Split an ONNX model at its DeformConv nodes: the fast form, derived at load.
+
+The portable ``.onnx`` keeps ONNX ``DeformConv``. Here its graph is cut into ONNX Runtime
+segments of standard ops, run in order, with the compiled sampler between them:
+
+* a non-DCN node runs in segment ``L`` = the highest level of its inputs (graph inputs and
+  weights are level 0); a DeformConv whose inputs reach level ``L`` is sampled after segment
+  ``L``, and its output has level ``L + 1``. FeatherFace V1 thus runs as 4 segments with 3
+  sampling stages (the SSH chains are 3 DCNs deep), 5 DCNs per stage.
+* each DeformConv becomes ``cols`` (a new input of segment ``L + 1``: the sampler's
+  ``[N, OH, OW, K*C]`` buffer) -> ``MatMul`` with the reordered weight ``[K*C, O]`` ->
+  ``Add`` bias -> ``Transpose`` to NCHW, under the original output name. So the GEMM runs in
+  MLAS with the rest of that segment (and static INT8 can cover it), not as a separate call.
+
+The model is read and segments are written straight in the protobuf wire format (as
+:mod:`edgeface.inference.onnx_proto` does), so the device needs no ``onnx`` package: nodes and
+initializers are copied byte for byte. Field numbers are from ``onnx/onnx.proto``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import numpy as np
+
+from edgeface.inference.onnx_proto import _fields, _text
+
+# TensorProto.DataType
+_FLOAT = 1
+_DTYPES = {1: np.float32, 7: np.int64}
+
+
+class CutError(ValueError):
+    """The model cannot take the fast form (the reason is one line)."""
+
+
+# -- wire format (writing) --------------------------------------------------------------------
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def _len_field(number: int, payload: bytes) -> bytes:
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _int_field(number: int, n: int) -> bytes:
+    return _varint(number << 3) + _varint(n)
+
+
+def _str(number: int, s: str) -> bytes:
+    return _len_field(number, s.encode())
+
+
+def _node(op: str, inputs: List[str], outputs: List[str], name: str,
+          perm: Optional[List[int]] = None) -> bytes:
+    body = b"".join(_str(1, i) for i in inputs) + b"".join(_str(2, o) for o in outputs)
+    body += _str(3, name) + _str(4, op)
+    if perm is not None:  # AttributeProto: name=1, ints=8, type=20 (INTS = 7)
+        attr = _str(1, "perm") + b"".join(_int_field(8, p) for p in perm) + _int_field(20, 7)
+        body += _len_field(5, attr)
+    return body
+
+
+def _float_tensor(name: str, a: np.ndarray) -> bytes:
+    """TensorProto: dims=1, data_type=2, name=8, raw_data=9 (little-endian)."""
+    a = np.ascontiguousarray(a, dtype="<f4")
+    return (b"".join(_int_field(1, d) for d in a.shape) + _int_field(2, _FLOAT)
+            + _str(8, name) + _len_field(9, a.tobytes()))
+
+
+def _value_info(name: str) -> bytes:
+    """ValueInfoProto: name=1, type=2 {tensor_type=1 {elem_type=1}}; the shape is left to
+    ONNX Runtime's inference."""
+    return _str(1, name) + _len_field(2, _len_field(1, _int_field(1, _FLOAT)))
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+@dataclass
+class _Node:
+    raw: bytes
+    op: str
+    domain: str
+    inputs: List[str]
+    outputs: List[str]
+    attrs: Dict[str, object] = field(default_factory=dict)
+
+
+def _parse_node(v) -> _Node:
+    n = _Node(bytes(v), "", "", [], [])
+    for fn, _, fv in _fields(v):
+        if fn == 1:
+            n.inputs.append(_text(fv))
+        elif fn == 2:
+            n.outputs.append(_text(fv))
+        elif fn == 4:
+            n.op = _text(fv)
+        elif fn == 7:
+            n.domain = _text(fv)
+        elif fn == 5:
+            name, ints, i = "", [], None
+            for an, wire, av in _fields(fv):
+                if an == 1:
+                    name = _text(av)
+                elif an == 3:
+                    i = av
+                elif an == 8 and wire == 0:
+                    ints.append(av)
+                elif an == 8 and wire == 2:  # packed
+                    pos, buf = 0, bytes(av)
+                    while pos < len(buf):
+                        val, shift = 0, 0
+                        while True:
+                            b = buf[pos]
+                            pos += 1
+                            val |= (b & 0x7F) << shift
+                            shift += 7
+                            if not b & 0x80:
+                                break
+                        ints.append(val)
+            n.attrs[name] = ints if ints else i
+    return n
+
+
+def _tensor_array(v) -> Tuple[str, np.ndarray]:
+    dims, dtype, name, raw, floats = [], None, "", None, None
+    for fn, wire, fv in _fields(v):
+        if fn == 1:
+            dims.append(fv)
+        elif fn == 2:
+            dtype = fv
+        elif fn == 8:
+            name = _text(fv)
+        elif fn == 9:
+            raw = bytes(fv)
+        elif fn == 4 and wire == 2:
+            floats = bytes(fv)
+    if dtype not in _DTYPES:
+        raise CutError(f"initializer {name!r} has data type {dtype}, not float or int64")
+    data = raw if raw is not None else floats
+    if data is None:
+        raise CutError(f"initializer {name!r} keeps its data outside raw_data/float_data")
+    return name, np.frombuffer(data, dtype=np.dtype(_DTYPES[dtype]).newbyteorder("<")
+                               ).reshape(dims).astype(_DTYPES[dtype])
+
+
+@dataclass
+class Dcn:
+    """One DeformConv, as the runner executes it."""
+
+    x: str
+    offset: str
+    mask: Optional[str]
+    cols: str  # the segment input its columns fill
+    kernel: Tuple[int, int]
+    stride: Tuple[int, int]
+    pads: Tuple[int, int, int, int]
+    dilation: Tuple[int, int]
+
+
+@dataclass
+class Segment:
+    model: bytes
+    inputs: List[str]
+    outputs: List[str]
+
+
+@dataclass
+class CutModel:
+    """Segments in order; ``stages[s]`` are the DCNs sampled after ``segments[s]``."""
+
+    segments: List[Segment]
+    stages: List[List[Dcn]]
+    graph_inputs: List[str]
+    graph_outputs: List[str]
+
+
+def _dcn_from(node: _Node, inits: Dict[str, bytes], index: int
+              ) -> Tuple[Dcn, List[bytes], List[bytes]]:
+    a = node.attrs
+    if (a.get("group") or 1) != 1 or (a.get("offset_group") or 1) != 1:
+        raise CutError("a DeformConv has group or offset_group != 1")
+    ins = node.inputs + [""] * (5 - len(node.inputs))
+    x, w_name, offset, bias, mask = ins[:5]
+    if w_name not in inits:
+        raise CutError(f"DeformConv weight {w_name!r} is not a constant")
+    _, weight = _tensor_array(memoryview(inits[w_name]))
+    if weight.dtype != np.float32 or weight.ndim != 4:
+        raise CutError(f"DeformConv weight {w_name!r} is not a float32 [O, C, kh, kw] tensor")
+    o, c, kh, kw = weight.shape
+    out = node.outputs[0]
+    cols, wmat, mm = f"{out}__dcn_cols", f"{out}__dcn_wmat", f"{out}__dcn_mm"
+    new_inits = [_float_tensor(wmat, weight.transpose(2, 3, 1, 0).reshape(kh * kw * c, o))]
+    nodes = [_node("MatMul", [cols, wmat], [mm], f"dcn{index}_matmul")]
+    if bias:
+        nodes.append(_node("Add", [mm, bias], [f"{mm}_b"], f"dcn{index}_bias"))
+        mm = f"{mm}_b"
+    nodes.append(_node("Transpose", [mm], [out], f"dcn{index}_nchw", perm=[0, 3, 1, 2]))
+    dcn = Dcn(x, offset, mask or None, cols, (kh, kw),
+              tuple(a.get("strides") or (1, 1)), tuple(a.get("pads") or (0, 0, 0, 0)),
+              tuple(a.get("dilations") or (1, 1)))
+    return dcn, nodes, new_inits
+
+
+def cut(model_bytes: bytes) -> CutModel:
+    """The fast form of a model; raises CutError when it has no DeformConv or one the
+    sampler does not cover."""
+    view = memoryview(model_bytes)
+    head, graph = [], None
+    for fn, wire, fv in _fields(view):
+        if fn == 7:
+            graph = fv
+        else:  # ir_version, opset_import, metadata...: copied into every segment
+            head.append(_len_field(fn, bytes(fv)) if wire == 2 else _int_field(fn, fv))
+    if graph is None:
+        raise CutError("no graph")
+    nodes, init_raw, inits, inputs, outputs = [], {}, {}, [], []
+    for fn, _, fv in _fields(graph):
+        if fn == 1:
+            nodes.append(_parse_node(fv))
+        elif fn == 5:
+            name = _text(next((v for n, _, v in _fields(fv) if n == 8), b""))
+            init_raw[name] = inits[name] = bytes(fv)
+        elif fn == 11:
+            inputs.append(_text(next(v for n, _, v in _fields(fv) if n == 1)))
+        elif fn == 12:
+            outputs.append(_text(next(v for n, _, v in _fields(fv) if n == 1)))
+    if not any(n.op == "DeformConv" for n in nodes):
+        raise CutError("the model has no DeformConv")
+    if any(n.op in ("If", "Loop", "Scan") for n in nodes):
+        raise CutError("the model has control-flow subgraphs")
+    level: Dict[str, int] = {}
+    new_init_names: set = set()
+    seg_nodes: List[List[bytes]] = [[]]
+    seg_inits: List[List[bytes]] = [[]]
+    stages: List[List[Dcn]] = [[]]
+    seg_io_nodes: List[List[_Node]] = [[]]  # parsed nodes per segment, for its inputs/outputs
+    for node in nodes:
+        lv = max((level.get(i, 0) for i in node.inputs if i), default=0)
+        if node.op == "DeformConv" and node.domain in ("", "ai.onnx"):
+            dcn, gemm, new_inits = _dcn_from(node, inits, sum(map(len, stages)))
+            while len(stages) <= lv + 1:
+                stages.append([])
+                seg_nodes.append([])
+                seg_inits.append([])
+                seg_io_nodes.append([])
+            stages[lv].append(dcn)
+            seg_nodes[lv + 1] += gemm
+            seg_inits[lv + 1] += new_inits
+            new_init_names.add(f"{node.outputs[0]}__dcn_wmat")
+            seg_io_nodes[lv + 1] += [_parse_node(memoryview(g)) for g in gemm]
+            level[node.outputs[0]] = lv + 1
+        else:
+            seg_nodes[lv].append(node.raw)
+            seg_io_nodes[lv].append(node)
+            for o in node.outputs:
+                level[o] = lv
+    # what later segments, the samplers after this segment and the caller read from it
+    later_reads: List[set] = []
+    reads_after = set(outputs)
+    for s in range(len(seg_io_nodes) - 1, -1, -1):
+        for d in stages[s]:
+            reads_after |= {d.x, d.offset} | ({d.mask} if d.mask else set())
+        later_reads.insert(0, set(reads_after))
+        for n in seg_io_nodes[s]:
+            reads_after |= set(i for i in n.inputs if i)
+    segments = []
+    for s, group in enumerate(seg_io_nodes):
+        produced = {o for n in group for o in n.outputs}
+        needed = [i for n in group for i in n.inputs if i and i not in produced]
+        seg_in = list(dict.fromkeys(i for i in needed if i not in inits
+                                    and i not in new_init_names))
+        used_inits = [init_raw[i] for i in dict.fromkeys(needed) if i in init_raw]
+        seg_out = [o for n in group for o in n.outputs if o in later_reads[s]]
+        g = (b"".join(_len_field(1, n) for n in seg_nodes[s]) + _str(2, f"segment{s}")
+             + b"".join(_len_field(5, t) for t in used_inits + seg_inits[s])
+             + b"".join(_len_field(11, _value_info(i)) for i in seg_in)
+             + b"".join(_len_field(12, _value_info(o)) for o in seg_out))
+        segments.append(Segment(b"".join(head) + _len_field(7, g), seg_in, seg_out))
+    return CutModel(segments, stages, [i for i in inputs if i not in inits], outputs)

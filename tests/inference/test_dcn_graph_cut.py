@@ -1,0 +1,61 @@
+"""The DCN fast form of V1 (ONNX Runtime segments + the sampler) gives the native model's
+outputs on the shared eval images; without the sampler, the loader falls back with a notice."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgeface.inference.dcn import graph_cut, runner, sampler
+
+
+@pytest.fixture(scope="module")
+def v1_blobs(widerface_416):
+    import cv2
+
+    from edgeface.inference.preprocess import preprocess
+
+    files = sorted((widerface_416 / "images").rglob("*.jpg"))[:4]
+    assert files
+    return [preprocess(cv2.imread(str(f)), (416, 416))[0] for f in files]
+
+
+@pytest.mark.skipif(not sampler.available(), reason=str(sampler.unavailable_reason()))
+def test_fast_form_matches_native_v1(v1_onnx, v1_blobs):
+    import onnxruntime as ort
+
+    data = v1_onnx.read_bytes()
+    model = graph_cut.cut(data)
+    # 3 sampling stages (the SSH chains are 3 DCNs deep), all 15 DCNs, 4 segments
+    assert len(model.segments) == 4
+    assert sum(len(s) for s in model.stages) == 15 and sum(map(bool, model.stages)) == 3
+    assert not any(b"DeformConv" in s.model for s in model.segments)
+    native = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    fast = runner.FastDcnSession(model, threads=2)
+    for blob in v1_blobs:
+        want = native.run(None, {"input": blob})
+        got = fast.run(None, {"input": blob})
+        for name, a, b in zip(fast.output_names, want, got):
+            np.testing.assert_allclose(b, a, rtol=0, atol=1e-4, err_msg=name)
+
+
+def test_loader_falls_back_with_one_notice(v1_onnx, monkeypatch, capsys):
+    monkeypatch.setattr(sampler, "_loaded", False)
+    monkeypatch.setattr(sampler, "_module", None)
+    monkeypatch.setattr(sampler, "_reason", None)
+    monkeypatch.setenv(sampler.DISABLE_ENV, "1")
+    session = runner.load(v1_onnx)
+    assert session.dcn_path == "onnxruntime"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ONNX Runtime's DeformConv" in err[0] and sampler.DISABLE_ENV in err[0]
+    out = session.run(None, {"input": np.zeros((1, 3, 416, 416), np.float32)})
+    assert len(out) == 3
+
+
+def test_cut_refuses_a_model_without_deformconv():
+    import onnx_writer as ow
+
+    g = ow.graph("g", [ow.node("Relu", ["x"], ["y"])], [ow.value_info("x", ow.FLOAT, [1])],
+                 [ow.value_info("y", ow.FLOAT, [1])])
+    with pytest.raises(graph_cut.CutError, match="no DeformConv"):
+        graph_cut.cut(ow.model(g, ir_version=9, opset=19))
