@@ -103,10 +103,12 @@ def progress_monitor(trt: Any, say: Callable[[str], None]) -> Any:
 
 
 def entropy_calibrator(trt: Any, cudart: Any, blobs: Iterable[np.ndarray],
-                       shape: tuple[int, ...], cache: Path, say: Callable[[str], None]) -> Any:
+                       shape: tuple[int, ...], cache_path: Path, say: Callable[[str], None]
+                       ) -> Any:
     """IInt8EntropyCalibrator2 fed by the calibration reader, its cache at ``cache`` (the
     fallback before TensorRT 8.6; pattern of TensorRT 8.5's efficientdet ``EngineCalibrator``
-    and the 10.3 ``pyInt8Doc.h`` docstrings, with cuda-python for the device buffer)."""
+    and the 10.3 ``pyInt8Doc.h`` docstrings, with cuda-python for the device buffer; the
+    parameter names are the interface's)."""
     nbytes = int(np.prod(shape)) * 4
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
@@ -133,10 +135,10 @@ def entropy_calibrator(trt: Any, cudart: Any, blobs: Iterable[np.ndarray],
             return [int(self.device)]
 
         def read_calibration_cache(self) -> bytes | None:
-            return cache.read_bytes() if cache.is_file() else None
+            return cache_path.read_bytes() if cache_path.is_file() else None
 
-        def write_calibration_cache(self, data: Any) -> None:
-            atomic_write(cache, bytes(data))
+        def write_calibration_cache(self, cache: Any) -> None:
+            atomic_write(cache_path, bytes(cache))
 
     return EntropyCalibrator()
 
