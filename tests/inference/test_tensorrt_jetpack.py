@@ -2,6 +2,8 @@
 whose surface tests/inference/test_tensorrt_contract.py holds to the real bindings:
 
 1. cuda-python pinned to the JetPack minor; error 35 named as a driver/runtime mismatch;
+2. README's Jetson route holds numpy 1.x before onnxruntime-gpu;
+3. ... and takes the onnxruntime-gpu index of the L4T release (doctor: test_doctor_jetson.py);
 4. ``--dynamic`` engines run (the context gets the input shape);
 5. a timing cache TensorRT refuses (another GPU or TensorRT) is replaced, never fatal;
 and the minor ones: events and the calibrator's buffer freed on failure, ``close()``
@@ -14,6 +16,8 @@ import configparser
 import gc
 import json
 import logging
+import re
+import subprocess
 import weakref
 from pathlib import Path
 
@@ -29,7 +33,6 @@ from edgeface.inference.detector import Detector
 from edgeface.inference.model_info import sidecar_path
 from edgeface.quantize import tensorrt_build as tb
 from edgeface.quantize.tensorrt_plan import plan_build
-from edgeface.system.jetpack import cuda_python_pin, ort_index
 
 ROOT = Path(__file__).resolve().parents[2]
 JP60_WITH_PIPS_NEWEST = dict(driver=12020, runtime=12090)  # cuda-python 12.9 on JetPack 6.0
@@ -61,6 +64,8 @@ def built(tmp_path: Path, model: Path, name: str = "tiny.engine", **kw) -> Path:
 
 def test_extras_pin_cuda_python_to_the_jetpack_minor():
     """`>=12.2,<13` installed 12.9.x; each JetPack gets its own CUDA minor, numpy stays 1.x."""
+    from edgeface.system.jetpack import cuda_python_pin, ort_index
+
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
     extras = {k: v.split() for k, v in cfg["options.extras_require"].items()}
@@ -98,6 +103,55 @@ def test_error_35_building_an_engine_is_not_blamed_on_the_video_group(monkeypatc
     msg = str(ei.value)
     assert "the CUDA driver is older than cuda-python's CUDA runtime: runtime 12.9, driver " \
            "12.2" in msg and "video" not in msg and ei.value.exit_code == EXIT_USAGE
+
+
+# 2. and 3. README's Jetson route -------------------------------------------------------------
+
+def jetson_route() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## On a Jetson\n"):]
+    section = section[:section.index("\n## ", 5)]
+    (block,) = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
+    return block.splitlines()
+
+
+def test_readme_jetson_route_installs_numpy_1_first_and_holds_it():
+    """apt's numpy 1.21.5 is older than onnxruntime-gpu needs: pip would install numpy 2 and
+    apt's OpenCV (built against 1.x) would stop importing."""
+    lines = jetson_route()
+    pips = [i for i, line in enumerate(lines) if "/pip install" in line]
+    ort = next(i for i in pips if "onnxruntime-gpu" in lines[i])
+    numpy_first = next(i for i in pips if "'numpy>=1.21.6,<2'" in lines[i])
+    assert numpy_first < ort
+    constraints = next(line for line in lines if line.startswith("echo 'numpy>=1.21.6,<2' >"))
+    name = constraints.split(">")[-1].split()[0]
+    assert all(f"-c {name}" in lines[i] for i in pips), "every pip install holds numpy 1.x"
+    assert any("import numpy, cv2" in line for line in lines)  # checked after the install
+    readme = (ROOT / "README.md").read_text()
+    assert "cuda-python>=12.2,<13" not in readme and "JetPack provides ONNX Runtime" not in \
+        readme and "does **not** provide ONNX Runtime" in readme
+
+
+@pytest.mark.parametrize("first_line, index, extra", [
+    ("# R36 (release), REVISION: 3.0, GCID: 36191598, BOARD: generic", "cu122", "jetson60"),
+    ("# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic", "cu126", "jetson61"),
+    ("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic", "cu126", "jetson61"),
+])
+def test_readme_jetson_route_picks_the_index_of_the_l4t_release(tmp_path, first_line, index,
+                                                               extra):
+    """JetPack 6.0 (L4T 36.3) gets cu122: cu126's providers need cuDNN 9 and TensorRT 10.
+    The route's own `case` runs here against the release file of each JetPack."""
+    lines = jetson_route()
+    start = next(i for i, line in enumerate(lines) if line.startswith("case "))
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("esac"))
+    release = tmp_path / "nv_tegra_release"
+    release.write_text(first_line + "\n# KERNEL_VARIANT: oot\n")
+    script = "\n".join(lines[start:end + 1]).replace("/etc/nv_tegra_release", str(release))
+    got = subprocess.run(["bash", "-c", script + '\necho "$CU $JP"'], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert got == [index, extra]
+    assert any("jp6/$CU" in line and "onnxruntime-gpu" in line for line in lines)
+    assert any('"./edgeface[$JP]"' in line for line in lines)
 
 
 # 4. dynamic engines --------------------------------------------------------------------------

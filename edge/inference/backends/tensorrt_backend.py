@@ -11,7 +11,9 @@ before ``Runtime.deserialize_cuda_engine`` (the DeformConv layers are the
 ``ModulatedDeformConv2d`` plugin, which must be registered to deserialise), then the
 tensor-name API (``num_io_tensors``, ``get_tensor_name/mode/shape/dtype``,
 ``set_tensor_address``, ``execute_async_v3``) of ``samples/python/common_runtime.py`` (TensorRT
-10.3); the binding-index API (``execute_async_v2``) is gone in 10.x. Buffers are bound once:
+10.3); the binding-index API (``execute_async_v2``) is gone in 10.x. A dynamic engine
+(``export --dynamic``: its input reads -1 dims) gets the metadata's 1x3xHxW through
+``context.set_input_shape`` before anything is bound. Buffers are bound once:
 a page-locked host array and a device buffer per tensor; each frame is one host->device copy,
 one enqueue, three device->host copies and one stream synchronisation. CUDA comes through
 cuda-python (why not pycuda: :mod:`edgeface.inference.backends.cuda_runtime`).
