@@ -120,7 +120,7 @@ def test_readme_jetson_route_installs_numpy_1_first_and_holds_it():
     apt's OpenCV (built against 1.x) would stop importing."""
     lines = jetson_route()
     pips = [i for i, line in enumerate(lines) if "/pip install" in line]
-    ort = next(i for i in pips if "onnxruntime-gpu" in lines[i])
+    ort = next(i for i in pips if "onnxruntime-gpu --index-url" in lines[i])
     numpy_first = next(i for i in pips if "'numpy>=1.21.6,<2'" in lines[i])
     assert numpy_first < ort
     constraints = next(line for line in lines if line.startswith("echo 'numpy>=1.21.6,<2' >"))
