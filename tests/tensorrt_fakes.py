@@ -148,14 +148,9 @@ class _ParserError:
         if _vt(trt.__version__) >= (10, 0):  # 8.5's ParserError has no node_operator
             self.node_operator = lambda: op
 
-    def code(self) -> int:
-        return 8
-
-    def desc(self) -> str:
-        return self._desc
-
-    def node(self) -> int:
-        return 3
+    code = lambda self: 8  # noqa: E731 - ErrorCode.UNSUPPORTED_NODE
+    desc = lambda self: self._desc  # noqa: E731
+    node = lambda self: 3  # noqa: E731
 
 
 class _Parser:
