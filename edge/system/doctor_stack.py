@@ -274,7 +274,7 @@ def check_cuda(p: Probe, jetson: bool) -> Finding:
                        "every engine build and .engine open fails (cudaErrorInsufficientDriver)",
                        cuda_python_fix(p, driver), details)
     if driver is None:
-        why = err or "no NVIDIA driver"
+        why = f"no NVIDIA driver: {err}" if err else "no NVIDIA driver"
         return Finding("cuda", "warn" if jetson else "info", f"{summary} ({why})", None,
                        details)
     if count == 0 and jetson:

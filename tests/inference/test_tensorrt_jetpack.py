@@ -18,6 +18,7 @@ import json
 import logging
 import re
 import subprocess
+import sys
 import weakref
 from pathlib import Path
 
@@ -275,3 +276,22 @@ def test_opset_note_covers_tensorrt_8_6(tmp_path, v1_onnx):
         plan = plan_build(v1_onnx, tmp_path / "v.engine", trt_version=version)
         assert any("documents opsets up to 17" in n for n in plan.notes), version
     assert not any("opsets" in n for n in plan_build(v1_onnx, tmp_path / "v.engine").notes)
+
+
+def test_real_cuda_python_without_a_driver_is_one_line(monkeypatch, tmp_path, model, capsys):
+    """cuda-python raises RuntimeError (no libcuda.so.1) where CUDA would return an error:
+    the engine ends in one line, not a traceback. Runs the real cuda-python (dev extra)."""
+    pytest.importorskip("cuda.bindings.runtime", reason="cuda-python is not installed")
+    if Path("/dev/nvidiactl").exists() or Path("/dev/nvhost-ctrl").exists():
+        pytest.skip("an NVIDIA driver is present here")
+    install_fakes(monkeypatch)
+    engine = built(tmp_path, model)
+    for name in ("cuda", "cuda.bindings", "cuda.bindings.runtime"):  # the real ones again
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    image = tmp_path / "face.png"
+    import cv2
+
+    cv2.imwrite(str(image), synthetic_frames(1, (64, 64))[0])
+    code = main(["detect", "-m", str(engine), str(image)])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and err.count("\n") == 1 and "no NVIDIA driver here" in err, err

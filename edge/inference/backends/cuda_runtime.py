@@ -60,7 +60,8 @@ def cuda_python_hint(root: str | os.PathLike = "/") -> str:
 
 
 def load_cudart(root: str | os.PathLike = "/") -> Any:
-    """The CUDA runtime module of cuda-python, or MissingDependency (exit 2)."""
+    """The CUDA runtime module of cuda-python; MissingDependency (exit 2) without it, and a
+    one-line error (exit 2) where it cannot load the driver."""
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6.1
     except ImportError:
@@ -69,6 +70,11 @@ def load_cudart(root: str | os.PathLike = "/") -> Any:
         except ImportError as exc:
             raise MissingDependency(f"the CUDA runtime bindings are not importable ({exc}); "
                                     f"{cuda_python_hint(root)}") from None
+    try:  # cuda-python raises (not returns) when libcuda.so.1 cannot be loaded
+        cudart.cudaDriverGetVersion()
+    except RuntimeError as exc:
+        raise EdgefaceError(f"no NVIDIA driver here ({exc}): TensorRT engines run on a Jetson "
+                            "or a machine with an NVIDIA GPU and its driver", EXIT_USAGE) from None
     return cudart
 
 
