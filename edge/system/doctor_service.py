@@ -152,7 +152,7 @@ def _csi(p: Probe, spec: ServiceSpec) -> Finding:
     if not opencv_build(cv2)["gstreamer"]:
         return Finding("source", "fail", f"{what}: this OpenCV has no GStreamer",
                        "pip uninstall -y opencv-python opencv-python-headless and use "
-                       "JetPack's OpenCV (venv with --system-site-packages)")
+                       "apt's python3-opencv (venv with --system-site-packages)")
     if p.commands and p.run(["gst-inspect-1.0", "nvarguscamerasrc"], 5.0) is None:
         return Finding("source", "fail", f"{what}: GStreamer has no nvarguscamerasrc",
                        "a Jetson CSI camera needs JetPack's nvidia-l4t-gstreamer")

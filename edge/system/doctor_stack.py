@@ -2,7 +2,7 @@
 picamera2/libcamera, TensorRT and cuda-python.
 
 The device failures these catch: a venv that cannot see apt's picamera2 (Raspberry Pi) or
-JetPack's OpenCV/TensorRT (Jetson); a pip numpy 2 shadowing the system's numpy 1.x that
+apt's OpenCV and TensorRT (Jetson); a pip numpy 2 shadowing the system's numpy 1.x that
 apt's extensions were built against (picamera2's simplejpeg: "numpy.dtype size changed");
 two OpenCV wheels or onnxruntime + onnxruntime-gpu overwriting each other's files; pip's
 OpenCV without GStreamer where a Jetson CSI camera needs it.
@@ -59,7 +59,7 @@ def check_python(p: Probe) -> Finding:
                "system_site_packages": ssp}
     summary = f"{py.version}, {where}"
     what = {"raspberry-pi": "apt's picamera2 and libcamera",
-            "jetson": "JetPack's OpenCV (GStreamer) and TensorRT"}.get(board or "")
+            "jetson": "apt's OpenCV (GStreamer) and TensorRT"}.get(board or "")
     if what and py.venv and not ssp:
         return Finding("python", "warn", summary, VENV_FIX.format(what=what), details)
     if board == "raspberry-pi" and not py.base_prefix.startswith("/usr"):
