@@ -12,8 +12,9 @@ build_engine.py``, ``simple_progress_monitor.py``, ``common.py``; TensorRT 8.5
 4. ``config.set_memory_pool_limit(MemoryPoolType.WORKSPACE, ...)``, ``BuilderFlag.FP16`` /
    ``INT8``, an optimization profile only for a dynamic export (min = opt = max = the
    metadata's 1x3xHxW), ``config.int8_calibrator`` for the implicit fallback;
-5. the timing cache beside the engine: ``create_timing_cache(bytes)``,
-   ``set_timing_cache(cache, ignore_mismatch=False)``, ``get_timing_cache().serialize()``;
+5. the timing cache beside the engine: ``create_timing_cache(bytes)`` (None: unreadable),
+   ``set_timing_cache(cache, ignore_mismatch=False)`` (False: another device's), either
+   failure dropping it for an empty one, then ``get_timing_cache().serialize()``;
 6. ``config.progress_monitor`` (IProgressMonitor, TensorRT >= 9) for progress;
 7. ``builder.build_serialized_network`` (None on failure) -> the engine, written atomically,
    then its sidecar (:func:`edgeface.inference.engine_cache.engine_document`) last, so a
@@ -102,10 +103,12 @@ def progress_monitor(trt: Any, say: Callable[[str], None]) -> Any:
 
 
 def entropy_calibrator(trt: Any, cudart: Any, blobs: Iterable[np.ndarray],
-                       shape: tuple[int, ...], cache: Path, say: Callable[[str], None]) -> Any:
+                       shape: tuple[int, ...], cache_path: Path, say: Callable[[str], None]
+                       ) -> Any:
     """IInt8EntropyCalibrator2 fed by the calibration reader, its cache at ``cache`` (the
     fallback before TensorRT 8.6; pattern of TensorRT 8.5's efficientdet ``EngineCalibrator``
-    and the 10.3 ``pyInt8Doc.h`` docstrings, with cuda-python for the device buffer)."""
+    and the 10.3 ``pyInt8Doc.h`` docstrings, with cuda-python for the device buffer; the
+    parameter names are the interface's)."""
     nbytes = int(np.prod(shape)) * 4
 
     class EntropyCalibrator(trt.IInt8EntropyCalibrator2):
@@ -132,12 +135,32 @@ def entropy_calibrator(trt: Any, cudart: Any, blobs: Iterable[np.ndarray],
             return [int(self.device)]
 
         def read_calibration_cache(self) -> bytes | None:
-            return cache.read_bytes() if cache.is_file() else None
+            return cache_path.read_bytes() if cache_path.is_file() else None
 
-        def write_calibration_cache(self, data: Any) -> None:
-            atomic_write(cache, bytes(data))
+        def write_calibration_cache(self, cache: Any) -> None:
+            atomic_write(cache_path, bytes(cache))
 
     return EntropyCalibrator()
+
+
+def attach_timing_cache(config: Any, path: Path) -> Any:
+    """The timing cache beside the engine, read if present, attached to ``config``; one
+    it refuses (another GPU or TensorRT: after a JetPack upgrade) is dropped with one
+    warning line and an empty one is used, so the build still writes a fresh cache.
+    ``create_timing_cache`` returns None for bytes it cannot read; ``set_timing_cache(...,
+    ignore_mismatch=False)`` False for a cache of another device (TensorRT 10.3 docstring)."""
+    data = path.read_bytes() if path.is_file() else b""
+    cache = config.create_timing_cache(data)
+    if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+        return cache
+    if data:
+        log.warning("timing cache %s was made by another TensorRT or GPU: starting an empty "
+                    "one (this build times every tactic again)", path.name)
+        cache = config.create_timing_cache(b"")
+        if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+            return cache
+    log.warning("TensorRT refused an empty timing cache: building without one")
+    return None
 
 
 def build_engine(plan: BuildPlan, *, say: Callable[[str], None] = log.info,
@@ -191,31 +214,37 @@ def build_engine(plan: BuildPlan, *, say: Callable[[str], None] = log.info,
         # inference-library/quantized-types-explicit-quantization.html
         config.set_flag(trt.BuilderFlag.INT8)
     calibrator = None
-    if plan.int8_mode == "calibrator":
-        if calib_blobs is None:
-            raise EdgefaceError("the entropy calibrator needs calibration images (--calib)")
-        calibrator = entropy_calibrator(trt, cudart, calib_blobs, plan.input_shape,
-                                        plan.calib_cache, say)
-        config.int8_calibrator = calibrator
-    cache = config.create_timing_cache(plan.timing_cache.read_bytes()
-                                       if plan.timing_cache.is_file() else b"")
-    config.set_timing_cache(cache, ignore_mismatch=False)
-    if caps.progress_monitor:
-        config.progress_monitor = progress_monitor(trt, say)
+    try:
+        if plan.int8_mode == "calibrator":
+            if calib_blobs is None:
+                raise EdgefaceError("the entropy calibrator needs calibration images (--calib)")
+            calibrator = entropy_calibrator(trt, cudart, calib_blobs, plan.input_shape,
+                                            plan.calib_cache, say)
+            config.int8_calibrator = calibrator
+        # Held until the build ends: "The cache must not be destroyed until after the
+        # engine is built" (set_timing_cache's docstring).
+        timing_in = attach_timing_cache(config, plan.timing_cache)
+        if caps.progress_monitor:
+            config.progress_monitor = progress_monitor(trt, say)
 
-    say(f"building {plan.precision.upper()} engine with TensorRT {caps.version} on "
-        f"{device.describe()} (minutes on a Jetson)")
-    t0 = time.perf_counter()
-    serialized = builder.build_serialized_network(network, config)
-    seconds = time.perf_counter() - t0
-    if calibrator is not None:
-        cudart.cudaFree(calibrator.device)
+        say(f"building {plan.precision.upper()} engine with TensorRT {caps.version} on "
+            f"{device.describe()} (minutes on a Jetson)")
+        t0 = time.perf_counter()
+        serialized = builder.build_serialized_network(network, config)
+        seconds = time.perf_counter() - t0
+        del timing_in
+    finally:  # also when the build raises (a bad calibration image, Ctrl-C)
+        if calibrator is not None:
+            cudart.cudaFree(calibrator.device)
     if serialized is None:
         raise BuildError(f"TensorRT {caps.version} could not build {plan.model.name} (its "
                          "messages above say why)")
     atomic_write(plan.output, lambda f: f.write(memoryview(serialized)))
-    atomic_write(plan.timing_cache,
-                 lambda f: f.write(memoryview(config.get_timing_cache().serialize())))
+    timing = config.get_timing_cache()
+    if timing is not None:
+        atomic_write(plan.timing_cache, lambda f: f.write(memoryview(timing.serialize())))
+    else:
+        log.warning("TensorRT kept no timing cache: %s not written", plan.timing_cache.name)
     builder_record = {
         "workspace_bytes": plan.workspace, "fp16_flag": plan.fp16, "int8_flag": plan.int8,
         "explicit_batch_flag": caps.explicit_batch_flag, "timing_cache": str(plan.timing_cache),

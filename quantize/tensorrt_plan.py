@@ -142,7 +142,8 @@ class BuildPlan:
             steps.append("config.int8_calibrator = IInt8EntropyCalibrator2 (cuda-python "
                          "buffers)")
         steps.append("config.set_timing_cache(config.create_timing_cache(<"
-                     f"{self.timing_cache.name}>), ignore_mismatch=False)")
+                     f"{self.timing_cache.name}>), ignore_mismatch=False); refused or "
+                     "unreadable: warn, start an empty one")
         if t.progress_monitor:
             steps.append("config.progress_monitor = IProgressMonitor")
         steps += ["builder.build_serialized_network(network, config)",
@@ -189,7 +190,8 @@ class BuildPlan:
             f"  workspace    {format_size(self.workspace)} "
             "(set_memory_pool_limit(MemoryPoolType.WORKSPACE): an 8 GB Orin Nano shares it "
             "with the CPU)",
-            f"  timing cache {self.timing_cache} (read if present, written after the build)",
+            f"  timing cache {self.timing_cache} (read if present; another device's is dropped "
+            "with a warning; written after the build)",
             "  progress     " + ("IProgressMonitor phases on stderr, then the build time" if
                                  t.progress_monitor else "build time only (no "
                                  "IProgressMonitor before TensorRT 9)"),
@@ -240,7 +242,9 @@ def plan_build(model: str | os.PathLike, output: str | os.PathLike, *, fp16: boo
             f"TensorRT {caps.version} cannot import ONNX DeformConv ({caps.jetpack}; its ONNX "
             f"parser imports it as the ModulatedDeformConv2d plugin from TensorRT 10.1): "
             f"{GRIDSAMPLE_HINT}", EXIT_BAD_MODEL))
-    if summary.opset and summary.opset > 17 and caps.major_minor < (8, 6):
+    if summary.opset and summary.opset > 17 and caps.major_minor < (10, 0):
+        # onnx-tensorrt's docs/operators.md: "TensorRT 8.5 [and 8.6] supports operators up
+        # to Opset 17"; 10.x documents newer opsets.
         plan.notes.append(f"TensorRT {caps.version}'s ONNX parser documents opsets up to 17 "
                           f"and edgeface exports opset {summary.opset}: it warns only below 7, "
                           "but whether it parses this model is not verified")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+import re
 import shutil
 import sys
 from dataclasses import asdict, dataclass, field
@@ -130,10 +131,12 @@ class Probe:
         return None
 
     def origin(self, path: Optional[str]) -> str:
-        """``apt`` for a module from the distribution's Python path, else ``pip``."""
+        """``apt`` for a module from the distribution's Python paths (``/usr/lib/python3/``,
+        and ``/usr/lib/python3.10/dist-packages``, where JetPack's python3-libnvinfer and
+        OpenCV put theirs), else ``pip``."""
         if not path:
             return "built-in"
-        return "apt" if str(path).startswith("/usr/lib/python3/") else "pip"
+        return "apt" if re.match(r"/usr/lib/python3(\.\d+)?/", str(path)) else "pip"
 
 
 def one_line(exc: BaseException, limit: int = 200) -> str:

@@ -18,7 +18,12 @@ from typing import Any, Callable, Optional
 from edgeface.system import cameras as _cameras
 from edgeface.system.doctor import Check, Finding, Probe, one_line
 from edgeface.system.doctor_host import VIDEO_GROUP_FIX
-from edgeface.system.doctor_stack import JETSON_ORT, opencv_build, picamera2_fix
+from edgeface.system.doctor_stack import (
+    check_engine_cuda,
+    jetson_ort,
+    opencv_build,
+    picamera2_fix,
+)
 
 ModelLoader = Callable[[str, str], str]
 _NODE_WORDS = {"csi": "a CSI receiver", "isp": "the ISP", "codec": "a codec",
@@ -41,6 +46,7 @@ class ServiceSpec:
 def service_checks(spec: ServiceSpec, load_model: ModelLoader) -> list[tuple[str, Check]]:
     """The checks of one configured service, bound to ``spec``."""
     return [("config", lambda p: check_config(p, spec)),
+            ("cuda", lambda p: check_engine_cuda(p, spec.model)),
             ("model", lambda p: check_model(p, spec, load_model)),
             ("source", lambda p: check_source(p, spec))]
 
@@ -72,7 +78,7 @@ def check_model(p: Probe, spec: ServiceSpec, load_model: ModelLoader) -> Finding
     except Exception as exc:
         msg = one_line(exc)
         if "provider" in msg:
-            fix = (JETSON_ORT if p.board() == "jetson"
+            fix = (jetson_ort(p) if p.board() == "jetson"
                    else "set provider: auto (the CPU) in the config, or install an "
                         "onnxruntime build with that provider")
         elif "not found" in msg:
@@ -146,7 +152,7 @@ def _csi(p: Probe, spec: ServiceSpec) -> Finding:
     if not opencv_build(cv2)["gstreamer"]:
         return Finding("source", "fail", f"{what}: this OpenCV has no GStreamer",
                        "pip uninstall -y opencv-python opencv-python-headless and use "
-                       "JetPack's OpenCV (venv with --system-site-packages)")
+                       "apt's python3-opencv (venv with --system-site-packages)")
     if p.commands and p.run(["gst-inspect-1.0", "nvarguscamerasrc"], 5.0) is None:
         return Finding("source", "fail", f"{what}: GStreamer has no nvarguscamerasrc",
                        "a Jetson CSI camera needs JetPack's nvidia-l4t-gstreamer")

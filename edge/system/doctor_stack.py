@@ -2,7 +2,7 @@
 picamera2/libcamera, TensorRT and cuda-python.
 
 The device failures these catch: a venv that cannot see apt's picamera2 (Raspberry Pi) or
-JetPack's OpenCV/TensorRT (Jetson); a pip numpy 2 shadowing the system's numpy 1.x that
+apt's OpenCV and TensorRT (Jetson); a pip numpy 2 shadowing the system's numpy 1.x that
 apt's extensions were built against (picamera2's simplejpeg: "numpy.dtype size changed");
 two OpenCV wheels or onnxruntime + onnxruntime-gpu overwriting each other's files; pip's
 OpenCV without GStreamer where a Jetson CSI camera needs it.
@@ -14,15 +14,39 @@ import re
 from typing import Any, Optional
 
 from edgeface.system.doctor import Finding, Probe
-from edgeface.system.platform import tensorrt_from_libs
+from edgeface.system.jetpack import (
+    INSUFFICIENT_DRIVER,
+    JETSON_NUMPY,
+    cuda_python_pin,
+    driver_runtime,
+    ort_index,
+    version_key,
+)
+from edgeface.system.platform import parse_nv_tegra_release, tensorrt_from_libs
 
 SYSTEM_SITE = "usr/lib/python3/dist-packages"
 OPENCV_WHEELS = ("opencv-python", "opencv-python-headless", "opencv-contrib-python",
                  "opencv-contrib-python-headless")
+# JetPack 6.1/6.2's line; jetson_ort(p) picks the index from the device's L4T release.
 JETSON_ORT = ("pip install onnxruntime-gpu --index-url https://pypi.jetson-ai-lab.io/jp6/cu126 "
               "(JetPack 6; pin the wheel by URL and sha256 for repeatable installs)")
 VENV_FIX = ("recreate the venv with `python3 -m venv --system-site-packages` (from "
             "/usr/bin/python3) so that it sees {what}")
+
+
+def l4t_of(p: Probe) -> Optional[str]:
+    """The L4T release of the probed root (``36.3.0``), None when it is not a Jetson."""
+    return parse_nv_tegra_release(p.read("etc/nv_tegra_release") or "").get("l4t")
+
+
+def jetson_ort(p: Probe) -> str:
+    """onnxruntime-gpu from the Jetson index of this L4T release (36.3 = JetPack 6.0: cu122,
+    whose wheels match its cuDNN 8 and TensorRT 8.6; 36.4: cu126), numpy first (apt's 1.21.5
+    is older than onnxruntime-gpu needs, and pip would otherwise install numpy 2)."""
+    l4t = l4t_of(p)
+    return (f"pip install '{JETSON_NUMPY}' && pip install onnxruntime-gpu --index-url "
+            f"{ort_index(l4t)} (L4T {l4t or 'unknown'}; pin the wheel by URL and sha256 for "
+            "repeatable installs)")
 
 
 def check_python(p: Probe) -> Finding:
@@ -35,7 +59,7 @@ def check_python(p: Probe) -> Finding:
                "system_site_packages": ssp}
     summary = f"{py.version}, {where}"
     what = {"raspberry-pi": "apt's picamera2 and libcamera",
-            "jetson": "JetPack's OpenCV (GStreamer) and TensorRT"}.get(board or "")
+            "jetson": "apt's OpenCV (GStreamer) and TensorRT"}.get(board or "")
     if what and py.venv and not ssp:
         return Finding("python", "warn", summary, VENV_FIX.format(what=what), details)
     if board == "raspberry-pi" and not py.base_prefix.startswith("/usr"):
@@ -134,7 +158,7 @@ def check_onnxruntime(p: Probe) -> Finding:
     jetson = p.board() == "jetson"
     if ort is None:
         return Finding("onnxruntime", "fail", f"not importable ({err})",
-                       JETSON_ORT if jetson else
+                       jetson_ort(p) if jetson else
                        "pip install 'edgeface[pi]'" if p.board() == "raspberry-pi" else
                        "pip install 'edgeface[cpu]'")
     providers = list(ort.get_available_providers())
@@ -146,10 +170,10 @@ def check_onnxruntime(p: Probe) -> Finding:
         return Finding("onnxruntime", "warn", summary + " — onnxruntime and onnxruntime-gpu "
                        "are both installed and overwrite each other",
                        "pip uninstall -y onnxruntime onnxruntime-gpu, then reinstall only "
-                       "onnxruntime-gpu" + (f": {JETSON_ORT}" if jetson else ""), details)
+                       "onnxruntime-gpu" + (f": {jetson_ort(p)}" if jetson else ""), details)
     if jetson and "CUDAExecutionProvider" not in providers:
         return Finding("onnxruntime", "warn", summary + " — no GPU provider on a Jetson",
-                       "pip uninstall -y onnxruntime && " + JETSON_ORT, details)
+                       "pip uninstall -y onnxruntime && " + jetson_ort(p), details)
     return Finding("onnxruntime", "ok", summary, None, details)
 
 
@@ -183,23 +207,93 @@ def check_picamera2(p: Probe) -> Finding:
                    None, details)
 
 
-def check_tensorrt(p: Probe) -> Finding:
+def check_tensorrt(p: Probe) -> list[Finding]:
+    """TensorRT (libnvinfer, its Python bindings) and the CUDA runtime of cuda-python."""
     libs = tensorrt_from_libs(p.root)
     jetson = p.board() == "jetson"
     if not jetson and libs is None and p.version_of("tensorrt") is None:
-        return Finding("tensorrt", "skip", "not a Jetson, no TensorRT installed")
+        return [Finding("tensorrt", "skip", "not a Jetson, no TensorRT installed"),
+                check_cuda(p, False)]
     trt, err = p.load("tensorrt")
     py = getattr(trt, "__version__", None) if trt is not None else None
+    where = f" ({p.origin(getattr(trt, '__file__', None))})" if py else ""
     cuda = p.version_of("cuda-python")
     details = {"libnvinfer": libs, "python": py, "python_error": err, "cuda_python": cuda}
     summary = (f"libnvinfer {libs or 'not found'}, Python bindings "
-               f"{py or 'not importable'}, cuda-python {cuda or 'not installed'}")
+               f"{py or 'not importable'}{where}, cuda-python {cuda or 'not installed'}")
     if jetson and libs and trt is None:
         fix = ("sudo apt install python3-libnvinfer" if p.python.system_site_packages()
                or not p.python.venv else VENV_FIX.format(what="TensorRT's Python bindings"))
-        return Finding("tensorrt", "info", summary, fix + " (only if you need TensorRT from "
-                       "Python; ONNX Runtime's TensorRT provider does not)", details)
-    return Finding("tensorrt", "ok" if (libs or py) else "info", summary, None, details)
+        return [Finding("tensorrt", "info", summary, fix + " (only if you need TensorRT from "
+                        "Python; ONNX Runtime's TensorRT provider does not)", details),
+                check_cuda(p, jetson)]
+    return [Finding("tensorrt", "ok" if (libs or py) else "info", summary, None, details),
+            check_cuda(p, jetson)]
+
+
+def load_cudart(p: Probe) -> tuple[Any, Optional[str]]:
+    """cuda-python's runtime module (``cuda.bindings.runtime`` from 12.6.1, else
+    ``cuda.cudart``) through the probe, or (None, why)."""
+    mod, err = p.load("cuda.bindings.runtime")
+    if mod is None:
+        old, _ = p.load("cuda.cudart")
+        if old is not None:
+            return old, None
+    return mod, err
+
+
+def cuda_python_fix(p: Probe, driver: Optional[str] = None) -> str:
+    pin = cuda_python_pin(l4t_of(p)) or (f"cuda-python=={driver}.*" if driver else None)
+    return (f"pip install '{pin}'" if pin else "pip install cuda-python of the driver's CUDA "
+            "minor (cudaDriverGetVersion), never newer")
+
+
+def check_cuda(p: Probe, jetson: bool) -> Finding:
+    """The driver's CUDA, cuda-python's runtime and the GPUs it sees: a runtime newer than
+    the driver (pip's newest cuda-python on JetPack) fails every TensorRT call with error
+    35."""
+    cudart, err = load_cudart(p)
+    if cudart is None:
+        if not jetson:
+            return Finding("cuda", "skip", "not a Jetson, no cuda-python")
+        return Finding("cuda", "info", f"cuda-python not importable ({err}): only TensorRT "
+                       ".engine files need it", cuda_python_fix(p))
+    driver, runtime = driver_runtime(cudart)
+    try:
+        code, count = cudart.cudaGetDeviceCount()
+        code, count = int(code), int(count)
+    except Exception as exc:  # no libcuda.so.1: cuda-python raises RuntimeError
+        code, count = -1, 0
+        err = str(exc)
+    details = {"driver": driver, "runtime": runtime, "devices": count, "error": code}
+    summary = (f"driver CUDA {driver or 'not found'}, cuda-python runtime {runtime or '?'}, "
+               f"{count} GPU{'s' * (count != 1)}")
+    newer = bool(driver and runtime and version_key(runtime) > version_key(driver))
+    if newer or code == INSUFFICIENT_DRIVER:
+        return Finding("cuda", "warn", summary + ": the runtime is newer than the driver, so "
+                       "every engine build and .engine open fails (cudaErrorInsufficientDriver)",
+                       cuda_python_fix(p, driver), details)
+    if driver is None:
+        why = f"no NVIDIA driver: {err}" if err else "no NVIDIA driver"
+        return Finding("cuda", "warn" if jetson else "info", f"{summary} ({why})", None,
+                       details)
+    if count == 0 and jetson:
+        return Finding("cuda", "warn", summary + f" (error {code})", "add the user to the "
+                       "'video' group; a service needs `edgeface service install --gpu`",
+                       details)
+    return Finding("cuda", "ok", summary, None, details)
+
+
+def check_engine_cuda(p: Probe, model: Optional[str]) -> list[Finding]:
+    """A configured TensorRT engine needs cuda-python: a warning when it is missing (none
+    when the model is not an engine)."""
+    if not model or not model.lower().endswith((".engine", ".plan")):
+        return []
+    cudart, err = load_cudart(p)
+    if cudart is not None:
+        return []
+    return [Finding("cuda", "warn", f"{model} is a TensorRT engine and cuda-python is not "
+                    f"importable ({err})", cuda_python_fix(p))]
 
 
 CHECKS = [("python", check_python), ("numpy", check_numpy), ("opencv", check_opencv),

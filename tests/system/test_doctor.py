@@ -187,7 +187,7 @@ def test_orin_onnxruntime_collision_and_pip_opencv(orin):
 
     f = doctor(p, service("csi", 0, provider="cuda"), load_model=no_cuda)
     assert f["onnxruntime"].status == "warn" and "overwrite each other" in f["onnxruntime"].summary
-    assert "pypi.jetson-ai-lab.io/jp6/cu126" in f["onnxruntime"].fix
+    assert "pypi.jetson-ai-lab.io/jp6/cu122" in f["onnxruntime"].fix  # L4T 36.3: JetPack 6.0
     assert f["opencv"].status == "warn" and "cannot open CSI cameras" in f["opencv"].summary
     assert f["model"].status == "fail" and "pypi.jetson-ai-lab.io" in f["model"].fix
     assert f["source"].status == "fail" and "no GStreamer" in f["source"].summary

@@ -3,11 +3,16 @@
 Why cuda-python and not pycuda: NVIDIA's own TensorRT Python samples use it from TensorRT 8.6
 on (``samples/python/common_runtime.py`` in TensorRT 10.3: ``cudart.cudaMalloc``,
 ``cudaMallocHost``, ``cudaMemcpyAsync``, ``cudaStreamCreate``...); it ships Linux arm64
-wheels built against the static CUDA runtime, so a Jetson needs only the driver L4T already
-has, while pycuda is a source distribution compiled on the device against the CUDA headers
-and ``nvcc`` (a cuda-toolkit install, minutes of build on a Nano). Pin the bindings to the
-device's CUDA major: JetPack 6 ``cuda-python>=12.2,<13``; JetPack 5 (CUDA 11.4)
-``cuda-python>=11.4,<11.9`` (13.x needs driver 580+).
+wheels, while pycuda is a source distribution compiled on the device against the CUDA
+headers and ``nvcc`` (a cuda-toolkit install, minutes of build on a Nano).
+
+Its wheels carry a static CUDA runtime of their own minor version, and on a Jetson that
+runtime must not be newer than the driver L4T installs (JetPack 6.0: CUDA 12.2, 6.1/6.2:
+12.6): a newer one fails every call with ``cudaErrorInsufficientDriver`` (35), and the
+``>=12.2,<13`` pin once installed 12.9.x. So the pin follows the JetPack minor
+(:func:`edgeface.system.jetpack.cuda_python_pin`; the extras ``jetson60`` / ``jetson61``),
+and error 35 is reported as the driver/runtime mismatch it is, with both versions
+(:func:`mismatch_message`).
 
 Every call returns ``(err, *values)``; :func:`call` checks ``err`` and unpacks. Since
 cuda-python 12.6.1 the module is ``cuda.bindings.runtime`` (``cuda.cudart`` still works, with
@@ -17,22 +22,46 @@ a DeprecationWarning); both are tried.
 from __future__ import annotations
 
 import ctypes
+import os
 from typing import Any
 
 import numpy as np
 
 from edgeface.errors import EXIT_USAGE, EdgefaceError, MissingDependency
-
-CUDA_PYTHON_HINT = ("install NVIDIA's CUDA Python bindings: pip install 'cuda-python>=12.2,<13' "
-                    "(JetPack 6; JetPack 5: 'cuda-python>=11.4,<11.9')")
+from edgeface.system.jetpack import (
+    INSUFFICIENT_DRIVER,
+    cuda_python_pin,
+    driver_runtime,
+    jetson_extra,
+)
 
 
 class CudaError(EdgefaceError):
-    """A CUDA runtime call failed."""
+    """A CUDA runtime call failed; ``error`` is the cudaError_t value (an int)."""
+
+    def __init__(self, message: str, error: int | None = None, exit_code: int | None = None):
+        super().__init__(message, exit_code)
+        self.error = error
 
 
-def load_cudart() -> Any:
-    """The CUDA runtime module of cuda-python, or MissingDependency (exit 2)."""
+def cuda_python_hint(root: str | os.PathLike = "/") -> str:
+    """How to install cuda-python on this device (its L4T release picks the minor)."""
+    from edgeface.inference.engine_cache import jetson_release
+
+    l4t, jetpack = jetson_release(root)
+    pin = cuda_python_pin(l4t)
+    if pin:
+        extra = jetson_extra(l4t)
+        return (f"install NVIDIA's CUDA Python bindings of this JetPack's CUDA: pip install "
+                f"'{pin}' (L4T {l4t}, JetPack {jetpack}; or the project's [{extra}] extra)")
+    return ("install NVIDIA's CUDA Python bindings of the driver's CUDA minor, never newer: "
+            "pip install 'cuda-python==12.6.*' (JetPack 6.1/6.2) or 'cuda-python==12.2.*' "
+            "(JetPack 6.0)")
+
+
+def load_cudart(root: str | os.PathLike = "/") -> Any:
+    """The CUDA runtime module of cuda-python; MissingDependency (exit 2) without it, and a
+    one-line error (exit 2) where it cannot load the driver."""
     try:
         from cuda.bindings import runtime as cudart  # cuda-python >= 12.6.1
     except ImportError:
@@ -40,15 +69,37 @@ def load_cudart() -> Any:
             from cuda import cudart  # older releases, as in TensorRT 8.6-10.x samples
         except ImportError as exc:
             raise MissingDependency(f"the CUDA runtime bindings are not importable ({exc}); "
-                                    f"{CUDA_PYTHON_HINT}") from None
+                                    f"{cuda_python_hint(root)}") from None
+    try:  # cuda-python raises (not returns) when libcuda.so.1 cannot be loaded
+        cudart.cudaDriverGetVersion()
+    except RuntimeError as exc:
+        raise EdgefaceError(f"no NVIDIA driver here ({exc}): TensorRT engines run on a Jetson "
+                            "or a machine with an NVIDIA GPU and its driver", EXIT_USAGE) from None
     return cudart
+
+
+def mismatch_message(cudart: Any, root: str | os.PathLike = "/") -> str:
+    """Error 35 in words: which runtime, which driver, and the pin that matches."""
+    driver, runtime = driver_runtime(cudart)
+    from edgeface.inference.engine_cache import jetson_release
+
+    l4t, jetpack = jetson_release(root)
+    where = f" (L4T {l4t}, JetPack {jetpack})" if l4t else ""
+    pin = cuda_python_pin(l4t) or (f"cuda-python=={driver}.*" if driver else None)
+    fix = f"pip install '{pin}'" if pin else cuda_python_hint(root)
+    return (f"the CUDA driver is older than cuda-python's CUDA runtime: runtime "
+            f"{runtime or '?'}, driver {driver or '?'}{where} (cudaErrorInsufficientDriver); "
+            f"{fix}")
 
 
 def call(cudart: Any, result: Any, what: str) -> Any:
     """Check a cuda-python result tuple; return its value (None, one value or a tuple)."""
     err, *values = result if isinstance(result, tuple) else (result,)
     if err != cudart.cudaError_t.cudaSuccess:
-        raise CudaError(f"CUDA {what} failed: {getattr(err, 'name', err)}")
+        if int(err) == INSUFFICIENT_DRIVER:
+            raise CudaError(f"CUDA {what} failed: {mismatch_message(cudart)}", int(err),
+                            EXIT_USAGE)
+        raise CudaError(f"CUDA {what} failed: {getattr(err, 'name', err)}", int(err))
     if not values:
         return None
     return values[0] if len(values) == 1 else tuple(values)
@@ -60,6 +111,8 @@ def device_properties(cudart: Any, device: int = 0) -> dict[str, Any]:
     try:
         count = call(cudart, cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
     except CudaError as exc:
+        if exc.error == INSUFFICIENT_DRIVER:  # not a permissions problem: say what it is
+            raise
         count, why = 0, str(exc)
     else:
         why = f"{count} CUDA devices"

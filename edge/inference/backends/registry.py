@@ -102,4 +102,5 @@ register_backend(BackendEntry(
     "tensorrt", (".engine", ".plan"), ("tensorrt",),
     "edgeface.inference.backends.tensorrt_backend:TensorRTBackend",
     "a TensorRT engine needs TensorRT's Python bindings (on a Jetson: sudo apt install "
-    "python3-libnvinfer) and cuda-python (pip install 'cuda-python>=12.2,<13')"))
+    "python3-libnvinfer) and cuda-python of JetPack's CUDA minor (JetPack 6.1/6.2: pip install "
+    "'cuda-python==12.6.*', 6.0: '12.2.*')"))

@@ -11,7 +11,9 @@ before ``Runtime.deserialize_cuda_engine`` (the DeformConv layers are the
 ``ModulatedDeformConv2d`` plugin, which must be registered to deserialise), then the
 tensor-name API (``num_io_tensors``, ``get_tensor_name/mode/shape/dtype``,
 ``set_tensor_address``, ``execute_async_v3``) of ``samples/python/common_runtime.py`` (TensorRT
-10.3); the binding-index API (``execute_async_v2``) is gone in 10.x. Buffers are bound once:
+10.3); the binding-index API (``execute_async_v2``) is gone in 10.x. A dynamic engine
+(``export --dynamic``: its input reads -1 dims) gets the metadata's 1x3xHxW through
+``context.set_input_shape`` before anything is bound. Buffers are bound once:
 a page-locked host array and a device buffer per tensor; each frame is one host->device copy,
 one enqueue, three device->host copies and one stream synchronisation. CUDA comes through
 cuda-python (why not pycuda: :mod:`edgeface.inference.backends.cuda_runtime`).
@@ -103,10 +105,11 @@ class TensorRTBackend:
         self._buffers: dict[str, PinnedArray] = {}
         self._stream = None
         self._events: list[Any] = []
+        self.context = self.engine = self._runtime = None
         doc = read_sidecar(self.path)
         self.info = engine_info(self.path, doc, input_size)
         trt = self.trt = load_tensorrt()
-        cudart = self.cudart = load_cudart()
+        cudart = self.cudart = load_cudart(root)
         call(cudart, cudart.cudaSetDevice(device), "cudaSetDevice")
         self.device = this_device(trt, cudart, device, root)
         self.sidecar = check_engine(self.path, self.device)
@@ -146,8 +149,10 @@ class TensorRTBackend:
         anchors = self.info.anchors()
         expected = {INPUT_NAME: (1, 3, h, w), "boxes": (1, anchors, 4), "scores": (1, anchors),
                     "landmarks": (1, anchors, 10)}
+        self._fix_input_shape(expected[INPUT_NAME])
         for name in names:
-            shape = tuple(int(d) for d in engine.get_tensor_shape(name))
+            # The context's shapes: a dynamic engine's are resolved by set_input_shape.
+            shape = tuple(int(d) for d in self.context.get_tensor_shape(name))
             if shape != expected[name]:
                 raise ModelError(f"{self.path}: tensor {name!r} has shape {list(shape)}, "
                                  f"expected {list(expected[name])} (input {w}x{h}, "
@@ -157,8 +162,22 @@ class TensorRTBackend:
             if not self.context.set_tensor_address(name, int(buf.device_ptr)):
                 raise ModelError(f"{self.path}: TensorRT refused the address of {name!r}")
         self._stream = call(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
-        self._events = [call(cudart, cudart.cudaEventCreate(), "cudaEventCreate")
-                        for _ in range(len(STAGES) + 1)]
+        for _ in range(len(STAGES) + 1):  # one by one: close() destroys those made so far
+            self._events.append(call(cudart, cudart.cudaEventCreate(), "cudaEventCreate"))
+
+    def _fix_input_shape(self, want: tuple[int, ...]) -> None:
+        """A dynamic engine (``export --dynamic``: -1 dims) runs at the metadata's size: set it
+        on the context, within the build's optimization profile (min = opt = max)."""
+        dims = tuple(int(d) for d in self.engine.get_tensor_shape(INPUT_NAME))
+        if all(d >= 0 for d in dims):
+            return
+        if len(dims) != len(want) or any(0 <= d != e for d, e in zip(dims, want)):
+            raise ModelError(f"{self.path}: tensor {INPUT_NAME!r} has shape {list(dims)}, "
+                             f"expected {list(want)}")
+        if not self.context.set_input_shape(INPUT_NAME, want):
+            raise ModelError(f"{self.path}: its optimization profile does not accept input "
+                             f"{list(want)} (see the TensorRT message above); rebuild it with "
+                             "`edgeface quantize --tensorrt` from the same model")
 
     def infer(self, blob: np.ndarray) -> RawOutputs:
         cudart, stream, ev = self.cudart, self._stream, self._events
@@ -195,7 +214,8 @@ class TensorRTBackend:
                 **{f"{s}_ms": round(1000.0 * self._sums[s] / n, 4) for s in STAGES}}
 
     def close(self) -> None:
-        """Free the GPU buffers, events and stream (also on garbage collection)."""
+        """Free the GPU buffers, events and stream, then the context, engine and runtime, in
+        that order (also on garbage collection; closing twice is harmless)."""
         cudart = getattr(self, "cudart", None)
         if cudart is None:
             return
@@ -213,6 +233,10 @@ class TensorRTBackend:
         if self._stream is not None:
             cudart.cudaStreamDestroy(self._stream)
             self._stream = None
+        # TensorRT frees an object when its last Python reference goes: the context before
+        # its engine, the engine before its runtime (NVIDIA's samples ``del`` them so), now
+        # rather than whenever the garbage collector gets to this backend.
+        self.context = self.engine = self._runtime = None
 
     def __del__(self) -> None:  # pragma: no cover - interpreter shutdown order varies
         try:
