@@ -5,7 +5,9 @@ Registered in :mod:`edgeface.inference.backends.registry` for ``.onnx`` files.
 
 from __future__ import annotations
 
+import functools
 import os
+import platform
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -43,7 +45,49 @@ def session_options(threads: int | None = None, *, arena: bool = True):
     # Spinning keeps idle cores busy between frames; on a battery/thermal-limited board
     # that costs more than the microseconds it saves.
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if int8_pairs_saturate():
+        # Signed-INT8 Q/DQ (the TensorRT target) then runs on S8S8 kernels, which add in
+        # int32, not on U8S8 ones that saturate here (int8_pairs_saturate). FP32 and
+        # U8-activation models (the CPU target) give bitwise the same outputs with it.
+        so.add_session_config_entry(QDQ_INT8_ALLOWED, "1")
     return so
+
+
+#: ONNX Runtime's switch between signed-INT8 Q/DQ kept as is ("1", its default on ARM only)
+#: and rewritten to unsigned ("0"; QDQS8ToU8Transformer).
+QDQ_INT8_ALLOWED = "session.qdqisint8allowed"
+_X86 = ("x86_64", "amd64", "i386", "i686", "x86")
+
+
+def int8_pairs_saturate(machine: str | None = None, cpuinfo: str | None = None) -> bool:
+    """Whether ONNX Runtime's U8S8 INT8 kernels saturate on this CPU: x86 without VNNI.
+
+    Off ARM, ONNX Runtime rewrites signed-INT8 activations to unsigned ones (shifted by 128)
+    and multiplies them with signed weights in MLAS kernels that, without AVX-512 VNNI,
+    AVX-VNNI or AMX, add each pair of products in int16 (``vpmaddubsw``): 2 x 255 x 127 =
+    64770 is clipped to 32767. A symmetric activation shifted to U8 sits near 128 even where
+    it is 0, so most pairs of a full-range (TensorRT-target) weight clip: that model found
+    0 of the 4 faces FP32 finds on an AVX2 EPYC (as many as FP32, +-2, with VNNI). ``machine``
+    and ``cpuinfo`` (``/proc/cpuinfo``'s text) default to this computer's; without a
+    readable ``/proc/cpuinfo`` an x86 CPU is taken to lack VNNI (the safe answer).
+    """
+    if machine is None and cpuinfo is None:
+        return _this_cpu_saturates()
+    if (machine or platform.machine()).lower() not in _X86:
+        return False
+    if cpuinfo is None:
+        return True
+    from edgeface.system.platform import isa_features, parse_cpuinfo
+
+    isa = isa_features(parse_cpuinfo(cpuinfo)["flags"])
+    return not (isa["avx512_vnni"] or isa["avx_vnni"] or isa["amx_int8"])
+
+
+@functools.lru_cache(maxsize=1)
+def _this_cpu_saturates() -> bool:
+    from edgeface.system.sysfs import read_text
+
+    return int8_pairs_saturate(platform.machine(), read_text(Path("/proc/cpuinfo")))
 
 
 def available_providers() -> list[str]:
