@@ -37,12 +37,21 @@ def ways_out(provider: str = "cpu") -> str:
     return ", or ".join(ways)
 
 
+class DeformConvUnsupported(ModelError):
+    """A DeformConv model on an ONNX Runtime without the kernel (exit 3). ``reason`` and
+    ``fix`` are the message's two halves, for `edgeface doctor`'s finding and its fix."""
+
+    def __init__(self, model: str | os.PathLike, version: str, provider: str = "cpu"):
+        self.reason = (f"{model} uses DeformConv, which ONNX Runtime {version} cannot run "
+                       f"(it needs ONNX Runtime >= {DEFORMCONV_MIN_TEXT})")
+        self.fix = ways_out(provider)
+        super().__init__(f"{self.reason}: {self.fix}")
+
+
 def deformconv_error(model: str | os.PathLike, version: str, provider: str = "cpu"
-                     ) -> ModelError:
+                     ) -> DeformConvUnsupported:
     """The one-line error (exit 3) for a DeformConv model this ONNX Runtime cannot run."""
-    return ModelError(f"{model} uses DeformConv, which ONNX Runtime {version} cannot run "
-                      f"(it needs ONNX Runtime >= {DEFORMCONV_MIN_TEXT}): "
-                      f"{ways_out(provider)}")
+    return DeformConvUnsupported(model, version, provider)
 
 
 def model_has_deformconv(model: str | os.PathLike) -> bool | None:
