@@ -31,22 +31,25 @@ TOOLS=(pytest==9.2.0 onnx==1.17.0)
 # What the base install and the build resolve (newest at download time, then cached).
 OTHERS=(click PyYAML tqdm "setuptools>=64" wheel)
 
-# A Python 3.10: $EDGEFACE_FLOOR_PYTHON, python3.10 on PATH, or pyenv's newest 3.10.
+# A Python 3.10: $EDGEFACE_FLOOR_PYTHON, else pyenv's newest 3.10, else python3.10 on PATH
+# (the first that runs as 3.10: pyenv's shim on PATH fails without a pyenv version set).
 find_python() {
-    local py=${EDGEFACE_FLOOR_PYTHON:-}
-    if [[ -z $py ]]; then
-        py=$(command -v python3.10 || true)
+    local py candidates=()
+    if [[ -n ${EDGEFACE_FLOOR_PYTHON:-} ]]; then
+        candidates=("$EDGEFACE_FLOOR_PYTHON")
+    else
+        mapfile -t candidates < <(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.10.*/bin/python3 \
+            2>/dev/null | sort -rV)
+        candidates+=(python3.10 /usr/bin/python3.10)
     fi
-    if [[ -z $py ]]; then
-        py=$(ls -d "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.10.*/bin/python3 2>/dev/null \
-            | sort -V | tail -1 || true)
-    fi
-    [[ -n $py && -x $py ]] \
-        || die "no Python 3.10 (set EDGEFACE_FLOOR_PYTHON, or: pyenv install 3.10)"
-    "$py" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' \
-        || die "$py is not Python 3.10"
-    FLOOR_PYTHON=$py
-    log "python: $FLOOR_PYTHON ($("$py" -c 'import platform; print(platform.python_version())'))"
+    for py in "${candidates[@]}"; do
+        if "$py" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 10))' 2>/dev/null; then
+            FLOOR_PYTHON=$(command -v "$py")
+            log "python: $FLOOR_PYTHON ($("$py" -c 'import platform; print(platform.python_version())'))"
+            return
+        fi
+    done
+    die "no Python 3.10 among: ${candidates[*]} (set EDGEFACE_FLOOR_PYTHON, or: pyenv install 3.10)"
 }
 
 need_models() {
