@@ -43,6 +43,7 @@ def test_loader_falls_back_with_one_notice(v1_onnx, monkeypatch, capsys):
     monkeypatch.setattr(sampler, "_loaded", False)
     monkeypatch.setattr(sampler, "_module", None)
     monkeypatch.setattr(sampler, "_reason", None)
+    monkeypatch.setattr(runner, "_noticed", set())
     monkeypatch.setenv(sampler.DISABLE_ENV, "1")
     session = runner.load(v1_onnx)
     assert session.dcn_path == "onnxruntime"

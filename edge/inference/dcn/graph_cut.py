@@ -28,7 +28,8 @@ from edgeface.inference.onnx_proto import _fields, _text
 
 # TensorProto.DataType
 _FLOAT = 1
-_DTYPES = {1: np.float32, 7: np.int64}
+_INT8 = 3
+_DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64}
 
 
 class CutError(ValueError):
@@ -59,19 +60,22 @@ def _str(number: int, s: str) -> bytes:
 
 
 def _node(op: str, inputs: List[str], outputs: List[str], name: str,
-          perm: Optional[List[int]] = None) -> bytes:
+          perm: Optional[List[int]] = None, axis: Optional[int] = None) -> bytes:
     body = b"".join(_str(1, i) for i in inputs) + b"".join(_str(2, o) for o in outputs)
     body += _str(3, name) + _str(4, op)
-    if perm is not None:  # AttributeProto: name=1, ints=8, type=20 (INTS = 7)
+    if perm is not None:  # AttributeProto: name=1, i=3, ints=8, type=20 (INT = 2, INTS = 7)
         attr = _str(1, "perm") + b"".join(_int_field(8, p) for p in perm) + _int_field(20, 7)
         body += _len_field(5, attr)
+    if axis is not None:
+        body += _len_field(5, _str(1, "axis") + _int_field(3, axis) + _int_field(20, 2))
     return body
 
 
-def _float_tensor(name: str, a: np.ndarray) -> bytes:
+def _tensor(name: str, a: np.ndarray) -> bytes:
     """TensorProto: dims=1, data_type=2, name=8, raw_data=9 (little-endian)."""
-    a = np.ascontiguousarray(a, dtype="<f4")
-    return (b"".join(_int_field(1, d) for d in a.shape) + _int_field(2, _FLOAT)
+    code = {np.dtype(np.float32): _FLOAT, np.dtype(np.int8): _INT8}[a.dtype]
+    a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+    return (b"".join(_int_field(1, d) for d in a.shape) + _int_field(2, code)
             + _str(8, name) + _len_field(9, a.tobytes()))
 
 
@@ -182,23 +186,75 @@ class CutModel:
     graph_outputs: List[str]
 
 
-def _dcn_from(node: _Node, inits: Dict[str, bytes], index: int
-              ) -> Tuple[Dcn, List[bytes], List[bytes]]:
+def _const(name: str, inits: Dict[str, bytes]) -> np.ndarray:
+    return _tensor_array(memoryview(inits[name]))[1]
+
+
+def _const_dq(name: str, inits: Dict[str, bytes], producers: Dict[str, _Node]
+              ) -> Optional[_Node]:
+    """The DequantizeLinear producing ``name`` from constants only, if that is what it is."""
+    p = producers.get(name)
+    if p is None or p.op != "DequantizeLinear" or p.domain not in ("", "ai.onnx"):
+        return None
+    return p if all(i in inits for i in p.inputs if i) else None
+
+
+def _weight_gemm(w_name: str, wmat: str, index: int, inits: Dict[str, bytes],
+                 producers: Dict[str, _Node]) -> Tuple[Tuple[int, ...], List[bytes], List[bytes]]:
+    """The DeformConv weight [O, C, kh, kw] as the MatMul's [kh*kw*C, O] operand ``wmat``:
+    a float constant, or, for an int8 weight behind a DequantizeLinear (a QDQ model), the
+    int8 matrix with a per-column DequantizeLinear, which ONNX Runtime fuses into an integer
+    MatMul when the columns are quantized too. Returns (O, C, kh, kw), nodes, initializers."""
+    if w_name in inits:
+        weight = _const(w_name, inits)
+        if weight.dtype != np.float32 or weight.ndim != 4:
+            raise CutError(f"DeformConv weight {w_name!r} is not a float32 [O, C, kh, kw] "
+                           "tensor")
+        o, c, kh, kw = weight.shape
+        return weight.shape, [], [_tensor(wmat, weight.transpose(2, 3, 1, 0).reshape(-1, o))]
+    dq = _const_dq(w_name, inits, producers)
+    if dq is None:
+        raise CutError(f"DeformConv weight {w_name!r} is not a constant")
+    q, scale = _const(dq.inputs[0], inits), _const(dq.inputs[1], inits)
+    zp = _const(dq.inputs[2], inits) if len(dq.inputs) > 2 and dq.inputs[2] else \
+        np.zeros(1, np.int8)
+    axis = dq.attrs.get("axis")
+    axis = 1 if axis is None else axis
+    if q.dtype != np.int8 or q.ndim != 4 or (scale.size > 1 and axis != 0) or \
+            scale.size not in (1, q.shape[0]) or zp.size != scale.size:
+        raise CutError(f"DeformConv weight {w_name!r} is not int8 per output channel")
+    o, c, kh, kw = q.shape
+    names = [wmat + "_q", wmat + "_scale", wmat + "_zp"]
+    inits_out = [_tensor(names[0], q.transpose(2, 3, 1, 0).reshape(-1, o)),
+                 _tensor(names[1], np.broadcast_to(scale.reshape(-1), (o,)).astype(np.float32)),
+                 _tensor(names[2], np.broadcast_to(zp.reshape(-1), (o,)).astype(np.int8))]
+    return q.shape, [_node("DequantizeLinear", names, [wmat], f"dcn{index}_wdq", axis=1)], \
+        inits_out
+
+
+def _dcn_from(node: _Node, inits: Dict[str, bytes], producers: Dict[str, _Node], index: int,
+              quantize_columns: bool) -> Tuple[Dcn, List[bytes], List[bytes]]:
     a = node.attrs
     if (a.get("group") or 1) != 1 or (a.get("offset_group") or 1) != 1:
         raise CutError("a DeformConv has group or offset_group != 1")
     ins = node.inputs + [""] * (5 - len(node.inputs))
     x, w_name, offset, bias, mask = ins[:5]
-    if w_name not in inits:
-        raise CutError(f"DeformConv weight {w_name!r} is not a constant")
-    _, weight = _tensor_array(memoryview(inits[w_name]))
-    if weight.dtype != np.float32 or weight.ndim != 4:
-        raise CutError(f"DeformConv weight {w_name!r} is not a float32 [O, C, kh, kw] tensor")
-    o, c, kh, kw = weight.shape
     out = node.outputs[0]
     cols, wmat, mm = f"{out}__dcn_cols", f"{out}__dcn_wmat", f"{out}__dcn_mm"
-    new_inits = [_float_tensor(wmat, weight.transpose(2, 3, 1, 0).reshape(kh * kw * c, o))]
-    nodes = [_node("MatMul", [cols, wmat], [mm], f"dcn{index}_matmul")]
+    (o, c, kh, kw), nodes, new_inits = _weight_gemm(w_name, wmat, index, inits, producers)
+    x_dq = _const_dq(x, inits, producers)
+    lhs = cols
+    if quantize_columns and nodes and x_dq is not None and len(x_dq.inputs) == 3 and \
+            _const(x_dq.inputs[1], inits).size == 1:
+        # Columns are mask-weighted (mask in [0, 1]) convex combinations of x's values and
+        # zeros, so x's quantization range holds them: quantized with x's own scale and
+        # zero point, the MatMul runs on integers like the convolutions around it.
+        qp = x_dq.inputs[1:]
+        nodes += [_node("QuantizeLinear", [cols, *qp], [cols + "_q"], f"dcn{index}_colq"),
+                  _node("DequantizeLinear", [cols + "_q", *qp], [cols + "_dq"],
+                        f"dcn{index}_coldq")]
+        lhs = cols + "_dq"
+    nodes.append(_node("MatMul", [lhs, wmat], [mm], f"dcn{index}_matmul"))
     if bias:
         nodes.append(_node("Add", [mm, bias], [f"{mm}_b"], f"dcn{index}_bias"))
         mm = f"{mm}_b"
@@ -209,9 +265,11 @@ def _dcn_from(node: _Node, inits: Dict[str, bytes], index: int
     return dcn, nodes, new_inits
 
 
-def cut(model_bytes: bytes) -> CutModel:
+def cut(model_bytes: bytes, *, quantize_columns: bool = True) -> CutModel:
     """The fast form of a model; raises CutError when it has no DeformConv or one the
-    sampler does not cover."""
+    sampler does not cover. In a QDQ model (int8 DeformConv weights behind DequantizeLinear),
+    ``quantize_columns`` quantizes the columns with the DeformConv input's scale and zero
+    point so that the GEMM runs in integers; otherwise it runs in float."""
     view = memoryview(model_bytes)
     head, graph = [], None
     for fn, wire, fv in _fields(view):
@@ -222,20 +280,29 @@ def cut(model_bytes: bytes) -> CutModel:
     if graph is None:
         raise CutError("no graph")
     nodes, init_raw, inits, inputs, outputs = [], {}, {}, [], []
+    io_info: Dict[str, bytes] = {}  # the graph's own inputs/outputs, types and shapes kept
     for fn, _, fv in _fields(graph):
         if fn == 1:
             nodes.append(_parse_node(fv))
         elif fn == 5:
             name = _text(next((v for n, _, v in _fields(fv) if n == 8), b""))
             init_raw[name] = inits[name] = bytes(fv)
-        elif fn == 11:
-            inputs.append(_text(next(v for n, _, v in _fields(fv) if n == 1)))
-        elif fn == 12:
-            outputs.append(_text(next(v for n, _, v in _fields(fv) if n == 1)))
+        elif fn in (11, 12):
+            name = _text(next(v for n, _, v in _fields(fv) if n == 1))
+            (inputs if fn == 11 else outputs).append(name)
+            io_info[name] = bytes(fv)
     if not any(n.op == "DeformConv" for n in nodes):
         raise CutError("the model has no DeformConv")
     if any(n.op in ("If", "Loop", "Scan") for n in nodes):
         raise CutError("the model has control-flow subgraphs")
+    producers = {o: n for n in nodes for o in n.outputs}
+    uses: Dict[str, int] = {}
+    for n in nodes:
+        for i in n.inputs:
+            uses[i] = uses.get(i, 0) + 1
+    # DequantizeLinear of an int8 DeformConv weight: folded into the segment's GEMM
+    folded = {n.inputs[1] for n in nodes if n.op == "DeformConv" and len(n.inputs) > 1
+              and uses.get(n.inputs[1]) == 1 and _const_dq(n.inputs[1], inits, producers)}
     level: Dict[str, int] = {}
     new_init_names: set = set()
     seg_nodes: List[List[bytes]] = [[]]
@@ -243,9 +310,12 @@ def cut(model_bytes: bytes) -> CutModel:
     stages: List[List[Dcn]] = [[]]
     seg_io_nodes: List[List[_Node]] = [[]]  # parsed nodes per segment, for its inputs/outputs
     for node in nodes:
+        if node.outputs and node.outputs[0] in folded:
+            continue
         lv = max((level.get(i, 0) for i in node.inputs if i), default=0)
         if node.op == "DeformConv" and node.domain in ("", "ai.onnx"):
-            dcn, gemm, new_inits = _dcn_from(node, inits, sum(map(len, stages)))
+            dcn, gemm, new_inits = _dcn_from(node, inits, producers, sum(map(len, stages)),
+                                             quantize_columns)
             while len(stages) <= lv + 1:
                 stages.append([])
                 seg_nodes.append([])
@@ -254,8 +324,10 @@ def cut(model_bytes: bytes) -> CutModel:
             stages[lv].append(dcn)
             seg_nodes[lv + 1] += gemm
             seg_inits[lv + 1] += new_inits
-            new_init_names.add(f"{node.outputs[0]}__dcn_wmat")
-            seg_io_nodes[lv + 1] += [_parse_node(memoryview(g)) for g in gemm]
+            parsed = [_parse_node(memoryview(g)) for g in gemm]
+            made = {o for g in parsed for o in g.outputs} | {dcn.cols}
+            new_init_names |= {i for g in parsed for i in g.inputs} - made - set(inits)
+            seg_io_nodes[lv + 1] += parsed
             level[node.outputs[0]] = lv + 1
         else:
             seg_nodes[lv].append(node.raw)
@@ -281,7 +353,7 @@ def cut(model_bytes: bytes) -> CutModel:
         seg_out = [o for n in group for o in n.outputs if o in later_reads[s]]
         g = (b"".join(_len_field(1, n) for n in seg_nodes[s]) + _str(2, f"segment{s}")
              + b"".join(_len_field(5, t) for t in used_inits + seg_inits[s])
-             + b"".join(_len_field(11, _value_info(i)) for i in seg_in)
-             + b"".join(_len_field(12, _value_info(o)) for o in seg_out))
+             + b"".join(_len_field(11, io_info.get(i) or _value_info(i)) for i in seg_in)
+             + b"".join(_len_field(12, io_info.get(o) or _value_info(o)) for o in seg_out))
         segments.append(Segment(b"".join(head) + _len_field(7, g), seg_in, seg_out))
     return CutModel(segments, stages, [i for i in inputs if i not in inits], outputs)

@@ -5,37 +5,73 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from edgeface.inference.dcn import sampler
 from edgeface.inference.dcn.graph_cut import CutError, CutModel, cut
 
+#: ``dcn_path`` values: the fast form, and ONNX Runtime's own DeformConv kernel.
+FAST, NATIVE = "sampler", "onnxruntime"
+
+
+def _default_options(threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return so
+
 
 class FastDcnSession:
-    """ONNX Runtime segments run in order, the sampler between them. Buffers for the NHWC
-    copies and the columns are allocated on the first frame and reused (per input shape).
+    """ONNX Runtime segments run in order, the sampler between them (it runs only while
+    ONNX Runtime's pool is idle: the segments are sequential). The NHWC copies and the
+    columns live in buffers allocated on the first frame and reused (per input shape).
 
-    ``run(output_names, feeds)`` mirrors ``onnxruntime.InferenceSession.run``.
+    ``run``, ``get_inputs``, ``get_outputs``, ``get_modelmeta`` and ``get_providers`` mirror
+    ``onnxruntime.InferenceSession``.
     """
 
-    dcn_path = "sampler"
+    dcn_path = FAST
 
-    def __init__(self, model: Union[bytes, CutModel], threads: int = 1) -> None:
+    def __init__(self, model: Union[bytes, CutModel], threads: int = 1,
+                 sess_options: Any = None) -> None:
         import onnxruntime as ort
 
         self.cut = model if isinstance(model, CutModel) else cut(model)
         self.threads = max(1, int(threads))
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = 1
+        so = sess_options if sess_options is not None else _default_options(self.threads)
         self._sessions = [ort.InferenceSession(seg.model, so,
                                                providers=["CPUExecutionProvider"])
                           for seg in self.cut.segments]
         self._buffers: Dict[Tuple[str, Tuple[int, ...]], np.ndarray] = {}
         self.input_names = list(self.cut.graph_inputs)
         self.output_names = list(self.cut.graph_outputs)
+        # per segment: (session, its inputs, its outputs, the DCNs sampled after it)
+        self._plan = list(zip(self._sessions, [s.inputs for s in self.cut.segments],
+                              [s.outputs for s in self.cut.segments], self.cut.stages + [[]]))
+
+    def _args(self, names: Sequence[str], outputs: bool) -> List[Any]:
+        found = {}
+        for sess in self._sessions:
+            for arg in (sess.get_outputs() if outputs else sess.get_inputs()):
+                found.setdefault(arg.name, arg)
+        return [found[n] for n in names]
+
+    def get_inputs(self) -> List[Any]:
+        return self._args(self.input_names, outputs=False)
+
+    def get_outputs(self) -> List[Any]:
+        return self._args(self.output_names, outputs=True)
+
+    def get_modelmeta(self) -> Any:
+        return self._sessions[0].get_modelmeta()  # every segment carries the model's metadata
+
+    def get_providers(self) -> List[str]:
+        return ["CPUExecutionProvider"]
 
     def _buffer(self, key: str, shape: Tuple[int, ...]) -> np.ndarray:
         buf = self._buffers.get((key, shape))
@@ -46,49 +82,68 @@ class FastDcnSession:
     def run(self, output_names: Optional[Sequence[str]],
             feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         env: Dict[str, np.ndarray] = dict(feeds)
-        for seg, sess, stage in zip(self.cut.segments, self._sessions,
-                                    self.cut.stages + [[]]):
-            values = sess.run(seg.outputs, {name: env[name] for name in seg.inputs})
-            env.update(zip(seg.outputs, values))
+        threads = self.threads
+        for sess, seg_in, seg_out, stage in self._plan:
+            env.update(zip(seg_out, sess.run(seg_out, {name: env[name] for name in seg_in})))
             nhwc: Dict[str, np.ndarray] = {}  # one NHWC copy per input, shared by its DCNs
             for d in stage:
-                x = env[d.x]
-                if d.x not in nhwc:
+                xt = nhwc.get(d.x)
+                if xt is None:
+                    x = env[d.x]
                     n, c, h, w = x.shape
-                    nhwc[d.x] = sampler.to_nhwc(x, threads=self.threads,
-                                                out=self._buffer(d.x, (n, h, w, c)))
-                xt = nhwc[d.x]
+                    xt = nhwc[d.x] = sampler.to_nhwc(x, threads=threads,
+                                                     out=self._buffer(d.x, (n, h, w, c)))
                 off = env[d.offset]
                 n, _, oh, ow = off.shape
                 k = d.kernel[0] * d.kernel[1]
-                cols = self._buffer(d.cols, (n, oh * ow, k * xt.shape[3]))
+                cols = self._buffer(d.cols, (n, oh, ow, k * xt.shape[3]))
                 sampler.sample_columns(xt, off, env[d.mask] if d.mask else None, d.kernel,
                                        stride=d.stride, pads=d.pads, dilation=d.dilation,
-                                       threads=self.threads, out=cols)
-                env[d.cols] = cols.reshape(n, oh, ow, k * xt.shape[3])
+                                       threads=threads,
+                                       out=cols.reshape(n, oh * ow, k * xt.shape[3]))
+                env[d.cols] = cols
         names = self.output_names if output_names is None else output_names
         return [env[name] for name in names]
+
+
+_noticed: set = set()
+
+
+def notice(reason: str) -> None:
+    """The one line saying that ONNX Runtime's DeformConv runs instead (once per reason and
+    process: a guard or a bench opens the same model many times)."""
+    if reason not in _noticed:
+        _noticed.add(reason)
+        print(f"edgeface: note: DCN fast path off, using ONNX Runtime's DeformConv: {reason}",
+              file=sys.stderr)
+
+
+def fast_session(data: bytes, threads: int, sess_options: Any = None
+                 ) -> Tuple[Optional[FastDcnSession], Optional[str]]:
+    """(the fast form of ``data``, None), or (None, why not) when the sampler is missing or
+    the model's DCNs are not ones it covers."""
+    reason = sampler.unavailable_reason()
+    if reason is not None:
+        return None, reason
+    try:
+        return FastDcnSession(data, threads, sess_options), None
+    except CutError as e:
+        return None, str(e)
 
 
 def load(model_path: Union[str, Path], threads: int = 1, *, quiet: bool = False):
     """The fast form of ``model_path`` when the sampler is built and the model suits it;
     otherwise a plain ONNX Runtime session on the portable model, after a one-line notice on
-    stderr. The returned object's ``dcn_path`` says which ("sampler" / "onnxruntime")."""
+    stderr. The returned object's ``dcn_path`` says which (:data:`FAST` / :data:`NATIVE`)."""
     import onnxruntime as ort
 
     data = Path(model_path).read_bytes()
-    reason = sampler.unavailable_reason()
-    if reason is None:
-        try:
-            return FastDcnSession(data, threads)
-        except CutError as e:
-            reason = str(e)
-    if not quiet and "no DeformConv" not in reason:
-        print(f"edgeface: DCN fast path off, using ONNX Runtime's DeformConv: {reason}",
-              file=sys.stderr)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = max(1, int(threads))
-    so.inter_op_num_threads = 1
-    session = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
-    session.dcn_path = "onnxruntime"  # type: ignore[attr-defined]
+    session, reason = fast_session(data, threads)
+    if session is not None:
+        return session
+    if not quiet and "no DeformConv" not in str(reason):
+        notice(str(reason))
+    session = ort.InferenceSession(data, _default_options(max(1, int(threads))),
+                                   providers=["CPUExecutionProvider"])
+    session.dcn_path = NATIVE  # type: ignore[attr-defined]
     return session
