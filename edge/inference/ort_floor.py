@@ -33,6 +33,10 @@ def ways_out(provider: str = "cpu") -> str:
     ways = [f"pip install 'onnxruntime>={DEFORMCONV_MIN_TEXT}' (Python 3.11+)"]
     if provider != "tensorrt":
         ways.append("--provider tensorrt (a Jetson: TensorRT imports DeformConv)")
+    if provider in ("cpu", "auto"):
+        ways.append("edgeface's DCN fast path, which runs on any ONNX Runtime (reinstall "
+                    "edgeface with gcc and python3-dev so its sampler builds, and leave "
+                    "EDGEFACE_NO_DCN_EXT unset)")
     ways.append(f"a model without DeformConv: {GRIDSAMPLE_EXPORT}")
     return ", or ".join(ways)
 

@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from edgeface.inference.dcn import sampler
-from edgeface.inference.dcn.graph_cut import CutError, CutModel, cut
+from edgeface.inference.dcn.graph_cut import CutError, CutModel, Dcn, cut
 
 #: ``dcn_path`` values: the fast form, and ONNX Runtime's own DeformConv kernel.
 FAST, NATIVE = "sampler", "onnxruntime"
@@ -48,6 +48,7 @@ class FastDcnSession:
                                                providers=["CPUExecutionProvider"])
                           for seg in self.cut.segments]
         self._buffers: Dict[Tuple[str, Tuple[int, ...]], np.ndarray] = {}
+        self._calls: Dict[tuple, tuple] = {}
         self.input_names = list(self.cut.graph_inputs)
         self.output_names = list(self.cut.graph_outputs)
         # per segment: (session, its inputs, its outputs, the DCNs sampled after it)
@@ -79,28 +80,45 @@ class FastDcnSession:
             buf = self._buffers[(key, shape)] = np.empty(shape, np.float32)
         return buf
 
+    def _prepare(self, d: Dcn, env: Dict[str, np.ndarray]) -> tuple:
+        """Checked once per (DCN, input shape): buffers and the extension's arguments, so
+        that later frames call it straight (it still checks every buffer's size)."""
+        x, off = env[d.x], env[d.offset]
+        mask = env[d.mask] if d.mask else None
+        n, c, h, w = x.shape
+        (kh, kw), (sh, sw), (dh, dw) = d.kernel, d.stride, d.dilation
+        pt, pl, pb, pr = d.pads
+        oh = sampler.output_size(h, kh, sh, pt, pb, dh)
+        ow = sampler.output_size(w, kw, sw, pl, pr, dw)
+        for name, a, shape in ((d.x, x, x.shape), (d.offset, off, (n, 2 * kh * kw, oh, ow)),
+                               (d.mask, mask, (n, kh * kw, oh, ow))):
+            if a is not None and (a.dtype != np.float32 or a.shape != shape):
+                raise ValueError(f"DCN input {name!r}: {a.dtype} {a.shape}, expected float32 "
+                                 f"{shape}")
+        xt = self._buffer(d.x, (n, h, w, c))
+        cols = self._buffer(d.cols, (n, oh, ow, kh * kw * c))
+        return (xt, cols, (n, c, h, w, self.threads),
+                (n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, self.threads))
+
     def run(self, output_names: Optional[Sequence[str]],
             feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        ext = sampler.extension()
         env: Dict[str, np.ndarray] = dict(feeds)
-        threads = self.threads
         for sess, seg_in, seg_out, stage in self._plan:
             env.update(zip(seg_out, sess.run(seg_out, {name: env[name] for name in seg_in})))
-            nhwc: Dict[str, np.ndarray] = {}  # one NHWC copy per input, shared by its DCNs
+            done = set()  # one NHWC copy per input, shared by its DCNs
             for d in stage:
-                xt = nhwc.get(d.x)
-                if xt is None:
-                    x = env[d.x]
-                    n, c, h, w = x.shape
-                    xt = nhwc[d.x] = sampler.to_nhwc(x, threads=threads,
-                                                     out=self._buffer(d.x, (n, h, w, c)))
-                off = env[d.offset]
-                n, _, oh, ow = off.shape
-                k = d.kernel[0] * d.kernel[1]
-                cols = self._buffer(d.cols, (n, oh, ow, k * xt.shape[3]))
-                sampler.sample_columns(xt, off, env[d.mask] if d.mask else None, d.kernel,
-                                       stride=d.stride, pads=d.pads, dilation=d.dilation,
-                                       threads=threads,
-                                       out=cols.reshape(n, oh * ow, k * xt.shape[3]))
+                key = (d.cols, env[d.x].shape, env[d.offset].shape)
+                call = self._calls.get(key)
+                if call is None:
+                    call = self._calls[key] = self._prepare(d, env)
+                xt, cols, nhwc_args, sample_args = call
+                if d.x not in done:
+                    ext.to_nhwc(np.ascontiguousarray(env[d.x]), xt, *nhwc_args)
+                    done.add(d.x)
+                ext.sample(xt, np.ascontiguousarray(env[d.offset]),
+                           np.ascontiguousarray(env[d.mask]) if d.mask else None, cols,
+                           *sample_args)
                 env[d.cols] = cols
         names = self.output_names if output_names is None else output_names
         return [env[name] for name in names]
@@ -129,6 +147,9 @@ def fast_session(data: bytes, threads: int, sess_options: Any = None
         return FastDcnSession(data, threads, sess_options), None
     except CutError as e:
         return None, str(e)
+    except Exception as e:  # ONNX Runtime refused a segment: the portable model still runs
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return None, f"its fast form did not load ({first[:160]})"
 
 
 def load(model_path: Union[str, Path], threads: int = 1, *, quiet: bool = False):

@@ -25,18 +25,31 @@ _reason: Optional[str] = None
 _loaded = False
 
 
+EXTENSION = "edgeface.inference.dcn._sampler"
+
+
+def disabled_reason() -> Optional[str]:
+    """Why the sampler is switched off by the environment; None when it is not."""
+    value = os.environ.get(DISABLE_ENV, "")
+    return None if value in ("", "0") else f"disabled by {DISABLE_ENV}={value}"
+
+
+def not_built_reason(import_error: str) -> str:
+    """The one line for an extension that does not import (``import_error``: why)."""
+    return (f"the compiled DCN sampler is not built ({import_error}); reinstall with a C "
+            "compiler and the Python headers (e.g. apt install gcc python3-dev)")
+
+
 def _load() -> Optional[ModuleType]:
     global _module, _reason, _loaded
     if not _loaded:
         _loaded = True
-        if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
-            _reason = f"disabled by {DISABLE_ENV}={os.environ[DISABLE_ENV]}"
-        else:
+        _reason = disabled_reason()
+        if _reason is None:
             try:
                 from edgeface.inference.dcn import _sampler
             except ImportError as e:
-                _reason = (f"the compiled DCN sampler is not built ({e}); reinstall with a C "
-                           "compiler and the Python headers (e.g. apt install gcc python3-dev)")
+                _reason = not_built_reason(str(e))
             else:
                 _module = _sampler
     return _module
@@ -51,6 +64,12 @@ def unavailable_reason() -> Optional[str]:
     """One line saying why :func:`available` is False; None when it is True."""
     _load()
     return _reason
+
+
+def extension() -> ModuleType:
+    """The compiled module itself (raises RuntimeError with the reason when it is missing),
+    for callers that check their arguments once and call it per frame."""
+    return _require()
 
 
 def _require() -> ModuleType:
