@@ -28,6 +28,7 @@ from edgeface.inference.onnx_proto import _fields, _text
 
 # TensorProto.DataType
 _FLOAT = 1
+_UINT8 = 2
 _INT8 = 3
 _DTYPES = {1: np.float32, 2: np.uint8, 3: np.int8, 6: np.int32, 7: np.int64}
 
@@ -59,15 +60,16 @@ def _str(number: int, s: str) -> bytes:
     return _len_field(number, s.encode())
 
 
-def _node(op: str, inputs: List[str], outputs: List[str], name: str,
-          perm: Optional[List[int]] = None, axis: Optional[int] = None) -> bytes:
+def _node(op: str, inputs: List[str], outputs: List[str], name: str, domain: str = "",
+          **attrs) -> bytes:
+    """NodeProto; ``attrs``: int or list-of-int attributes (AttributeProto: name=1, i=3,
+    ints=8, type=20 with INT = 2, INTS = 7)."""
     body = b"".join(_str(1, i) for i in inputs) + b"".join(_str(2, o) for o in outputs)
-    body += _str(3, name) + _str(4, op)
-    if perm is not None:  # AttributeProto: name=1, i=3, ints=8, type=20 (INT = 2, INTS = 7)
-        attr = _str(1, "perm") + b"".join(_int_field(8, p) for p in perm) + _int_field(20, 7)
-        body += _len_field(5, attr)
-    if axis is not None:
-        body += _len_field(5, _str(1, "axis") + _int_field(3, axis) + _int_field(20, 2))
+    body += _str(3, name) + _str(4, op) + (_str(7, domain) if domain else b"")
+    for key, v in attrs.items():
+        value = (b"".join(_int_field(8, e) for e in v) + _int_field(20, 7)
+                 if isinstance(v, (list, tuple)) else _int_field(3, v) + _int_field(20, 2))
+        body += _len_field(5, _str(1, key) + value)
     return body
 
 
@@ -79,10 +81,10 @@ def _tensor(name: str, a: np.ndarray) -> bytes:
             + _str(8, name) + _len_field(9, a.tobytes()))
 
 
-def _value_info(name: str) -> bytes:
+def _value_info(name: str, elem_type: int = _FLOAT) -> bytes:
     """ValueInfoProto: name=1, type=2 {tensor_type=1 {elem_type=1}}; the shape is left to
     ONNX Runtime's inference."""
-    return _str(1, name) + _len_field(2, _len_field(1, _int_field(1, _FLOAT)))
+    return _str(1, name) + _len_field(2, _len_field(1, _int_field(1, elem_type)))
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -95,6 +97,21 @@ class _Node:
     inputs: List[str]
     outputs: List[str]
     attrs: Dict[str, object] = field(default_factory=dict)
+
+
+def _packed_varints(v) -> List[int]:
+    out, pos, buf = [], 0, bytes(v)
+    while pos < len(buf):
+        val, shift = 0, 0
+        while True:
+            b = buf[pos]
+            pos += 1
+            val |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                break
+        out.append(val - (1 << 64) if val >= 1 << 63 else val)
+    return out
 
 
 def _parse_node(v) -> _Node:
@@ -118,23 +135,13 @@ def _parse_node(v) -> _Node:
                 elif an == 8 and wire == 0:
                     ints.append(av)
                 elif an == 8 and wire == 2:  # packed
-                    pos, buf = 0, bytes(av)
-                    while pos < len(buf):
-                        val, shift = 0, 0
-                        while True:
-                            b = buf[pos]
-                            pos += 1
-                            val |= (b & 0x7F) << shift
-                            shift += 7
-                            if not b & 0x80:
-                                break
-                        ints.append(val)
+                    ints += _packed_varints(av)
             n.attrs[name] = ints if ints else i
     return n
 
 
 def _tensor_array(v) -> Tuple[str, np.ndarray]:
-    dims, dtype, name, raw, floats = [], None, "", None, None
+    dims, dtype, name, raw, floats, ints = [], None, "", None, None, []
     for fn, wire, fv in _fields(v):
         if fn == 1:
             dims.append(fv)
@@ -146,8 +153,13 @@ def _tensor_array(v) -> Tuple[str, np.ndarray]:
             raw = bytes(fv)
         elif fn == 4 and wire == 2:
             floats = bytes(fv)
+        elif fn == 5:  # int32_data, which small integer types may use
+            ints += _packed_varints(fv) if wire == 2 else [fv - (1 << 64) if fv >= 1 << 63
+                                                           else fv]
     if dtype not in _DTYPES:
         raise CutError(f"initializer {name!r} has data type {dtype}, not float or int64")
+    if raw is None and floats is None and ints and dtype in (2, 3, 6):
+        return name, np.array(ints, dtype=_DTYPES[dtype]).reshape(dims)
     data = raw if raw is not None else floats
     if data is None:
         raise CutError(f"initializer {name!r} keeps its data outside raw_data/float_data")
@@ -167,6 +179,8 @@ class Dcn:
     stride: Tuple[int, int]
     pads: Tuple[int, int, int, int]
     dilation: Tuple[int, int]
+    # (scale, zero point): the sampler writes uint8 columns quantized so (QDQ models)
+    quant: Optional[Tuple[float, int]] = None
 
 
 @dataclass
@@ -190,28 +204,34 @@ def _const(name: str, inits: Dict[str, bytes]) -> np.ndarray:
     return _tensor_array(memoryview(inits[name]))[1]
 
 
-def _const_dq(name: str, inits: Dict[str, bytes], producers: Dict[str, _Node]
-              ) -> Optional[_Node]:
-    """The DequantizeLinear producing ``name`` from constants only, if that is what it is."""
+def _const_dq(name: str, inits: Dict[str, bytes], producers: Dict[str, _Node],
+              data: bool = True) -> Optional[_Node]:
+    """The DequantizeLinear producing ``name`` with a constant scale and zero point (and
+    constant data, with ``data``), if that is what produces it."""
     p = producers.get(name)
     if p is None or p.op != "DequantizeLinear" or p.domain not in ("", "ai.onnx"):
         return None
-    return p if all(i in inits for i in p.inputs if i) else None
+    return p if all(i in inits for i in p.inputs[0 if data else 1:] if i) else None
 
 
-def _weight_gemm(w_name: str, wmat: str, index: int, inits: Dict[str, bytes],
-                 producers: Dict[str, _Node]) -> Tuple[Tuple[int, ...], List[bytes], List[bytes]]:
-    """The DeformConv weight [O, C, kh, kw] as the MatMul's [kh*kw*C, O] operand ``wmat``:
-    a float constant, or, for an int8 weight behind a DequantizeLinear (a QDQ model), the
-    int8 matrix with a per-column DequantizeLinear, which ONNX Runtime fuses into an integer
-    MatMul when the columns are quantized too. Returns (O, C, kh, kw), nodes, initializers."""
+@dataclass
+class _Weight:
+    """A DeformConv weight as the GEMM's [kh*kw*C, O] operand: float, or int8 with a scale
+    and zero point per output channel (a QDQ model)."""
+
+    shape: Tuple[int, int, int, int]  # O, C, kh, kw
+    matrix: np.ndarray  # float32 or int8 [kh*kw*C, O]
+    scale: Optional[np.ndarray] = None  # float32 [O]
+    zero_point: Optional[np.ndarray] = None  # int8 [O]
+
+
+def _weight(w_name: str, inits: Dict[str, bytes], producers: Dict[str, _Node]) -> _Weight:
     if w_name in inits:
         weight = _const(w_name, inits)
         if weight.dtype != np.float32 or weight.ndim != 4:
             raise CutError(f"DeformConv weight {w_name!r} is not a float32 [O, C, kh, kw] "
                            "tensor")
-        o, c, kh, kw = weight.shape
-        return weight.shape, [], [_tensor(wmat, weight.transpose(2, 3, 1, 0).reshape(-1, o))]
+        return _Weight(weight.shape, weight.transpose(2, 3, 1, 0).reshape(-1, weight.shape[0]))
     dq = _const_dq(w_name, inits, producers)
     if dq is None:
         raise CutError(f"DeformConv weight {w_name!r} is not a constant")
@@ -223,13 +243,56 @@ def _weight_gemm(w_name: str, wmat: str, index: int, inits: Dict[str, bytes],
     if q.dtype != np.int8 or q.ndim != 4 or (scale.size > 1 and axis != 0) or \
             scale.size not in (1, q.shape[0]) or zp.size != scale.size:
         raise CutError(f"DeformConv weight {w_name!r} is not int8 per output channel")
-    o, c, kh, kw = q.shape
-    names = [wmat + "_q", wmat + "_scale", wmat + "_zp"]
-    inits_out = [_tensor(names[0], q.transpose(2, 3, 1, 0).reshape(-1, o)),
-                 _tensor(names[1], np.broadcast_to(scale.reshape(-1), (o,)).astype(np.float32)),
-                 _tensor(names[2], np.broadcast_to(zp.reshape(-1), (o,)).astype(np.int8))]
-    return q.shape, [_node("DequantizeLinear", names, [wmat], f"dcn{index}_wdq", axis=1)], \
-        inits_out
+    o = q.shape[0]
+    return _Weight(q.shape, q.transpose(2, 3, 1, 0).reshape(-1, o),
+                   np.broadcast_to(scale.reshape(-1), (o,)).astype(np.float32),
+                   np.broadcast_to(zp.reshape(-1), (o,)).astype(np.int8))
+
+
+def _gemm(index: int, cols: str, out: str, w: _Weight, bias: str, inits: Dict[str, bytes],
+          x_dq: Optional[_Node]) -> Tuple[List[bytes], List[bytes], Optional[Tuple[float, int]]]:
+    """Nodes and new initializers computing the DeformConv output [N, O, OH, OW] from the
+    columns [N, OH, OW, K*C], and the columns' quantization when the sampler is to write
+    them as uint8."""
+    pre, mm = f"{out}__dcn", f"{out}__dcn_mm"
+    quantized = w.scale is not None and x_dq is not None and len(x_dq.inputs) == 3 and \
+        _const(x_dq.inputs[1], inits).size == 1
+    quant = None
+    if quantized:
+        # Columns are mask-weighted (mask in [0, 1]) convex combinations of x's values and
+        # zeros, so x's quantization range holds them: quantized with x's own scale and
+        # zero point, the GEMM runs on integers (MLAS's u8s8 kernel) like the convolutions
+        # around it. Spelled out, not left to ONNX Runtime's Q/DQ fusion, which turns an
+        # int8-weight DequantizeLinear -> MatMul into MatMulNBits, 3x slower here. uint8
+        # columns come from the sampler itself: a QuantizeLinear pass over them cost more
+        # than the integer GEMM saved.
+        xs, xzp = x_dq.inputs[1:]
+        x_scale = float(_const(xs, inits).reshape(()))
+        zp = _const(xzp, inits)
+        zero = not w.zero_point.any()
+        inits_out = [_tensor(f"{pre}_wq", w.matrix),
+                     _tensor(f"{pre}_scale", (x_scale * w.scale).astype(np.float32))]
+        if not zero:
+            inits_out.append(_tensor(f"{pre}_wzp", w.zero_point))
+        if zp.dtype == np.uint8:
+            quant, lhs, nodes = (x_scale, int(zp.reshape(()))), cols, []
+        else:  # int8 activations: ONNX Runtime quantizes the float columns
+            lhs = f"{pre}_colq"
+            nodes = [_node("QuantizeLinear", [cols, xs, xzp], [lhs], f"dcn{index}_colq")]
+        nodes += [_node("MatMulInteger", [lhs, f"{pre}_wq", xzp]
+                        + ([] if zero else [f"{pre}_wzp"]), [f"{pre}_i32"], f"dcn{index}_mmi"),
+                  _node("Cast", [f"{pre}_i32"], [f"{pre}_f"], f"dcn{index}_cast", to=_FLOAT),
+                  _node("Mul", [f"{pre}_f", f"{pre}_scale"], [mm], f"dcn{index}_scale")]
+    else:
+        matrix = w.matrix if w.scale is None else \
+            ((w.matrix.astype(np.float32) - w.zero_point) * w.scale).astype(np.float32)
+        inits_out = [_tensor(f"{pre}_wmat", matrix)]
+        nodes = [_node("MatMul", [cols, f"{pre}_wmat"], [mm], f"dcn{index}_matmul")]
+    if bias:
+        nodes.append(_node("Add", [mm, bias], [f"{mm}_b"], f"dcn{index}_bias"))
+        mm = f"{mm}_b"
+    nodes.append(_node("Transpose", [mm], [out], f"dcn{index}_nchw", perm=[0, 3, 1, 2]))
+    return nodes, inits_out, quant
 
 
 def _dcn_from(node: _Node, inits: Dict[str, bytes], producers: Dict[str, _Node], index: int,
@@ -240,28 +303,13 @@ def _dcn_from(node: _Node, inits: Dict[str, bytes], producers: Dict[str, _Node],
     ins = node.inputs + [""] * (5 - len(node.inputs))
     x, w_name, offset, bias, mask = ins[:5]
     out = node.outputs[0]
-    cols, wmat, mm = f"{out}__dcn_cols", f"{out}__dcn_wmat", f"{out}__dcn_mm"
-    (o, c, kh, kw), nodes, new_inits = _weight_gemm(w_name, wmat, index, inits, producers)
-    x_dq = _const_dq(x, inits, producers)
-    lhs = cols
-    if quantize_columns and nodes and x_dq is not None and len(x_dq.inputs) == 3 and \
-            _const(x_dq.inputs[1], inits).size == 1:
-        # Columns are mask-weighted (mask in [0, 1]) convex combinations of x's values and
-        # zeros, so x's quantization range holds them: quantized with x's own scale and
-        # zero point, the MatMul runs on integers like the convolutions around it.
-        qp = x_dq.inputs[1:]
-        nodes += [_node("QuantizeLinear", [cols, *qp], [cols + "_q"], f"dcn{index}_colq"),
-                  _node("DequantizeLinear", [cols + "_q", *qp], [cols + "_dq"],
-                        f"dcn{index}_coldq")]
-        lhs = cols + "_dq"
-    nodes.append(_node("MatMul", [lhs, wmat], [mm], f"dcn{index}_matmul"))
-    if bias:
-        nodes.append(_node("Add", [mm, bias], [f"{mm}_b"], f"dcn{index}_bias"))
-        mm = f"{mm}_b"
-    nodes.append(_node("Transpose", [mm], [out], f"dcn{index}_nchw", perm=[0, 3, 1, 2]))
-    dcn = Dcn(x, offset, mask or None, cols, (kh, kw),
+    cols = f"{out}__dcn_cols"
+    w = _weight(w_name, inits, producers)
+    x_dq = _const_dq(x, inits, producers, data=False) if quantize_columns else None
+    nodes, new_inits, quant = _gemm(index, cols, out, w, bias, inits, x_dq)
+    dcn = Dcn(x, offset, mask or None, cols, w.shape[2:],
               tuple(a.get("strides") or (1, 1)), tuple(a.get("pads") or (0, 0, 0, 0)),
-              tuple(a.get("dilations") or (1, 1)))
+              tuple(a.get("dilations") or (1, 1)), quant)
     return dcn, nodes, new_inits
 
 
@@ -343,6 +391,7 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True) -> CutModel:
         later_reads.insert(0, set(reads_after))
         for n in seg_io_nodes[s]:
             reads_after |= set(i for i in n.inputs if i)
+    u8_cols = {d.cols for stage in stages for d in stage if d.quant}
     segments = []
     for s, group in enumerate(seg_io_nodes):
         produced = {o for n in group for o in n.outputs}
@@ -353,7 +402,8 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True) -> CutModel:
         seg_out = [o for n in group for o in n.outputs if o in later_reads[s]]
         g = (b"".join(_len_field(1, n) for n in seg_nodes[s]) + _str(2, f"segment{s}")
              + b"".join(_len_field(5, t) for t in used_inits + seg_inits[s])
-             + b"".join(_len_field(11, io_info.get(i) or _value_info(i)) for i in seg_in)
+             + b"".join(_len_field(11, io_info.get(i) or _value_info(
+                 i, _UINT8 if i in u8_cols else _FLOAT)) for i in seg_in)
              + b"".join(_len_field(12, io_info.get(o) or _value_info(o)) for o in seg_out))
         segments.append(Segment(b"".join(head) + _len_field(7, g), seg_in, seg_out))
     return CutModel(segments, stages, [i for i in inputs if i not in inits], outputs)

@@ -74,10 +74,11 @@ class FastDcnSession:
     def get_providers(self) -> List[str]:
         return ["CPUExecutionProvider"]
 
-    def _buffer(self, key: str, shape: Tuple[int, ...]) -> np.ndarray:
+    def _buffer(self, key: str, shape: Tuple[int, ...], dtype: type = np.float32
+                ) -> np.ndarray:
         buf = self._buffers.get((key, shape))
         if buf is None:
-            buf = self._buffers[(key, shape)] = np.empty(shape, np.float32)
+            buf = self._buffers[(key, shape)] = np.empty(shape, dtype)
         return buf
 
     def _prepare(self, d: Dcn, env: Dict[str, np.ndarray]) -> tuple:
@@ -96,9 +97,11 @@ class FastDcnSession:
                 raise ValueError(f"DCN input {name!r}: {a.dtype} {a.shape}, expected float32 "
                                  f"{shape}")
         xt = self._buffer(d.x, (n, h, w, c))
-        cols = self._buffer(d.cols, (n, oh, ow, kh * kw * c))
+        cols = self._buffer(d.cols, (n, oh, ow, kh * kw * c),
+                            np.uint8 if d.quant else np.float32)
         return (xt, cols, (n, c, h, w, self.threads),
-                (n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, self.threads))
+                (n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, self.threads,
+                 *((float(d.quant[0]), float(d.quant[1])) if d.quant else ())))
 
     def run(self, output_names: Optional[Sequence[str]],
             feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
