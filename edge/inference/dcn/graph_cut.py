@@ -19,6 +19,7 @@ initializers are copied byte for byte. Field numbers are from ``onnx/onnx.proto`
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
@@ -249,8 +250,22 @@ def _weight(w_name: str, inits: Dict[str, bytes], producers: Dict[str, _Node]) -
                    np.broadcast_to(zp.reshape(-1), (o,)).astype(np.int8))
 
 
+def _reduce_range(w: _Weight) -> _Weight:
+    """Weights requantized into [-63, 63] per output channel where they exceed it. MLAS's
+    u8 x s8 kernel without VNNI (AVX2's vpmaddubsw) sums pairs of products in int16, which
+    255 * 127 * 2 overflows (measured: errors of 4x the rounding bound); ONNX Runtime's
+    quantizer's ``reduce_range`` is the same 7-bit remedy for its own convolutions."""
+    amax = np.abs(w.matrix.astype(np.int32)).max(axis=0)
+    if (amax <= 63).all() or w.zero_point.any():
+        return w
+    factor = np.where(amax > 63, amax / 63.0, 1.0)
+    q = np.round(w.matrix / factor).astype(np.int8)
+    return _Weight(w.shape, q, (w.scale * factor).astype(np.float32), w.zero_point)
+
+
 def _gemm(index: int, cols: str, out: str, w: _Weight, bias: str, inits: Dict[str, bytes],
-          x_dq: Optional[_Node]) -> Tuple[List[bytes], List[bytes], Optional[Tuple[float, int]]]:
+          x_dq: Optional[_Node], reduce_range: bool
+          ) -> Tuple[List[bytes], List[bytes], Optional[Tuple[float, int]]]:
     """Nodes and new initializers computing the DeformConv output [N, O, OH, OW] from the
     columns [N, OH, OW, K*C], and the columns' quantization when the sampler is to write
     them as uint8."""
@@ -266,6 +281,7 @@ def _gemm(index: int, cols: str, out: str, w: _Weight, bias: str, inits: Dict[st
         # int8-weight DequantizeLinear -> MatMul into MatMulNBits, 3x slower here. uint8
         # columns come from the sampler itself: a QuantizeLinear pass over them cost more
         # than the integer GEMM saved.
+        w = _reduce_range(w) if reduce_range else w
         xs, xzp = x_dq.inputs[1:]
         x_scale = float(_const(xs, inits).reshape(()))
         zp = _const(xzp, inits)
@@ -296,7 +312,7 @@ def _gemm(index: int, cols: str, out: str, w: _Weight, bias: str, inits: Dict[st
 
 
 def _dcn_from(node: _Node, inits: Dict[str, bytes], producers: Dict[str, _Node], index: int,
-              quantize_columns: bool) -> Tuple[Dcn, List[bytes], List[bytes]]:
+              quantize_columns: bool, reduce_range: bool) -> Tuple[Dcn, List[bytes], List[bytes]]:
     a = node.attrs
     if (a.get("group") or 1) != 1 or (a.get("offset_group") or 1) != 1:
         raise CutError("a DeformConv has group or offset_group != 1")
@@ -306,25 +322,41 @@ def _dcn_from(node: _Node, inits: Dict[str, bytes], producers: Dict[str, _Node],
     cols = f"{out}__dcn_cols"
     w = _weight(w_name, inits, producers)
     x_dq = _const_dq(x, inits, producers, data=False) if quantize_columns else None
-    nodes, new_inits, quant = _gemm(index, cols, out, w, bias, inits, x_dq)
+    nodes, new_inits, quant = _gemm(index, cols, out, w, bias, inits, x_dq, reduce_range)
     dcn = Dcn(x, offset, mask or None, cols, w.shape[2:],
               tuple(a.get("strides") or (1, 1)), tuple(a.get("pads") or (0, 0, 0, 0)),
               tuple(a.get("dilations") or (1, 1)), quant)
     return dcn, nodes, new_inits
 
 
-def cut(model_bytes: bytes, *, quantize_columns: bool = True) -> CutModel:
+def _quantization_record(metadata_prop) -> Optional[dict]:
+    kv = {fn: _text(fv) for fn, _, fv in _fields(metadata_prop)}
+    if kv.get(1) != "edgeface.quantization":
+        return None
+    try:
+        return json.loads(kv.get(2, ""))
+    except ValueError:
+        return None
+
+
+def cut(model_bytes: bytes, *, quantize_columns: bool = True,
+        reduce_range: Optional[bool] = None) -> CutModel:
     """The fast form of a model; raises CutError when it has no DeformConv or one the
     sampler does not cover. In a QDQ model (int8 DeformConv weights behind DequantizeLinear),
     ``quantize_columns`` quantizes the columns with the DeformConv input's scale and zero
-    point so that the GEMM runs in integers; otherwise it runs in float."""
+    point so that the GEMM runs in integers; otherwise it runs in float. ``reduce_range``
+    (None: as the model's ``edgeface.quantization`` record says, else True) keeps the
+    integer GEMM's weights within 7 bits."""
     view = memoryview(model_bytes)
-    head, graph = [], None
+    head, graph, record = [], None, None
     for fn, wire, fv in _fields(view):
         if fn == 7:
             graph = fv
         else:  # ir_version, opset_import, metadata...: copied into every segment
             head.append(_len_field(fn, bytes(fv)) if wire == 2 else _int_field(fn, fv))
+            record = (_quantization_record(fv) if fn == 14 else None) or record
+    if reduce_range is None:
+        reduce_range = bool((record or {}).get("reduce_range", True))
     if graph is None:
         raise CutError("no graph")
     nodes, init_raw, inits, inputs, outputs = [], {}, {}, [], []
@@ -363,7 +395,7 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True) -> CutModel:
         lv = max((level.get(i, 0) for i in node.inputs if i), default=0)
         if node.op == "DeformConv" and node.domain in ("", "ai.onnx"):
             dcn, gemm, new_inits = _dcn_from(node, inits, producers, sum(map(len, stages)),
-                                             quantize_columns)
+                                             quantize_columns, reduce_range)
             while len(stages) <= lv + 1:
                 stages.append([])
                 seg_nodes.append([])
