@@ -7,10 +7,11 @@ segments of standard ops, run in order, with the compiled sampler between them:
   weights are level 0); a DeformConv whose inputs reach level ``L`` is sampled after segment
   ``L``, and its output has level ``L + 1``. FeatherFace V1 thus runs as 4 segments with 3
   sampling stages (the SSH chains are 3 DCNs deep), 5 DCNs per stage.
-* each DeformConv becomes ``cols`` (a new input of segment ``L + 1``: the sampler's
-  ``[N, OH, OW, K*C]`` buffer) -> ``MatMul`` with the reordered weight ``[K*C, O]`` ->
-  ``Add`` bias -> ``Transpose`` to NCHW, under the original output name. So the GEMM runs in
-  MLAS with the rest of that segment (and static INT8 can cover it), not as a separate call.
+* each DeformConv becomes the sampler's columns ``[N, OH, OW, K*C]`` -> a small GEMM model
+  (``MatMul`` with the reordered weight ``[K*C, O]``, or for a QDQ model ``MatMulInteger``
+  on uint8 columns and int8 weights, then ``Add`` bias and ``Transpose`` to NCHW) under the
+  original output name, which segment ``L + 1`` takes as an input. The GEMM runs in MLAS
+  right after its sampling, so one columns buffer serves every DCN.
 
 The model is read and segments are written straight in the protobuf wire format (as
 :mod:`edgeface.inference.onnx_proto` does), so the device needs no ``onnx`` package: nodes and
@@ -169,8 +170,15 @@ def _tensor_array(v) -> Tuple[str, np.ndarray]:
 
 
 @dataclass
+class Segment:
+    model: bytes
+    inputs: List[str]
+    outputs: List[str]
+
+
+@dataclass
 class Dcn:
-    """One DeformConv, as the runner executes it."""
+    """One DeformConv, as the runner executes it: sampled into ``cols``, then ``gemm``."""
 
     x: str
     offset: str
@@ -182,13 +190,10 @@ class Dcn:
     dilation: Tuple[int, int]
     # (scale, zero point): the sampler writes uint8 columns quantized so (QDQ models)
     quant: Optional[Tuple[float, int]] = None
-
-
-@dataclass
-class Segment:
-    model: bytes
-    inputs: List[str]
-    outputs: List[str]
+    # cols -> the DeformConv's output: its own small model, run right after the sampling,
+    # so that one columns buffer serves all 15 DCNs (per-DCN buffers read by the next
+    # segment held 20 MB of FP32 columns at once)
+    gemm: Optional[Segment] = None
 
 
 @dataclass
@@ -384,9 +389,7 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
     folded = {n.inputs[1] for n in nodes if n.op == "DeformConv" and len(n.inputs) > 1
               and uses.get(n.inputs[1]) == 1 and _const_dq(n.inputs[1], inits, producers)}
     level: Dict[str, int] = {}
-    new_init_names: set = set()
     seg_nodes: List[List[bytes]] = [[]]
-    seg_inits: List[List[bytes]] = [[]]
     stages: List[List[Dcn]] = [[]]
     seg_io_nodes: List[List[_Node]] = [[]]  # parsed nodes per segment, for its inputs/outputs
     for node in nodes:
@@ -394,21 +397,25 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
             continue
         lv = max((level.get(i, 0) for i in node.inputs if i), default=0)
         if node.op == "DeformConv" and node.domain in ("", "ai.onnx"):
-            dcn, gemm, new_inits = _dcn_from(node, inits, producers, sum(map(len, stages)),
-                                             quantize_columns, reduce_range)
+            index = sum(map(len, stages))
+            dcn, gemm, new_inits = _dcn_from(node, inits, producers, index, quantize_columns,
+                                             reduce_range)
             while len(stages) <= lv + 1:
                 stages.append([])
                 seg_nodes.append([])
-                seg_inits.append([])
                 seg_io_nodes.append([])
-            stages[lv].append(dcn)
-            seg_nodes[lv + 1] += gemm
-            seg_inits[lv + 1] += new_inits
             parsed = [_parse_node(memoryview(g)) for g in gemm]
-            made = {o for g in parsed for o in g.outputs} | {dcn.cols}
-            new_init_names |= {i for g in parsed for i in g.inputs} - made - set(inits)
-            seg_io_nodes[lv + 1] += parsed
-            level[node.outputs[0]] = lv + 1
+            made = {o for g in parsed for o in g.outputs}
+            used = [init_raw[i] for i in dict.fromkeys(i for g in parsed for i in g.inputs)
+                    if i in init_raw and i not in made]
+            out = node.outputs[0]
+            g = (b"".join(_len_field(1, n) for n in gemm) + _str(2, f"dcn{index}_gemm")
+                 + b"".join(_len_field(5, t) for t in used + new_inits)
+                 + _len_field(11, _value_info(dcn.cols, _UINT8 if dcn.quant else _FLOAT))
+                 + _len_field(12, io_info.get(out) or _value_info(out)))
+            dcn.gemm = Segment(b"".join(head) + _len_field(7, g), [dcn.cols], [out])
+            stages[lv].append(dcn)
+            level[out] = lv + 1
         else:
             seg_nodes[lv].append(node.raw)
             seg_io_nodes[lv].append(node)
@@ -423,19 +430,16 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
         later_reads.insert(0, set(reads_after))
         for n in seg_io_nodes[s]:
             reads_after |= set(i for i in n.inputs if i)
-    u8_cols = {d.cols for stage in stages for d in stage if d.quant}
     segments = []
     for s, group in enumerate(seg_io_nodes):
         produced = {o for n in group for o in n.outputs}
         needed = [i for n in group for i in n.inputs if i and i not in produced]
-        seg_in = list(dict.fromkeys(i for i in needed if i not in inits
-                                    and i not in new_init_names))
+        seg_in = list(dict.fromkeys(i for i in needed if i not in inits))
         used_inits = [init_raw[i] for i in dict.fromkeys(needed) if i in init_raw]
         seg_out = [o for n in group for o in n.outputs if o in later_reads[s]]
         g = (b"".join(_len_field(1, n) for n in seg_nodes[s]) + _str(2, f"segment{s}")
-             + b"".join(_len_field(5, t) for t in used_inits + seg_inits[s])
-             + b"".join(_len_field(11, io_info.get(i) or _value_info(
-                 i, _UINT8 if i in u8_cols else _FLOAT)) for i in seg_in)
+             + b"".join(_len_field(5, t) for t in used_inits)
+             + b"".join(_len_field(11, io_info.get(i) or _value_info(i)) for i in seg_in)
              + b"".join(_len_field(12, io_info.get(o) or _value_info(o)) for o in seg_out))
         segments.append(Segment(b"".join(head) + _len_field(7, g), seg_in, seg_out))
     return CutModel(segments, stages, [i for i in inputs if i not in inits], outputs)

@@ -44,20 +44,26 @@ class FastDcnSession:
         self.cut = model if isinstance(model, CutModel) else cut(model)
         self.threads = max(1, int(threads))
         so = sess_options if sess_options is not None else _default_options(self.threads)
-        self._sessions = [ort.InferenceSession(seg.model, so,
-                                               providers=["CPUExecutionProvider"])
+        def session(model: bytes) -> Any:
+            return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+        # a segment that computes nothing anyone reads (the last, when DCN outputs are the
+        # graph's outputs) gets no session: ONNX Runtime refuses an empty graph
+        self._sessions = [session(seg.model) if seg.outputs else None
                           for seg in self.cut.segments]
         self._buffers: Dict[Tuple[str, Tuple[int, ...]], np.ndarray] = {}
+        self._shared: Dict[Any, np.ndarray] = {}  # the one columns buffer per dtype
         self._calls: Dict[tuple, tuple] = {}
         self.input_names = list(self.cut.graph_inputs)
         self.output_names = list(self.cut.graph_outputs)
-        # per segment: (session, its inputs, its outputs, the DCNs sampled after it)
+        # per segment: (session, its inputs, its outputs, [(DCN, its GEMM session)] after it)
+        stages = [[(d, session(d.gemm.model)) for d in stage] for stage in self.cut.stages]
         self._plan = list(zip(self._sessions, [s.inputs for s in self.cut.segments],
-                              [s.outputs for s in self.cut.segments], self.cut.stages + [[]]))
+                              [s.outputs for s in self.cut.segments], stages + [[]]))
 
     def _args(self, names: Sequence[str], outputs: bool) -> List[Any]:
         found = {}
-        for sess in self._sessions:
+        for sess in filter(None, self._sessions + [g for *_, st in self._plan for _, g in st]):
             for arg in (sess.get_outputs() if outputs else sess.get_inputs()):
                 found.setdefault(arg.name, arg)
         return [found[n] for n in names]
@@ -69,17 +75,26 @@ class FastDcnSession:
         return self._args(self.output_names, outputs=True)
 
     def get_modelmeta(self) -> Any:
-        return self._sessions[0].get_modelmeta()  # every segment carries the model's metadata
+        return self._sessions[0].get_modelmeta()  # every part carries the model's metadata
 
     def get_providers(self) -> List[str]:
         return ["CPUExecutionProvider"]
 
-    def _buffer(self, key: str, shape: Tuple[int, ...], dtype: type = np.float32
-                ) -> np.ndarray:
+    def _buffer(self, key: str, shape: Tuple[int, ...]) -> np.ndarray:
         buf = self._buffers.get((key, shape))
         if buf is None:
-            buf = self._buffers[(key, shape)] = np.empty(shape, dtype)
+            buf = self._buffers[(key, shape)] = np.empty(shape, np.float32)
         return buf
+
+    def _columns(self, shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A view of the shared columns buffer; growing it drops the prepared calls, whose
+        views point into the old one (the first frame only)."""
+        size = int(np.prod(shape))
+        flat = self._shared.get(dtype)
+        if flat is None or flat.size < size:
+            flat = self._shared[dtype] = np.empty(size, dtype)
+            self._calls.clear()
+        return flat[:size].reshape(shape)
 
     def _prepare(self, d: Dcn, env: Dict[str, np.ndarray]) -> tuple:
         """Checked once per (DCN, input shape): buffers and the extension's arguments, so
@@ -97,8 +112,7 @@ class FastDcnSession:
                 raise ValueError(f"DCN input {name!r}: {a.dtype} {a.shape}, expected float32 "
                                  f"{shape}")
         xt = self._buffer(d.x, (n, h, w, c))
-        cols = self._buffer(d.cols, (n, oh, ow, kh * kw * c),
-                            np.uint8 if d.quant else np.float32)
+        cols = self._columns((n, oh, ow, kh * kw * c), np.uint8 if d.quant else np.float32)
         return (xt, cols, (n, c, h, w, self.threads),
                 (n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, self.threads,
                  *((float(d.quant[0]), float(d.quant[1])) if d.quant else ())))
@@ -108,12 +122,14 @@ class FastDcnSession:
         ext = sampler.extension()
         env: Dict[str, np.ndarray] = dict(feeds)
         for sess, seg_in, seg_out, stage in self._plan:
-            env.update(zip(seg_out, sess.run(seg_out, {name: env[name] for name in seg_in})))
+            if sess is not None:
+                env.update(zip(seg_out, sess.run(seg_out, {n: env[n] for n in seg_in})))
             done = set()  # one NHWC copy per input, shared by its DCNs
-            for d in stage:
+            for d, gemm in stage:
                 key = (d.cols, env[d.x].shape, env[d.offset].shape)
                 call = self._calls.get(key)
                 if call is None:
+                    self._prepare(d, env)  # may grow the shared buffer: prepare again then
                     call = self._calls[key] = self._prepare(d, env)
                 xt, cols, nhwc_args, sample_args = call
                 if d.x not in done:
@@ -122,7 +138,7 @@ class FastDcnSession:
                 ext.sample(xt, np.ascontiguousarray(env[d.offset]),
                            np.ascontiguousarray(env[d.mask]) if d.mask else None, cols,
                            *sample_args)
-                env[d.cols] = cols
+                env[d.gemm.outputs[0]] = gemm.run(d.gemm.outputs, {d.cols: cols})[0]
         names = self.output_names if output_names is None else output_names
         return [env[name] for name in names]
 
