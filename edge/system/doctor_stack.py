@@ -14,6 +14,14 @@ import re
 from typing import Any, Optional
 
 from edgeface.system.doctor import Finding, Probe
+from edgeface.system.onnxruntime_floor import (
+    DCN_EXTENSION,
+    DEFORMCONV_MIN_TEXT,
+    dcn_disabled_reason,
+    dcn_not_built_reason,
+    runs_deformconv,
+    ways_out,
+)
 from edgeface.system.platform import tensorrt_from_libs
 
 SYSTEM_SITE = "usr/lib/python3/dist-packages"
@@ -158,18 +166,15 @@ def check_deformconv(p: Probe) -> Finding:
     DCN fast path (the compiled sampler between ONNX Runtime segments of standard ops, any
     ONNX Runtime), else ONNX Runtime's own kernel (>= 1.25). A warning, not a failure, when
     neither: a GridSample export or TensorRT runs without them (the model check fails when
-    the configured model needs one)."""
-    from edgeface.inference.dcn import sampler
-    from edgeface.inference.ort_floor import DEFORMCONV_MIN_TEXT, runs_deformconv, ways_out
-
+    the configured model needs one). The sampler is imported by name through the probe."""
     ort, _ = p.load("onnxruntime")
     if ort is None:
         return Finding("deformconv", "skip", "ONNX Runtime is not importable")
     version = str(getattr(ort, "__version__", "0"))
-    off = sampler.disabled_reason()
+    off = dcn_disabled_reason()
     if off is None:
-        module, err = p.load(sampler.EXTENSION)
-        off = None if module is not None else sampler.not_built_reason(str(err))
+        module, err = p.load(DCN_EXTENSION)
+        off = None if module is not None else dcn_not_built_reason(str(err))
     details = {"version": version, "needs": DEFORMCONV_MIN_TEXT,
                "dcn_path": "sampler" if off is None else "onnxruntime", "fast_path_off": off}
     native = runs_deformconv(version)

@@ -17,6 +17,7 @@ from edgeface.inference import ort_floor
 from edgeface.inference.backends.base import RawOutputs, default_threads
 from edgeface.inference.engine_cache import WORKSPACE_BYTES, default_cache_dir
 from edgeface.inference.model_info import INPUT_NAME, OUTPUT_NAMES, ModelInfo
+from edgeface.system.onnxruntime_floor import runs_deformconv
 
 # --provider -> ONNX Runtime execution providers, most preferred first (CPU always last).
 _ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -216,7 +217,7 @@ class OnnxRuntimeBackend:
         session, self.dcn_reason = runner.fast_session(path.read_bytes(), self.threads, so)
         if session is not None:
             self.dcn_path = runner.FAST
-        elif ort_floor.runs_deformconv(_ort_version()):  # below the floor: its error says it
+        elif runs_deformconv(_ort_version()):  # below the floor: its error says it
             runner.notice(str(self.dcn_reason))
         return session
 

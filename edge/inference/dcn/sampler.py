@@ -12,32 +12,23 @@ and :func:`unavailable_reason` why not. ``EDGEFACE_NO_DCN_EXT=1`` disables it (a
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-DISABLE_ENV = "EDGEFACE_NO_DCN_EXT"
+from edgeface.system.onnxruntime_floor import DCN_DISABLE_ENV as DISABLE_ENV
+from edgeface.system.onnxruntime_floor import DCN_EXTENSION as EXTENSION
+from edgeface.system.onnxruntime_floor import dcn_disabled_reason as disabled_reason
+from edgeface.system.onnxruntime_floor import dcn_not_built_reason as not_built_reason
+
+__all__ = ["DISABLE_ENV", "EXTENSION", "available", "disabled_reason", "extension",
+           "not_built_reason", "output_size", "sample_columns", "to_nhwc",
+           "unavailable_reason"]
 
 _module: Optional[ModuleType] = None
 _reason: Optional[str] = None
 _loaded = False
-
-
-EXTENSION = "edgeface.inference.dcn._sampler"
-
-
-def disabled_reason() -> Optional[str]:
-    """Why the sampler is switched off by the environment; None when it is not."""
-    value = os.environ.get(DISABLE_ENV, "")
-    return None if value in ("", "0") else f"disabled by {DISABLE_ENV}={value}"
-
-
-def not_built_reason(import_error: str) -> str:
-    """The one line for an extension that does not import (``import_error``: why)."""
-    return (f"the compiled DCN sampler is not built ({import_error}); reinstall with a C "
-            "compiler and the Python headers (e.g. apt install gcc python3-dev)")
 
 
 def _load() -> Optional[ModuleType]:
