@@ -30,6 +30,8 @@ def model_record(path: Path, backend: Any) -> dict[str, Any]:
         "format": "tensorrt" if backend.name == "tensorrt" else path.suffix.lstrip(".").lower(),
         "size_bytes": path.stat().st_size, "sha256": sha256_file(path),
         "input_size": list(info.input_size), "providers": list(backend.providers),
+        # which kernel ran DeformConv: "sampler" (the DCN fast path), "onnxruntime", or None
+        "dcn_path": getattr(backend, "dcn_path", None),
         "threads_control": "none (GPU)" if backend.name == "tensorrt" else
         "onnxruntime intra-op",
     }

@@ -45,6 +45,32 @@ class ModelSpec:
     kind: str  # "onnx" | "peer"
     target: str  # file path or peer name
     label: str | None = None  # None: derived from the model's metadata
+    # "auto": the DCN fast path where it runs; "onnxruntime": ONNX Runtime's DeformConv (the
+    # baseline the fast path is measured against, in the same interleaved run)
+    dcn: str = "auto"
+
+
+def dcn_baselines(specs: Sequence[ModelSpec]) -> list[ModelSpec]:
+    """``specs`` with, after each FP32 model with DeformConv, the same model on ONNX
+    Runtime's DeformConv, when the DCN fast path is what runs it."""
+    from edgeface.inference.dcn import sampler
+    from edgeface.inference.onnx_proto import read_summary
+
+    if not sampler.available():
+        return list(specs)
+    out: list[ModelSpec] = []
+    for spec in specs:
+        out.append(spec)
+        if spec.kind != "onnx" or spec.dcn != "auto":
+            continue
+        try:
+            summary = read_summary(spec.target)
+        except ModelError:
+            continue  # the worker says what is wrong with it
+        if summary.op_types.get("DeformConv") and not summary.has_qdq:
+            out.append(ModelSpec("onnx", spec.target, spec.label and
+                                 f"{spec.label} (ONNX Runtime DeformConv)", "onnxruntime"))
+    return out
 
 
 def parse_model_arg(text: str) -> ModelSpec:
@@ -98,7 +124,7 @@ def run_benchmark(s: BenchSettings, show_progress: bool = True) -> dict[str, Any
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "kind": RESULT_KIND,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "mode": mode, "interrupted": False, "platform": fingerprint(),
+        "mode": mode, "interrupted": False, "platform": {**fingerprint(), "dcn": _dcn()},
         "settings": {
             "runs": s.runs, "warmup": s.warmup, "chunk": s.chunk, "threads": list(s.threads),
             "interleaved": mode == "model", "isolation": "one process per (model, threads)",
@@ -188,6 +214,15 @@ def _run_pipeline_threads(s: BenchSettings, t: int, input_size: tuple[int, int],
             res["model_rss_mb"] = round(peak - w.ready["baseline_rss_mb"], 2)
         doc["results"].append(res)
     return False
+
+
+def _dcn() -> str:
+    """Which kernel runs DeformConv here by default (each model's ``dcn_path`` says what
+    ran it)."""
+    from edgeface.inference.dcn import sampler
+
+    reason = sampler.unavailable_reason()
+    return "sampler (C extension)" if reason is None else f"onnxruntime ({reason})"
 
 
 def _loadavg() -> list[float] | None:

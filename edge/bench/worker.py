@@ -162,6 +162,8 @@ class Worker:
         # threads sleep instead of spinning while another model is being measured.
         env.update(OMP_NUM_THREADS=str(threads), OMP_WAIT_POLICY="PASSIVE",
                    OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        if spec.dcn == "onnxruntime":  # the DCN fast path off in this worker only
+            env["EDGEFACE_NO_DCN_EXT"] = "1"
         self._stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "edgeface.bench.worker"], stdin=subprocess.PIPE,
@@ -177,6 +179,8 @@ class Worker:
         self.record: dict[str, Any] = self.ready["model"]
         if spec.label:
             self.record["label"] = spec.label
+        elif spec.dcn == "onnxruntime":
+            self.record["label"] += " (ONNX Runtime DeformConv)"
 
     def _send(self, msg: Mapping[str, Any]) -> None:
         try:

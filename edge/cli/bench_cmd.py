@@ -65,6 +65,9 @@ def _frame_size(value: str) -> tuple[int, int] | None:
               type=click.IntRange(1), help="Distinct frames to cycle.")
 @click.option("--peers", is_flag=True,
               help="Also measure RetinaFace-MobileNet0.25 and YuNet on the same frames.")
+@click.option("--dcn-baseline/--no-dcn-baseline", default=True, show_default=True,
+              help="Also measure each FP32 model with DeformConv on ONNX Runtime's "
+                   "DeformConv, beside the DCN fast path, in the same interleaved run.")
 @provider_option(" Peers always run on the CPU.")
 @confidence_option(0.5, "Minimum face probability (postprocess cost depends on it).")
 @click.option("--output-dir", "out", default=DEFAULT_OUT, show_default=True,
@@ -74,7 +77,7 @@ def _frame_size(value: str) -> tuple[int, int] | None:
 @click.pass_context
 def bench(ctx: click.Context, models: tuple[str, ...], threads: str | None, runs: int,
           warmup: int, chunk: int, source: str | None, images: tuple[Path, ...],
-          synthetic: bool, frame_size: str, frame_count: int, peers: bool,
+          synthetic: bool, frame_size: str, frame_count: int, peers: bool, dcn_baseline: bool,
           provider: str, confidence_threshold: float, out: Path, no_save: bool) -> None:
     """Measure latency (p50/p90/p99, pre/infer/post split), throughput and peak RSS.
 
@@ -96,6 +99,10 @@ def bench(ctx: click.Context, models: tuple[str, ...], threads: str | None, runs
         ensure_writable_dir(out, "--output-dir")  # before minutes of measuring
     size = _frame_size(frame_size)
     specs = [parse_model_arg(m) for m in models]
+    if dcn_baseline and provider in ("auto", "cpu"):
+        from edgeface.bench.runs import dcn_baselines
+
+        specs = dcn_baselines(specs)
     if peers:
         from edgeface.bench.peers import PEERS, available_peers
         from edgeface.bench.runs import ModelSpec

@@ -64,6 +64,10 @@ def load_model(model: str, provider: str) -> str:
 
     backend = open_backend(model, provider=provider, threads=1)
     providers = [p.replace("ExecutionProvider", "") for p in getattr(backend, "providers", [])]
+    dcn = getattr(backend, "dcn_path", None)
+    if dcn:  # which kernel runs its DeformConv (issue 21)
+        providers.append("dcn: fast sampler" if dcn == "sampler" else
+                         f"dcn: ONNX Runtime's DeformConv ({backend.dcn_reason})")
     return f"loads ({backend.name}" + (f", {', '.join(providers)}" if providers else "") + ")"
 
 

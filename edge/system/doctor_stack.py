@@ -22,7 +22,14 @@ from edgeface.system.jetpack import (
     ort_index,
     version_key,
 )
-from edgeface.system.onnxruntime_floor import DEFORMCONV_MIN_TEXT, runs_deformconv, ways_out
+from edgeface.system.onnxruntime_floor import (
+    DCN_EXTENSION,
+    DEFORMCONV_MIN_TEXT,
+    dcn_disabled_reason,
+    dcn_not_built_reason,
+    runs_deformconv,
+    ways_out,
+)
 from edgeface.system.platform import parse_nv_tegra_release, tensorrt_from_libs
 
 SYSTEM_SITE = "usr/lib/python3/dist-packages"
@@ -179,20 +186,35 @@ def check_onnxruntime(p: Probe) -> Finding:
 
 
 def check_deformconv(p: Probe) -> Finding:
-    """ONNX Runtime >= 1.25 runs DeformConv, which `edgeface export` writes by default. A
-    warning, not a failure: a GridSample export or TensorRT runs without it (the model
-    check fails when the configured model needs it)."""
+    """Which kernel runs DeformConv, which `edgeface export` writes by default: edgeface's
+    DCN fast path (the compiled sampler between ONNX Runtime segments of standard ops, any
+    ONNX Runtime), else ONNX Runtime's own kernel (>= 1.25). A warning, not a failure, when
+    neither: a GridSample export or TensorRT runs without them (the model check fails when
+    the configured model needs one). The sampler is imported by name through the probe."""
     ort, _ = p.load("onnxruntime")
     if ort is None:
         return Finding("deformconv", "skip", "ONNX Runtime is not importable")
     version = str(getattr(ort, "__version__", "0"))
-    details = {"version": version, "needs": DEFORMCONV_MIN_TEXT}
-    if runs_deformconv(version):
-        return Finding("deformconv", "ok", f"ONNX Runtime {version} runs DeformConv "
-                       f"(needs >= {DEFORMCONV_MIN_TEXT})", None, details)
+    off = dcn_disabled_reason()
+    if off is None:
+        module, err = p.load(DCN_EXTENSION)
+        off = None if module is not None else dcn_not_built_reason(str(err))
+    details = {"version": version, "needs": DEFORMCONV_MIN_TEXT,
+               "dcn_path": "sampler" if off is None else "onnxruntime", "fast_path_off": off}
+    native = runs_deformconv(version)
+    if off is None:
+        return Finding("deformconv", "ok", "dcn: fast sampler (C extension), on any ONNX "
+                       f"Runtime (ONNX Runtime {version} "
+                       f"{'has' if native else 'lacks'} its own DeformConv kernel, from "
+                       f"{DEFORMCONV_MIN_TEXT})", None, details)
+    if native:
+        return Finding("deformconv", "ok", f"dcn: ONNX Runtime {version}'s DeformConv (fast "
+                       f"sampler off: {off})", None, details)
+    details["dcn_path"] = None
     return Finding("deformconv", "warn", f"ONNX Runtime {version} cannot run DeformConv, which "
                    f"edgeface's default export uses (it needs ONNX Runtime >= "
-                   f"{DEFORMCONV_MIN_TEXT})", ways_out(), details)
+                   f"{DEFORMCONV_MIN_TEXT}), and the DCN fast path is off ({off})", ways_out(),
+                   details)
 
 
 def picamera2_fix(p: Probe, err: str) -> str:

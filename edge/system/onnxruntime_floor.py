@@ -11,9 +11,29 @@ GridSample export (``edgeface export --dcn gridsample``).
 
 from __future__ import annotations
 
+import os
+
 DEFORMCONV_MIN = (1, 25)
 DEFORMCONV_MIN_TEXT = ".".join(map(str, DEFORMCONV_MIN))
 GRIDSAMPLE_EXPORT = "edgeface export --dcn gridsample"
+
+
+#: edgeface's DCN fast path (:mod:`edgeface.inference.dcn`): its compiled sampler, and the
+#: switch that turns it off (and its build)
+DCN_EXTENSION = "edgeface.inference.dcn._sampler"
+DCN_DISABLE_ENV = "EDGEFACE_NO_DCN_EXT"
+
+
+def dcn_disabled_reason() -> str | None:
+    """Why the DCN sampler is switched off by the environment; None when it is not."""
+    value = os.environ.get(DCN_DISABLE_ENV, "")
+    return None if value in ("", "0") else f"disabled by {DCN_DISABLE_ENV}={value}"
+
+
+def dcn_not_built_reason(import_error: str) -> str:
+    """The one line for a DCN sampler that does not import (``import_error``: why)."""
+    return (f"the compiled DCN sampler is not built ({import_error}); reinstall with a C "
+            "compiler and the Python headers (e.g. apt install gcc python3-dev)")
 
 
 def version_tuple(text: str) -> tuple[int, ...]:
@@ -31,5 +51,9 @@ def ways_out(provider: str = "cpu") -> str:
     ways = [f"pip install 'onnxruntime>={DEFORMCONV_MIN_TEXT}' (Python 3.11+)"]
     if provider != "tensorrt":
         ways.append("--provider tensorrt (a Jetson: TensorRT imports DeformConv)")
+    if provider in ("cpu", "auto"):
+        ways.append("edgeface's DCN fast path, which runs on any ONNX Runtime (reinstall "
+                    "edgeface with gcc and python3-dev so its sampler builds, and leave "
+                    f"{DCN_DISABLE_ENV} unset)")
     ways.append(f"a model without DeformConv: {GRIDSAMPLE_EXPORT}")
     return ", or ".join(ways)

@@ -364,7 +364,17 @@ def test_bench_end_to_end(tmp_path, v1_onnx, capsys):
     assert len(files) == 1
     doc = load_result(files[0])
     labels = [r["model"]["label"] for r in doc["results"]]
-    assert labels == ["FeatherFace V1 FP32", "RetinaFace-MNet0.25"]
+    # the FP32 DCN model also on ONNX Runtime's DeformConv, where the fast path runs it
+    from edgeface.inference.dcn import sampler
+
+    assert labels == ["FeatherFace V1 FP32"] + (
+        ["FeatherFace V1 FP32 (ONNX Runtime DeformConv)"] if sampler.available() else []) + [
+        "RetinaFace-MNet0.25"]
+    paths = [r["model"].get("dcn_path") for r in doc["results"]]
+    assert paths[0] == ("sampler" if sampler.available() else "onnxruntime")
+    assert doc["platform"]["dcn"].startswith(paths[0])
+    if sampler.available():
+        assert paths[1] == "onnxruntime"
     for r in doc["results"]:
         assert r["runs"] == 6 and r["threads"] == 1
         assert 0 < r["latency_ms"]["p50"] <= r["latency_ms"]["p90"] <= r["latency_ms"]["p99"]

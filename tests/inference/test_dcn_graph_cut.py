@@ -3,6 +3,8 @@ outputs on the shared eval images; without the sampler, the loader falls back wi
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -43,6 +45,7 @@ def test_loader_falls_back_with_one_notice(v1_onnx, monkeypatch, capsys):
     monkeypatch.setattr(sampler, "_loaded", False)
     monkeypatch.setattr(sampler, "_module", None)
     monkeypatch.setattr(sampler, "_reason", None)
+    monkeypatch.setattr(runner, "_noticed", set())
     monkeypatch.setenv(sampler.DISABLE_ENV, "1")
     session = runner.load(v1_onnx)
     assert session.dcn_path == "onnxruntime"
@@ -59,3 +62,41 @@ def test_cut_refuses_a_model_without_deformconv():
                  [ow.value_info("y", ow.FLOAT, [1])])
     with pytest.raises(graph_cut.CutError, match="no DeformConv"):
         graph_cut.cut(ow.model(g, ir_version=9, opset=19))
+
+
+_DETECT = ("import json, sys, cv2; from edgeface.inference.detector import Detector; "
+           "d = Detector.open(sys.argv[1], threads=1); print(d.backend.dcn_path); "
+           "[print(json.dumps(d.detect(cv2.imread(f)).to_list(4))) for f in sys.argv[2:]]")
+
+
+def _detect(model, files, disable: str):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, sampler.DISABLE_ENV: disable}
+    done = subprocess.run([sys.executable, "-c", _DETECT, str(model), *map(str, files)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr
+    path, *dets = done.stdout.splitlines()
+    return path, [json.loads(d) for d in dets], done.stderr
+
+
+@pytest.mark.skipif(not sampler.available(), reason=str(sampler.unavailable_reason()))
+def test_without_the_extension_the_same_detections_through_onnxruntime(v1_onnx,
+                                                                        widerface_416):
+    """The backend runs V1 on the fast path; with EDGEFACE_NO_DCN_EXT=1 it says so in one
+    line and ONNX Runtime's DeformConv gives the same faces."""
+    files = sorted((widerface_416 / "images").rglob("*.jpg"))[:3]
+    fast_path, fast, err = _detect(v1_onnx, files, "0")
+    assert fast_path == "sampler" and err == ""
+    native_path, native, err = _detect(v1_onnx, files, "1")
+    assert native_path == "onnxruntime"
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "DCN fast path off" in lines[0] and sampler.DISABLE_ENV in lines[0]
+    assert sum(map(len, fast)) > 0
+    for a, b in zip(fast, native):
+        assert len(a) == len(b)
+        for fa, fb in zip(a, b):
+            np.testing.assert_allclose(fa["box"], fb["box"], atol=1e-2)
+            assert abs(fa["score"] - fb["score"]) <= 2e-4  # both rounded to 4 digits

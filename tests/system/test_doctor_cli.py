@@ -82,7 +82,9 @@ def test_help_lists_doctor(capsys):
 
 def test_a_deformconv_model_on_onnxruntime_1_24_prints_fail_naming_1_25(tmp_path):
     """The real command and backend, ONNX Runtime's version faked to 1.24.4 (the real old
-    one: tests/inference/test_ort_floor.py in the JetPack-floor venv)."""
+    one: tests/inference/test_ort_floor.py in the JetPack-floor venv), the DCN fast path
+    off."""
+    import os
     import subprocess
     import sys
 
@@ -93,10 +95,49 @@ def test_a_deformconv_model_on_onnxruntime_1_24_prints_fail_naming_1_25(tmp_path
     cfg = config(tmp_path, f"model: {dcn}\nsource: frames\n")
     code = ("import sys, onnxruntime; onnxruntime.__version__ = '1.24.4'; "
             "from edgeface.cli import main; sys.exit(main(sys.argv[1:]))")
+    env = {**os.environ, "EDGEFACE_NO_DCN_EXT": "1"}  # the DCN fast path would run it
     done = subprocess.run([sys.executable, "-c", code, "doctor", "--config", cfg],
-                          capture_output=True, text=True, timeout=120, cwd=REPO)
+                          capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
     assert done.returncode == 1, done.stdout + done.stderr
     fails = [line for line in done.stdout.splitlines() if line.startswith("FAIL")]
     assert len(fails) == 1 and "FAIL  model" in fails[0], done.stdout
     assert "uses DeformConv" in fails[0] and "ONNX Runtime >= 1.25" in fails[0]
     assert "warn  deformconv" in done.stdout and "edgeface export --dcn gridsample" in done.stdout
+
+
+def test_doctor_names_the_dcn_path_and_the_fast_path_runs_below_the_floor(tmp_path):
+    """With the compiled sampler, ONNX Runtime 1.24.4 (faked) runs the DeformConv model:
+    the deformconv finding and the model line say the fast sampler runs it; switched off,
+    they name ONNX Runtime's DeformConv and why."""
+    import os
+    import subprocess
+    import sys
+
+    from runtime_fakes import REPO
+
+    from edgeface.inference.dcn import sampler
+
+    if not sampler.available():
+        pytest.skip(str(sampler.unavailable_reason()))
+    (tmp_path / "frames").mkdir()
+    dcn = tiny_onnx(tmp_path / "dcn.onnx", deformconv=True)
+    cfg = config(tmp_path, f"model: {dcn}\nsource: frames\n")
+    code = ("import sys, onnxruntime; onnxruntime.__version__ = sys.argv.pop(1); "
+            "from edgeface.cli import main; sys.exit(main(sys.argv[1:]))")
+
+    def doctor_out(version: str, off: str) -> str:
+        env = {**os.environ, "EDGEFACE_NO_DCN_EXT": off}
+        done = subprocess.run([sys.executable, "-c", code, version, "doctor", "--config", cfg],
+                              capture_output=True, text=True, timeout=120, cwd=REPO, env=env)
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    out = doctor_out("1.24.4", "0")
+    line = next(x for x in out.splitlines() if "deformconv" in x)
+    assert line.startswith("ok") and "dcn: fast sampler (C extension)" in line, out
+    assert "dcn: fast sampler" in next(x for x in out.splitlines() if "  model" in x)
+    out = doctor_out("1.25.0", "1")
+    line = next(x for x in out.splitlines() if "deformconv" in x)
+    assert "dcn: ONNX Runtime 1.25.0's DeformConv" in line and "EDGEFACE_NO_DCN_EXT" in line
+    assert "dcn: ONNX Runtime's DeformConv" in next(x for x in out.splitlines()
+                                                    if "  model" in x)

@@ -19,6 +19,7 @@ from edgeface.inference import ort_floor
 from edgeface.inference.backends.base import RawOutputs, default_threads
 from edgeface.inference.engine_cache import WORKSPACE_BYTES, default_cache_dir
 from edgeface.inference.model_info import INPUT_NAME, OUTPUT_NAMES, ModelInfo
+from edgeface.system.onnxruntime_floor import runs_deformconv
 
 # --provider -> ONNX Runtime execution providers, most preferred first (CPU always last).
 _ORT_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -129,6 +130,12 @@ def resolve_providers(provider: str, tensorrt_options: Mapping[str, Any] | None 
 FP16_ENV = "EDGEFACE_TENSORRT_FP16"
 
 
+def _ort_version() -> str:
+    import onnxruntime as ort
+
+    return str(ort.__version__)
+
+
 def _version(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in text.split("+")[0].split(".")[:3] if p.isdigit())
 
@@ -216,11 +223,21 @@ class OnnxRuntimeBackend:
         if provider.lower() == "tensorrt" and \
                 _ORT_PROVIDERS["tensorrt"] in available_providers():
             trt_options = tensorrt_provider_options(path, cache_dir=cache_dir, fp16=fp16)
-        ort_floor.check_before_session(path, ort.__version__, provider.lower())
+        so = session_options(self.threads, arena=arena)
+        #: which kernel runs the model's DeformConv: "sampler" (the DCN fast path),
+        #: "onnxruntime" (ONNX Runtime's DeformConv) or None (the model has none)
+        self.dcn_path: str | None = None
+        self.dcn_reason: str | None = None  # why not the fast path
+        fast = self._fast_dcn(path, provider.lower(), so) \
+            if ort_floor.model_has_deformconv(path) else None
         try:
-            self.session = ort.InferenceSession(
-                str(path), sess_options=session_options(self.threads, arena=arena),
-                providers=resolve_providers(provider, trt_options))
+            if fast is not None:
+                self.session = fast
+            else:  # the floor applies only where the fast path does not run the model
+                ort_floor.check_before_session(path, ort.__version__, provider.lower())
+                self.session = ort.InferenceSession(
+                    str(path), sess_options=so,
+                    providers=resolve_providers(provider, trt_options))
         except ModelError:
             raise
         except Exception as exc:  # onnxruntime raises several unrelated types here
@@ -231,6 +248,22 @@ class OnnxRuntimeBackend:
             raise ModelError(f"{path} is not a loadable ONNX model: {first[:200]}") from None
         self.info = self._read_info(input_size)
         self.providers = self.session.get_providers()
+
+    def _fast_dcn(self, path: Path, provider: str, so: Any) -> Any:
+        """The DCN fast form (:mod:`edgeface.inference.dcn`) on the CPU provider, or None,
+        with one notice, when the sampler is not there (ONNX Runtime's DeformConv runs)."""
+        from edgeface.inference.dcn import runner
+
+        self.dcn_path = runner.NATIVE
+        if provider != "cpu":
+            self.dcn_reason = f"the {provider} provider runs DeformConv itself"
+            return None
+        session, self.dcn_reason = runner.fast_session(path.read_bytes(), self.threads, so)
+        if session is not None:
+            self.dcn_path = runner.FAST
+        elif runs_deformconv(_ort_version()):  # below the floor: its error says it
+            runner.notice(str(self.dcn_reason))
+        return session
 
     def _read_info(self, input_size: tuple[int, int] | None) -> ModelInfo:
         meta = self.session.get_modelmeta().custom_metadata_map

@@ -5,37 +5,80 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
 from edgeface.inference.dcn import sampler
-from edgeface.inference.dcn.graph_cut import CutError, CutModel, cut
+from edgeface.inference.dcn.graph_cut import CutError, CutModel, Dcn, cut
+
+#: ``dcn_path`` values: the fast form, and ONNX Runtime's own DeformConv kernel.
+FAST, NATIVE = "sampler", "onnxruntime"
+
+
+def _default_options(threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    return so
 
 
 class FastDcnSession:
-    """ONNX Runtime segments run in order, the sampler between them. Buffers for the NHWC
-    copies and the columns are allocated on the first frame and reused (per input shape).
+    """ONNX Runtime segments run in order, the sampler between them (it runs only while
+    ONNX Runtime's pool is idle: the segments are sequential). The NHWC copies and the
+    columns live in buffers allocated on the first frame and reused (per input shape).
 
-    ``run(output_names, feeds)`` mirrors ``onnxruntime.InferenceSession.run``.
+    ``run``, ``get_inputs``, ``get_outputs``, ``get_modelmeta`` and ``get_providers`` mirror
+    ``onnxruntime.InferenceSession``.
     """
 
-    dcn_path = "sampler"
+    dcn_path = FAST
 
-    def __init__(self, model: Union[bytes, CutModel], threads: int = 1) -> None:
+    def __init__(self, model: Union[bytes, CutModel], threads: int = 1,
+                 sess_options: Any = None) -> None:
         import onnxruntime as ort
 
         self.cut = model if isinstance(model, CutModel) else cut(model)
         self.threads = max(1, int(threads))
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = self.threads
-        so.inter_op_num_threads = 1
-        self._sessions = [ort.InferenceSession(seg.model, so,
-                                               providers=["CPUExecutionProvider"])
+        so = sess_options if sess_options is not None else _default_options(self.threads)
+        def session(model: bytes) -> Any:
+            return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+
+        # a segment that computes nothing anyone reads (the last, when DCN outputs are the
+        # graph's outputs) gets no session: ONNX Runtime refuses an empty graph
+        self._sessions = [session(seg.model) if seg.outputs else None
                           for seg in self.cut.segments]
         self._buffers: Dict[Tuple[str, Tuple[int, ...]], np.ndarray] = {}
+        self._shared: Dict[Any, np.ndarray] = {}  # the one columns buffer per dtype
+        self._calls: Dict[tuple, tuple] = {}
         self.input_names = list(self.cut.graph_inputs)
         self.output_names = list(self.cut.graph_outputs)
+        # per segment: (session, its inputs, its outputs, [(DCN, its GEMM session)] after it)
+        stages = [[(d, session(d.gemm.model)) for d in stage] for stage in self.cut.stages]
+        self._plan = list(zip(self._sessions, [s.inputs for s in self.cut.segments],
+                              [s.outputs for s in self.cut.segments], stages + [[]]))
+
+    def _args(self, names: Sequence[str], outputs: bool) -> List[Any]:
+        found = {}
+        for sess in filter(None, self._sessions + [g for *_, st in self._plan for _, g in st]):
+            for arg in (sess.get_outputs() if outputs else sess.get_inputs()):
+                found.setdefault(arg.name, arg)
+        return [found[n] for n in names]
+
+    def get_inputs(self) -> List[Any]:
+        return self._args(self.input_names, outputs=False)
+
+    def get_outputs(self) -> List[Any]:
+        return self._args(self.output_names, outputs=True)
+
+    def get_modelmeta(self) -> Any:
+        return self._sessions[0].get_modelmeta()  # every part carries the model's metadata
+
+    def get_providers(self) -> List[str]:
+        return ["CPUExecutionProvider"]
 
     def _buffer(self, key: str, shape: Tuple[int, ...]) -> np.ndarray:
         buf = self._buffers.get((key, shape))
@@ -43,52 +86,104 @@ class FastDcnSession:
             buf = self._buffers[(key, shape)] = np.empty(shape, np.float32)
         return buf
 
+    def _columns(self, shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
+        """A view of the shared columns buffer; growing it drops the prepared calls, whose
+        views point into the old one (the first frame only)."""
+        size = int(np.prod(shape))
+        flat = self._shared.get(dtype)
+        if flat is None or flat.size < size:
+            flat = self._shared[dtype] = np.empty(size, dtype)
+            self._calls.clear()
+        return flat[:size].reshape(shape)
+
+    def _prepare(self, d: Dcn, env: Dict[str, np.ndarray]) -> tuple:
+        """Checked once per (DCN, input shape): buffers and the extension's arguments, so
+        that later frames call it straight (it still checks every buffer's size)."""
+        x, off = env[d.x], env[d.offset]
+        mask = env[d.mask] if d.mask else None
+        n, c, h, w = x.shape
+        (kh, kw), (sh, sw), (dh, dw) = d.kernel, d.stride, d.dilation
+        pt, pl, pb, pr = d.pads
+        oh = sampler.output_size(h, kh, sh, pt, pb, dh)
+        ow = sampler.output_size(w, kw, sw, pl, pr, dw)
+        for name, a, shape in ((d.x, x, x.shape), (d.offset, off, (n, 2 * kh * kw, oh, ow)),
+                               (d.mask, mask, (n, kh * kw, oh, ow))):
+            if a is not None and (a.dtype != np.float32 or a.shape != shape):
+                raise ValueError(f"DCN input {name!r}: {a.dtype} {a.shape}, expected float32 "
+                                 f"{shape}")
+        xt = self._buffer(d.x, (n, h, w, c))
+        cols = self._columns((n, oh, ow, kh * kw * c), np.uint8 if d.quant else np.float32)
+        return (xt, cols, (n, c, h, w, self.threads),
+                (n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, self.threads,
+                 *((float(d.quant[0]), float(d.quant[1])) if d.quant else ())))
+
     def run(self, output_names: Optional[Sequence[str]],
             feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        ext = sampler.extension()
         env: Dict[str, np.ndarray] = dict(feeds)
-        for seg, sess, stage in zip(self.cut.segments, self._sessions,
-                                    self.cut.stages + [[]]):
-            values = sess.run(seg.outputs, {name: env[name] for name in seg.inputs})
-            env.update(zip(seg.outputs, values))
-            nhwc: Dict[str, np.ndarray] = {}  # one NHWC copy per input, shared by its DCNs
-            for d in stage:
-                x = env[d.x]
-                if d.x not in nhwc:
-                    n, c, h, w = x.shape
-                    nhwc[d.x] = sampler.to_nhwc(x, threads=self.threads,
-                                                out=self._buffer(d.x, (n, h, w, c)))
-                xt = nhwc[d.x]
-                off = env[d.offset]
-                n, _, oh, ow = off.shape
-                k = d.kernel[0] * d.kernel[1]
-                cols = self._buffer(d.cols, (n, oh * ow, k * xt.shape[3]))
-                sampler.sample_columns(xt, off, env[d.mask] if d.mask else None, d.kernel,
-                                       stride=d.stride, pads=d.pads, dilation=d.dilation,
-                                       threads=self.threads, out=cols)
-                env[d.cols] = cols.reshape(n, oh, ow, k * xt.shape[3])
+        for sess, seg_in, seg_out, stage in self._plan:
+            if sess is not None:
+                env.update(zip(seg_out, sess.run(seg_out, {n: env[n] for n in seg_in})))
+            done = set()  # one NHWC copy per input, shared by its DCNs
+            for d, gemm in stage:
+                key = (d.cols, env[d.x].shape, env[d.offset].shape)
+                call = self._calls.get(key)
+                if call is None:
+                    self._prepare(d, env)  # may grow the shared buffer: prepare again then
+                    call = self._calls[key] = self._prepare(d, env)
+                xt, cols, nhwc_args, sample_args = call
+                if d.x not in done:
+                    ext.to_nhwc(np.ascontiguousarray(env[d.x]), xt, *nhwc_args)
+                    done.add(d.x)
+                ext.sample(xt, np.ascontiguousarray(env[d.offset]),
+                           np.ascontiguousarray(env[d.mask]) if d.mask else None, cols,
+                           *sample_args)
+                env[d.gemm.outputs[0]] = gemm.run(d.gemm.outputs, {d.cols: cols})[0]
         names = self.output_names if output_names is None else output_names
         return [env[name] for name in names]
+
+
+_noticed: set = set()
+
+
+def notice(reason: str) -> None:
+    """The one line saying that ONNX Runtime's DeformConv runs instead (once per reason and
+    process: a guard or a bench opens the same model many times)."""
+    if reason not in _noticed:
+        _noticed.add(reason)
+        print(f"edgeface: note: DCN fast path off, using ONNX Runtime's DeformConv: {reason}",
+              file=sys.stderr)
+
+
+def fast_session(data: bytes, threads: int, sess_options: Any = None
+                 ) -> Tuple[Optional[FastDcnSession], Optional[str]]:
+    """(the fast form of ``data``, None), or (None, why not) when the sampler is missing or
+    the model's DCNs are not ones it covers."""
+    reason = sampler.unavailable_reason()
+    if reason is not None:
+        return None, reason
+    try:
+        return FastDcnSession(data, threads, sess_options), None
+    except CutError as e:
+        return None, str(e)
+    except Exception as e:  # ONNX Runtime refused a segment: the portable model still runs
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        return None, f"its fast form did not load ({first[:160]})"
 
 
 def load(model_path: Union[str, Path], threads: int = 1, *, quiet: bool = False):
     """The fast form of ``model_path`` when the sampler is built and the model suits it;
     otherwise a plain ONNX Runtime session on the portable model, after a one-line notice on
-    stderr. The returned object's ``dcn_path`` says which ("sampler" / "onnxruntime")."""
+    stderr. The returned object's ``dcn_path`` says which (:data:`FAST` / :data:`NATIVE`)."""
     import onnxruntime as ort
 
     data = Path(model_path).read_bytes()
-    reason = sampler.unavailable_reason()
-    if reason is None:
-        try:
-            return FastDcnSession(data, threads)
-        except CutError as e:
-            reason = str(e)
-    if not quiet and "no DeformConv" not in reason:
-        print(f"edgeface: DCN fast path off, using ONNX Runtime's DeformConv: {reason}",
-              file=sys.stderr)
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = max(1, int(threads))
-    so.inter_op_num_threads = 1
-    session = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
-    session.dcn_path = "onnxruntime"  # type: ignore[attr-defined]
+    session, reason = fast_session(data, threads)
+    if session is not None:
+        return session
+    if not quiet and "no DeformConv" not in str(reason):
+        notice(str(reason))
+    session = ort.InferenceSession(data, _default_options(max(1, int(threads))),
+                                   providers=["CPUExecutionProvider"])
+    session.dcn_path = NATIVE  # type: ignore[attr-defined]
     return session

@@ -12,13 +12,19 @@ and :func:`unavailable_reason` why not. ``EDGEFACE_NO_DCN_EXT=1`` disables it (a
 
 from __future__ import annotations
 
-import os
 from types import ModuleType
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
-DISABLE_ENV = "EDGEFACE_NO_DCN_EXT"
+from edgeface.system.onnxruntime_floor import DCN_DISABLE_ENV as DISABLE_ENV
+from edgeface.system.onnxruntime_floor import DCN_EXTENSION as EXTENSION
+from edgeface.system.onnxruntime_floor import dcn_disabled_reason as disabled_reason
+from edgeface.system.onnxruntime_floor import dcn_not_built_reason as not_built_reason
+
+__all__ = ["DISABLE_ENV", "EXTENSION", "available", "disabled_reason", "extension",
+           "not_built_reason", "output_size", "sample_columns", "to_nhwc",
+           "unavailable_reason"]
 
 _module: Optional[ModuleType] = None
 _reason: Optional[str] = None
@@ -29,14 +35,12 @@ def _load() -> Optional[ModuleType]:
     global _module, _reason, _loaded
     if not _loaded:
         _loaded = True
-        if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
-            _reason = f"disabled by {DISABLE_ENV}={os.environ[DISABLE_ENV]}"
-        else:
+        _reason = disabled_reason()
+        if _reason is None:
             try:
                 from edgeface.inference.dcn import _sampler
             except ImportError as e:
-                _reason = (f"the compiled DCN sampler is not built ({e}); reinstall with a C "
-                           "compiler and the Python headers (e.g. apt install gcc python3-dev)")
+                _reason = not_built_reason(str(e))
             else:
                 _module = _sampler
     return _module
@@ -51,6 +55,12 @@ def unavailable_reason() -> Optional[str]:
     """One line saying why :func:`available` is False; None when it is True."""
     _load()
     return _reason
+
+
+def extension() -> ModuleType:
+    """The compiled module itself (raises RuntimeError with the reason when it is missing),
+    for callers that check their arguments once and call it per frame."""
+    return _require()
 
 
 def _require() -> ModuleType:

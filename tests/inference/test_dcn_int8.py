@@ -1,0 +1,99 @@
+"""INT8 DCN fast path: in a QDQ model the DeformConv GEMM runs as MatMulInteger on uint8
+columns the sampler quantizes itself, with the DeformConv input's own scale and zero point."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx_writer as ow
+import pytest
+from dcn_reference import random_offsets, session
+
+from edgeface.inference.dcn import graph_cut, runner, sampler
+
+pytestmark = pytest.mark.skipif(not sampler.available(),
+                                reason=str(sampler.unavailable_reason()))
+
+UINT8 = 2
+
+
+def _quantize(cols: np.ndarray, scale: float, zp: int) -> np.ndarray:
+    """ONNX QuantizeLinear to uint8: round half to even, saturate."""
+    return np.clip(np.rint(cols / np.float32(scale)) + zp, 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("c", [14, 56, 5])
+def test_the_sampler_writes_quantized_columns(c):
+    rng = np.random.default_rng(c)
+    n, h, w = 1, 13, 11
+    x = (rng.standard_normal((n, h, w, c)) * 2).astype(np.float32)
+    offset = random_offsets(rng, (n, 18, h, w))
+    mask = rng.uniform(0, 1, (n, 9, h, w)).astype(np.float32)
+    cols = sampler.sample_columns(x, offset, mask, (3, 3))
+    scale, zp = 0.01, 90  # a narrow range: both ends saturate
+    want = _quantize(cols, scale, zp)
+    assert (want == 0).any() and (want == 255).any()
+    got = np.empty(cols.shape, np.uint8)
+    sampler.extension().sample(x, offset, mask, got, n, h, w, c, h, w, 3, 3, 1, 1, 1, 1, 1,
+                               1, 2, scale, float(zp))
+    diff = np.abs(got.astype(int) - want.astype(int))
+    # x * (1/scale) instead of x / scale: a rounding tie may go the other way, rarely
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    with pytest.raises(ValueError, match="uint8"):
+        sampler.extension().sample(x, offset, mask, np.empty(cols.shape, np.float32), n, h,
+                                   w, c, h, w, 3, 3, 1, 1, 1, 1, 1, 1, 1, scale, float(zp))
+
+
+def _qdq_deformconv(c: int, o: int, s: int, xs: float, xzp: int, wq: np.ndarray,
+                    ws: np.ndarray, bias: np.ndarray) -> bytes:
+    """x -> QuantizeLinear -> DequantizeLinear -> DeformConv(W = DequantizeLinear(int8)), as
+    `edgeface quantize` leaves a DeformConv (its zero point in int32_data, as ONNX Runtime's
+    quantizer writes scalars)."""
+    inits = [ow.tensor("xs", ow.FLOAT, [], [xs]),
+             ow.repeated_ints(1, []) + ow.int_field(2, UINT8) + ow.packed_ints(5, [xzp])
+             + ow.str_field(8, "xzp"),
+             graph_cut._tensor("wq", wq), graph_cut._tensor("ws", ws),
+             graph_cut._tensor("wzp", np.zeros(o, np.int8)),
+             ow.tensor("b", ow.FLOAT, [o], bias.tolist())]
+    nodes = [ow.node("QuantizeLinear", ["x", "xs", "xzp"], ["xq"]),
+             ow.node("DequantizeLinear", ["xq", "xs", "xzp"], ["xd"]),
+             ow.node("DequantizeLinear", ["wq", "ws", "wzp"], ["w"], axis=0),
+             ow.node("DeformConv", ["xd", "w", "offset", "b", "mask"], ["y"],
+                     kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    io = [("x", [1, c, s, s]), ("offset", [1, 18, s, s]), ("mask", [1, 9, s, s])]
+    g = ow.graph("qdq_dcn", nodes, [ow.value_info(n, ow.FLOAT, d) for n, d in io],
+                 [ow.value_info("y", ow.FLOAT, [1, o, s, s])], inits)
+    return ow.model(g, ir_version=9, opset=19)
+
+
+def test_a_qdq_deformconv_runs_as_an_integer_gemm():
+    rng = np.random.default_rng(3)
+    c, o, s = 14, 28, 13
+    xs, xzp = 0.02, 100
+    weight = rng.standard_normal((o, c, 3, 3)).astype(np.float32) / 10
+    ws = (np.abs(weight).reshape(o, -1).max(1) / 127).astype(np.float32)
+    wq = np.round(weight / ws[:, None, None, None]).astype(np.int8)
+    bias = rng.standard_normal(o).astype(np.float32)
+    model = _qdq_deformconv(c, o, s, xs, xzp, wq, ws, bias)
+    feeds = {"x": rng.uniform(-2, 3, (1, c, s, s)).astype(np.float32),
+             "offset": random_offsets(rng, (1, 18, s, s)),
+             "mask": rng.uniform(0, 1, (1, 9, s, s)).astype(np.float32)}
+    want = session(model).run(None, feeds)[0]
+
+    fast = graph_cut.cut(model)  # no quantization record: 7-bit weights (reduce_range)
+    (dcn,), = fast.stages[:1]
+    assert dcn.quant is not None and dcn.quant[1] == xzp and abs(dcn.quant[0] - xs) < 1e-9
+    seg = dcn.gemm.model
+    assert b"MatMulInteger" in seg and b"MatMulNBits" not in seg
+    assert b"QuantizeLinear" not in seg
+    assert not any(b"DeformConv" in s.model for s in fast.segments)
+    got = runner.FastDcnSession(fast).run(None, feeds)[0]
+    # each column is off by at most half a step of x's scale, each 7-bit weight by half of
+    # its step (at most 2.02x the 8-bit one): the bound per output channel
+    cols = np.abs(feeds["x"]).max() + xs
+    bound = 0.5 * xs * (np.abs(wq).reshape(o, -1).sum(1) * ws) \
+        + 0.5 * 2.02 * ws * 9 * c * cols + 1e-4
+    err = np.abs(got - want).max(axis=(0, 2, 3))
+    assert (err <= bound).all() and err.max() > 0  # integer arithmetic did run
+    # float columns (quantize_columns=False): the float weights, ONNX Runtime's numbers
+    got = runner.FastDcnSession(graph_cut.cut(model, quantize_columns=False)).run(None, feeds)[0]
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
