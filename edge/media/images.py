@@ -10,7 +10,7 @@ from typing import Iterable, Iterator, Optional
 
 import numpy as np
 
-from edgeface.media.image_header import HeaderError, read_header
+from edgeface.media.image_header import HeaderError, jpeg_complete, read_header
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 
@@ -58,6 +58,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
     except HeaderError as exc:
         raise ImageReadError(f"{name}: {exc}") from None
     check_pixels(header.width, header.height, max_pixels, name)
+    if header.format == "jpeg" and not jpeg_complete(data):
+        raise ImageReadError(f"{name}: not a decodable image (JPEG truncated: its data ends "
+                             "before the end-of-image marker)")
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:  # OpenCV's own size limits, unsupported variants
