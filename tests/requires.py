@@ -10,7 +10,7 @@ import importlib.util
 
 import pytest
 
-from edgeface.inference.ort_floor import runs_deformconv
+from edgeface.system.onnxruntime_floor import runs_deformconv
 
 RUNTIME_LIBS = {"cv2": "OpenCV", "onnxruntime": "ONNX Runtime"}
 MISSING = [m for m in RUNTIME_LIBS if importlib.util.find_spec(m) is None]

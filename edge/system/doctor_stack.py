@@ -14,6 +14,7 @@ import re
 from typing import Any, Optional
 
 from edgeface.system.doctor import Finding, Probe
+from edgeface.system.onnxruntime_floor import DEFORMCONV_MIN_TEXT, runs_deformconv, ways_out
 from edgeface.system.pi_os import PiRoute, pi_route
 from edgeface.system.platform import tensorrt_from_libs
 
@@ -183,8 +184,6 @@ def check_deformconv(p: Probe) -> Finding:
     """ONNX Runtime >= 1.25 runs DeformConv, which `edgeface export` writes by default. A
     warning, not a failure: a GridSample export or TensorRT runs without it (the model
     check fails when the configured model needs it)."""
-    from edgeface.inference.ort_floor import DEFORMCONV_MIN_TEXT, runs_deformconv, ways_out
-
     ort, _ = p.load("onnxruntime")
     if ort is None:
         return Finding("deformconv", "skip", "ONNX Runtime is not importable")

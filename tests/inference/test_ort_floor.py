@@ -19,8 +19,9 @@ from runtime_fakes import REPO, tiny_onnx
 from edgeface.errors import EXIT_BAD_MODEL, ModelError
 from edgeface.inference import ort_floor
 from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edgeface.system import onnxruntime_floor as floor
 
-OLD_ORT = not ort_floor.runs_deformconv(ort.__version__)
+OLD_ORT = not floor.runs_deformconv(ort.__version__)
 FLOOR = "ONNX Runtime >= 1.25"
 WAYS = ("pip install 'onnxruntime>=1.25'", "--provider tensorrt",
         "edgeface export --dcn gridsample")
@@ -38,10 +39,10 @@ def models(tmp_path_factory):
 
 
 def test_versions():
-    assert ort_floor.version_tuple("1.23.2") == (1, 23, 2)
-    assert ort_floor.version_tuple("1.25.0+cu126") == (1, 25, 0)
-    assert not ort_floor.runs_deformconv("1.24.4")
-    assert ort_floor.runs_deformconv("1.25.0") and ort_floor.runs_deformconv("2.0.0")
+    assert floor.version_tuple("1.23.2") == (1, 23, 2)
+    assert floor.version_tuple("1.25.0+cu126") == (1, 25, 0)
+    assert not floor.runs_deformconv("1.24.4")
+    assert floor.runs_deformconv("1.25.0") and floor.runs_deformconv("2.0.0")
 
 
 def test_the_graph_tells_deformconv(models, tmp_path):
@@ -85,8 +86,8 @@ def test_the_missing_kernel_error_of_a_session_is_the_same_line(models, monkeypa
 
 
 def test_tensorrt_is_not_offered_to_itself():
-    assert "--provider tensorrt" not in ort_floor.ways_out("tensorrt")
-    assert "--provider tensorrt" in ort_floor.ways_out("cpu")
+    assert "--provider tensorrt" not in floor.ways_out("tensorrt")
+    assert "--provider tensorrt" in floor.ways_out("cpu")
 
 
 def _cli(version: str, *args) -> subprocess.CompletedProcess:
