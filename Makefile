@@ -5,7 +5,7 @@ SHARED ?= ../shared
 BIN = $(VENV)/bin
 OUT ?= out
 
-.PHONY: setup export export-gridsample demo test test-arm test-pi test-floor lint clean
+.PHONY: setup export export-gridsample demo test test-arm test-pi test-trixie test-apt-opencv test-floor lint clean
 
 $(BIN)/edgeface: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,15 +46,25 @@ test: setup
 
 # Target checks (root: chroot, mounts, binfmt_misc; see tests/targets/README.md).
 # test-arm: the device runtime on aarch64 Debian under qemu-user gives the x86-64 detections,
-# and the suite passes there without torch. test-pi: on Raspberry Pi OS's layering (apt
-# numpy 1.24 + a --system-site-packages venv), `pip install '.[pi]'` keeps numpy 1.24.
+# and the suite passes there without torch. test-pi / test-trixie: on Raspberry Pi OS
+# Bookworm's / Trixie's layering (apt numpy 1.24 / 2.2 + a --system-site-packages venv), the
+# README's install keeps apt's numpy, and `edgeface run` and the torch-free suite work there.
+# test-apt-opencv: the same with Debian's python3-opencv 4.6 and the base install.
 test-arm: export
 	MODEL=$(abspath $(MODEL)) HOST_VENV=$(abspath $(VENV)) EDGEFACE_SHARED=$(abspath $(SHARED)) \
 	    bash tests/targets/arm_check.sh
 
 test-pi: export
 	MODEL=$(abspath $(MODEL)) HOST_VENV=$(abspath $(VENV)) EDGEFACE_SHARED=$(abspath $(SHARED)) \
-	    bash tests/targets/pi_layering.sh
+	    bash tests/targets/pi_layering.sh bookworm
+
+test-trixie: export
+	MODEL=$(abspath $(MODEL)) HOST_VENV=$(abspath $(VENV)) EDGEFACE_SHARED=$(abspath $(SHARED)) \
+	    bash tests/targets/pi_layering.sh trixie
+
+test-apt-opencv: export
+	MODEL=$(abspath $(MODEL)) HOST_VENV=$(abspath $(VENV)) EDGEFACE_SHARED=$(abspath $(SHARED)) \
+	    bash tests/targets/apt_opencv.sh
 
 # test-floor: the JetPack-6 floor (Python 3.10, numpy 1.21.6, OpenCV 4.5.5.64, ONNX Runtime
 # 1.23.2) in an x86 venv: `run` end to end on the GridSample export, exit 3 on DeformConv,

@@ -30,6 +30,7 @@ from edgeface.system.onnxruntime_floor import (
     runs_deformconv,
     ways_out,
 )
+from edgeface.system.pi_os import PiRoute, pi_route
 from edgeface.system.platform import parse_nv_tegra_release, tensorrt_from_libs
 
 SYSTEM_SITE = "usr/lib/python3/dist-packages"
@@ -38,6 +39,10 @@ OPENCV_WHEELS = ("opencv-python", "opencv-python-headless", "opencv-contrib-pyth
 # JetPack 6.1/6.2's line; jetson_ort(p) picks the index from the device's L4T release.
 JETSON_ORT = ("pip install onnxruntime-gpu --index-url https://pypi.jetson-ai-lab.io/jp6/cu126 "
               "(JetPack 6; pin the wheel by URL and sha256 for repeatable installs)")
+# What an extension built for one numpy major says under the other (numpy 1.x and 2.x).
+NUMPY_ABI_ERRORS = ("dtype size changed", "binary incompatib", "NumPy 1.x cannot be run",
+                    "_ARRAY_API not found", "multiarray failed to import",
+                    "compiled against ABI version")
 VENV_FIX = ("recreate the venv with `python3 -m venv --system-site-packages` (from "
             "/usr/bin/python3) so that it sees {what}")
 
@@ -90,6 +95,11 @@ def system_numpy(p: Probe) -> Optional[str]:
     return m.group(1) if m else None
 
 
+def route(p: Probe) -> PiRoute:
+    """The Raspberry Pi OS install route for this system's release and apt numpy."""
+    return pi_route(p.read("etc/os-release"), system_numpy(p))
+
+
 def numpy_pin(p: Probe, system: str = "1") -> str:
     """``'numpy<2'``, plus the OpenCV pin when a pip OpenCV 4.12+ would demand numpy 2."""
     pins = [f"'numpy<{int(system.split('.')[0]) + 1}'"]
@@ -98,6 +108,18 @@ def numpy_pin(p: Probe, system: str = "1") -> str:
         if v and tuple(int(x) for x in re.findall(r"\d+", v)[:2]) >= (4, 12):
             pins.append(f"'{name}<4.12'")
     return " ".join(pins)
+
+
+def numpy_fix(p: Probe) -> str:
+    """How to get back to apt's numpy: below 2 (Bookworm) by pinning it and OpenCV below
+    4.12; at 2.x (Trixie), where a pip numpy 1.x is the problem, by removing pip's."""
+    r = route(p)
+    system = r.system_numpy or str(r.numpy_major)
+    if r.numpy_major < 2:
+        return (f"pip install {numpy_pin(p, system)} (or pip uninstall numpy to use the "
+                f"system's {system})")
+    return (f"pip uninstall -y numpy, to use apt's numpy {system} ({r.name}; its route: "
+            f"{r.install}, never 'numpy<2')")
 
 
 def check_numpy(p: Probe) -> Finding:
@@ -112,14 +134,19 @@ def check_numpy(p: Probe) -> Finding:
     sees_system = not p.python.venv or p.python.system_site_packages()
     if (system and origin != "apt" and sees_system
             and system.split(".")[0] != version.split(".")[0]):
+        error = ("'numpy.dtype size changed'" if system.startswith("1.") else
+                 "'compiled against ABI version 0x2000000'")  # numpy 1.x under 2.x-built ones
         return Finding(
             "numpy", "warn",
             f"{summary} shadows the system's numpy {system}: apt-built modules (picamera2's "
-            "simplejpeg, python3-opencv) then fail with 'numpy.dtype size changed'",
-            f"pip install {numpy_pin(p, system)} (or pip uninstall numpy to use the system's "
-            f"{system})", details)
-    return Finding("numpy", "ok", summary + (f", system numpy {system}" if system else ""),
-                   None, details)
+            f"simplejpeg, python3-opencv) then fail with {error}", numpy_fix(p), details)
+    if system:
+        summary += f", system numpy {system}"
+    if p.board() == "raspberry-pi":
+        r = route(p)
+        details["route"] = {"release": r.release, "extra": r.extra, "install": r.install}
+        summary += f" ({r.name}: edgeface[{r.extra}])"
+    return Finding("numpy", "ok", summary, None, details)
 
 
 def opencv_build(cv2: Any) -> dict[str, Optional[bool]]:
@@ -136,11 +163,10 @@ def opencv_build(cv2: Any) -> dict[str, Optional[bool]]:
 def check_opencv(p: Probe) -> Finding:
     cv2, err = p.load("cv2")
     if cv2 is None:
-        fix = {"jetson": "use JetPack's OpenCV: sudo apt install python3-opencv, venv with "
-                         "--system-site-packages",
-               "raspberry-pi": "pip install 'edgeface[pi]' (its OpenCV is below 4.12: 4.12+ "
-                               "needs numpy 2, which breaks apt's picamera2)",
-               }.get(p.board() or "", "pip install 'edgeface[cpu]'")
+        fix = ("use JetPack's OpenCV: sudo apt install python3-opencv, venv with "
+               "--system-site-packages" if p.board() == "jetson" else
+               f"{route(p).install} ({route(p).name}: {route(p).why_extra()})"
+               if p.board() == "raspberry-pi" else "pip install 'edgeface[cpu]'")
         return Finding("opencv", "fail", f"not importable ({err})", fix)
     build = opencv_build(cv2)
     wheels = {n: v for n in OPENCV_WHEELS if (v := p.version_of(n))}
@@ -167,7 +193,7 @@ def check_onnxruntime(p: Probe) -> Finding:
     if ort is None:
         return Finding("onnxruntime", "fail", f"not importable ({err})",
                        jetson_ort(p) if jetson else
-                       "pip install 'edgeface[pi]'" if p.board() == "raspberry-pi" else
+                       f"{route(p).install} ({route(p).name})" if p.board() == "raspberry-pi" else
                        "pip install 'edgeface[cpu]'")
     providers = list(ort.get_available_providers())
     wheels = {n: v for n in ("onnxruntime", "onnxruntime-gpu") if (v := p.version_of(n))}
@@ -221,9 +247,10 @@ def picamera2_fix(p: Probe, err: str) -> str:
     """The fix for a failed ``import picamera2``, from its error line."""
     if "libcamera" in err:
         return VENV_FIX.format(what="apt's libcamera bindings (python3-libcamera)")
-    if "dtype size changed" in err or "binary incompatib" in err:
-        return (f"pip install {numpy_pin(p)} in the venv (apt's simplejpeg is built for "
-                "numpy 1.x)")
+    if any(m in err for m in NUMPY_ABI_ERRORS):
+        r = route(p)
+        return (f"in the venv: {numpy_fix(p)}; apt's simplejpeg is built for numpy "
+                f"{r.numpy_major}.x on {r.name}")
     if "picamera2" in err:
         return ("sudo apt install python3-picamera2 and a venv with "
                 "--system-site-packages (it is not installable with pip)")

@@ -12,6 +12,7 @@ set -euo pipefail
 CHECK_NAME=test-arm
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/chroot.sh"
+source "$(dirname "$0")/lib/stack.sh"
 trap chroot_cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -21,13 +22,7 @@ MISMATCHES=()
 # x86 vs ARM, not version vs version); EDGEFACE_ARM_PIN_HOST=0 takes the newest instead.
 PIN_HOST=${EDGEFACE_ARM_PIN_HOST:-1}
 # The suite, or a subset (pytest arguments, relative to the repository), under emulation.
-ARM_PYTEST_ARGS=${EDGEFACE_ARM_PYTEST_ARGS:-tests}
-# Tests that assert wall-clock behaviour, which emulation (tens of times slower, and uneven)
-# cannot honour; they run natively in `make test`. The watchdog test wants pings < 0.4 s
-# apart and saw 0.54 s under qemu in 1 of 4 runs.
-ARM_DESELECT=(
-    tests/test_notify.py::test_real_run_sends_ready_then_periodic_watchdog_pings
-)
+export EDGEFACE_EMU_PYTEST_ARGS=${EDGEFACE_ARM_PYTEST_ARGS:-${EDGEFACE_EMU_PYTEST_ARGS:-tests}}
 # Detections are compared on each of these emulated CPUs (Pi 4, Pi 5); the suite runs on the
 # first. ONNX Runtime picks its kernels by CPU feature, so each is a different code path.
 ARM_CPUS=${EDGEFACE_ARM_CPUS:-cortex-a72 cortex-a76}
@@ -96,25 +91,11 @@ arm_detect() {
     fi
 }
 
-# pytest, and onnx: the run/service tests build their small synthetic models with it (a
-# test tool; the runtime never imports it). Still no torch. Installed after detect, so the
-# detections above came from the plain device install.
-test_tools() {
-    in_root "$VENV_IN/bin/pip" install -q --only-binary=:all: --no-compile \
-        -c /work/constraints.txt 'pytest>=7' onnx \
-        || die "pip install pytest onnx failed inside the aarch64 root"
-}
-
+# The torch-free suite (lib/stack.sh) on the first CPU. pytest and onnx are installed only
+# now, so the detections above came from the plain device install.
 arm_tests() {
     use_cpu "${ARM_CPUS%% *}"
-    local deselect="" t
-    for t in "${ARM_DESELECT[@]}"; do
-        deselect+=" --deselect $t"
-    done
-    # -p no_torch_plugin: modules that import torch/onnx at the top are skipped, not errors.
-    in_root sh -c "cd /src && PYTHONPATH=/src/tests/targets $VENV_IN/bin/python -m pytest \
-        -q -p no_torch_plugin -p no:cacheprovider$deselect $ARM_PYTEST_ARGS" \
-        || die "the test suite failed on aarch64 (output above)"
+    torchfree_suite "$VENV_IN" /work/constraints.txt
 }
 
 main() {
@@ -127,8 +108,7 @@ main() {
     for cpu in $ARM_CPUS; do
         step "aarch64 ($cpu): edgeface detect, compare with x86-64" arm_detect "$cpu"
     done
-    step "aarch64: test tools (pytest, onnx)" test_tools
-    step "aarch64: test suite without torch" arm_tests
+    step "aarch64: test suite without torch (+ pytest, onnx)" arm_tests
     CURRENT_STEP="compare detections"
     ((${#MISMATCHES[@]} == 0)) \
         || die "aarch64 detections differ from x86-64 on: ${MISMATCHES[*]} (tables above)"

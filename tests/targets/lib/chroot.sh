@@ -1,13 +1,17 @@
-# An aarch64 Debian Bookworm root run under qemu-user (binfmt_misc), cached as a tarball.
+# An aarch64 Debian root run under qemu-user (binfmt_misc), cached as a tarball.
 # Source after common.sh. Sets ROOT; chroot_cleanup (on EXIT) unmounts whatever was mounted.
+# Set before sourcing: ROOTFS_SUITE (bookworm, the default, or trixie) and ROOTFS_EXTRA
+# (apt packages added on top of that suite's root: a variant, cached in its own tarball).
 # shellcheck shell=bash
 
-SUITE=bookworm
+SUITE=${ROOTFS_SUITE:-bookworm}
 DEB_ARCH=arm64
 MIRROR=${EDGEFACE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-# What both target checks need; the Pi check's system side is apt's numpy 1.24 plus a
-# compiler and headers for the extension that stands in for picamera2/simplejpeg.
+# What the target checks need: python3 and venv, apt's numpy (1.24 on bookworm, 2.2 on
+# trixie), and a compiler and headers for the extension that stands in for
+# picamera2/simplejpeg. The same list for every suite.
 ROOTFS_PACKAGES=python3,python3-venv,ca-certificates,python3-numpy,python3-dev,gcc,libc6-dev
+ROOTFS_EXTRA=${ROOTFS_EXTRA:-}
 ROOTFS_FORMAT=1  # bump when the way the root is built changes
 ROOTFS_MAX_AGE_DAYS=${EDGEFACE_ROOTFS_MAX_AGE_DAYS:-30}  # then rebuilt: security updates
 QEMU=/usr/bin/qemu-aarch64-static
@@ -42,35 +46,84 @@ rootfs_key() {
         | sha256sum | cut -c1-12
 }
 
-# Cached root tarball: reused while its key matches and it is younger than the max age.
+# A tarball is reused while it exists and is younger than the max age.
+fresh_tarball() {
+    [[ -s $1 ]] && [[ -z $(find "$1" -mtime +"$ROOTFS_MAX_AGE_DAYS") ]]
+}
+
+# Cached root tarball (ROOTFS_TAR): the suite's debootstrapped root, or with ROOTFS_EXTRA
+# a variant made from it by apt, cached beside it and rebuilt whenever the base is.
 ensure_rootfs_tarball() {
-    local dir=$CACHE/rootfs key tmp
-    key=$(rootfs_key)
-    ROOTFS_TAR=$dir/$SUITE-$DEB_ARCH-$key.tar.zst
+    local dir=$CACHE/rootfs base
+    base=$dir/$SUITE-$DEB_ARCH-$(rootfs_key).tar.zst
+    ROOTFS_TAR=$base
     mkdir -p "$dir" "$WORK"
     exec 9>"$dir/.lock"
     flock 9  # one builder at a time; a second check waits and then finds the cache
-    if [[ -s $ROOTFS_TAR ]] && [[ -z $(find "$ROOTFS_TAR" -mtime +"$ROOTFS_MAX_AGE_DAYS") ]]; then
-        log "rootfs cache hit: $ROOTFS_TAR"
-        flock -u 9
-        return
+    if fresh_tarball "$base"; then
+        log "rootfs cache hit: $base"
+    else
+        build_base_tarball "$base"
     fi
-    log "rootfs cache miss ($ROOTFS_TAR): debootstrap $SUITE $DEB_ARCH (several minutes)"
-    find "$dir" -name "$SUITE-$DEB_ARCH-*.tar.zst" -delete  # stale keys and old roots
-    tmp=$WORK/debootstrap.$$
+    if [[ -n $ROOTFS_EXTRA ]]; then
+        ROOTFS_TAR=${base%.tar.zst}+extra-$(printf '%s\n' "$ROOTFS_EXTRA" "$ROOTFS_FORMAT" \
+            | sha256sum | cut -c1-8).tar.zst
+        if fresh_tarball "$ROOTFS_TAR" && [[ ! $ROOTFS_TAR -ot $base ]]; then
+            log "rootfs variant cache hit: $ROOTFS_TAR ($ROOTFS_EXTRA)"
+        else
+            build_variant_tarball "$base" "$ROOTFS_TAR"
+        fi
+    fi
+    flock -u 9
+}
+
+build_base_tarball() {
+    local tar=$1 tmp=$WORK/debootstrap.$$
+    log "rootfs cache miss ($tar): debootstrap $SUITE $DEB_ARCH (several minutes)"
+    find "$(dirname "$tar")" -name "$SUITE-$DEB_ARCH-*.tar.zst" -delete  # stale keys, variants
     safe_remove_root "$tmp"
     if ! debootstrap --arch="$DEB_ARCH" --variant=minbase --include="$ROOTFS_PACKAGES" \
-        "$SUITE" "$tmp" "$MIRROR" >"$WORK/debootstrap.log" 2>&1; then
-        tail -20 "$WORK/debootstrap.log" >&2
-        die "debootstrap failed (full log: $WORK/debootstrap.log)"
+        "$SUITE" "$tmp" "$MIRROR" >"$WORK/debootstrap-$SUITE.log" 2>&1; then
+        tail -20 "$WORK/debootstrap-$SUITE.log" >&2
+        die "debootstrap failed (full log: $WORK/debootstrap-$SUITE.log)"
     fi
     chroot "$tmp" apt-get clean
-    rm -rf "$tmp"/var/lib/apt/lists/* "$tmp"/var/cache/apt/*.bin
-    tar --numeric-owner -C "$tmp" -cf - . | zstd -q -T0 -3 -o "$ROOTFS_TAR.part"
-    mv "$ROOTFS_TAR.part" "$ROOTFS_TAR"
-    safe_remove_root "$tmp"
-    flock -u 9
-    log "rootfs cached: $(du -h "$ROOTFS_TAR" | cut -f1) $ROOTFS_TAR"
+    pack_root "$tmp" "$tar"
+}
+
+# The base root plus `apt-get install --no-install-recommends $ROOTFS_EXTRA`, run in the
+# emulated root (its maintainer scripts are aarch64 programs).
+build_variant_tarball() {
+    local base=$1 tar=$2
+    log "rootfs variant cache miss ($tar): apt-get install $ROOTFS_EXTRA (several minutes)"
+    find "$(dirname "$tar")" -name "$(basename "${base%.tar.zst}")+*.tar.zst" -delete
+    ROOT=$(cd "$WORK" && pwd -P)/variant.$$  # canonical (unmount_root); cleaned up on failure
+    safe_remove_root "$ROOT"
+    mkdir -p "$ROOT"
+    zstd -q -d -c "$base" | tar --numeric-owner -C "$ROOT" -xf -
+    cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
+    mount_proc_dev
+    # shellcheck disable=SC2086  # a list of packages
+    if ! { in_root apt-get update -q \
+        && in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+            --no-install-recommends $ROOTFS_EXTRA && in_root apt-get clean; } \
+        >"$WORK/variant-$SUITE.log" 2>&1; then
+        tail -20 "$WORK/variant-$SUITE.log" >&2
+        die "apt-get install $ROOTFS_EXTRA failed (full log: $WORK/variant-$SUITE.log)"
+    fi
+    unmount_root "$ROOT"
+    pack_root "$ROOT" "$tar"
+    ROOT=""
+}
+
+# Tar root $1 into $2 (zstd) without apt's lists, then remove it.
+pack_root() {
+    local root=$1 tar=$2
+    rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin
+    tar --numeric-owner -C "$root" -cf - . | zstd -q -T0 -3 -o "$tar.part"
+    mv "$tar.part" "$tar"
+    safe_remove_root "$root"
+    log "rootfs cached: $(du -h "$tar" | cut -f1) $tar"
 }
 
 # Mount points below $1, deepest first (so they unmount in order).
@@ -120,11 +173,9 @@ chroot_cleanup() {
     return 0
 }
 
-# /proc, a minimal /dev (its own tmpfs: nothing of the host's /dev is exposed), /sys
-# read-only, the shared data read-only at /shared, the pip cache at /root/.cache/pip.
-mount_root() {
+# /proc and a minimal /dev (its own tmpfs: nothing of the host's /dev is exposed).
+mount_proc_dev() {
     mount -t proc proc "$ROOT/proc"
-    mount -t sysfs -o ro sysfs "$ROOT/sys" 2>/dev/null || mount --rbind -o ro /sys "$ROOT/sys"
     mount -t tmpfs -o mode=755,nosuid dev "$ROOT/dev"
     local n name maj min
     for n in null:1:3 zero:1:5 full:1:7 random:1:8 urandom:1:9 tty:5:0; do
@@ -137,6 +188,13 @@ mount_root() {
     ln -s /proc/self/fd/2 "$ROOT/dev/stderr"
     mkdir -p "$ROOT/dev/shm" "$ROOT/dev/pts"
     mount -t tmpfs -o mode=1777,nosuid,nodev shm "$ROOT/dev/shm"
+}
+
+# mount_proc_dev, /sys read-only, the shared data read-only at /shared, the pip cache at
+# /root/.cache/pip.
+mount_root() {
+    mount_proc_dev
+    mount -t sysfs -o ro sysfs "$ROOT/sys" 2>/dev/null || mount --rbind -o ro /sys "$ROOT/sys"
     mkdir -p "$ROOT/shared" "$CACHE/pip-$DEB_ARCH" "$ROOT/root/.cache/pip"
     mount --bind "$SHARED" "$ROOT/shared"
     mount -o remount,bind,ro "$ROOT/shared"
@@ -184,7 +242,7 @@ in_root() {
 prepare_root() {
     step "host tools (debootstrap, qemu-user-static)" host_tools
     step "binfmt_misc: qemu-aarch64" register_binfmt
-    step "aarch64 $SUITE root (cached tarball)" ensure_rootfs_tarball
+    step "aarch64 $SUITE root${ROOTFS_EXTRA:+ + $ROOTFS_EXTRA} (cached tarball)" ensure_rootfs_tarball
     step "unpack a fresh root" unpack_root "$1"
     step "mount /proc /dev /sys, shared data, pip cache" mount_root
     step "arm64 /proc/cpuinfo from the emulated CPU" fake_cpuinfo

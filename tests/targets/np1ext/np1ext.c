@@ -1,8 +1,9 @@
 /* Stand-in for picamera2's and simplejpeg's compiled parts: a C extension built against the
- * system's NumPy 1.x headers (Debian/Raspberry Pi OS python3-numpy 1.24), using NumPy's C
- * API the way they do (import_array, create an array, read one). Under NumPy 2 its import
- * fails ("A module that was compiled using NumPy 1.x cannot be run in NumPy 2.x"), exactly
- * as theirs does when pip shadows apt's numpy with numpy 2.x. */
+ * system's NumPy headers (Debian/Raspberry Pi OS python3-numpy: 1.24 on Bookworm, 2.2 on
+ * Trixie), using NumPy's C API the way they do (import_array, create an array, read one).
+ * Built for NumPy 1.x, its import fails under NumPy 2 ("A module that was compiled using
+ * NumPy 1.x cannot be run in NumPy 2.x"), exactly as theirs does when pip shadows apt's
+ * numpy with numpy 2.x; built for 2.x, it fails under a numpy 1.x. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #define NPY_NO_DEPRECATED_API NPY_1_7_API_VERSION
