@@ -214,9 +214,10 @@ def check_onnxruntime(p: Probe) -> Finding:
 def check_deformconv(p: Probe) -> Finding:
     """Which kernel runs DeformConv, which `edgeface export` writes by default: edgeface's
     DCN fast path (the compiled sampler between ONNX Runtime segments of standard ops, any
-    ONNX Runtime), else ONNX Runtime's own kernel (>= 1.25). A warning, not a failure, when
-    neither: a GridSample export or TensorRT runs without them (the model check fails when
-    the configured model needs one). The sampler is imported by name through the probe."""
+    ONNX Runtime), else ONNX Runtime's own kernel (>= 1.25). When neither: FAIL, since no
+    default export runs on this ONNX Runtime; on a Jetson a warning, where the documented
+    route runs the GridSample export or TensorRT (the model check still fails when the
+    configured model needs DeformConv). The sampler is imported by name through the probe."""
     ort, _ = p.load("onnxruntime")
     if ort is None:
         return Finding("deformconv", "skip", "ONNX Runtime is not importable")
@@ -237,7 +238,8 @@ def check_deformconv(p: Probe) -> Finding:
         return Finding("deformconv", "ok", f"dcn: ONNX Runtime {version}'s DeformConv (fast "
                        f"sampler off: {off})", None, details)
     details["dcn_path"] = None
-    return Finding("deformconv", "warn", f"ONNX Runtime {version} cannot run DeformConv, which "
+    status = "warn" if p.board() == "jetson" else "fail"
+    return Finding("deformconv", status, f"ONNX Runtime {version} cannot run DeformConv, which "
                    f"edgeface's default export uses (it needs ONNX Runtime >= "
                    f"{DEFORMCONV_MIN_TEXT}), and the DCN fast path is off ({off})", ways_out(),
                    details)

@@ -286,3 +286,18 @@ def test_an_onnxruntime_below_the_deformconv_floor(orin, tmp_path):
     assert exit_code(f.values()) == 1
     assert doctor(orin())["deformconv"].status == "warn"  # the fixture's 1.19.0 too
     assert doctor(orin(ort=fake_ort("1.25.0")))["deformconv"].status == "ok"
+
+
+def test_onnxruntime_1_24_without_the_fast_path_fails_off_a_jetson(tmp_path):
+    """Off a Jetson no default export runs on ONNX Runtime 1.24.4 without the DCN fast path:
+    FAIL naming 1.25, exit 1, even without a config (a Jetson warns: its route runs the
+    GridSample export or TensorRT)."""
+    p = board_probe("raspberry-pi-4", {
+        "numpy": fake_numpy("1.24.2", SITE), "cv2": fake_cv2("4.11.0"),
+        "onnxruntime": fake_ort("1.24.4")}, venv(tmp_path, True),
+        dists={"opencv-python-headless": "4.11.0.86", "onnxruntime": "1.24.4"})
+    f = doctor(p)
+    assert f["deformconv"].status == "fail" and ">= 1.25" in f["deformconv"].summary
+    assert "edgeface export --dcn gridsample" in f["deformconv"].fix
+    assert "FAIL  deformconv" in render_text(list(f.values()))
+    assert exit_code(f.values()) == 1
