@@ -7,7 +7,7 @@ OUT ?= out
 
 .PHONY: setup export export-gridsample demo test test-arm test-pi test-trixie test-apt-opencv test-floor lint clean
 
-$(BIN)/edgeface: setup.cfg pyproject.toml
+$(BIN)/edgeface: setup.cfg setup.py pyproject.toml edge/inference/dcn/_sampler.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
