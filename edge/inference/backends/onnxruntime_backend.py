@@ -228,7 +228,8 @@ class OnnxRuntimeBackend:
         #: "onnxruntime" (ONNX Runtime's DeformConv) or None (the model has none)
         self.dcn_path: str | None = None
         self.dcn_reason: str | None = None  # why not the fast path
-        fast = self._fast_dcn(path, provider.lower(), so) \
+        # the fast form gets options of its own: it sets them for its 19 small sessions
+        fast = self._fast_dcn(path, provider.lower(), session_options(self.threads, arena=arena)) \
             if ort_floor.model_has_deformconv(path) else None
         try:
             if fast is not None:
