@@ -1,5 +1,5 @@
 # Shared by the target checks: paths, logging, one-step-at-a-time runner. Source it.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # its variables are for the scripts that source it
 
 TARGETS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPO=$(cd "$TARGETS_DIR/../.." && pwd)
