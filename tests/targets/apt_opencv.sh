@@ -3,7 +3,8 @@
 # plus onnxruntime pip-installed into a --system-site-packages venv, as a Debian or Ubuntu
 # user (and, with Ubuntu 22.04's python3-opencv 4.5.4, a JetPack user) does it. The base
 # install `.` requires no OpenCV, so pip must leave apt's cv2 and numpy alone; then
-# `edgeface run` runs end to end there (tests/targets/run_e2e.py), and the torch-free suite.
+# `edgeface run` runs end to end there (tests/targets/run_e2e.py), and the torch-free runtime
+# suite.
 #
 # Native, on this x86-64 Debian 12 host's /usr/bin/python3 (3.11): the apt OpenCV build and
 # its numpy are what this row is about, not the CPU (test-arm and the Pi rows cover aarch64).
@@ -91,7 +92,8 @@ e2e() {
         --out "$APT_OUT/e2e" || die "edgeface run failed end to end on apt's OpenCV (above)"
 }
 
-# pytest and onnx (wheels only, within the pin file), then the suite without torch:
+# pytest and onnx (wheels only, within the pin file), then the torch-free runtime suite
+# (RUNTIME_SUITE, lib/common.sh; EDGEFACE_APT_PYTEST_ARGS=tests runs all of it):
 # no_torch_plugin reports tests that need workstation-only extras as skipped, naming the
 # package. Native, so nothing is deselected.
 suite() {
@@ -99,7 +101,7 @@ suite() {
         || die "pip install pytest onnx failed"
     (cd "$APT_DIR/src" && EDGEFACE_SHARED=$SHARED PYTHONPATH=$APT_DIR/src/tests/targets \
         "$VENV/bin/python" -m pytest -q -p no_torch_plugin -p no:cacheprovider \
-        ${EDGEFACE_APT_PYTEST_ARGS:-tests}) \
+        ${EDGEFACE_APT_PYTEST_ARGS:-$RUNTIME_SUITE}) \
         || die "the torch-free suite failed on apt's OpenCV (output above)"
 }
 
@@ -110,9 +112,9 @@ main() {
     step "route: pip install . 'onnxruntime>=1.25' -c numpy-pin.txt keeps apt's numpy and OpenCV" \
         install_route
     step "venv: edgeface run end to end (folder, video file, MJPEG over HTTP)" e2e
-    step "venv: the torch-free suite (+ pytest, onnx)" suite
+    step "venv: the torch-free runtime suite (+ pytest, onnx)" suite
     log "PASS: apt's OpenCV and numpy under a pip-installed edgeface run the main job and the" \
-        "torch-free suite"
+        "torch-free runtime suite"
 }
 
 main "$@"

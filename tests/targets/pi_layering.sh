@@ -22,7 +22,7 @@
 #            system's (not a copy), np1ext must import and work;
 #   job      in that venv: `edgeface detect`, then `edgeface run` end to end (a folder ->
 #            JSON lines; a video file -> JSON lines, and MJPEG over HTTP), then the torch-free
-#            runtime suite (PI_SUITE below; EDGEFACE_PI_PYTEST_ARGS=tests for all of it).
+#            runtime suite (RUNTIME_SUITE in lib/common.sh; EDGEFACE_PI_PYTEST_ARGS=tests: all).
 # Needs root. See tests/targets/README.md.
 set -euo pipefail
 RELEASE=${1:-bookworm}
@@ -32,17 +32,11 @@ case $RELEASE in
     *) echo "usage: $0 bookworm|trixie" >&2; exit 2 ;;
 esac
 ROOTFS_SUITE=$RELEASE
-# The torch-free RUNTIME suite, not all of it: the device side (runtime, inference, media,
-# common) plus the tests that decode images and run `edgeface run` with this stack's OpenCV
-# and numpy. Natively (apt OpenCV venv, --durations=0) these took 82 s of the torch-free
-# suite's 278 s (30%); hostile/ alone was 60% (memory cgroups, bombs, config loads: not
-# about the library versions). test-arm runs the whole torch-free suite on aarch64.
-PI_SUITE="tests/runtime tests/inference tests/media tests/common"
-PI_SUITE+=" tests/cli/test_run_cmd.py tests/hostile/test_image_headers.py"
-export EDGEFACE_EMU_PYTEST_ARGS=${EDGEFACE_PI_PYTEST_ARGS:-${EDGEFACE_EMU_PYTEST_ARGS:-$PI_SUITE}}
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/chroot.sh"
 source "$(dirname "$0")/lib/stack.sh"
+# The torch-free runtime suite (lib/common.sh), not all of it: test-arm runs the whole.
+export EDGEFACE_EMU_PYTEST_ARGS=${EDGEFACE_PI_PYTEST_ARGS:-${EDGEFACE_EMU_PYTEST_ARGS:-$RUNTIME_SUITE}}
 trap chroot_cleanup EXIT
 trap 'exit 130' INT TERM
 OUT_DIR=$OUT_DIR/$CHECK_NAME
