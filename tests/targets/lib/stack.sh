@@ -1,7 +1,7 @@
-# Steps shared by the stack checks (test-pi, test-trixie, test-apt-opencv): apt's numpy and
-# an extension compiled against it, the user's pip install into a --system-site-packages
-# venv, the layering check, and in that venv `edgeface detect`, the main job
-# (tests/targets/run_e2e.py) and the torch-free suite. Source after chroot.sh.
+# Steps shared by the emulated stack checks (test-pi, test-trixie; test-arm uses the suite):
+# apt's numpy and an extension compiled against it, the user's pip install into a
+# --system-site-packages venv, the layering check, and in that venv `edgeface detect`, the
+# main job (tests/targets/run_e2e.py) and the torch-free suite. Source after chroot.sh.
 # shellcheck shell=bash
 
 SYSTEM_SITE=/usr/lib/python3/dist-packages
