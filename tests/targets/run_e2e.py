@@ -189,11 +189,13 @@ def check_mjpeg(model: Path, clip: Path, out: Path) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     first, rc = "", None
     try:
-        first = proc.stderr.readline()
-        m = re.search(r"(http://127\.0\.0\.1:\d+)/", first)
-        if not m:
-            raise CheckFailed(f"run --http: no address on its first line: {first!r}"
-                              + (proc.stderr.read() if proc.poll() is not None else ""))
+        m = None
+        while not m:  # notices (a DCN fast-path fallback, say) may come before the address
+            line = proc.stderr.readline()
+            first += line
+            if not line:
+                raise CheckFailed(f"run --http: ended without printing its address: {first!r}")
+            m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
         url = m.group(1)
         wait_healthy(url, proc)
         t0 = time.monotonic()
