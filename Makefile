@@ -49,7 +49,8 @@ test: setup
 # and the suite passes there without torch. test-pi / test-trixie: on Raspberry Pi OS
 # Bookworm's / Trixie's layering (apt numpy 1.24 / 2.2 + a --system-site-packages venv), the
 # README's install keeps apt's numpy, and `edgeface run` and the torch-free suite work there.
-# test-apt-opencv: the same with Debian's python3-opencv 4.6 and the base install.
+# test-apt-opencv: natively on this Debian 12 host, apt's python3-opencv 4.6 and numpy 1.24 under
+# the base install in a --system-site-packages venv; `edgeface run` and the torch-free suite.
 test-arm: export
 	MODEL=$(abspath $(MODEL)) HOST_VENV=$(abspath $(VENV)) EDGEFACE_SHARED=$(abspath $(SHARED)) \
 	    bash tests/targets/arm_check.sh
@@ -67,8 +68,8 @@ test-apt-opencv: export
 	    bash tests/targets/apt_opencv.sh
 
 # test-floor: the JetPack-6 floor (Python 3.10, numpy 1.21.6, OpenCV 4.5.5.64, ONNX Runtime
-# 1.23.2) in an x86 venv: `run` end to end on the GridSample export, exit 3 on DeformConv,
-# and the torch-free suite. No root.
+# 1.23.2) in an x86 venv: `run` end to end on the DeformConv export through the DCN fast path,
+# exit 3 without it, the GridSample export, and the torch-free suite. No root.
 test-floor: export export-gridsample
 	MODEL=$(abspath $(MODEL)) MODEL_GS=$(abspath $(MODEL_GS)) HOST_VENV=$(abspath $(VENV)) \
 	    EDGEFACE_SHARED=$(abspath $(SHARED)) bash tests/targets/floor_check.sh

@@ -1,7 +1,7 @@
 """The main job end to end on this install (`make test`: the newest wheels), with the real
-V1 export: tests/targets/run_e2e.py, the same checks `make test-floor` runs in the
-JetPack-floor venv (folder -> JSON lines; video -> JSON lines; video -> JSON lines + MJPEG
-over HTTP, then SIGTERM)."""
+V1 export: tests/targets/run_e2e.py, the same checks every row of the stack matrix runs
+(tests/targets/README.md): folder -> JSON lines; video -> JSON lines; video -> JSON lines +
+MJPEG over HTTP, then SIGTERM."""
 
 from __future__ import annotations
 

@@ -7,12 +7,15 @@
 # numpy 1.21.6 (onnxruntime's own floor), opencv-python-headless 4.5.5.64, onnxruntime 1.23.2,
 # from `pip install '.[cpu]'` constrained to them.
 #
-#  1. `edgeface run` end to end (tests/targets/run_e2e.py) on the GridSample export, which
-#     ONNX Runtime 1.23.2 runs: folder -> JSON lines, video -> JSON lines, video -> JSON
-#     lines + MJPEG over HTTP; the folder's faces must equal the host venv's (newest wheels).
-#  2. `edgeface run` on the native-DeformConv export exits 3 with one line naming
-#     ONNX Runtime >= 1.25 and the ways out.
-#  3. The torch-free test suite (tests/targets/no_torch_plugin.py), pytest and onnx added.
+#  1. The floor venv builds the DCN fast path's sampler (edge/inference/dcn/_sampler.c; pyenv's
+#     Python has the headers), and `edgeface run` end to end (tests/targets/run_e2e.py) runs
+#     the native-DeformConv export through it on ONNX Runtime 1.23.2, which has no DeformConv
+#     kernel: folder -> JSON lines, video -> JSON lines, video -> JSON lines + MJPEG over HTTP;
+#     the folder's faces must equal the host venv's (newest wheels) on the same export.
+#  2. With EDGEFACE_NO_DCN_EXT=1 (no fast path) `edgeface run` on that export exits 3 with
+#     one line naming ONNX Runtime >= 1.25 and the ways out.
+#  3. The GridSample export still runs (`edgeface run` on the folder), faces equal the host's.
+#  4. The torch-free test suite (tests/targets/no_torch_plugin.py), pytest and onnx added.
 #
 # No root, no emulation. Wheels are cached in $CACHE/wheels-floor (downloaded once per pin
 # set: warm runs need no network). See tests/targets/README.md.
@@ -57,13 +60,18 @@ need_models() {
     [[ -s $MODEL_GS ]] || die "no GridSample export at $MODEL_GS (run: make export-gridsample)"
 }
 
-# The host venv's `run` on the shared images with the GridSample export: the reference.
+# host_run MODEL NAME: the host venv's `run` on the shared images: the reference.
+host_run() {
+    rm -f "$FLOOR_OUT/run-host-$2.jsonl"
+    "$HOST_VENV/bin/edgeface" run -m "$1" --source "$SHARED/$IMAGES_REL" \
+        --json "$FLOOR_OUT/run-host-$2.jsonl" --status-interval 0 >"$FLOOR_OUT/run-host-$2.log" 2>&1 \
+        || { cat "$FLOOR_OUT/run-host-$2.log" >&2; die "edgeface run -m $1 failed in the host venv"; }
+}
+
 host_reference() {
     mkdir -p "$FLOOR_OUT"
-    rm -f "$FLOOR_OUT/run-host.jsonl"
-    "$HOST_VENV/bin/edgeface" run -m "$MODEL_GS" --source "$SHARED/$IMAGES_REL" \
-        --json "$FLOOR_OUT/run-host.jsonl" --status-interval 0 >"$FLOOR_OUT/run-host.log" 2>&1 \
-        || { cat "$FLOOR_OUT/run-host.log" >&2; die "edgeface run failed in the host venv"; }
+    host_run "$MODEL" deformconv
+    host_run "$MODEL_GS" gridsample
     log "host: $("$HOST_VENV/bin/python" -c "import numpy, cv2, onnxruntime as o; \
         print('numpy', numpy.__version__, 'opencv', cv2.__version__, 'onnxruntime', o.__version__)")"
 }
@@ -109,31 +117,58 @@ want = dict(p.split("==") for p in sys.argv[1:])
 print("floor venv:", ", ".join(f"{n} {v}" for n, v in got.items()))
 sys.exit(got != want)
 PY
+    # The fast path is how ONNX Runtime 1.23.2 runs the default export: its sampler must have
+    # been built by `pip install` (setup.py; optional, so a failed build only warns there).
+    "$VENV_FLOOR/bin/python" -c "from edgeface.inference import dcn; import sys; \
+        print('DCN sampler:', 'built' if dcn.available() else dcn.unavailable_reason()); \
+        sys.exit(not dcn.available())" \
+        || die "the DCN fast path's sampler was not built in the floor venv (gcc, Python headers?)"
 }
 
+# The default (native DeformConv) export on ONNX Runtime 1.23.2, through the fast path.
 floor_e2e() {
     rm -rf "$FLOOR_OUT/e2e"
-    "$VENV_FLOOR/bin/python" "$TARGETS_DIR/run_e2e.py" --model "$MODEL_GS" \
+    "$VENV_FLOOR/bin/python" -c "import sys; \
+        from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend as B; \
+        b = B(sys.argv[1]); print('DeformConv runs in:', b.dcn_path); \
+        sys.exit(b.dcn_path != 'sampler')" "$MODEL" \
+        || die "the floor venv does not run the DeformConv export through the fast path"
+    "$VENV_FLOOR/bin/python" "$TARGETS_DIR/run_e2e.py" --model "$MODEL" \
         --images "$SHARED/$IMAGES_REL" --out "$FLOOR_OUT/e2e" \
         || die "edgeface run end to end failed at the floor versions (output above)"
     python3 "$TARGETS_DIR/compare_detections.py" --names "host,floor" \
-        "$FLOOR_OUT/run-host.jsonl" "$FLOOR_OUT/e2e/folder.jsonl" \
+        "$FLOOR_OUT/run-host-deformconv.jsonl" "$FLOOR_OUT/e2e/folder.jsonl" \
         || die "the floor venv's faces differ from the host venv's (table above)"
 }
 
-# The default (native DeformConv) export on ONNX Runtime 1.23.2: exit 3, one line.
+# Without the fast path (EDGEFACE_NO_DCN_EXT=1), ONNX Runtime 1.23.2 cannot run the
+# DeformConv export: exit 3, one line, naming the floor and the ways out.
 floor_deformconv() {
     local rc=0 err=$FLOOR_OUT/run-deformconv.err
-    "$VENV_FLOOR/bin/edgeface" run -m "$MODEL" --source "$SHARED/$IMAGES_REL" \
-        --json /dev/null --status-interval 0 2>"$err" >/dev/null || rc=$?
+    EDGEFACE_NO_DCN_EXT=1 "$VENV_FLOOR/bin/edgeface" run -m "$MODEL" \
+        --source "$SHARED/$IMAGES_REL" --json /dev/null --status-interval 0 2>"$err" >/dev/null \
+        || rc=$?
     cat "$err"
-    [[ $rc == 3 ]] || die "run on the DeformConv export exited $rc, expected 3"
+    [[ $rc == 3 ]] || die "run on the DeformConv export without the fast path exited $rc, expected 3"
     [[ $(wc -l <"$err") == 1 ]] || die "run on the DeformConv export printed more than one line"
     local want
     for want in "ONNX Runtime >= 1.25" "pip install 'onnxruntime>=1.25'" \
-        "--provider tensorrt" "edgeface export --dcn gridsample"; do
+        "--provider tensorrt" "DCN fast path" "EDGEFACE_NO_DCN_EXT" \
+        "edgeface export --dcn gridsample"; do
         grep -qF -- "$want" "$err" || die "the line does not say: $want"
     done
+}
+
+# The GridSample export (no DeformConv) on the folder: the faces the host venv finds.
+floor_gridsample() {
+    local jsonl=$FLOOR_OUT/run-gridsample.jsonl
+    rm -f "$jsonl"
+    "$VENV_FLOOR/bin/edgeface" run -m "$MODEL_GS" --source "$SHARED/$IMAGES_REL" \
+        --json "$jsonl" --status-interval 0 >"$FLOOR_OUT/run-gridsample.log" 2>&1 \
+        || { cat "$FLOOR_OUT/run-gridsample.log" >&2; die "run on the GridSample export failed"; }
+    python3 "$TARGETS_DIR/compare_detections.py" --names "host,floor" \
+        "$FLOOR_OUT/run-host-gridsample.jsonl" "$jsonl" \
+        || die "the floor venv's faces (GridSample export) differ from the host venv's"
 }
 
 # Runs in `make test` on this machine already, and checks sd_notify timing, which no library
@@ -160,12 +195,14 @@ main() {
     resolve_shared
     need_models
     find_python
-    step "host reference: edgeface run (GridSample export)" host_reference
+    step "host reference: edgeface run (DeformConv and GridSample exports)" host_reference
     step "wheels for the floor venv" wheelhouse
     step "floor venv: pip install '.[cpu]' at numpy 1.21.6, OpenCV 4.5.5.64, ORT 1.23.2" \
         floor_venv
-    step "floor: edgeface run end to end (GridSample export)" floor_e2e
-    step "floor: the DeformConv export exits 3 with one line" floor_deformconv
+    step "floor: edgeface run end to end (DeformConv export, DCN fast path)" floor_e2e
+    step "floor: without the fast path the DeformConv export exits 3 with one line" \
+        floor_deformconv
+    step "floor: the GridSample export runs" floor_gridsample
     step "floor: test suite without torch" floor_suite
     log "PASS: the main job and the torch-free suite run at the JetPack-6 floor versions"
 }

@@ -22,7 +22,7 @@
 #            system's (not a copy), np1ext must import and work;
 #   job      in that venv: `edgeface detect`, then `edgeface run` end to end (a folder ->
 #            JSON lines; a video file -> JSON lines, and MJPEG over HTTP), then the torch-free
-#            suite.
+#            runtime suite (RUNTIME_SUITE in lib/common.sh; EDGEFACE_PI_PYTEST_ARGS=tests: all).
 # Needs root. See tests/targets/README.md.
 set -euo pipefail
 RELEASE=${1:-bookworm}
@@ -35,6 +35,8 @@ ROOTFS_SUITE=$RELEASE
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/chroot.sh"
 source "$(dirname "$0")/lib/stack.sh"
+# The torch-free runtime suite (lib/common.sh), not all of it: test-arm runs the whole.
+export EDGEFACE_EMU_PYTEST_ARGS=${EDGEFACE_PI_PYTEST_ARGS:-${EDGEFACE_EMU_PYTEST_ARGS:-$RUNTIME_SUITE}}
 trap chroot_cleanup EXIT
 trap 'exit 130' INT TERM
 OUT_DIR=$OUT_DIR/$CHECK_NAME
@@ -89,7 +91,7 @@ main() {
         documented_install
     step "venv: edgeface detect on the shared images" venv_detect "$PIVENV"
     step "venv: edgeface run end to end (folder, video file, MJPEG over HTTP)" main_job "$PIVENV"
-    step "venv: the torch-free suite (+ pytest, onnx)" torchfree_suite "$PIVENV" "$PIN"
+    step "venv: the torch-free runtime suite (+ pytest, onnx)" torchfree_suite "$PIVENV" "$PIN"
     log "PASS ($RELEASE): '.[$EXTRA]' keeps apt's numpy $SYS_NUMPY; the extension, the main" \
         "job and the torch-free suite work"
 }

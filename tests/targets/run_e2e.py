@@ -1,15 +1,20 @@
 """`edgeface run` end to end, the main job, with the interpreter that runs this script:
 
-1. a folder of images -> JSON lines: one record per image, in order, with faces;
-2. a video file -> JSON lines: one record per frame, frames 0..N-1 in order;
-3. the same video, looped and live, with `--http 127.0.0.1:0`: MJPEG frames read from
-   /stream.mjpg over HTTP decode to the video's size, then SIGTERM exits 0 with the JSON
-   lines flushed.
+1. a folder of images -> JSON lines (one record per image, in name order, naming it, with
+   well-formed faces) and an annotated video;
+2. a video file that this interpreter's OpenCV writes from the images (MJPG in AVI, which
+   every OpenCV build writes and reads without FFmpeg) and reads back -> JSON lines: one
+   record per frame, frames 0..N-1 in order, at the clip's size;
+3. the same clip, looped and live, with `--http 127.0.0.1:0`: once /healthz says 200, three
+   parts of /stream.mjpg must each be a complete JPEG that this OpenCV decodes to the clip's
+   size; then SIGTERM must end the run with exit 0 and complete JSON lines.
 
-The video is written here by this interpreter's OpenCV (VideoWriter, mp4v), from the
-folder's images. Used by `make test-floor` (the JetPack-floor venv) and by
-tests/cli/test_run_e2e.py (`make test`: the newest wheels), so both rows run the same
-checks. Prints one line per check; exit 1 with the reason on the first failure.
+No run may print a traceback. Every check of the stack matrix runs this one script: the
+generic row (tests/cli/test_run_e2e.py in `make test`), the JetPack floor (`make
+test-floor`), the apt-OpenCV row, and inside the emulated roots (tests/targets/lib/stack.sh).
+It uses only the standard library, numpy and cv2, so it runs on any stack the runtime does.
+Prints one `ok` line per check (and each run's log under --out); exit 1 with the reason on
+the first failure.
 
 Usage: python run_e2e.py --model M.onnx --images DIR --out DIR
 """
@@ -31,8 +36,12 @@ import numpy as np
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 VIDEO_SIZE = (640, 480)
-VIDEO_FRAMES = 12
+VIDEO_FRAMES = 8  # two passes over the 4 shared images; each frame costs ~1 s emulated
 MJPEG_FRAMES = 3
+# Emulated (qemu-user) start-up plus the first frame took ~15 s at load 8 on 2 cores; whole
+# emulated runs up to ~150 s. The margins are for a loaded CI machine, not expectations.
+START_TIMEOUT = 300.0
+RUN_TIMEOUT = 900.0
 
 
 class CheckFailed(Exception):
@@ -44,6 +53,8 @@ def edgeface(*args: object) -> list[str]:
 
 
 def records(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
@@ -53,19 +64,27 @@ def fresh(path: Path) -> Path:
     return path
 
 
-def run(*args: object, timeout: float = 300) -> subprocess.CompletedProcess:
-    done = subprocess.run(edgeface(*args), capture_output=True, text=True, timeout=timeout)
+def no_traceback(text: str, log: Path) -> None:
+    if "Traceback (most recent call last)" in text:
+        raise CheckFailed(f"a traceback in {log}: {text.strip()[-1500:]}")
+
+
+def run(log: Path, *args: object) -> subprocess.CompletedProcess:
+    done = subprocess.run(edgeface(*args), capture_output=True, text=True, timeout=RUN_TIMEOUT)
+    log.write_text(done.stdout + done.stderr)
+    no_traceback(done.stdout + done.stderr, log)
     if done.returncode != 0:
-        raise CheckFailed(f"edgeface {' '.join(map(str, args[:1]))} exited "
-                          f"{done.returncode}: {done.stderr.strip()[-1500:]}")
+        raise CheckFailed(f"edgeface {args[0]} exited {done.returncode}: "
+                          f"{done.stderr.strip()[-1500:]}")
     return done
 
 
 def check_folder(model: Path, images: list[Path], folder: Path, out: Path) -> int:
-    jsonl = fresh(out / "folder.jsonl")
-    run("run", "-m", model, "--source", folder, "--json", jsonl, "--status-interval", "0")
+    jsonl, video = fresh(out / "folder.jsonl"), fresh(out / "folder.avi")
+    run(out / "folder.log", "run", "-m", model, "--source", folder, "--json", jsonl,
+        "--video", video, "--status-interval", "0")
     got = records(jsonl)
-    if [Path(r["image"]).name for r in got] != [p.name for p in images]:
+    if [Path(r.get("image", "")).name for r in got] != [p.name for p in images]:
         raise CheckFailed(f"folder: records for {[r.get('image') for r in got]}, expected "
                           f"{[str(p) for p in images]}")
     faces = sum(len(r["faces"]) for r in got)
@@ -76,32 +95,43 @@ def check_folder(model: Path, images: list[Path], folder: Path, out: Path) -> in
             if len(f["box"]) != 4 or np.shape(f["landmarks"]) != (5, 2) \
                     or not 0 < f["score"] <= 1:
                 raise CheckFailed(f"folder: malformed face {f}")
-    print(f"ok  folder -> JSON lines: {len(got)} images, {faces} faces ({jsonl})")
+    if not video.is_file() or video.stat().st_size == 0:
+        raise CheckFailed(f"folder: no annotated video written at {video}")
+    print(f"ok  folder -> JSON lines: {len(got)} images, {faces} faces ({jsonl}), "
+          f"annotated video {video.stat().st_size} bytes")
     return faces
 
 
-def write_clip(images: list[Path], path: Path) -> list[np.ndarray]:
+def write_clip(images: list[Path], path: Path) -> int:
     frames = [cv2.resize(cv2.imread(str(p)), VIDEO_SIZE, interpolation=cv2.INTER_AREA)
               for p in images]
-    frames = [frames[i % len(frames)] for i in range(VIDEO_FRAMES)]
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, VIDEO_SIZE)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, VIDEO_SIZE)
     if not writer.isOpened():
-        raise CheckFailed(f"OpenCV {cv2.__version__} cannot write an mp4v video")
-    for f in frames:
-        writer.write(f)
+        raise CheckFailed(f"OpenCV {cv2.__version__} cannot write an MJPG AVI")
+    for i in range(VIDEO_FRAMES):
+        writer.write(frames[i % len(frames)])
     writer.release()
-    return frames
+    cap, n = cv2.VideoCapture(str(path)), 0
+    while cap.read()[0]:
+        n += 1
+    cap.release()
+    if n != VIDEO_FRAMES:
+        raise CheckFailed(f"clip: OpenCV {cv2.__version__} reads back {n} frames of "
+                          f"{VIDEO_FRAMES}")
+    return n
 
 
 def check_video(model: Path, clip: Path, out: Path) -> None:
     jsonl = fresh(out / "video.jsonl")
-    run("run", "-m", model, "--source", clip, "--json", jsonl, "--status-interval", "0")
+    run(out / "video.log", "run", "-m", model, "--source", clip, "--json", jsonl,
+        "--status-interval", "0")
     got = records(jsonl)
-    if [r["frame"] for r in got] != list(range(VIDEO_FRAMES)):
-        raise CheckFailed(f"video: frames {[r['frame'] for r in got]}, expected "
+    if [r.get("frame") for r in got] != list(range(VIDEO_FRAMES)):
+        raise CheckFailed(f"video: frames {[r.get('frame') for r in got]}, expected "
                           f"0..{VIDEO_FRAMES - 1}")
-    if {(r["width"], r["height"]) for r in got} != {VIDEO_SIZE}:
-        raise CheckFailed(f"video: frame sizes {sorted({(r['width'], r['height']) for r in got})}")
+    if {(r["width"], r["height"]) for r in got} != {VIDEO_SIZE} or any("image" in r for r in got):
+        raise CheckFailed(f"video: frame sizes {sorted({(r['width'], r['height']) for r in got})}"
+                          " or a record naming an image")
     faces = sum(len(r["faces"]) for r in got)
     if faces == 0:
         raise CheckFailed("video: no faces in any frame")
@@ -109,7 +139,8 @@ def check_video(model: Path, clip: Path, out: Path) -> None:
 
 
 def read_mjpeg(url: str, count: int, timeout: float = 60) -> list[np.ndarray]:
-    """``count`` JPEG frames from a multipart/x-mixed-replace stream, decoded."""
+    """``count`` JPEG frames from a multipart/x-mixed-replace stream, each complete
+    (SOI ... EOI) and decoded."""
     with urllib.request.urlopen(url, timeout=timeout) as r:
         ctype = r.headers.get("Content-Type", "")
         m = re.search(r"boundary=(\S+)", ctype)
@@ -130,34 +161,43 @@ def read_mjpeg(url: str, count: int, timeout: float = 60) -> list[np.ndarray]:
                 raise CheckFailed(f"MJPEG: part headers {headers}")
             data = r.read(int(headers["content-length"]))
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-            if image is None:
-                raise CheckFailed(f"MJPEG: frame {len(frames)} is not a decodable JPEG")
+            if data[:2] != b"\xff\xd8" or data[-2:] != b"\xff\xd9" or image is None:
+                raise CheckFailed(f"MJPEG: part {len(frames)} ({len(data)} bytes) is not a "
+                                  "complete, decodable JPEG")
             frames.append(image)
         return frames
 
 
+def wait_healthy(url: str, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:  # 503 until the first frame is processed
+        try:
+            with urllib.request.urlopen(url + "/healthz", timeout=5):
+                return
+        except OSError:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise CheckFailed(f"run --http: /healthz never answered 200 (exit "
+                                  f"{proc.poll()})") from None
+            time.sleep(0.2)
+
+
 def check_mjpeg(model: Path, clip: Path, out: Path) -> None:
-    jsonl = fresh(out / "http.jsonl")
+    jsonl, log = fresh(out / "http.jsonl"), out / "http.log"
     proc = subprocess.Popen(
         edgeface("run", "-m", model, "--source", clip, "--loop", "--live", "--capture-fps",
                  "10", "--json", jsonl, "--http", "127.0.0.1:0", "--status-interval", "0"),
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    first, rc = "", None
     try:
-        first = proc.stderr.readline()
-        m = re.search(r"(http://127\.0\.0\.1:\d+)/", first)
-        if not m:
-            raise CheckFailed(f"run --http: no address on its first line: {first!r}"
-                              + (proc.stderr.read() if proc.poll() is not None else ""))
+        m = None
+        while not m:  # notices (a DCN fast-path fallback, say) may come before the address
+            line = proc.stderr.readline()
+            first += line
+            if not line:
+                raise CheckFailed(f"run --http: ended without printing its address: {first!r}")
+            m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
         url = m.group(1)
-        deadline = time.monotonic() + 60
-        while True:  # 503 until the first frame is processed
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or proc.poll() is not None:
-                    raise CheckFailed("run --http: /healthz never answered 200") from None
-                time.sleep(0.1)
+        wait_healthy(url, proc)
         t0 = time.monotonic()
         frames = read_mjpeg(url + "/stream.mjpg", MJPEG_FRAMES)
         took = time.monotonic() - t0
@@ -165,12 +205,14 @@ def check_mjpeg(model: Path, clip: Path, out: Path) -> None:
         if sizes != {VIDEO_SIZE}:
             raise CheckFailed(f"MJPEG: frame sizes {sizes}, expected {VIDEO_SIZE}")
         proc.send_signal(signal.SIGTERM)
-        rc = proc.wait(timeout=30)
+        rc = proc.wait(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    err = proc.stderr.read()
+        err = first + proc.stderr.read()
+        log.write_text(err)
+    no_traceback(err, log)
     if rc != 0:
         raise CheckFailed(f"run --http: SIGTERM gave exit {rc}: {err.strip()[-1500:]}")
     got = records(jsonl)  # every line complete JSON after SIGTERM
@@ -190,14 +232,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    images = sorted(p for p in args.images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    print(f"    python {sys.version.split()[0]}, numpy {np.__version__}, opencv "
-          f"{cv2.__version__}, model {args.model.name}")
+    images = sorted((p for p in args.images.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES),
+                    key=lambda p: p.relative_to(args.images).as_posix())
+    print(f"    python {sys.version.split()[0]}, numpy {np.__version__} ({np.__file__}), "
+          f"opencv {cv2.__version__} ({cv2.__file__}), model {args.model.name}")
     try:
         if not images:
             raise CheckFailed(f"no images under {args.images}")
         check_folder(args.model, images, args.images, args.out)
-        clip = args.out / "clip.mp4"
+        clip = args.out / "clip.avi"
         write_clip(images, clip)
         check_video(args.model, clip, args.out)
         check_mjpeg(args.model, clip, args.out)

@@ -1,7 +1,6 @@
 # An aarch64 Debian root run under qemu-user (binfmt_misc), cached as a tarball.
 # Source after common.sh. Sets ROOT; chroot_cleanup (on EXIT) unmounts whatever was mounted.
-# Set before sourcing: ROOTFS_SUITE (bookworm, the default, or trixie) and ROOTFS_EXTRA
-# (apt packages added on top of that suite's root: a variant, cached in its own tarball).
+# Set before sourcing: ROOTFS_SUITE (bookworm, the default, or trixie).
 # shellcheck shell=bash
 
 SUITE=${ROOTFS_SUITE:-bookworm}
@@ -11,7 +10,6 @@ MIRROR=${EDGEFACE_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 # trixie), and a compiler and headers for the extension that stands in for
 # picamera2/simplejpeg. The same list for every suite.
 ROOTFS_PACKAGES=python3,python3-venv,ca-certificates,python3-numpy,python3-dev,gcc,libc6-dev
-ROOTFS_EXTRA=${ROOTFS_EXTRA:-}
 ROOTFS_FORMAT=1  # bump when the way the root is built changes
 ROOTFS_MAX_AGE_DAYS=${EDGEFACE_ROOTFS_MAX_AGE_DAYS:-30}  # then rebuilt: security updates
 QEMU=/usr/bin/qemu-aarch64-static
@@ -51,8 +49,7 @@ fresh_tarball() {
     [[ -s $1 ]] && [[ -z $(find "$1" -mtime +"$ROOTFS_MAX_AGE_DAYS") ]]
 }
 
-# Cached root tarball (ROOTFS_TAR): the suite's debootstrapped root, or with ROOTFS_EXTRA
-# a variant made from it by apt, cached beside it and rebuilt whenever the base is.
+# Cached root tarball (ROOTFS_TAR): the suite's debootstrapped root.
 ensure_rootfs_tarball() {
     local dir=$CACHE/rootfs base
     base=$dir/$SUITE-$DEB_ARCH-$(rootfs_key).tar.zst
@@ -60,19 +57,13 @@ ensure_rootfs_tarball() {
     mkdir -p "$dir" "$WORK"
     exec 9>"$dir/.lock"
     flock 9  # one builder at a time; a second check waits and then finds the cache
+    # The emulated apt-OpenCV variant (a Bookworm root + python3-opencv, ~400 MB) is gone:
+    # test-apt-opencv runs natively now.
+    rm -f "$dir"/*+extra-*.tar.zst
     if fresh_tarball "$base"; then
         log "rootfs cache hit: $base"
     else
         build_base_tarball "$base"
-    fi
-    if [[ -n $ROOTFS_EXTRA ]]; then
-        ROOTFS_TAR=${base%.tar.zst}+extra-$(printf '%s\n' "$ROOTFS_EXTRA" "$ROOTFS_FORMAT" \
-            | sha256sum | cut -c1-8).tar.zst
-        if fresh_tarball "$ROOTFS_TAR" && [[ ! $ROOTFS_TAR -ot $base ]]; then
-            log "rootfs variant cache hit: $ROOTFS_TAR ($ROOTFS_EXTRA)"
-        else
-            build_variant_tarball "$base" "$ROOTFS_TAR"
-        fi
     fi
     flock -u 9
 }
@@ -80,7 +71,7 @@ ensure_rootfs_tarball() {
 build_base_tarball() {
     local tar=$1 tmp=$WORK/debootstrap.$$
     log "rootfs cache miss ($tar): debootstrap $SUITE $DEB_ARCH (several minutes)"
-    find "$(dirname "$tar")" -name "$SUITE-$DEB_ARCH-*.tar.zst" -delete  # stale keys, variants
+    find "$(dirname "$tar")" -name "$SUITE-$DEB_ARCH-*.tar.zst" -delete  # stale keys (and old variants)
     safe_remove_root "$tmp"
     if ! debootstrap --arch="$DEB_ARCH" --variant=minbase --include="$ROOTFS_PACKAGES" \
         "$SUITE" "$tmp" "$MIRROR" >"$WORK/debootstrap-$SUITE.log" 2>&1; then
@@ -89,31 +80,6 @@ build_base_tarball() {
     fi
     chroot "$tmp" apt-get clean
     pack_root "$tmp" "$tar"
-}
-
-# The base root plus `apt-get install --no-install-recommends $ROOTFS_EXTRA`, run in the
-# emulated root (its maintainer scripts are aarch64 programs).
-build_variant_tarball() {
-    local base=$1 tar=$2
-    log "rootfs variant cache miss ($tar): apt-get install $ROOTFS_EXTRA (several minutes)"
-    find "$(dirname "$tar")" -name "$(basename "${base%.tar.zst}")+*.tar.zst" -delete
-    ROOT=$(cd "$WORK" && pwd -P)/variant.$$  # canonical (unmount_root); cleaned up on failure
-    safe_remove_root "$ROOT"
-    mkdir -p "$ROOT"
-    zstd -q -d -c "$base" | tar --numeric-owner -C "$ROOT" -xf -
-    cp -L /etc/resolv.conf "$ROOT/etc/resolv.conf"
-    mount_proc_dev
-    # shellcheck disable=SC2086  # a list of packages
-    if ! { in_root apt-get update -q \
-        && in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-            --no-install-recommends $ROOTFS_EXTRA && in_root apt-get clean; } \
-        >"$WORK/variant-$SUITE.log" 2>&1; then
-        tail -20 "$WORK/variant-$SUITE.log" >&2
-        die "apt-get install $ROOTFS_EXTRA failed (full log: $WORK/variant-$SUITE.log)"
-    fi
-    unmount_root "$ROOT"
-    pack_root "$ROOT" "$tar"
-    ROOT=""
 }
 
 # Tar root $1 into $2 (zstd) without apt's lists, then remove it.
@@ -134,10 +100,10 @@ mounts_below() {
 
 # Unmount everything below $1, ending any process still running inside it first.
 unmount_root() {
-    local root=$1 pid mnt
+    local root=$1 proc mnt
     [[ -d $root ]] || return 0
-    for pid in $(ls /proc | grep -E '^[0-9]+$'); do
-        [[ $(readlink "/proc/$pid/root" 2>/dev/null) == "$root" ]] && kill -KILL "$pid" 2>/dev/null
+    for proc in /proc/[0-9]*; do
+        [[ $(readlink "$proc/root" 2>/dev/null) == "$root" ]] && kill -KILL "${proc#/proc/}" 2>/dev/null
     done
     for mnt in $(mounts_below "$root"); do
         umount "$mnt" 2>/dev/null || umount -l "$mnt" || true
@@ -242,7 +208,7 @@ in_root() {
 prepare_root() {
     step "host tools (debootstrap, qemu-user-static)" host_tools
     step "binfmt_misc: qemu-aarch64" register_binfmt
-    step "aarch64 $SUITE root${ROOTFS_EXTRA:+ + $ROOTFS_EXTRA} (cached tarball)" ensure_rootfs_tarball
+    step "aarch64 $SUITE root (cached tarball)" ensure_rootfs_tarball
     step "unpack a fresh root" unpack_root "$1"
     step "mount /proc /dev /sys, shared data, pip cache" mount_root
     step "arm64 /proc/cpuinfo from the emulated CPU" fake_cpuinfo

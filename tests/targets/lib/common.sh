@@ -1,5 +1,5 @@
 # Shared by the target checks: paths, logging, one-step-at-a-time runner. Source it.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # its variables are for the scripts that source it
 
 TARGETS_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 REPO=$(cd "$TARGETS_DIR/../.." && pwd)
@@ -10,6 +10,15 @@ WORK=${EDGEFACE_CI_WORK:-/var/tmp/edgeface-ci}
 OUT_DIR=${EDGEFACE_CI_OUT:-$REPO/out/targets}
 HOST_VENV=${HOST_VENV:-$REPO/.venv}
 MODEL=${MODEL:-$REPO/out/featherface_v1.onnx}
+
+# The torch-free RUNTIME suite (pytest arguments): the device side (runtime, inference, media,
+# common) plus the tests that decode images and run `edgeface run` with a stack's OpenCV and
+# numpy. Natively (apt OpenCV venv, --durations=0, load ~6 on 2 cores) these took 82 s of the
+# torch-free suite's 278 s (30%); hostile/ alone took 60% (memory cgroups, decompression
+# bombs, config loads: not about library versions). test-pi, test-trixie and test-apt-opencv
+# run it; test-arm and test-floor run the whole torch-free suite.
+RUNTIME_SUITE="tests/runtime tests/inference tests/media tests/common"
+RUNTIME_SUITE+=" tests/cli/test_run_cmd.py tests/hostile/test_image_headers.py"
 
 CHECK_NAME=${CHECK_NAME:-check}
 CURRENT_STEP=""

@@ -1,7 +1,7 @@
-# Steps shared by the stack checks (test-pi, test-trixie, test-apt-opencv): apt's numpy and
-# an extension compiled against it, the user's pip install into a --system-site-packages
-# venv, the layering check, and in that venv `edgeface detect`, the main job
-# (tests/targets/main_job.py) and the torch-free suite. Source after chroot.sh.
+# Steps shared by the emulated stack checks (test-pi, test-trixie; test-arm uses the suite):
+# apt's numpy and an extension compiled against it, the user's pip install into a
+# --system-site-packages venv, the layering check, and in that venv `edgeface detect`, the
+# main job (tests/targets/run_e2e.py) and the torch-free suite. Source after chroot.sh.
 # shellcheck shell=bash
 
 SYSTEM_SITE=/usr/lib/python3/dist-packages
@@ -146,14 +146,15 @@ venv_detect() {
         || log "(differences above are informational)"
 }
 
-# main_job VENV: `edgeface run` end to end (tests/targets/main_job.py): a folder -> JSON
-# lines and a video; a video file -> JSON lines; the same with --http, MJPEG read back.
+# main_job VENV: `edgeface run` end to end (tests/targets/run_e2e.py, the script every row
+# runs): a folder -> JSON lines and a video; a video file -> JSON lines; the same with
+# --http, MJPEG read back, SIGTERM exit 0.
 main_job() {
     mkdir -p "$ROOT/work" && cp "$MODEL" "$ROOT/work/model.onnx"
     rm -rf "$ROOT/work/main-job"
     local rc=0
-    in_root "$1/bin/python" /src/tests/targets/main_job.py --edgeface "$1/bin/edgeface" \
-        --model /work/model.onnx --images "/shared/$IMAGES_REL" --work /work/main-job \
+    in_root "$1/bin/python" /src/tests/targets/run_e2e.py --model /work/model.onnx \
+        --images "/shared/$IMAGES_REL" --out /work/main-job \
         2>&1 | tee "$OUT_DIR/main-job.log" | sed -u 's/^/      | /' || rc=$?
     mkdir -p "$OUT_DIR/main-job"
     cp "$ROOT"/work/main-job/*.log "$ROOT"/work/main-job/*.jsonl "$OUT_DIR/main-job/" 2>/dev/null \
