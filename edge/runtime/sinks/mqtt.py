@@ -47,6 +47,15 @@ from edgeface.runtime.sinks.registry import register_sink
 
 log = logging.getLogger(__name__)
 
+#: The largest packet the broker may send us (MQTT 5 Maximum Packet Size, CONNECT): we only
+#: read acknowledgements (tens of bytes) and Home Assistant's ``online`` / ``offline``. A
+#: broker drops a larger message for this client instead of sending it; without the bound,
+#: a 150 MB retained message on homeassistant/status was read whole at every start
+#: (RSS 606 MB, or an OOM kill), since paho 2.x has no inbound limit of its own.
+MAX_INBOUND_PACKET = 16 * 1024
+#: A status payload worth comparing (``online``); a longer one is ignored uncopied.
+MAX_STATUS_PAYLOAD = 32
+
 
 def _paho() -> Any:
     """paho.mqtt.client, 2.x (1.x, e.g. Debian's python3-paho-mqtt, has other callbacks)."""
@@ -57,6 +66,23 @@ def _paho() -> Any:
             f"paho-mqtt {version} is too old: --mqtt needs 2.x "
             "(Debian's python3-paho-mqtt is 1.6); install it with: pip install 'edgeface[mqtt]'")
     return client
+
+
+def _connect_properties() -> Any:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.CONNECT)
+    props.MaximumPacketSize = MAX_INBOUND_PACKET
+    return props
+
+
+def _live_only() -> Any:
+    """QoS 1, and no retained message at subscribe: the connect announces anyway, and a
+    retained status is what a hostile or stale publisher leaves behind."""
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+
+    return SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
 
 
 class MqttSink:
@@ -103,9 +129,10 @@ class MqttSink:
         self.offline_drops = 0  # snapshots not sent: disconnected, or the previous one pending
         self.last_error = ""
 
+        # MQTT 5 (Mosquitto >= 1.6, EMQX, HiveMQ, ...) for its Maximum Packet Size; a clean
+        # start with no session expiry is 3.1.1's clean session.
         c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                        client_id=f"edgeface-{self.topics.node}", protocol=mqtt.MQTTv311,
-                        clean_session=True)
+                        client_id=f"edgeface-{self.topics.node}", protocol=mqtt.MQTTv5)
         c.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
         if self.broker.user:
             c.username_pw_set(self.broker.user, password or None)
@@ -125,7 +152,8 @@ class MqttSink:
         c.on_message = self._on_message
         self._mqtt, self._client = mqtt, c
         self._worker = Worker(f"mqtt-{self.topics.device}", self._handle, queue_size)
-        c.connect_async(self.broker.host, self.broker.port, keepalive=keepalive)
+        c.connect_async(self.broker.host, self.broker.port, keepalive=keepalive,
+                        clean_start=True, properties=_connect_properties())
         c.loop_start()  # paho's thread: connects, reconnects with backoff, does all I/O
 
     @staticmethod
@@ -231,7 +259,7 @@ class MqttSink:
             return
         self._track(client.publish(self.topics.availability, ONLINE, qos=1, retain=True), 1)
         if self.discovery_prefix:  # subscriptions do not survive a clean session
-            client.subscribe(ha_status_topic(self.discovery_prefix), qos=1)
+            client.subscribe(ha_status_topic(self.discovery_prefix), options=_live_only())
         self._worker.replace("announce", ("announce", 0.0))
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
@@ -269,8 +297,9 @@ class MqttSink:
         self.published += 1
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        payload = msg.payload
         if self.discovery_prefix and msg.topic == ha_status_topic(self.discovery_prefix) \
-                and msg.payload.strip().lower() == b"online":
+                and len(payload) <= MAX_STATUS_PAYLOAD and payload.strip().lower() == b"online":
             # Home Assistant restarted. Its docs ask for a random delay, so that many
             # devices do not all answer at once.
             self._worker.replace("announce", ("announce",
