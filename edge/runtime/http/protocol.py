@@ -293,7 +293,8 @@ class HttpConnections:
         if "content-length" in headers and parse_length(headers["content-length"]) is None:
             raise HttpError(400, "invalid Content-Length")
         return Request(method, target, version, headers, reader, writer,
-                       self.limits.body_timeout, self.limits.max_body_bytes)
+                       self.limits.body_timeout, self.limits.max_body_bytes,
+                       (self.limits.body_min_rate, self.limits.body_grace))
 
     async def _dispatch(self, req: Request) -> Response | StreamResponse:
         try:
