@@ -5,7 +5,7 @@ SHARED ?= ../shared
 BIN = $(VENV)/bin
 OUT ?= out
 
-.PHONY: setup export demo test test-arm test-pi lint clean
+.PHONY: setup export export-gridsample demo test test-arm test-pi test-floor lint clean
 
 $(BIN)/edgeface: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ $(MODEL): $(BIN)/edgeface $(WEIGHTS)
 	$(BIN)/edgeface export --arch v1 --force --weights $(WEIGHTS) -o $@
 
 export: $(MODEL)
+
+# The same model with DeformConv as GridSample, which ONNX Runtime < 1.25 runs (test-floor).
+MODEL_GS = $(OUT)/featherface_v1_gridsample.onnx
+$(MODEL_GS): $(BIN)/edgeface $(WEIGHTS)
+	$(BIN)/edgeface export --arch v1 --dcn gridsample --force --weights $(WEIGHTS) -o $@
+
+export-gridsample: $(MODEL_GS)
 
 # Export the V1 checkpoint (verified against PyTorch), then run the device runtime on a
 # folder of images as if it were a camera: JSON lines and an annotated video, no camera needed.
@@ -48,6 +55,13 @@ test-arm: export
 test-pi: export
 	MODEL=$(abspath $(MODEL)) HOST_VENV=$(abspath $(VENV)) EDGEFACE_SHARED=$(abspath $(SHARED)) \
 	    bash tests/targets/pi_layering.sh
+
+# test-floor: the JetPack-6 floor (Python 3.10, numpy 1.21.6, OpenCV 4.5.5.64, ONNX Runtime
+# 1.23.2) in an x86 venv: `run` end to end on the GridSample export, exit 3 on DeformConv,
+# and the torch-free suite. No root.
+test-floor: export export-gridsample
+	MODEL=$(abspath $(MODEL)) MODEL_GS=$(abspath $(MODEL_GS)) HOST_VENV=$(abspath $(VENV)) \
+	    EDGEFACE_SHARED=$(abspath $(SHARED)) bash tests/targets/floor_check.sh
 
 clean:
 	rm -rf $(OUT) .pytest_cache

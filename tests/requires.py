@@ -10,6 +10,8 @@ import importlib.util
 
 import pytest
 
+from edgeface.system.onnxruntime_floor import runs_deformconv
+
 RUNTIME_LIBS = {"cv2": "OpenCV", "onnxruntime": "ONNX Runtime"}
 MISSING = [m for m in RUNTIME_LIBS if importlib.util.find_spec(m) is None]
 
@@ -20,3 +22,21 @@ def skip_reason(*modules: str) -> str:
 
 
 needs_runtime = pytest.mark.skipif(bool(MISSING), reason=skip_reason(*MISSING))
+
+
+def _onnxruntime_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("onnxruntime", "onnxruntime-gpu"):
+        try:
+            return version(dist)
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+_ORT = _onnxruntime_version()
+#: ONNX Runtime < 1.25 has no DeformConv kernel (the JetPack-floor venv has 1.23.2).
+needs_deformconv = pytest.mark.skipif(
+    _ORT is not None and not runs_deformconv(_ORT),
+    reason=f"ONNX Runtime {_ORT} has no DeformConv kernel (1.25+ has)")

@@ -158,8 +158,22 @@ def tiny_graph(a: int, shape: list[int]) -> tuple[tuple[list, list], list, list]
     return io, inits, nodes
 
 
+def _with_deformconv(inits: list, nodes: list) -> tuple[list, list]:
+    """The tiny graph behind a DeformConv(19) that passes the input through: 1x1 kernel,
+    identity weights, zero offsets (a Conv with zero weights makes them, any input size).
+    The op edgeface's default export has, and ONNX Runtime < 1.25 has no kernel for."""
+    inits = inits + [("w_offset", "FLOAT", [2, 3, 1, 1], [0.0] * 6),
+                     ("w_identity", "FLOAT", [3, 3, 1, 1], [1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0])]
+    head = [("Conv", ["input", "w_offset"], ["offset"], {"kernel_shape": [1, 1]}),
+            ("DeformConv", ["input", "w_identity", "offset"], ["deformed"],
+             {"kernel_shape": [1, 1]})]
+    op, i, o, attrs = nodes[0]
+    return inits, head + [(op, ["deformed", *i[1:]], o, attrs), *nodes[1:]]
+
+
 def tiny_onnx(path: Path, size: tuple[int, int] = (64, 64), layout: str = "NCHW",
-              metadata: Optional[dict] = None, anchors: Optional[int] = None) -> Path:
+              metadata: Optional[dict] = None, anchors: Optional[int] = None,
+              deformconv: bool = False) -> Path:
     """A small ONNX file with the edgeface interface and metadata (no torch, no onnx needed).
 
     Scores are a sigmoid of 4x4 average-pooled pixels of the first channel (bright areas
@@ -168,7 +182,8 @@ def tiny_onnx(path: Path, size: tuple[int, int] = (64, 64), layout: str = "NCHW"
     and ``anchors`` the outputs' anchor count, for hostile models. The protobuf is written
     by ``onnx_writer`` so this runs where
     only the device runtime is installed; tests/test_onnx_writer.py holds it equal to the
-    model ``onnx.helper`` builds.
+    model ``onnx.helper`` builds. ``deformconv``: the same detections through a DeformConv
+    node (opset 19; see ``_with_deformconv``).
     """
     w, h = size
     info = ModelInfo(arch="tiny-test").with_input_size(w, h)
@@ -177,6 +192,8 @@ def tiny_onnx(path: Path, size: tuple[int, int] = (64, 64), layout: str = "NCHW"
     assert (w // 4) * (h // 4) >= a
     shape = [1, 3, h, w] if layout == "NCHW" else [1, h, w, 3]
     io, inits, nodes = tiny_graph(a, shape)
+    if deformconv:
+        inits, nodes = _with_deformconv(inits, nodes)
     graph = ox.graph("tiny", [ox.node(op, i, o, **attrs) for op, i, o, attrs in nodes],
                      *([ox.value_info(n, ox.FLOAT, d) for n, d in side] for side in io),
                      [ox.tensor(n, getattr(ox, t), d, v) for n, t, d, v in inits])
@@ -184,7 +201,8 @@ def tiny_onnx(path: Path, size: tuple[int, int] = (64, 64), layout: str = "NCHW"
     if layout != "NCHW":
         meta["edgeface.input_layout"] = '"NHWC"'
     meta.update({f"edgeface.{k}": v for k, v in (metadata or {}).items()})
-    Path(path).write_bytes(ox.model(graph, ir_version=8, opset=17, metadata=meta))
+    Path(path).write_bytes(ox.model(graph, ir_version=9 if deformconv else 8,
+                                    opset=19 if deformconv else 17, metadata=meta))
     return path
 
 

@@ -170,6 +170,41 @@ def _ceil(a: int, b: int) -> int:
     return -(-a // b)
 
 
+# In entropy-coded data 0xFF is followed by 0x00 (a stuffed byte) or RST0-7 (D0-D7); any
+# other byte after 0xFF (0xFF fill included) starts the next marker.
+_NEXT_MARKER = re.compile(rb"\xff(?=[^\x00\xd0-\xd7\xff])")
+
+
+def jpeg_complete(data: bytes) -> bool:
+    """Whether a JPEG's scans reach its end-of-image marker. OpenCV 4.5.5 and 4.6.0 decode
+    a truncated JPEG into an image grey below the cut (libjpeg only warns); 4.11 and 5.x
+    refuse it. Checking here makes every build refuse it. Segments are skipped by length
+    (EXIF thumbnails, whose own EOI is not the image's); entropy-coded data is skipped to
+    its next marker; bytes after EOI (a phone's trailer) are not looked at."""
+    i, n = 2, len(data)
+    while i + 2 <= n:
+        if data[i] != 0xFF:
+            return False
+        marker = data[i + 1]
+        if marker == 0xD9:
+            return True
+        if marker == 0xFF or marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
+            i += 1 if marker == 0xFF else 2
+            continue
+        if i + 4 > n:
+            return False
+        (length,) = struct.unpack(">H", data[i + 2:i + 4])
+        if length < 2:
+            return False
+        i += 2 + length
+        if marker == 0xDA:  # start of scan: its entropy-coded data runs to the next marker
+            found = _NEXT_MARKER.search(data, i)
+            if found is None:
+                return False
+            i = found.start()
+    return False
+
+
 def _bmp(data: bytes) -> tuple[int, int]:
     (dib,) = struct.unpack("<I", data[14:18])
     if dib == 12:  # BITMAPCOREHEADER: 16-bit sizes

@@ -59,7 +59,9 @@ def decode_image(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS,
         raise ImageReadError(f"{name}: {exc}") from None
     check_pixels(header.width, header.height, max_pixels, name)
     try:
-        check_jpeg_data(data)  # the decode-time bombs under the pixel budget
+        # decode-time bombs under the pixel budget, and truncation: OpenCV up to 4.6 decodes
+        # a truncated JPEG into an image grey below the cut (libjpeg only warns)
+        check_jpeg_data(data)
     except HeaderError as exc:
         raise ImageReadError(f"{name}: {exc}") from None
     try:

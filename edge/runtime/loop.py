@@ -322,9 +322,9 @@ def quiet_opencv_logging() -> None:
     # Read by OpenCV when it opens its first FFmpeg capture; 8 = AV_LOG_FATAL.
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "8")
     if "OPENCV_LOG_LEVEL" not in os.environ:
-        import cv2
+        from edgeface.media.opencv_compat import set_log_level_error
 
-        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
+        set_log_level_error()
 
 
 def _summary(a: np.ndarray) -> dict[str, float]:

@@ -71,6 +71,8 @@ def check_model(p: Probe, spec: ServiceSpec, load_model: ModelLoader) -> Finding
         what = load_model(spec.model, spec.provider)
     except Exception as exc:
         msg = one_line(exc)
+        if getattr(exc, "fix", None):  # an error that names its own way out (ort_floor)
+            return Finding("model", "fail", getattr(exc, "reason", msg), exc.fix)
         if "provider" in msg:
             fix = (JETSON_ORT if p.board() == "jetson"
                    else "set provider: auto (the CPU) in the config, or install an "

@@ -14,6 +14,7 @@ import re
 from typing import Any, Optional
 
 from edgeface.system.doctor import Finding, Probe
+from edgeface.system.onnxruntime_floor import DEFORMCONV_MIN_TEXT, runs_deformconv, ways_out
 from edgeface.system.platform import tensorrt_from_libs
 
 SYSTEM_SITE = "usr/lib/python3/dist-packages"
@@ -153,6 +154,23 @@ def check_onnxruntime(p: Probe) -> Finding:
     return Finding("onnxruntime", "ok", summary, None, details)
 
 
+def check_deformconv(p: Probe) -> Finding:
+    """ONNX Runtime >= 1.25 runs DeformConv, which `edgeface export` writes by default. A
+    warning, not a failure: a GridSample export or TensorRT runs without it (the model
+    check fails when the configured model needs it)."""
+    ort, _ = p.load("onnxruntime")
+    if ort is None:
+        return Finding("deformconv", "skip", "ONNX Runtime is not importable")
+    version = str(getattr(ort, "__version__", "0"))
+    details = {"version": version, "needs": DEFORMCONV_MIN_TEXT}
+    if runs_deformconv(version):
+        return Finding("deformconv", "ok", f"ONNX Runtime {version} runs DeformConv "
+                       f"(needs >= {DEFORMCONV_MIN_TEXT})", None, details)
+    return Finding("deformconv", "warn", f"ONNX Runtime {version} cannot run DeformConv, which "
+                   f"edgeface's default export uses (it needs ONNX Runtime >= "
+                   f"{DEFORMCONV_MIN_TEXT})", ways_out(), details)
+
+
 def picamera2_fix(p: Probe, err: str) -> str:
     """The fix for a failed ``import picamera2``, from its error line."""
     if "libcamera" in err:
@@ -203,5 +221,6 @@ def check_tensorrt(p: Probe) -> Finding:
 
 
 CHECKS = [("python", check_python), ("numpy", check_numpy), ("opencv", check_opencv),
-          ("onnxruntime", check_onnxruntime), ("picamera2", check_picamera2),
+          ("onnxruntime", check_onnxruntime), ("deformconv", check_deformconv),
+          ("picamera2", check_picamera2),
           ("tensorrt", check_tensorrt)]

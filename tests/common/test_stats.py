@@ -27,6 +27,10 @@ def test_percentiles_of_nothing_are_refused():
 
 
 def test_percentiles_leave_numpy_ma_unimported():
+    bare = subprocess.run([sys.executable, "-c", "import sys, numpy; print('numpy.ma' in "
+                           "sys.modules)"], capture_output=True, text=True)
+    if bare.stdout.strip() == "True":
+        pytest.skip(f"numpy {np.__version__} imports numpy.ma itself (numpy 1.x; 2.x does not)")
     code = ("import sys, numpy as np\n"
             "from edgeface.common.stats import percentiles\n"
             "percentiles(np.arange(100.0), (50, 95))\n"

@@ -14,6 +14,8 @@ import pytest
 
 pytest.importorskip("onnx", reason="quantization needs onnx: pip install '.[quantize]'")
 
+from requires import needs_deformconv
+
 from edgeface.calibration import calib_data
 from edgeface.cli import main
 from edgeface.errors import ConfigError
@@ -391,6 +393,7 @@ def _tiny_graph():
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)], ir_version=9)
 
 
+@needs_deformconv
 def test_float_nodes_and_int8_dcn_weights():
     import onnxruntime as ort
 
@@ -445,6 +448,7 @@ def test_short_names():
     assert max(map(len, names)) == 2  # 52 one-letter names, 52 * 63 of two
 
 
+@needs_deformconv
 def test_compact_model_on_a_small_graph():
     import onnx
     import onnxruntime as ort
@@ -483,6 +487,7 @@ def test_compact_model_on_a_small_graph():
         assert 0 <= b["parts"]["other"] < 200
 
 
+@needs_deformconv
 def test_finalize_drops_exporter_leftovers():
     """The final file keeps the edgeface metadata and drops what only debugged the export
     (compaction on, the default)."""

@@ -298,7 +298,9 @@ def test_video_file_opens_without_parameters_its_backend_refuses(monkeypatch, vi
     monkeypatch.setattr(cv2, "VideoCapture", picky)
     with open_source(video) as src:
         assert len(drain(src)) == 12
-    assert opened[0] == [cv2.CAP_PROP_N_THREADS, 1] and opened[1] == []
+    # OpenCV 4.5.5 / 4.6.0 have no CAP_PROP_N_THREADS: then the file opens without params.
+    asked = [cv2.CAP_PROP_N_THREADS, 1] if hasattr(cv2, "CAP_PROP_N_THREADS") else []
+    assert opened[0] == asked and opened[-1] == [] and len(opened) == (2 if asked else 1)
 
 
 def test_live_source_reopens_with_backoff(caplog):

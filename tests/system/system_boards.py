@@ -37,7 +37,7 @@ def fake_cv2(version: str = "4.10.0", gstreamer: bool = False, where: str = SITE
                            getBuildInformation=lambda: info)
 
 
-def fake_ort(version: str = "1.20.1", providers: tuple[str, ...] = ("CPUExecutionProvider",)
+def fake_ort(version: str = "1.25.0", providers: tuple[str, ...] = ("CPUExecutionProvider",)
              ) -> Any:
     return SimpleNamespace(__version__=version, get_available_providers=lambda: list(providers))
 

@@ -260,3 +260,29 @@ def test_text_and_json_reports(pi4):
     assert by["thermal"]["details"]["throttled"]["raw"] == "0x50005"
     assert by["cameras"]["details"]["nodes"][2]["card"] == "HD Pro Webcam C920"
     assert set(by["numpy"]) == {"check", "status", "summary", "fix", "details"}
+
+
+def test_an_onnxruntime_below_the_deformconv_floor(orin, tmp_path):
+    """ONNX Runtime 1.24.4: a warning naming 1.25 and the GridSample export without a
+    config (a GridSample export or TensorRT runs there); FAIL when the configured model has
+    DeformConv (the model check, from the backend's own error)."""
+    from edgeface.inference.ort_floor import DeformConvUnsupported
+
+    p = orin(ort=fake_ort("1.24.4", ("CUDAExecutionProvider", "CPUExecutionProvider")),
+             dists={"onnxruntime-gpu": "1.24.4"})
+    f = doctor(p)
+    assert f["deformconv"].status == "warn" and ">= 1.25" in f["deformconv"].summary
+    assert "edgeface export --dcn gridsample" in f["deformconv"].fix
+    assert exit_code(f.values()) == 0
+
+    def deformconv(model, provider):
+        raise DeformConvUnsupported(model, "1.24.4", provider)
+
+    f = doctor(p, service("csi", 0, provider="cuda"), load_model=deformconv)
+    assert f["model"].status == "fail" and "ONNX Runtime >= 1.25" in f["model"].summary
+    assert f["model"].fix.startswith("pip install 'onnxruntime>=1.25'")
+    assert "--provider tensorrt" in f["model"].fix and "--dcn gridsample" in f["model"].fix
+    assert "FAIL  model" in render_text(list(f.values()))
+    assert exit_code(f.values()) == 1
+    assert doctor(orin())["deformconv"].status == "warn"  # the fixture's 1.19.0 too
+    assert doctor(orin(ort=fake_ort("1.25.0")))["deformconv"].status == "ok"

@@ -78,3 +78,25 @@ def test_text_report_without_a_config(capsys):
 def test_help_lists_doctor(capsys):
     assert main(["--help"]) == 0
     assert "doctor" in capsys.readouterr().out
+
+
+def test_a_deformconv_model_on_onnxruntime_1_24_prints_fail_naming_1_25(tmp_path):
+    """The real command and backend, ONNX Runtime's version faked to 1.24.4 (the real old
+    one: tests/inference/test_ort_floor.py in the JetPack-floor venv)."""
+    import subprocess
+    import sys
+
+    from runtime_fakes import REPO
+
+    (tmp_path / "frames").mkdir()
+    dcn = tiny_onnx(tmp_path / "dcn.onnx", deformconv=True)
+    cfg = config(tmp_path, f"model: {dcn}\nsource: frames\n")
+    code = ("import sys, onnxruntime; onnxruntime.__version__ = '1.24.4'; "
+            "from edgeface.cli import main; sys.exit(main(sys.argv[1:]))")
+    done = subprocess.run([sys.executable, "-c", code, "doctor", "--config", cfg],
+                          capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 1, done.stdout + done.stderr
+    fails = [line for line in done.stdout.splitlines() if line.startswith("FAIL")]
+    assert len(fails) == 1 and "FAIL  model" in fails[0], done.stdout
+    assert "uses DeformConv" in fails[0] and "ONNX Runtime >= 1.25" in fails[0]
+    assert "warn  deformconv" in done.stdout and "edgeface export --dcn gridsample" in done.stdout

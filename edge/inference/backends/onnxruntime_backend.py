@@ -13,6 +13,7 @@ import numpy as np
 
 from edgeface.common.files import sha256_file
 from edgeface.errors import ModelError
+from edgeface.inference import ort_floor
 from edgeface.inference.backends.base import RawOutputs, default_threads
 from edgeface.inference.engine_cache import WORKSPACE_BYTES, default_cache_dir
 from edgeface.inference.model_info import INPUT_NAME, OUTPUT_NAMES, ModelInfo
@@ -171,6 +172,7 @@ class OnnxRuntimeBackend:
         if provider.lower() == "tensorrt" and \
                 _ORT_PROVIDERS["tensorrt"] in available_providers():
             trt_options = tensorrt_provider_options(path, cache_dir=cache_dir, fp16=fp16)
+        ort_floor.check_before_session(path, ort.__version__, provider.lower())
         try:
             self.session = ort.InferenceSession(
                 str(path), sess_options=session_options(self.threads, arena=arena),
@@ -178,6 +180,9 @@ class OnnxRuntimeBackend:
         except ModelError:
             raise
         except Exception as exc:  # onnxruntime raises several unrelated types here
+            if ort_floor.is_missing_kernel(str(exc)):
+                raise ort_floor.deformconv_error(path, ort.__version__, provider.lower()
+                                                 ) from None
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{path} is not a loadable ONNX model: {first[:200]}") from None
         self.info = self._read_info(input_size)

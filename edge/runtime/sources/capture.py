@@ -33,7 +33,9 @@ class CvCaptureReader:
 
         if self._cap is not None:  # already open (validated when the source was created)
             return
-        cap = cv2.VideoCapture(self.target, self.api, self.params)
+        # The (target, api, params) form needs OpenCV 4.5.2+; without params, the old form.
+        cap = (cv2.VideoCapture(self.target, self.api, self.params) if self.params
+               else cv2.VideoCapture(self.target, self.api))
         if not cap.isOpened() and self.params and self.params_optional:
             # A backend that does not know a parameter refuses to open: try without.
             cap.release()

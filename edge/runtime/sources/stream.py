@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
+from edgeface.media.opencv_compat import capture_params
 from edgeface.runtime.sources.capture import CvCaptureReader
 from edgeface.runtime.sources.registry import CaptureSettings, SourceKind, register_source
 
@@ -24,8 +25,8 @@ def _stream_reader(target: Any, settings: CaptureSettings) -> tuple[CvCaptureRea
     import cv2
 
     name = redact_url(str(target))
-    params = (cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, TIMEOUT_MS,
-              cv2.CAP_PROP_READ_TIMEOUT_MSEC, TIMEOUT_MS)
+    params = capture_params(("CAP_PROP_OPEN_TIMEOUT_MSEC", TIMEOUT_MS),
+                            ("CAP_PROP_READ_TIMEOUT_MSEC", TIMEOUT_MS))
     return CvCaptureReader(str(target), cv2.CAP_FFMPEG, f"stream {name}", params=params,
                            hint="unreachable, wrong URL, or a protocol this OpenCV "
                                 "build cannot read", max_pixels=settings.max_pixels), name

@@ -17,6 +17,7 @@ import numpy as np
 
 from edgeface.errors import SourceError
 from edgeface.media.images import IMAGE_EXTENSIONS
+from edgeface.media.opencv_compat import capture_params
 from edgeface.runtime.sources.base import CorruptFrame, Reader
 from edgeface.runtime.sources.capture import CvCaptureReader
 from edgeface.runtime.sources.folder import ImageFolderReader
@@ -115,7 +116,8 @@ def _file_reader(target: Any, settings: CaptureSettings) -> tuple[Reader, str]:
     # and FFmpeg's own threads (normal priority) would take cores from inference
     # (benchmarks/pipeline_overhead.py: 0.3 ms more CPU per 480p frame, and contention).
     reader = VideoFileReader(str(p), cv2.CAP_ANY, f"video file {p}",
-                             params=(cv2.CAP_PROP_N_THREADS, 1), params_optional=True,
+                             params=capture_params(("CAP_PROP_N_THREADS", 1)),
+                             params_optional=True,
                              hint="not a video OpenCV can decode (corrupt file or "
                                   "unsupported codec)", max_pixels=settings.max_pixels)
     reader.open()  # validate now: a bad file is a SourceError before anything starts
