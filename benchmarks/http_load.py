@@ -22,6 +22,13 @@ machines, so their own CPU (parsing ~100 KB responses in Python) must not be cha
 device; everything the *server* does (parsing, copying into sockets, JPEG encodes) still is.
 
     python benchmarks/http_load.py                # -> benchmarks/results/http_load.json + .md
+    python benchmarks/http_load.py --hostile      # -> benchmarks/results/http_load_hostile.*
+
+``--hostile`` (issue 23) replaces that load by ``--slow-uploads`` (5) POST /detect bodies
+sent at 1 byte/s and ``--half-open`` (600, past the 512-connection cap) partial request
+heads, each starting again as soon as the server closes it, beside ``--detect-clients`` (1)
+well-behaved clients posting a face photo every ``--detect-pause`` s
+(benchmarks/http_hostile_clients.py); it adds the target: >= 80 % of their requests 200.
 
 Acceptance (printed): peak RSS <= 250 MB, FPS under load / FPS without clients >= 0.8,
 /healthz answered 200 throughout, exit code 0, every JSON line complete and as many as the
@@ -72,15 +79,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--streams", type=int, default=10)
     ap.add_argument("--pollers", type=int, default=10)
     ap.add_argument("--idle", type=int, default=200)
+    ap.add_argument("--hostile", action="store_true",
+                    help="the slow-upload and half-open scenario (see above)")
+    ap.add_argument("--slow-uploads", type=int, default=None)
+    ap.add_argument("--half-open", type=int, default=None)
+    ap.add_argument("--detect-clients", type=int, default=None)
+    ap.add_argument("--detect-pause", type=float, default=1.0)
     ap.add_argument("--client-nice", type=int, default=10)
     ap.add_argument("--device-nice", type=int, default=0,
                     help="niceness of the device process (negative needs root): on a shared "
                          "machine, lets it have the CPU a real device would")
-    ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("-o", "--output", "--out", dest="out", type=Path, default=None)
     ap.add_argument("--strict", action="store_true", help="exit 1 if a target is missed")
     ap.add_argument("--client", action="store_true", help=argparse.SUPPRESS)  # load process
     ap.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    hostile = {"slow_uploads": 5, "half_open": 600, "detect_clients": 1}
+    for key, value in hostile.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value if args.hostile else 0)
+    if args.hostile and not args.client:  # only the hostile load and the well-behaved
+        args.snapshots = args.streams = args.pollers = args.idle = 0
+    if args.out is None:
+        args.out = DEFAULT_OUT.with_name("http_load_hostile.json") if args.hostile else DEFAULT_OUT
+    return args
 
 
 # -- the load (a child process) ---------------------------------------------------------------
@@ -176,19 +198,30 @@ async def _idle_socket(port: int, end: float, st: Counter, partial: bool) -> Non
 
 
 async def _load(args: argparse.Namespace) -> dict:
+    import http_hostile_clients as hc
+
     st: Counter = Counter()
     end = asyncio.get_running_loop().time() + args.duration
     p = args.port
+    latencies: list = []
+    body = hc.face_image() if args.detect_clients else b""
     jobs = ([_get_loop(p, end, st, "snapshot", "/snapshot.jpg", 0.0)
              for _ in range(args.snapshots)]
             + [_stream_reader(p, end, st) for _ in range(args.streams)]
             + [_get_loop(p, end, st, "metrics", "/metrics", 0.1) for _ in range(args.pollers)]
-            + [_idle_socket(p, end, st, i % 2 == 0) for i in range(args.idle)])
+            + [_idle_socket(p, end, st, i % 2 == 0) for i in range(args.idle)]
+            + [hc.slow_upload(p, end, st) for _ in range(args.slow_uploads)]
+            + [hc.half_open(p, end, st) for _ in range(args.half_open)]
+            + [hc.detect_client(p, end, st, body, args.detect_pause, latencies)
+               for _ in range(args.detect_clients)])
     tasks = [asyncio.ensure_future(j) for j in jobs]
     _, pending = await asyncio.wait(tasks, timeout=args.duration + 5)
     for t in pending:
         t.cancel()
-    return dict(st)
+    out = dict(st)
+    if args.detect_clients:
+        out.update(hc.detect_summary(st, latencies))
+    return out
 
 
 def client_main(args: argparse.Namespace) -> int:
@@ -220,7 +253,12 @@ def start_clients(args: argparse.Namespace, port: int, duration: float) -> subpr
     return subprocess.Popen(
         [sys.executable, __file__, "--client", "--port", str(port), "--duration",
          str(duration), "--snapshots", str(args.snapshots), "--streams", str(args.streams),
-         "--pollers", str(args.pollers), "--idle", str(args.idle)],
+         "--pollers", str(args.pollers), "--idle", str(args.idle),
+         # (benchmarks/http_servers.py measures with its own arguments, without these)
+         "--slow-uploads", str(getattr(args, "slow_uploads", 0)),
+         "--half-open", str(getattr(args, "half_open", 0)),
+         "--detect-clients", str(getattr(args, "detect_clients", 0)),
+         "--detect-pause", str(getattr(args, "detect_pause", 1.0))],
         stdout=subprocess.PIPE, text=True, preexec_fn=lambda: os.nice(args.client_nice))
 
 
@@ -458,13 +496,19 @@ def summarize(samples, client_stats, rc, exit_s, hwm_kb, stderr, done, complete,
     }
 
 
+DETECT_SUCCESS = 0.8  # --hostile: the well-behaved client's share of 200s
+
+
 def verdict(r: dict) -> dict:
     ratio = r.get("fps_ratio_interleaved") or r["fps_ratio"] or 0
-    return {"peak_rss": r["peak_rss_mb"] <= PEAK_RSS_MB,
-            "fps_ratio": ratio >= FPS_RATIO,
-            "healthz": r["healthz_failures"] == 0,
-            "exit_0": r["exit_code"] == 0 and r["tracebacks"] == 0,
-            "outputs_flushed": r["frames_match"]}
+    ok = {"peak_rss": r["peak_rss_mb"] <= PEAK_RSS_MB,
+          "fps_ratio": ratio >= FPS_RATIO,
+          "healthz": r["healthz_failures"] == 0,
+          "exit_0": r["exit_code"] == 0 and r["tracebacks"] == 0,
+          "outputs_flushed": r["frames_match"]}
+    if "detect_success" in r["client"]:
+        ok["detect_success"] = (r["client"]["detect_success"] or 0) >= DETECT_SUCCESS
+    return ok
 
 
 def device_command(model: Path, video: Path, port: int, out_jsonl: Path) -> list[str]:
@@ -524,9 +568,12 @@ def main(argv=None) -> int:
     ok = verdict(r)
     report = load_report("edgeface-http-load", "http_load.py", argv, cmd, tmp, load0, args,
                          ("size", "before", "duration", "after", "rounds", "window",
-                          "snapshots", "streams", "pollers", "idle", "client_nice",
+                          "snapshots", "streams", "pollers", "idle", "slow_uploads",
+                          "half_open", "detect_clients", "detect_pause", "client_nice",
                           "device_nice"),
-                         {"peak_rss_mb": PEAK_RSS_MB, "fps_ratio": FPS_RATIO}, ok, r, args.out)
+                         {"peak_rss_mb": PEAK_RSS_MB, "fps_ratio": FPS_RATIO,
+                          **({"detect_success": DETECT_SUCCESS} if args.hostile else {})},
+                         ok, r, args.out)
     md = render_md(report)
     args.out.with_suffix(".md").write_text(md + kept_notes(args.out.with_suffix(".md")))
     print(md)
@@ -559,7 +606,11 @@ def render_md(report: dict) -> str:
         f"nice {ld['client_nice']}: "
         f"{ld['snapshots']} keep-alive /snapshot.jpg loops, {ld['streams']} /stream.mjpg "
         f"readers, {ld['pollers']} /metrics pollers (10 Hz), {ld['idle']} idle sockets (half "
-        f"with a partial request head, reconnecting when closed); /healthz polled every 0.5 s "
+        f"with a partial request head, reconnecting when closed), "
+        f"{ld.get('slow_uploads', 0)} POST /detect bodies at 1 byte/s and "
+        f"{ld.get('half_open', 0)} partial request heads (each again as soon as closed), "
+        f"{ld.get('detect_clients', 0)} well-behaved POST /detect clients (a face photo every "
+        f"{ld.get('detect_pause', 1.0):g} s); /healthz polled every 0.5 s "
         f"on a fresh connection throughout.", "",
         "| figure | value | target | met |", "|---|---|---|---|",
         f"| peak RSS (VmHWM, whole run) | {r['peak_rss_mb']} MB | <= {PEAK_RSS_MB:g} MB | "
@@ -597,7 +648,11 @@ def render_md(report: dict) -> str:
         f"({r['exit_s']} s), "
         f"{r['tracebacks']} tracebacks | 0 | {mark[ok['exit_0']]} |",
         f"| JSON lines complete / run summary | {r['json_lines']} ({r['json_lines_bad']} bad) / "
-        f"{r['summary_frames']} | equal | {mark[ok['outputs_flushed']]} |", "",
+        f"{r['summary_frames']} | equal | {mark[ok['outputs_flushed']]} |",
+        *([f"| well-behaved POST /detect answered 200 (of sent; latency p50 / max) | "
+           f"{c['detect_success']} (of {c['detect_sent']}; {c['detect_latency_s_p50']} / "
+           f"{c['detect_latency_s_max']} s) | >= {DETECT_SUCCESS} | "
+           f"{mark[ok['detect_success']]} |"] if "detect_success" in ok else []), "",
         "What the clients got: " + ", ".join(f"{k} {v}" for k, v in sorted(c.items())) + ".",
         "", "FPS = JSON lines appended per second (first 2 s of each phase skipped); FPS "
         "without clients = mean of the quiet phases before and after the load. Interleaved: "

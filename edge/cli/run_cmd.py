@@ -84,7 +84,7 @@ def execute(opts: dict[str, Any]) -> None:
     from edgeface.inference.backends import open_backend
     from edgeface.inference.detector import Detector
     from edgeface.inference.postprocess import PostprocessConfig
-    from edgeface.media.images import pixel_budget
+    from edgeface.media.images import IMAGE_EXTENSIONS, pixel_budget
     from edgeface.runtime.config import check_values
     from edgeface.runtime.lend import DetectorLender
     from edgeface.runtime.loop import Runtime, limit_opencv_threads, quiet_opencv_logging
@@ -105,7 +105,7 @@ def execute(opts: dict[str, Any]) -> None:
         {o.flag: outputs_value for o in output_options().values() if o.path
          and (outputs_value := opts["outputs"].get(o.key))},
         {"--model": opts["model"], "--source": target if kind in ("auto", "file") else None,
-         "--config": opts.get("config_path")})
+         "--config": opts.get("config_path")}, folder_files=IMAGE_EXTENSIONS)
     memory_limit = parse_size(opts["memory_limit"])
     max_pixels = pixel_budget(memory_limit, opts["max_image_pixels"])
     outputs = with_default_output(opts["outputs"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import BinaryIO, Callable, Union
+from typing import BinaryIO, Callable, Collection, Union
 
 _BLOCK = 1 << 20
 
@@ -67,14 +67,16 @@ def atomic_copy(src: PathLike, dst: PathLike, mode: int = 0o644) -> Path:
 
 
 def refuse_overwriting_inputs(outputs: dict[str, PathLike | None],
-                              inputs: dict[str, PathLike | None]) -> None:
+                              inputs: dict[str, PathLike | None], *,
+                              folder_files: Collection[str] = ()) -> None:
     """Raise ConfigError (exit 2) when an output names an input: ``--video`` equal to
     ``--source`` once overwrote the input video. Keys name the flags in the message.
 
     Paths are compared resolved (symlinks, ``..``) and, for files that exist, by device and
     inode: a hard link resolves to its own path, and one overwrote a 46 MB input with
-    210 KB. A folder input counts the images under it, scanned only for an output that
-    exists and is a hard link or lies inside that folder."""
+    210 KB. A folder input counts the files under it with an extension in
+    ``folder_files`` (a folder source's images), scanned only for an output that exists and
+    is a hard link or lies inside that folder."""
     from edgeface.errors import ConfigError
 
     given: dict[object, str] = {}
@@ -86,7 +88,7 @@ def refuse_overwriting_inputs(outputs: dict[str, PathLike | None],
         ident = _identity(p)
         if ident is not None:
             given[ident] = flag
-        if os.path.isdir(p):
+        if folder_files and os.path.isdir(p):
             folders.append((os.path.realpath(p), flag))
     for out_flag, out in outputs.items():
         if out is None or str(out) == "-":
@@ -95,7 +97,7 @@ def refuse_overwriting_inputs(outputs: dict[str, PathLike | None],
         ident = None if st is None else (st.st_dev, st.st_ino)
         flag = given.get(os.path.realpath(out)) or (given.get(ident) if ident else None)
         if flag is None and st is not None:
-            flag = _in_folder(out, st, folders)
+            flag = _in_folder(out, st, folders, folder_files)
         if flag is not None:
             raise ConfigError(f"{out_flag} {out} is the same file as {flag}: "
                               "refusing to overwrite an input")
@@ -113,13 +115,11 @@ def _identity(p: PathLike) -> tuple[int, int] | None:
     return None if st is None else (st.st_dev, st.st_ino)
 
 
-def _in_folder(out: PathLike, st: os.stat_result,
-               folders: list[tuple[str, str]]) -> str | None:
+def _in_folder(out: PathLike, st: os.stat_result, folders: list[tuple[str, str]],
+               extensions: Collection[str]) -> str | None:
     """The flag of a folder input holding an image file that is ``out`` (same device and
     inode): the images are what a folder source reads, a JSON file beside them is not."""
     import stat as stat_
-
-    from edgeface.media.images import IMAGE_EXTENSIONS
 
     if not stat_.S_ISREG(st.st_mode):
         return None
@@ -130,7 +130,7 @@ def _in_folder(out: PathLike, st: os.stat_result,
             continue  # one name only, and it is elsewhere: no file in the folder is it
         for root, _dirs, files in os.walk(folder):
             for name in files:
-                if os.path.splitext(name)[1].lower() not in IMAGE_EXTENSIONS:
+                if os.path.splitext(name)[1].lower() not in extensions:
                     continue
                 other = _stat(os.path.join(root, name))
                 if other is not None and (other.st_dev, other.st_ino) == (st.st_dev,

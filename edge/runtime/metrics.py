@@ -31,6 +31,7 @@ class HttpCounters:
         self.stream_clients = 0
         self.connections_total = 0
         self.refused_total = 0  # connections past the cap (answered 503)
+        self.evicted_total = 0  # closed at the cap, waiting for a head, for a newcomer
         self.slow_dropped_total = 0  # clients cut because they stopped taking bytes
         self.timeouts_total = 0  # request heads not received in time (idle or half-sent)
         self.requests_total = 0
@@ -47,6 +48,9 @@ class HttpCounters:
              self.connections_total),
             ("edgeface_http_connections_refused_total", "counter",
              "HTTP connections refused with 503 at the connection cap.", self.refused_total),
+            ("edgeface_http_connections_evicted_total", "counter",
+             "HTTP connections waiting for a request (idle or half-sent) closed at the "
+             "connection cap to admit a new one.", self.evicted_total),
             ("edgeface_http_slow_clients_dropped_total", "counter",
              "HTTP clients dropped because they stopped reading.", self.slow_dropped_total),
             ("edgeface_http_timeouts_total", "counter",

@@ -96,8 +96,50 @@ def test_writes_are_atomic_and_a_failure_is_counted(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "fsync", full)
     sink.write(ends(2)[0])
     sink.close()
-    # The failed crop left nothing behind, not even its temporary file.
-    assert len(names(tmp_path)) == 1 and sink.write_errors == 1 and sink.saved == 1
+    # The disk stays full even once the older crop made room: the failed crop left nothing
+    # behind, not even its temporary file.
+    assert names(tmp_path) == [] and sink.write_errors == 1 and sink.saved == 1
+    assert sink.full_disk == 1 and sink.deleted == 1
+
+
+class FakeFullDisk:
+    """Stands in for a small filesystem: ``atomic_write`` fails with ENOSPC when the folder's
+    files and the new data would pass ``capacity`` bytes (the rest of the disk being full of
+    other things)."""
+
+    def __init__(self, folder, capacity: int, real):
+        self.folder, self.capacity, self.real, self.refused = folder, capacity, real, 0
+
+    def __call__(self, path, data, *a, **kw):
+        used = sum(p.stat().st_size for p in self.folder.iterdir())
+        if used + len(data) > self.capacity:
+            self.refused += 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self.real(path, data, *a, **kw)
+
+
+def test_a_full_disk_is_recovered_by_deleting_the_oldest_crops(tmp_path, monkeypatch, caplog):
+    import logging
+
+    crop_size = len(crops_mod.encode_jpeg(crops_mod.best_view(make_track(0))))
+    disk = FakeFullDisk(tmp_path, 10 * crop_size, crops_mod.atomic_write)
+    monkeypatch.setattr(crops_mod, "atomic_write", disk)
+    sink = CropsSink(tmp_path, keep=1000)  # no limit of its own would bite
+    with caplog.at_level(logging.WARNING, logger="edgeface.runtime.sinks.crops"):
+        for i in range(40):
+            t = make_track(i)
+            t.best_ts = T0 + i
+            sink.write(with_events([event("end", t)], i))
+            sink.flush()
+        sink.close()
+    left = names(tmp_path)
+    # Every crop was saved, the newest are there, the disk never overflowed: before, each
+    # crop past the 10th failed forever.
+    assert sink.saved == 40 and sink.write_errors == 0 and disk.refused == sink.full_disk > 0
+    assert left[-1].endswith("-track39.jpg") and 5 <= len(left) <= 10
+    assert sink.deleted == 40 - len(left) and sink.stats()["files"] == len(left)
+    warned = [r.getMessage() for r in caplog.records]
+    assert len(warned) == 1 and "the disk is full" in warned[0], warned
 
 
 def test_queue_is_bounded_and_write_never_waits(tmp_path, monkeypatch):

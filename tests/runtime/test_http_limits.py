@@ -120,31 +120,108 @@ def test_bad_and_oversized_request_heads(make_server):
         assert read_response(c)[0] == 505
 
 
-def test_connections_past_the_cap_get_503_quickly_and_healthz_still_answers(make_server):
-    server, latest, metrics = make_server(max_connections=4, header_timeout=0.5)
+def wait_open(metrics, n, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while metrics.http.open_connections != n and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert metrics.http.open_connections == n
+
+
+def test_at_the_cap_the_longest_waiting_connection_makes_room(make_server):
+    """Idle and half-sent connections hold the cap: a newcomer takes the place of the one
+    that has waited longest, so clients and monitors are served (issue 23, class 6)."""
+    server, latest, metrics = make_server(max_connections=4)
     feed(latest, metrics, 0)
-    idle = [connect(server) for _ in range(4)]
+    held = []
     try:
-        deadline = time.monotonic() + 2
-        while metrics.http.open_connections < 4 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        for i in range(4):
+            held.append(connect(server))
+            if i % 2:
+                held[-1].sendall(b"GET /snapshot.jpg HTTP/1.1\r\nHost: t\r\n")  # half-sent
+            wait_open(metrics, i + 1)
+        assert request(server, "GET", "/snapshot.jpg")[0] == 200  # the 1st made room
+        held.append(connect(server))  # a newcomer that stays, in the freed slot
+        wait_open(metrics, 4)
+        assert request(server, "GET", "/metrics")[0] == 200  # the 2nd, half-sent, made room
+        for i, c in enumerate(held):
+            c.settimeout(3 if i < 2 else 0.3)
+            try:
+                got = c.recv(1024)
+            except socket.timeout:
+                got = None
+            except ConnectionResetError:
+                got = b""
+            assert (got == b"") == (i < 2), (i, got)  # the oldest two, no answer
+        assert metrics.http.evicted_total == 2 and metrics.http.refused_total == 0
+        text = request(server, "GET", "/metrics")[2].decode()
+        assert "\nedgeface_http_connections_evicted_total 2\n" in text
+    finally:
+        for c in held:
+            c.close()
+
+
+def test_past_the_cap_of_busy_connections_503_quickly_and_healthz_still_answers(make_server):
+    server, latest, metrics = make_server(max_connections=4, max_streams=4, header_timeout=0.5)
+    feed(latest, metrics, 0)
+    viewers = [connect(server) for _ in range(4)]
+    try:
+        for v in viewers:  # busy: each is a stream, not waiting for a request
+            assert open_stream(v)[0] == 200
+        wait_open(metrics, 4)
         t0 = time.monotonic()
         code, headers, body = request(server, "GET", "/snapshot.jpg")
         assert code == 503 and headers["retry-after"] == "1" and time.monotonic() - t0 < 1
         assert json.loads(body)["error"] == "too many connections"
         code, _, body = request(server, "GET", "/healthz")  # answered even at the cap
         assert code == 200 and json.loads(body)["status"] == "ok"
-        assert metrics.http.refused_total == 2
-        for c in idle:  # the idle ones are closed after the header timeout, freeing slots
-            c.settimeout(3)
-            assert c.recv(1024) == b""
-        assert request(server, "GET", "/snapshot.jpg")[0] == 200
-        text = request(server, "GET", "/metrics")[2].decode()  # the counters are exposed
-        assert "\nedgeface_http_connections_refused_total 2\n" in text
-        assert "\nedgeface_http_timeouts_total 4\n" in text
-        assert "# TYPE edgeface_http_connections gauge" in text
+        assert metrics.http.refused_total == 2 and metrics.http.evicted_total == 0
     finally:
-        for c in idle:
+        for v in viewers:
+            v.close()
+    wait_open(metrics, 0)
+    assert request(server, "GET", "/snapshot.jpg")[0] == 200
+    text = request(server, "GET", "/metrics")[2].decode()  # the counters are exposed
+    assert "\nedgeface_http_connections_refused_total 2\n" in text
+    assert "# TYPE edgeface_http_connections gauge" in text
+
+
+def test_healthz_is_answered_while_half_sent_heads_fill_every_slot(make_server):
+    """The issue's 530 clients at a smaller scale: 100 half-sent heads for a cap of 64 and an
+    overflow lane of 16, each sent again as soon as the server closes it (before: the
+    overflow lane was refilled within milliseconds of each 1 s timeout, and most probes got
+    503 "too many connections")."""
+    import select
+
+    server, latest, metrics = make_server(max_connections=64, header_timeout=5.0)
+    feed(latest, metrics, 0)
+    stop = threading.Event()
+    socks: list[socket.socket] = []
+
+    def half_sent() -> socket.socket:
+        c = connect(server, 2.0)
+        c.sendall(b"GET /metrics HTTP/1.1\r\nHost: t\r\n")
+        return c
+
+    def attack():
+        socks.extend(half_sent() for _ in range(100))
+        while not stop.is_set():
+            for c in select.select(socks, [], [], 0.05)[0]:  # answered or closed: again
+                socks.remove(c)
+                c.close()
+                socks.append(half_sent())
+
+    attacker = threading.Thread(target=attack, daemon=True)
+    attacker.start()
+    try:
+        wait_open(metrics, 64)
+        time.sleep(1.5)  # past the overflow lane's timeout: its 16 are refilled
+        codes = [request(server, "GET", "/healthz", timeout=2)[0] for _ in range(20)]
+        assert codes == [200] * 20, codes
+        assert metrics.http.evicted_total >= 20 and metrics.http.open_connections == 64
+    finally:
+        stop.set()
+        attacker.join(5)
+        for c in socks:
             c.close()
 
 

@@ -1,5 +1,5 @@
 """MQTT under hostile names and payloads (issue 23), against a real Mosquitto on loopback:
-names that are not UTF-8 or not ASCII."""
+names that are not UTF-8 or not ASCII, a huge message on the status topic we subscribe to."""
 
 from __future__ import annotations
 
@@ -91,3 +91,96 @@ def test_non_ascii_devices_publish_apart_with_a_warning(broker, caplog):
             sub.close()
     warned = [r.getMessage() for r in caplog.records if "is published as" in r.getMessage()]
     assert len(warned) == 3 and f"'ete{tag}'" in warned[0], warned
+
+
+# --------------------------------------------------------------------- inbound packets
+
+BIG = 20 * 1024 * 1024  # a retained or live message on homeassistant/status
+
+SINK_CHILD = """
+import sys, time
+from edgeface.runtime.sinks.mqtt import MqttSink
+def hwm():
+    return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+sink = MqttSink(sys.argv[1], device=sys.argv[2], announce_delay=0.0, snapshots=False)
+while not sink.connected:
+    time.sleep(0.01)
+print(hwm(), flush=True)
+sys.stdin.readline()
+print(hwm(), sink.connects, flush=True)
+sink.close()
+"""
+
+
+def publish(port: int, topic: str, payload: bytes, retain: bool) -> None:
+    import paho.mqtt.client as mqtt
+
+    c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2)
+    c.connect("127.0.0.1", port)
+    c.loop_start()
+    try:
+        assert c.publish(topic, payload, qos=1, retain=retain).wait_for_publish(30) is None
+    finally:
+        c.disconnect()
+        c.loop_stop()
+
+
+def test_a_huge_status_message_is_never_read(tmp_path):
+    """20 MB retained, then 20 MB live, on homeassistant/status: the broker sends neither
+    (retained: not asked for; live: over our Maximum Packet Size), so the sink's peak RSS
+    stays put (before: +65 MB for the retained one), and a short ``online`` still works."""
+    import subprocess
+    import sys
+
+    from runtime_fakes import REPO
+
+    broker = Broker(tmp_path).start()
+    device = f"big{uuid.uuid4().hex[:6]}"
+    config = f"homeassistant/sensor/edgeface_{device}_faces/config"
+    proc = None
+    try:
+        publish(broker.port, "homeassistant/status", b"o" * BIG, retain=True)
+        ha = Subscriber(broker.port, [config])
+        proc = subprocess.Popen([sys.executable, "-c", SINK_CHILD, broker.url, device],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                cwd=REPO)
+        before = int(proc.stdout.readline())
+        ha.wait_for(config)  # announced: the subscription was made before it
+        publish(broker.port, "homeassistant/status", b"online" + b" " * BIG, retain=False)
+        publish(broker.port, "homeassistant/status", b"online", retain=False)
+        ha.wait_for(config, count=2)  # the short one came through, after the huge one
+        proc.stdin.write("\n")
+        proc.stdin.flush()
+        after, connects = map(int, proc.stdout.readline().split())
+        assert proc.wait(10) == 0
+        ha.close()
+        # VmHWM in kB: a read of either message would add 20 MB at least, usually 3x that.
+        assert after - before < 8 * 1024, f"peak RSS grew {(after - before) // 1024} MB"
+        assert connects == 1  # not disconnected for a packet over the limit
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        broker.stop()
+
+
+def test_only_a_short_status_payload_is_compared(broker):
+    sink = open_sink(broker.url, device=f"s{uuid.uuid4().hex[:6]}", snapshots=False)
+
+    class Msg:
+        topic = "homeassistant/status"
+
+    def announces_after(payload: bytes) -> int:
+        assert wait_until(lambda: sink._worker.pending == 0 and not sink._worker._busy, 5)
+        before = sink._worker.done
+        Msg.payload = payload
+        sink._on_message(None, None, Msg())
+        wait_until(lambda: sink._worker.done > before, 0.5)
+        return sink._worker.done - before
+
+    try:
+        assert announces_after(b"online" + b" " * 100) == 0  # not even stripped
+        assert announces_after(b"offline") == 0
+        assert announces_after(b" Online\n") == 1
+    finally:
+        sink.close()

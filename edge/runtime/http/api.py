@@ -3,9 +3,11 @@
 
 A request is a raw image body (any Content-Type) or ``multipart/form-data`` with up to
 ``max_images`` parts. On the event-loop thread, in this order and before anything is
-decoded: the token (401, :mod:`.auth`), the rate limits (429, :mod:`.ratelimit`), the
-declared body size (411/413) and a place in the worker's queue (503, :mod:`.worker`), then
-the body is read and split (400 for bad multipart), each image's format is sniffed from its
+decoded: the token (401, :mod:`.auth`), the rate limits (429, :mod:`.ratelimit`) and the
+declared body size (411/413); then the body is read (408 when too slow, 503 when the bodies
+arriving at once pass their bytes' bound), a place in the worker's queue taken (503,
+:mod:`.worker`: a slow upload never holds one), the body split (400 for bad multipart),
+each image's format is sniffed from its
 bytes (JPEG/PNG/BMP, else 415 whatever the Content-Type says) and its declared size checked
 against the pixel budget (413). Decoding and detection run in the worker thread (400 for an
 image that does not decode, e.g. truncated). Every error is ``{"error", "detail", "status"}``.
@@ -34,7 +36,7 @@ from edgeface.media.images import ImageReadError, decode_image, pixel_budget
 from edgeface.runtime.http import limits as L
 from edgeface.runtime.http.multipart import MultipartError, is_multipart, parse_multipart
 from edgeface.runtime.http.ratelimit import RateLimiter
-from edgeface.runtime.http.router import HttpError, Request, Response, json_response
+from edgeface.runtime.http.router import ByteBudget, HttpError, Request, Response, json_response
 from edgeface.runtime.http.worker import ApiWorker
 from edgeface.runtime.lend import LoanRefused
 
@@ -52,6 +54,7 @@ class DetectApi:
                  max_pixels: int = L.API_MAX_PIXELS, max_images: int = L.API_MAX_IMAGES,
                  max_body_bytes: int = L.MAX_BODY_BYTES, queue_requests: int = L.API_QUEUE_REQUESTS,
                  queue_bytes: int = L.API_QUEUE_BYTES, queue_timeout: float = L.API_QUEUE_TIMEOUT,
+                 upload_bytes: int = L.API_UPLOAD_BYTES,
                  client_rate: float = L.API_CLIENT_RATE, client_burst: float = L.API_CLIENT_BURST,
                  global_rate: float = L.API_GLOBAL_RATE, global_burst: float = L.API_GLOBAL_BURST):
         self.detector = detector
@@ -59,6 +62,7 @@ class DetectApi:
         self.max_body_bytes = max_body_bytes
         self.worker = ApiWorker(background=background, max_requests=queue_requests,
                                 max_bytes=queue_bytes, queue_timeout=queue_timeout).start()
+        self.uploads = ByteBudget(upload_bytes)
         self.limiter = RateLimiter(client_rate, client_burst, global_rate, global_burst,
                                    L.API_CLIENTS_TRACKED, time.monotonic())
         self.responses: Counter[int] = Counter()
@@ -85,14 +89,14 @@ class DetectApi:
             if size == 0:
                 raise HttpError(400, "empty body",
                                 detail="send one image, or multipart/form-data with images")
-            self.worker.admit(size)
         except HttpError:
             # Refused before the body was read: take a small one off the wire so that the
             # client reads this answer (not a reset) and may reuse the connection.
             await req.discard_body(self.max_body_bytes)
             raise
+        body = await req.body(self.max_body_bytes, self.uploads)
+        self.worker.admit(size)  # only now: a body still arriving holds no place
         try:
-            body = await req.body(self.max_body_bytes)
             images = self.images_of(req.headers.get("content-type", ""), body)
             del body
             records = await self.worker.run(functools.partial(self._run, images))
@@ -164,14 +168,15 @@ class DetectApi:
 
     # -- the rest ----------------------------------------------------------------------
     #: The keys of :meth:`stats` that are gauges (the rest are counters).
-    STATS_GAUGES = ("queued", "admitted")
+    STATS_GAUGES = ("queued", "admitted", "uploading_bytes")
 
     def stats(self) -> dict[str, float]:
         """For /metrics (``edgeface_api_*``) and /status."""
         out = dict(self.worker.stats())
         out["images"] = self.images
+        out["uploading_bytes"] = self.uploads.used
         out["rate_limited"] = self.limiter.limited_client + self.limiter.limited_global
-        for status in (200, 400, 401, 411, 413, 415, 429, 503):
+        for status in (200, 400, 401, 408, 411, 413, 415, 429, 503):
             out[f"responses_{status}"] = self.responses.get(status, 0)
         return out
 

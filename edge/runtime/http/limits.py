@@ -10,7 +10,9 @@ from dataclasses import dataclass
 #: service a soft RLIMIT_NOFILE of 1024; half of it leaves the rest to the model, camera,
 #: video and log files. An idle connection costs one file descriptor and ~7 KB of memory
 #: (200 idle sockets: +1.4 MB, benchmarks/results/http_servers.md), so 512 are ~3.5 MB.
-#: Past it a connection gets a quick 503 (``/healthz`` is still answered, see below).
+#: Past it a new connection takes the slot of the one that has waited longest for a request
+#: head (idle or half-sent); when every one is busy with a request it gets a quick 503
+#: (``/healthz`` is still answered, see below).
 MAX_CONNECTIONS = 512
 #: Connections past the cap whose request head is still read (for ``/healthz``, answered;
 #: anything else 503) instead of closed at once. Each waits at most ``OVERFLOW_TIMEOUT``.
@@ -59,6 +61,11 @@ IDLE_TIMEOUT = 30.0
 WRITE_TIMEOUT = 10.0
 #: Seconds to receive a request body of up to ``MAX_BODY_BYTES`` (8 MB at 1 MB/s).
 BODY_TIMEOUT = 30.0
+#: Bytes a second a request body must average once it has had ``BODY_GRACE`` seconds (then
+#: 408): 8 KB/s takes a 1 MB photo over a poor phone link. Without it a body trickled at
+#: 1 byte/s lasted the whole 30 s body timeout, and 5 of them held the image API's queue.
+BODY_MIN_RATE = 8 * 1024
+BODY_GRACE = 5.0
 #: Bytes of request line + headers; past it 431. Node.js's default is 16 KiB; our URLs and a
 #: bearer token need well under 1 KiB.
 MAX_HEADER_BYTES = 16 * 1024
@@ -97,6 +104,8 @@ class HttpLimits:
     idle_timeout: float = IDLE_TIMEOUT
     write_timeout: float = WRITE_TIMEOUT
     body_timeout: float = BODY_TIMEOUT
+    body_min_rate: float = BODY_MIN_RATE
+    body_grace: float = BODY_GRACE
     max_header_bytes: int = MAX_HEADER_BYTES
     max_headers: int = MAX_HEADERS
     max_body_bytes: int = MAX_BODY_BYTES
@@ -122,12 +131,15 @@ API_MAX_IMAGES = 8
 #: lowers it further.
 API_MAX_PIXELS = 4096 * 3072
 #: Requests admitted at once (the one running plus those waiting for the worker); past it
-#: 503 + Retry-After. Admission comes before the body is read, so this and the next bound
-#: the memory that uploads can hold whatever the number of connections.
+#: 503 + Retry-After. Admission comes once the body has arrived, so a slow upload never
+#: holds a place (5 bodies trickled at 1 byte/s locked every other client out for 30 s).
 API_QUEUE_REQUESTS = 5
-#: Body bytes of the admitted requests together (Content-Length, reserved before reading):
-#: two full 8 MB requests.
+#: Body bytes of the admitted requests together: two full 8 MB requests.
 API_QUEUE_BYTES = 16 << 20
+#: Body bytes received for requests not yet admitted, all uploads together (past it: 503,
+#: connection closed): with the queue's bytes, what uploads can hold whatever the number of
+#: connections; four full bodies arriving at once.
+API_UPLOAD_BYTES = 32 << 20
 #: Seconds a request may wait for the worker before it gets 503 instead: in `run` the
 #: worker decodes only on CPU the camera loop leaves idle and the loop lends only its share
 #: of time, so on a saturated board a request may not get a turn, and a client must hear

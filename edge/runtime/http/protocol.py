@@ -1,6 +1,8 @@
 """HTTP/1.1 over asyncio streams, hardened for a small device: every connection has a
 deadline for its request head, its keep-alive idle time and each write; connections are
-capped (past the cap: 503, but ``/healthz`` is still answered); request heads are bounded
+capped (at the cap a new one takes the place of the one that has waited longest for its
+request head, idle or half-sent; with none waiting: 503, but ``/healthz`` is still
+answered); request heads are bounded
 (431); HEAD never gets a body; a client that stops reading is dropped, never waited on;
 refusals (4xx but 429) are paced like requests, so a client looping on them costs little.
 
@@ -12,6 +14,7 @@ descriptor and a few KB, never a thread. Handlers come from a
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from http import HTTPStatus
@@ -74,7 +77,14 @@ class HttpConnections:
         self.router, self.limits, self.counters = router, limits, counters
         self.always_answer = always_answer
         self._conns: dict[asyncio.Task, asyncio.StreamWriter] = {}
-        self._overflow = 0
+        # Slots taken, per lane (False: under the cap; True: the overflow lane, /healthz)
+        self._lanes = {False: 0, True: 0}
+        # Connections waiting for a request head (new or kept alive), oldest first, per lane:
+        # past the cap the oldest gives its slot to the newcomer. Without this 530 half-sent
+        # heads kept the cap and the overflow lane full: 52 of 54 health probes got 503.
+        self._waiting: dict[bool, collections.OrderedDict[asyncio.Task, asyncio.StreamWriter]] \
+            = {False: collections.OrderedDict(), True: collections.OrderedDict()}
+        self._evicted: set[asyncio.Task] = set()
         self.refusals = Pacer(limits.refusal_max_rate, limits.max_queue_wait)
         self.closing = False
         self._date = (0, "")
@@ -86,16 +96,18 @@ class HttpConnections:
         assert task is not None
         c = self.counters
         c.connections_total += 1
-        overflow = len(self._conns) - self._overflow >= self.limits.max_connections
+        overflow = (self._lanes[False] >= self.limits.max_connections
+                    and not self._evict_oldest(False))
         if overflow:
             c.refused_total += 1
-            if self._overflow >= self.limits.overflow_connections or self.closing:
+            if self.closing or (self._lanes[True] >= self.limits.overflow_connections
+                                and not self._evict_oldest(True)):
                 writer.write(_OVERLOADED)
                 writer.close()
                 return
-            self._overflow += 1
+        self._lanes[overflow] += 1
         self._conns[task] = writer
-        c.open_connections = len(self._conns) - self._overflow
+        c.open_connections = self._lanes[False]
         writer.transport.set_write_buffer_limits(high=self.limits.write_buffer_high)
         try:
             await self._serve(reader, writer, overflow)
@@ -108,9 +120,23 @@ class HttpConnections:
         finally:
             await self._finish(writer)
             del self._conns[task]
-            if overflow:
-                self._overflow -= 1
-            c.open_connections = len(self._conns) - self._overflow
+            if task in self._evicted:  # its slot went to another already
+                self._evicted.discard(task)
+            else:
+                self._lanes[overflow] -= 1
+            c.open_connections = self._lanes[False]
+
+    def _evict_oldest(self, lane: bool) -> bool:
+        """Close the connection of ``lane`` that has waited longest for a request head and
+        free its slot now; False when every one is busy with a request."""
+        if not self._waiting[lane]:
+            return False
+        task, writer = self._waiting[lane].popitem(last=False)
+        writer.transport.abort()  # its read ends at once; its task frees nothing more
+        self._evicted.add(task)
+        self._lanes[lane] -= 1
+        self.counters.evicted_total += 1
+        return True
 
     async def _finish(self, writer: asyncio.StreamWriter) -> None:
         """Close gracefully once what is queued reached the client; abort a stalled one."""
@@ -203,6 +229,9 @@ class HttpConnections:
         """The request head, or None when the connection should just close (EOF, idle)."""
         limits = self.limits
         header_timeout = limits.overflow_timeout if overflow else limits.header_timeout
+        task = asyncio.current_task()
+        waiting = self._waiting[overflow]
+        waiting[task] = writer  # type: ignore[index]
         try:
             start = b""
             if not first:  # keep-alive: idle until the next request starts, then its deadline
@@ -218,9 +247,12 @@ class HttpConnections:
         except asyncio.TimeoutError:
             self.counters.timeouts_total += 1
             if reader._buffer:  # a half-sent head gets a 408; an idle socket is just closed
+                waiting.pop(task, None)  # type: ignore[call-overload]
                 await self._send(None, json_error(408, "request head not received in time"),
                                  writer, keep_alive=False)
             return None
+        finally:
+            waiting.pop(task, None)  # type: ignore[call-overload]
 
     def _parse(self, head: bytes, reader: asyncio.StreamReader,
                writer: asyncio.StreamWriter) -> Optional[Request]:
@@ -261,7 +293,8 @@ class HttpConnections:
         if "content-length" in headers and parse_length(headers["content-length"]) is None:
             raise HttpError(400, "invalid Content-Length")
         return Request(method, target, version, headers, reader, writer,
-                       self.limits.body_timeout, self.limits.max_body_bytes)
+                       self.limits.body_timeout, self.limits.max_body_bytes,
+                       (self.limits.body_min_rate, self.limits.body_grace))
 
     async def _dispatch(self, req: Request) -> Response | StreamResponse:
         try:

@@ -80,12 +80,31 @@ def json_error(status: int, message: str, headers: Optional[dict[str, str]] = No
     return json_response(status, {"error": message, "status": status, **extra}, headers)
 
 
+class ByteBudget:
+    """Bytes that many requests share (bodies being received): ``take`` or refuse."""
+
+    def __init__(self, limit: int):
+        self.limit, self.used, self.refused = limit, 0, 0
+
+    def take(self, n: int) -> bool:
+        if self.used + n > self.limit:
+            self.refused += 1
+            return False
+        self.used += n
+        return True
+
+    def give(self, n: int) -> None:
+        self.used -= n
+
+
 class Request:
-    """One parsed request. ``headers`` keys are lower case (repeated headers joined by ", ")."""
+    """One parsed request. ``headers`` keys are lower case (repeated headers joined by ", ").
+    ``body_rate``: (bytes/s, grace s), the least a body must average after the grace."""
 
     def __init__(self, method: str, target: str, version: str, headers: dict[str, str],
                  reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 body_timeout: float, max_body_bytes: int):
+                 body_timeout: float, max_body_bytes: int,
+                 body_rate: tuple[float, float] = (0.0, 0.0)):
         self.method = method
         self.target = target
         self.version = version
@@ -95,6 +114,7 @@ class Request:
         self.peer = writer.get_extra_info("peername")
         self._reader, self._writer = reader, writer
         self._body_timeout, self._max_body = body_timeout, max_body_bytes
+        self._min_rate, self._grace = body_rate
         self.body_read = False
 
     @property
@@ -122,27 +142,51 @@ class Request:
                             detail=f"Content-Length {n} is over the limit of {limit} bytes")
         return n
 
-    async def body(self, max_bytes: Optional[int] = None) -> bytes:
+    async def body(self, max_bytes: Optional[int] = None,
+                   budget: Optional[ByteBudget] = None) -> bytes:
         """The request body, at most ``max_bytes`` (default: the server's limit).
 
         The checks of :meth:`content_length` come first (411 / 400 / 413, before anything is
-        read); 408 when the body does not arrive within the body timeout.
+        read); 408 when the body does not arrive within the body timeout, or averages less
+        than the minimum rate after the grace; 503 when its bytes would pass ``budget``
+        (taken while it is read, given back once it is whole).
         """
         n = self.content_length(max_bytes)
         if self.headers.get("expect", "").lower() == "100-continue":
             self._writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        chunks: list[bytes] = []
+        got = 0
         try:
-            data = await asyncio.wait_for(self._reader.readexactly(n), self._body_timeout)
+            while got < n:
+                until = start + self._body_timeout
+                if self._min_rate > 0:
+                    until = min(until, start + self._grace + got / self._min_rate)
+                left = until - loop.time()
+                if left <= 0:
+                    raise asyncio.TimeoutError
+                data = await asyncio.wait_for(self._reader.read(min(n - got, 1 << 16)), left)
+                if not data:
+                    raise HttpError(400, "request body shorter than Content-Length",
+                                    {"Connection": "close"},
+                                    detail="the client closed the connection")
+                if budget is not None and not budget.take(len(data)):
+                    raise HttpError(503, "busy", {"Retry-After": "1", "Connection": "close"},
+                                    detail="too many request bodies arriving at once")
+                chunks.append(data)
+                got += len(data)
         except asyncio.TimeoutError:
             raise HttpError(408, "request body not received in time", {"Connection": "close"},
-                            detail=f"{n} bytes not received in {self._body_timeout:g} s"
-                            ) from None
-        except asyncio.IncompleteReadError:
-            raise HttpError(400, "request body shorter than Content-Length",
-                            {"Connection": "close"}, detail="the client closed the connection"
-                            ) from None
+                            detail=f"{got} of {n} bytes in {loop.time() - start:.1f} s (at "
+                                   f"most {self._body_timeout:g} s, at least "
+                                   f"{self._min_rate / 1024:g} KB/s after "
+                                   f"{self._grace:g} s)") from None
+        finally:
+            if budget is not None:
+                budget.give(sum(map(len, chunks)))
         self.body_read = True
-        return data
+        return b"".join(chunks)
 
     async def discard_body(self, max_bytes: int, chunk: int = 64 << 10) -> bool:
         """Read and drop a body of at most ``max_bytes`` (in ``chunk`` s, so it costs no

@@ -120,6 +120,7 @@ class StatusServer:
                  header_timeout: float = L.HEADER_TIMEOUT,
                  idle_timeout: float = L.IDLE_TIMEOUT, write_timeout: float = L.WRITE_TIMEOUT,
                  body_timeout: float = L.BODY_TIMEOUT,
+                 body_min_rate: float = L.BODY_MIN_RATE, body_grace: float = L.BODY_GRACE,
                  max_header_bytes: int = L.MAX_HEADER_BYTES,
                  max_body_bytes: int = L.MAX_BODY_BYTES, stale_after: float = 10.0,
                  api: Optional[DetectApi] = None, feed: Optional[EventFeed] = None,
@@ -138,6 +139,7 @@ class StatusServer:
             max_queue_wait=max_queue_wait,
             header_timeout=header_timeout, idle_timeout=idle_timeout,
             write_timeout=write_timeout, body_timeout=body_timeout,
+            body_min_rate=body_min_rate, body_grace=body_grace,
             max_header_bytes=max_header_bytes, max_body_bytes=max_body_bytes,
             overflow_timeout=min(L.OVERFLOW_TIMEOUT, header_timeout))
         counters = metrics.http

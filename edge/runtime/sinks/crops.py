@@ -3,6 +3,7 @@ directory whose size stays bounded (the oldest crops are deleted)."""
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import re
@@ -27,6 +28,11 @@ log = logging.getLogger(__name__)
 #: ``20240501T101502.123Z-track42.jpg``: UTC time of the best view, then the track id, so
 #: that name order is time order.
 NAME_RE = re.compile(r"^\d{8}T\d{6}\.\d{3}Z-track\d+(-\d+)?\.jpg$")
+#: On a full disk, the oldest crops are deleted until this many times the new crop's size is
+#: free, then the write is tried again: room for the next few crops, so that a disk filled
+#: by something else does not cost a failed write (and a deletion) per track.
+FULL_DISK_ROOM = 4
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 #: Temporary files of an interrupted atomic write (power cut), removed at start.
 PARTIAL_RE = re.compile(r"^\.\d{8}T\d{6}\.\d{3}Z-track\d+(-\d+)?\.jpg\..*\.part$")
 
@@ -62,7 +68,7 @@ class CropsSink:
             raise EdgefaceError(f"cannot use {self.directory} for face crops: "
                                 f"{exc.strerror or exc}") from None
         self._bytes = sum(self._files.values())
-        self.saved = self.deleted = self.skipped = self.write_errors = 0
+        self.saved = self.deleted = self.skipped = self.write_errors = self.full_disk = 0
         self._prune()
         self._worker = Worker("crops", self._save, queue_size)
 
@@ -94,7 +100,12 @@ class CropsSink:
             name = crop_name(ts, track_id).replace(".jpg", f"-{n}.jpg")
         data = encode_jpeg(crop)
         try:
-            atomic_write(self.directory / name, data)
+            try:
+                atomic_write(self.directory / name, data)
+            except OSError as exc:
+                if exc.errno not in _FULL or not self._make_room(FULL_DISK_ROOM * len(data)):
+                    raise
+                atomic_write(self.directory / name, data)  # once more, with the room made
         except OSError as exc:
             self.write_errors += 1
             if self.write_errors == 1 or self.write_errors % 100 == 0:
@@ -105,6 +116,28 @@ class CropsSink:
         self._bytes += len(data)
         self.saved += 1
         self._prune()
+
+    def _make_room(self, nbytes: int) -> bool:
+        """The disk is full: delete the oldest crops until ``nbytes`` are freed (or none is
+        left); False when there was none to delete."""
+        freed = count = 0
+        while self._files and freed < nbytes:
+            name, size = self._files.popitem(last=False)
+            self._bytes -= size
+            try:
+                (self.directory / name).unlink()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                continue  # cannot delete: it frees nothing
+            freed += size
+            count += 1
+        self.deleted += count
+        self.full_disk += 1
+        if self.full_disk == 1 or self.full_disk % 100 == 0:
+            log.warning("crops: the disk is full (%d times): deleted the %d oldest crops "
+                        "(%s) to make room", self.full_disk, count, format_size(freed))
+        return count > 0
 
     def _prune(self) -> None:
         while self._files and (len(self._files) > self.keep
@@ -129,6 +162,7 @@ class CropsSink:
     def stats(self) -> dict[str, float]:
         """Counters for /metrics (files and bytes are gauges)."""
         return {"saved": self.saved, "deleted": self.deleted, "dropped": self.dropped,
+                "full_disk": self.full_disk,
                 "skipped": self.skipped, "errors": self.write_errors + self._worker.errors,
                 "files": len(self._files), "bytes": self._bytes, "queued": self._worker.pending}
 

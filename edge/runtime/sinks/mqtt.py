@@ -9,9 +9,11 @@ Topics, under ``<prefix>/<device>/`` (:mod:`.mqtt_topics`):
 - ``availability``: ``online`` once connected, ``offline`` at a clean stop or, as the last
   will, when the connection dies; retained.
 
-``write`` runs in the processing loop and only copies what it needs into a bounded queue;
-one worker thread encodes and hands messages to paho, whose own thread does the network and
-reconnects with backoff. Nothing here ever waits for the broker while a frame waits.
+``write`` runs in the processing loop and only copies what it needs into a bounded backlog
+(:mod:`.event_backlog`); one worker thread encodes and hands messages to paho, whose own
+thread does the network and reconnects with backoff. Nothing here ever waits for the broker
+while a frame waits. After every connect, before any waiting event: ``online``, the
+discovery configs and the current count (a count that changed while away is one value).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from edgeface.inference.results import FrameResult
 from edgeface.runtime.options import Option, boolean, number, string
 from edgeface.runtime.sinks.background import Worker
 from edgeface.runtime.sinks.base import SinkContext, SinkKind
+from edgeface.runtime.sinks.event_backlog import EventBacklog
 from edgeface.runtime.sinks.face_events import LiveTracks, best_view, encode_jpeg, event_message
 from edgeface.runtime.sinks.mqtt_topics import (
     OFFLINE,
@@ -47,6 +50,19 @@ from edgeface.runtime.sinks.registry import register_sink
 
 log = logging.getLogger(__name__)
 
+#: The largest packet the broker may send us (MQTT 5 Maximum Packet Size, CONNECT): we only
+#: read acknowledgements (tens of bytes) and Home Assistant's ``online`` / ``offline``. A
+#: broker drops a larger message for this client instead of sending it; without the bound,
+#: a 150 MB retained message on homeassistant/status was read whole at every start
+#: (RSS 606 MB, or an OOM kill), since paho 2.x has no inbound limit of its own.
+MAX_INBOUND_PACKET = 16 * 1024
+#: A status payload worth comparing (``online``); a longer one is ignored uncopied.
+MAX_STATUS_PAYLOAD = 32
+#: Events handed to paho and not yet acknowledged: paho's own in-flight window (20). The
+#: rest wait in our backlog, where the newest are kept and no track is left open; paho keeps
+#: what it holds across a reconnect and resends it first.
+IN_FLIGHT = 20
+
 
 def _paho() -> Any:
     """paho.mqtt.client, 2.x (1.x, e.g. Debian's python3-paho-mqtt, has other callbacks)."""
@@ -59,15 +75,33 @@ def _paho() -> Any:
     return client
 
 
+def _connect_properties() -> Any:
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    props = Properties(PacketTypes.CONNECT)
+    props.MaximumPacketSize = MAX_INBOUND_PACKET
+    return props
+
+
+def _live_only() -> Any:
+    """QoS 1, and no retained message at subscribe: the connect announces anyway, and a
+    retained status is what a hostile or stale publisher leaves behind."""
+    from paho.mqtt.subscribeoptions import SubscribeOptions
+
+    return SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
+
+
 class MqttSink:
     """Publishes track events to an MQTT broker (see the module docstring for the topics).
 
-    Bounded at every step: ``queue_size`` messages wait for the worker (more are dropped),
-    and at most ``queue_size`` QoS 1 messages wait in paho for the broker's acknowledgement
-    (while disconnected they are kept and resent on reconnect; past that they are dropped).
-    The count and the snapshot keep only their newest value. A snapshot is QoS 0, which
-    paho drops while disconnected, so none is handed over then; and only one at a time, so
-    a slow link never queues images. Every drop is counted (:meth:`stats`).
+    Bounded at every step: ``queue_size`` events wait in the backlog (past that the oldest
+    go, whole tracks at a time), and at most ``IN_FLIGHT`` QoS 1 events wait in paho for
+    the broker's acknowledgement (kept and resent across a reconnect). The count and the
+    snapshot keep only their newest value, and neither is handed over while disconnected
+    (the connect publishes the count; a snapshot is QoS 0, which paho drops), a snapshot
+    only one at a time, so a slow link never queues images. Every drop is counted
+    (:meth:`stats`).
     """
 
     def __init__(self, url: str, *, device: Optional[str] = None, prefix: str = "edgeface",
@@ -91,6 +125,9 @@ class MqttSink:
         self.announce_delay = announce_delay
         self.close_timeout = close_timeout
         self._live = LiveTracks()
+        self._backlog = EventBacklog(queue_size)
+        self._need_announce = False  # connected, but online/discovery/count not yet sent
+        self._answered = False  # this connection got a CONNACK, accepting or refusing
         self._lock = threading.Lock()
         self._unacked: set[int] = set()  # QoS 1 mids handed to paho, not yet acknowledged
         self._early: set[int] = set()  # acknowledged before publish() returned their mid
@@ -99,13 +136,14 @@ class MqttSink:
         self.connected = False
         self.connects = self.disconnects = 0
         self.published = self.snapshots_sent = 0
-        self.backlog_drops = 0  # QoS 1 backlog full (broker away too long)
+        self.backlog_drops = 0  # paho refused a message (its queue full)
         self.offline_drops = 0  # snapshots not sent: disconnected, or the previous one pending
         self.last_error = ""
 
+        # MQTT 5 (Mosquitto >= 1.6, EMQX, HiveMQ, ...) for its Maximum Packet Size; a clean
+        # start with no session expiry is 3.1.1's clean session.
         c = mqtt.Client(callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-                        client_id=f"edgeface-{self.topics.node}", protocol=mqtt.MQTTv311,
-                        clean_session=True)
+                        client_id=f"edgeface-{self.topics.node}", protocol=mqtt.MQTTv5)
         c.will_set(self.topics.availability, OFFLINE, qos=1, retain=True)
         if self.broker.user:
             c.username_pw_set(self.broker.user, password or None)
@@ -117,15 +155,16 @@ class MqttSink:
         elif ca_file:
             raise ConfigError("mqtt_ca_file is set but the broker address is not mqtts://")
         c.reconnect_delay_set(*reconnect_delay)
-        # paho's own bound (default: none). Headroom above our event bound, so that the
-        # availability and state messages of a reconnect always fit.
-        c.max_queued_messages_set(queue_size + 16)
+        # paho's own bound (default: none): it holds at most IN_FLIGHT events, the state of
+        # a connect (availability, 3 configs, the count) and a snapshot, so this never bites.
+        c.max_queued_messages_set(IN_FLIGHT + 32)
         c.on_connect, c.on_disconnect = self._on_connect, self._on_disconnect
         c.on_connect_fail, c.on_publish = self._on_connect_fail, self._on_publish
         c.on_message = self._on_message
         self._mqtt, self._client = mqtt, c
         self._worker = Worker(f"mqtt-{self.topics.device}", self._handle, queue_size)
-        c.connect_async(self.broker.host, self.broker.port, keepalive=keepalive)
+        c.connect_async(self.broker.host, self.broker.port, keepalive=keepalive,
+                        clean_start=True, properties=_connect_properties())
         c.loop_start()  # paho's thread: connects, reconnects with backoff, does all I/O
 
     @staticmethod
@@ -146,13 +185,15 @@ class MqttSink:
             return
         image = result.frame.image
         for ev in events:
-            self._worker.put(("event", event_message(ev, self.topics.device, image)))
+            self._backlog.add(ev.track.id, ev.type,
+                              event_message(ev, self.topics.device, image))
             if ev.type == "end" and self.snapshots:
                 crop = best_view(ev.track)
                 if crop is not None:
                     self._worker.replace("snapshot", ("snapshot", crop))
         if self._live.update(events):
             self._worker.replace("count", ("count", self._live.count))
+        self._worker.replace("pump", ("pump",))
 
     def flush(self) -> None:
         pass  # delivery is asynchronous by design; close() waits, boundedly
@@ -160,13 +201,11 @@ class MqttSink:
     # ------------------------------------------------------------------ worker side
     def _handle(self, job: tuple) -> None:
         kind = job[0]
-        if kind == "event":
-            if len(self._unacked) >= self.queue_size:
-                self.backlog_drops += 1
-                return
-            self._publish(self.topics.events, json.dumps(job[1], separators=(",", ":")), 1)
+        if kind == "pump":
+            self._pump()
         elif kind == "count":
-            self._publish(self.topics.faces, str(job[1]), 1, retain=True)
+            if self.connected and not self._need_announce:  # else the connect sends it
+                self._publish(self.topics.faces, str(self._live.count), 1, retain=True)
         elif kind == "snapshot":
             if not self.connected or self._snapshot_mid is not None:
                 self.offline_drops += 1
@@ -186,10 +225,21 @@ class MqttSink:
             if job[1] and self._stopping.wait(job[1]):
                 return
             self._announce()
+            self._pump()
+
+    def _pump(self) -> None:
+        """Hand waiting events to paho, oldest first, up to IN_FLIGHT unacknowledged; an
+        acknowledgement calls again. Nothing while disconnected: paho would queue it all."""
+        while self.connected and not self._need_announce and len(self._unacked) < IN_FLIGHT:
+            payload = self._backlog.pop()
+            if payload is None:
+                return
+            self._publish(self.topics.events, json.dumps(payload, separators=(",", ":")), 1)
 
     def _announce(self) -> None:
         """Discovery configs (retained) and the current count: after each connect, and when
         Home Assistant says it is back (its retained state may have been lost)."""
+        self._need_announce = False
         if self.discovery_prefix:
             for topic, payload in discovery_messages(self.topics, self.discovery_prefix):
                 self._publish(topic, payload, 1, retain=True)
@@ -219,6 +269,7 @@ class MqttSink:
     # -------------------------------------------------------------- paho thread side
     def _on_connect(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
                     properties: Any) -> None:
+        self._answered = True
         if reason_code.is_failure:
             self._down(f"broker refused the connection: {reason_code}")
             return
@@ -229,9 +280,10 @@ class MqttSink:
             self.last_error = ""
         if self._stopping.is_set():
             return
+        self._need_announce = True
         self._track(client.publish(self.topics.availability, ONLINE, qos=1, retain=True), 1)
         if self.discovery_prefix:  # subscriptions do not survive a clean session
-            client.subscribe(ha_status_topic(self.discovery_prefix), qos=1)
+            client.subscribe(ha_status_topic(self.discovery_prefix), options=_live_only())
         self._worker.replace("announce", ("announce", 0.0))
 
     def _on_disconnect(self, client: Any, userdata: Any, flags: Any, reason_code: Any,
@@ -244,6 +296,10 @@ class MqttSink:
             self.disconnects += 1
             if not self._stopping.is_set():
                 self._down(f"connection lost: {reason_code}")
+        elif not self._answered and not self._stopping.is_set():
+            # TCP accepted, then no CONNACK within the keepalive: as loud as a refusal
+            self._down(f"no answer to CONNECT ({reason_code})")
+        self._answered = False
 
     def _on_connect_fail(self, client: Any, userdata: Any) -> None:
         # paho calls this from its `except OSError` block and passes nothing: the reason
@@ -267,10 +323,13 @@ class MqttSink:
             elif len(self._early) < 10000:  # bounded whatever paho does
                 self._early.add(mid)
         self.published += 1
+        if len(self._backlog):
+            self._worker.replace("pump", ("pump",))
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        payload = msg.payload
         if self.discovery_prefix and msg.topic == ha_status_topic(self.discovery_prefix) \
-                and msg.payload.strip().lower() == b"online":
+                and len(payload) <= MAX_STATUS_PAYLOAD and payload.strip().lower() == b"online":
             # Home Assistant restarted. Its docs ask for a random delay, so that many
             # devices do not all answer at once.
             self._worker.replace("announce", ("announce",
@@ -282,7 +341,7 @@ class MqttSink:
         """Messages never sent: queue or backlog full, snapshots offline or superseded (a
         superseded count is not a loss: its newer value went out instead)."""
         return (self._worker.dropped + self._worker.superseded.get("snapshot", 0)
-                + self.backlog_drops + self.offline_drops)
+                + self._backlog.dropped + self.backlog_drops + self.offline_drops)
 
     #: The keys of :meth:`stats` that are gauges (the others are cumulative counters).
     STATS_GAUGES = ("connected", "queued", "unacked")
@@ -292,7 +351,8 @@ class MqttSink:
         return {"connected": int(self.connected), "connects": self.connects,
                 "disconnects": self.disconnects, "published": self.published,
                 "snapshots": self.snapshots_sent, "dropped": self.dropped,
-                "queued": self._worker.pending, "unacked": len(self._unacked),
+                "queued": self._worker.pending + len(self._backlog),
+                "unacked": len(self._unacked),
                 "errors": self._worker.errors}
 
     def describe(self) -> str:
@@ -304,6 +364,9 @@ class MqttSink:
         deadline = time.monotonic() + self.close_timeout
         self._stopping.set()
         self._worker.close(self.close_timeout / 2)
+        left = self._backlog.clear()
+        if left:
+            log.warning("mqtt: %d event(s) not sent at close", left)
         if self.connected:
             self._track(self._client.publish(self.topics.availability, OFFLINE, qos=1,
                                              retain=True), 1)
@@ -349,6 +412,6 @@ register_sink(SinkKind("mqtt", (
     Option("mqtt_snapshot", "--mqtt-snapshot", boolean, True, cli="bool",
            help="Publish a JPEG crop of each face when its track ends."),
     Option("mqtt_queue", "--mqtt-queue", number(1, 100000, integer=True), 100, metavar="N",
-           help="Messages kept while the broker is slow or away; more are dropped "
+           help="Events kept while the broker is slow or away (the newest); more are dropped "
                 "(counted)."),
 ), _build))
