@@ -95,7 +95,10 @@ def test_an_outage_at_start(tmp_path):
         write(sink, 100, "end")
         write(sink, 101, "end")
         sub.wait_for(f"edgeface/{device}/faces", lambda p: p == b"0")
-        sub.wait_for(f"edgeface/{device}/events", lambda p: b'"end"' in p, count=3)
+        for track in (100, 101):
+            sub.wait_for(f"edgeface/{device}/events",
+                         lambda p, t=track: json.loads(p)["track_id"] == t
+                         and json.loads(p)["type"] == "end")
         assert_tracks_closed(received(sub, device), alive=set())
     finally:
         sink.close()

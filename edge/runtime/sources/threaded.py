@@ -214,9 +214,11 @@ class ThreadedSource:
             self._cond.wait(0.5)
 
     def _count_corrupt(self, why: str, frames: int = 1) -> None:
-        n = self.stats.corrupt = self.stats.corrupt + frames
-        # One line per corrupt frame would flood the journal on a broken camera.
-        if n <= 10 or n % 1000 == 0:
+        before, n = self.stats.corrupt, self.stats.corrupt + frames
+        self.stats.corrupt = n
+        # One line per corrupt frame would flood the journal on a broken camera; a damaged
+        # run of a file (many frames at once) is one line.
+        if before < 10 or n // 1000 > before // 1000:
             log.warning("%s: skipping corrupt frame: %s (%d so far)", self.name, why, n)
 
     def _reopen(self) -> None:

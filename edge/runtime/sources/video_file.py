@@ -2,9 +2,13 @@
 
 A damaged region in the middle of a file makes OpenCV's decoder give up there, as if the
 file had ended (measured: a 2 KB damaged run halfway through an mp4v file ended reading at
-frame 46 of 100). :class:`VideoFileReader` notices that the file has frames left, finds the
-first frame after the damage that decodes, reports the frames in between as corrupt (so the
-run says how many and exits 1) and goes on to the real end.
+frame 46 of 100), or drop frames without a word. :class:`VideoFileReader` notices that the
+file has frames left, finds the first frame after the damage that decodes, reports the
+frames in between as corrupt (so the run says how many and exits 1) and goes on to the real
+end. Each frame's place is its timestamp, not a count of the frames returned: frames the
+decoder dropped silently are counted where they were lost, and a frame decoded again after a
+seek (which can land before its target) is never returned twice. A file that ends before
+the frames its header declares (cut short) reports the missing ones as corrupt too.
 """
 
 from __future__ import annotations
@@ -27,6 +31,14 @@ log = logging.getLogger(__name__)
 
 #: Without a frame count, how far past a failure to look for decodable frames.
 _UNKNOWN_END_PROBE = 4096
+#: A timestamp within this fraction of a frame of the nominal frame grid places its frame
+#: (a constant-rate file); off the grid (a variable-rate file) frames are counted instead.
+_ON_GRID = 0.05
+#: Frames that decode again after a seek and are skipped, at most, before giving up there.
+_MAX_REPLAYED = 4096
+#: A file shorter than its header says by more than this many frames is reported as cut
+#: (a count estimated from the duration may be off by a frame or two).
+_TRUNCATED_SLACK = 2
 
 
 class VideoFileReader(CvCaptureReader):
@@ -36,25 +48,93 @@ class VideoFileReader(CvCaptureReader):
         super().open()
         self._next = 0  # index of the next frame read() returns
         self._pending: Optional[np.ndarray] = None  # first good frame after a damaged run
+        self._pending_ms = -1.0
+        self._last_ms: Optional[float] = None  # timestamp of the last frame returned
+        self._base: Optional[int] = None  # grid index of frame 0
+        self._ended = False
+        self._last_print: Optional[np.ndarray] = None
+        self._timestamps = False  # seen increasing: this file and backend give them
+        fps = self.fps()
+        self._grid = fps if 0 < fps < 1000 else 0.0
 
     def read(self) -> Optional[np.ndarray]:
-        if self._cap is None:
+        if self._cap is None or self._ended:
             return None
         if self._pending is not None:
-            image, self._pending = self._pending, None
-            self._next += 1
-            return image
-        ok, image = self._cap.read()
-        if ok:
-            self._next += 1
-            return image
+            return self._give(self._pending, self._pending_ms)
+        for _ in range(_MAX_REPLAYED):
+            ok, image = self._cap.read()
+            if not ok:
+                break
+            ms = self._pos_ms()
+            if self._last_ms is not None:
+                if ms > self._last_ms:
+                    self._timestamps = True
+                elif self._timestamps:
+                    continue  # returned already: the decoder went back (after a seek)
+            place = self._place(ms)
+            if place is not None and place > self._next:  # dropped by the decoder
+                self._pending, self._pending_ms = image, ms
+                self._lost(place, "could not be decoded (damaged)")
+            return self._give(image, ms)
+        total = self._frame_count()
+        if total - self._next > _TRUNCATED_SLACK and self._is_last(total - 1):
+            # The last frame was returned already, under a smaller number: the decoder
+            # skipped frames without an error (an AVI's damaged chunks), and a search from
+            # here would only decode the last ones again.
+            self._ended = True
+            skipped, self._next = total - self._next, total
+            raise CorruptFrame(f"{skipped} frame(s) of {self.describe} could not be decoded "
+                               f"(damaged): {total - skipped} of the {total} it declares "
+                               "decoded, the last one included", skipped)
         resume = self._resume_after(self._next)
-        if resume is None:  # the real end (or nothing decodes after the damage)
+        if resume is None:
+            total = self._frame_count()
+            self._ended = True
+            if total - self._next > _TRUNCATED_SLACK:
+                self._lost(total, "could not be read: nothing decodes from there to the end "
+                                  f"(damaged, or the file is cut short: it declares {total})")
+            return None  # the real end
+        self._lost(resume, f"could not be decoded (damaged); continuing at frame {resume}")
+        return None  # not reached
+
+    def _lost(self, upto: int, why: str) -> None:
+        skipped, first = upto - self._next, self._next
+        self._next = upto
+        raise CorruptFrame(f"frames {first}-{upto - 1} of {self.describe} {why}", skipped)
+
+    def _give(self, image: np.ndarray, ms: float) -> np.ndarray:
+        self._pending = None
+        self._last_ms = ms
+        self._last_print = _fingerprint(image)
+        if self._base is None and self._grid:
+            self._base = self._grid_index(ms)
+        self._next += 1
+        return image
+
+    def _pos_ms(self) -> float:
+        import cv2
+
+        return float(self._cap.get(cv2.CAP_PROP_POS_MSEC))
+
+    def _grid_index(self, ms: float) -> Optional[int]:
+        x = ms * self._grid / 1000.0
+        return round(x) if self._grid and ms >= 0 and abs(x - round(x)) < _ON_GRID else None
+
+    def _place(self, ms: float) -> Optional[int]:
+        """The frame's index from its timestamp, in a constant-rate file; else None."""
+        index = self._grid_index(ms)
+        if index is None or self._base is None or not self._timestamps:
             return None
-        skipped = resume - self._next
-        self._next = resume
-        raise CorruptFrame(f"frames {resume - skipped}-{resume - 1} of {self.describe} could "
-                           f"not be decoded (damaged); continuing at frame {resume}", skipped)
+        return index - self._base
+
+    def _is_last(self, index: int) -> bool:
+        """Whether frame ``index`` is the frame returned last (the capture is then spent)."""
+        if self._last_print is None or not self._seek(index, fresh_only=False):
+            return False
+        same = np.array_equal(_fingerprint(self._pending), self._last_print)
+        self._pending = None
+        return same
 
     def _frame_count(self) -> int:
         import cv2
@@ -86,22 +166,35 @@ class VideoFileReader(CvCaptureReader):
                 bad = mid
         if not self._seek(good):  # re-position on the frame found
             return None
+        place = self._place(self._pending_ms)
+        if place is not None and place > failed:
+            good = place  # where the seek really landed
         log.debug("%s: frames %d-%d damaged, resuming at %d", self.describe, failed,
                   good - 1, good)
         return good
 
-    def _seek(self, index: int) -> bool:
-        """Reopen at frame ``index`` and decode it into ``_pending``; True on success.
+    def _seek(self, index: int, fresh_only: bool = True) -> bool:
+        """Reopen at frame ``index`` and decode it into ``_pending``; True on success, and
+        only for a frame after the last one returned.
 
         A fresh capture each time: after a decode error OpenCV's capture stays stuck."""
         import cv2
 
-        self.close()
+        CvCaptureReader.close(self)
         CvCaptureReader.open(self)
         self._cap.set(cv2.CAP_PROP_POS_FRAMES, index)
         ok, image = self._cap.read()
-        self._pending = image if ok else None
+        ms = self._pos_ms() if ok else -1.0
+        ok = ok and (not fresh_only or not self._timestamps or self._last_ms is None
+                     or ms > self._last_ms)
+        self._pending, self._pending_ms = (image, ms) if ok else (None, -1.0)
         return ok
+
+
+def _fingerprint(image: np.ndarray) -> np.ndarray:
+    """Every 16th pixel of every 16th row (24 KB at 1080p, microseconds): decoding is
+    deterministic, so the same frame decoded twice gives the same one."""
+    return image[::16, ::16].copy()
 
 
 def _file_reader(target: Any, settings: CaptureSettings) -> tuple[Reader, str]:
