@@ -217,7 +217,10 @@ def test_healthz_is_answered_while_half_sent_heads_fill_every_slot(make_server):
         time.sleep(1.5)  # past the overflow lane's timeout: its 16 are refilled
         codes = [request(server, "GET", "/healthz", timeout=2)[0] for _ in range(20)]
         assert codes == [200] * 20, codes
-        assert metrics.http.evicted_total >= 20 and metrics.http.open_connections == 64
+        assert metrics.http.evicted_total >= 20
+        # the attackers keep the cap full; a replacement may be in flight at any instant
+        # (63 was read once under emulation), so wait for the slot to be retaken
+        wait_open(metrics, 64)
     finally:
         stop.set()
         attacker.join(5)
