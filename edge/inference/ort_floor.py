@@ -21,12 +21,6 @@ class DeformConvUnsupported(ModelError):
         super().__init__(f"{self.reason}: {self.fix}")
 
 
-def deformconv_error(model: str | os.PathLike, version: str, provider: str = "cpu"
-                     ) -> DeformConvUnsupported:
-    """The one-line error (exit 3) for a DeformConv model this ONNX Runtime cannot run."""
-    return DeformConvUnsupported(model, version, provider)
-
-
 def model_has_deformconv(model: str | os.PathLike) -> bool | None:
     """Whether the ONNX graph has a DeformConv node; None when the file cannot be read as
     ONNX (ONNX Runtime then says why when it opens it)."""
@@ -43,7 +37,7 @@ def check_before_session(model: str | os.PathLike, version: str, provider: str) 
     ``--provider tensorrt``, which may take the node itself."""
     if provider != "tensorrt" and not runs_deformconv(version) \
             and model_has_deformconv(model):
-        raise deformconv_error(model, version, provider)
+        raise DeformConvUnsupported(model, version, provider)
 
 
 def is_missing_kernel(message: str) -> bool:

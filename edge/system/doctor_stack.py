@@ -20,7 +20,6 @@ from edgeface.system.jetpack import (
     cuda_python_pin,
     driver_runtime,
     ort_index,
-    version_key,
 )
 from edgeface.system.onnxruntime_floor import (
     DCN_EXTENSION,
@@ -28,6 +27,7 @@ from edgeface.system.onnxruntime_floor import (
     dcn_disabled_reason,
     dcn_not_built_reason,
     runs_deformconv,
+    version_tuple,
     ways_out,
 )
 from edgeface.system.pi_os import PiRoute, pi_route
@@ -337,7 +337,7 @@ def check_cuda(p: Probe, jetson: bool) -> Finding:
     details = {"driver": driver, "runtime": runtime, "devices": count, "error": code}
     summary = (f"driver CUDA {driver or 'not found'}, cuda-python runtime {runtime or '?'}, "
                f"{count} GPU{'s' * (count != 1)}")
-    newer = bool(driver and runtime and version_key(runtime) > version_key(driver))
+    newer = bool(driver and runtime and version_tuple(runtime) > version_tuple(driver))
     if newer or code == INSUFFICIENT_DRIVER:
         return Finding("cuda", "warn", summary + ": the runtime is newer than the driver, so "
                        "every engine build and .engine open fails (cudaErrorInsufficientDriver)",

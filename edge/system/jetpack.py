@@ -52,10 +52,6 @@ def cuda_version(v: int) -> str:
     return f"{v // 1000}.{v % 1000 // 10}"
 
 
-def version_key(v: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in v.split(".") if x.isdigit())
-
-
 def driver_runtime(cudart: Any) -> tuple[str | None, str | None]:
     """(the driver's CUDA version, cuda-python's runtime version), e.g. ("12.2", "12.9");
     None for one that cannot be read (no driver: cuda-python raises when libcuda.so.1 is

@@ -243,8 +243,8 @@ class OnnxRuntimeBackend:
             raise
         except Exception as exc:  # onnxruntime raises several unrelated types here
             if ort_floor.is_missing_kernel(str(exc)):
-                raise ort_floor.deformconv_error(path, ort.__version__, provider.lower()
-                                                 ) from None
+                raise ort_floor.DeformConvUnsupported(
+                    path, ort.__version__, provider.lower()) from None
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{path} is not a loadable ONNX model: {first[:200]}") from None
         self.info = self._read_info(input_size)
