@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgeface.calibration.evaluation import evaluate_detector
     from edgeface.calibration.widerface import load_widerface
     from edgeface.common.files import sha256_file
-    from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from edgeface.inference.backends.onnxruntime.runtime import OnnxRuntimeBackend
     from edgeface.models.torch_backend import TorchBackend
     from edgeface.quantize.export import export_model
 

@@ -18,7 +18,7 @@ import types
 
 import numpy as np
 
-from edgeface.inference.backends.onnxruntime_backend import session_options
+from edgeface.inference.backends.onnxruntime.runtime import session_options
 from edgeface.inference.dcn import graph_cut, runner, sampler
 
 

@@ -265,7 +265,7 @@ def size_section(fp32: Path, loose: Path, written: Path, blobs: list[np.ndarray]
     import onnx
     import onnxruntime as ort
 
-    from edgeface.inference.backends.onnxruntime_backend import session_options
+    from edgeface.inference.backends.onnxruntime.runtime import session_options
     from edgeface.quantize.compaction import size_breakdown
 
     out: dict = {"files": {}}

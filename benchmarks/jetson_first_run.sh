@@ -110,7 +110,7 @@ print("python", sys.version.split()[0], "numpy", numpy.__version__, numpy.__file
 print("cv2", cv2.__version__, cv2.__file__)
 print([l.strip() for l in cv2.getBuildInformation().splitlines() if "GStreamer" in l])
 assert numpy.__version__.split(".")[0] == "1", "numpy 2 shadows apt numpy: README On a Jetson"'
-step cuda "$PY" -c 'from edgeface.inference.backends.cuda_runtime import load_cudart
+step cuda "$PY" -c 'from edgeface.inference.backends.tensorrt.cuda import load_cudart
 from edgeface.system.jetpack import driver_runtime
 cudart = load_cudart()
 driver, runtime = driver_runtime(cudart)

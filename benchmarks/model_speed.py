@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from edgeface.bench.peers import retinaface_session
     from edgeface.common.timing import paired_ratio, round_robin
-    from edgeface.inference.backends.onnxruntime_backend import session_options
+    from edgeface.inference.backends.onnxruntime.runtime import session_options
     from edgeface.system.platform import describe, fingerprint
 
     threads = sorted({int(t) for t in args.threads.split(",")})

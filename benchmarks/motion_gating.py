@@ -329,7 +329,7 @@ def _per_hour(run: dict, video_s: float) -> dict[str, float]:
 def main(argv=None) -> int:
     args = parse_args(argv)
     load0 = round(os.getloadavg()[0], 2)
-    from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from edgeface.inference.backends.onnxruntime.runtime import OnnxRuntimeBackend
     from edgeface.inference.detector import Detector
     from edgeface.runtime.loop import limit_opencv_threads
     from edgeface.runtime.motion import MotionGate

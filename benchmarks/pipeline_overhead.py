@@ -88,7 +88,7 @@ def main(argv=None) -> int:
     load0 = [round(x, 2) for x in os.getloadavg()]
     import cv2
 
-    from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from edgeface.inference.backends.onnxruntime.runtime import OnnxRuntimeBackend
     from edgeface.inference.detector import Detector
     from edgeface.inference.preprocess import preprocess
     from edgeface.runtime.loop import limit_opencv_threads

@@ -62,7 +62,7 @@ def evaluate_as_written(path: Path, dataset, threads: int | None) -> dict:
 
     from edgeface.calibration.evaluation import evaluate_detector
     from edgeface.inference.backends import open_backend
-    from edgeface.inference.backends.onnxruntime_backend import session_options
+    from edgeface.inference.backends.onnxruntime.runtime import session_options
 
     backend = open_backend(path, provider="cpu", threads=threads)
     so = session_options(backend.threads)
@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     from edgeface.calibration.widerface import load_widerface
     from edgeface.quantize.graph import load_model
     from edgeface.quantize.int8 import quantize_int8
-    from edgeface.quantize.tensorrt_qdq import qdq_problems, tensorrt_int8_config
+    from edgeface.inference.backends.tensorrt.qdq import qdq_problems
+    from edgeface.quantize.targets import tensorrt_int8_config
     from edgeface.system.platform import describe, fingerprint
 
     load_start = [round(x, 2) for x in os.getloadavg()]

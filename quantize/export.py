@@ -307,7 +307,7 @@ def verify_export(
     import onnxruntime as ort
     import torch
 
-    from edgeface.inference.backends.onnxruntime_backend import session_options
+    from edgeface.inference.backends.onnxruntime.runtime import session_options
     from edgeface.inference.preprocess import preprocess
     from edgeface.media.images import read_image
 

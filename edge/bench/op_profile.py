@@ -19,7 +19,7 @@ def op_time_shares(path: str | os.PathLike, blob: np.ndarray, runs: int = 30,
     """
     import onnxruntime as ort
 
-    from edgeface.inference.backends.onnxruntime_backend import session_options
+    from edgeface.inference.backends.onnxruntime.runtime import session_options
 
     with tempfile.TemporaryDirectory() as tmp:
         so = session_options(threads)

@@ -25,7 +25,7 @@ import numpy as np
 from edgeface.common.files import sha256_file
 from edgeface.errors import require
 from edgeface.inference.backends import RawOutputs
-from edgeface.inference.backends.onnxruntime_backend import session_options
+from edgeface.inference.backends.onnxruntime.runtime import session_options
 from edgeface.inference.detector import Detector, Timing, detect_timed
 from edgeface.inference.model_info import ModelInfo
 from edgeface.inference.postprocess import Detections, PostprocessConfig

@@ -20,7 +20,8 @@ from edgeface.quantize.config import (
     DEFAULT_REDUCE_RANGE,
     METHODS,
 )
-from edgeface.quantize.tensorrt_qdq import TARGETS, TENSORRT_FIXED
+from edgeface.inference.backends.tensorrt.qdq import TENSORRT_FIXED
+from edgeface.quantize.targets import TARGETS
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def quantize(int8: bool, target: str, tensorrt: bool, fp16: bool, workspace: str
     """
     from edgeface.common.files import ensure_writable_dir, refuse_overwriting_inputs
     from edgeface.quantize.config import Int8Config
-    from edgeface.quantize.tensorrt_qdq import check_tensorrt_qdq, tensorrt_int8_config
+    from edgeface.quantize.targets import check_tensorrt_qdq, tensorrt_int8_config
 
     if not (int8 or tensorrt):
         raise ConfigError("give --int8 (an INT8 ONNX model) or --tensorrt (a TensorRT engine)")
@@ -239,8 +240,8 @@ def _build_tensorrt(model: Path, output: Path, *, fp16: bool, int8: bool,
     """`--tensorrt`: plan (and with --dry-run print) the build, then run it."""
     from edgeface.common.sizes import parse_size
     from edgeface.errors import EdgefaceError, MissingDependency
-    from edgeface.inference.backends.tensorrt_backend import load_tensorrt
-    from edgeface.quantize.tensorrt_plan import plan_build
+    from edgeface.inference.backends.tensorrt.runtime import load_tensorrt
+    from edgeface.inference.backends.tensorrt.plan import plan_build
 
     try:
         ws = parse_size(workspace)
@@ -287,7 +288,7 @@ def _build_tensorrt(model: Path, output: Path, *, fp16: bool, int8: bool,
         calib_set = CalibrationSet(open_image_set(plan.calib, split), plan.info.input_size,
                                    plan.info.mean, num_images)
         calib_blobs = calib_set.blobs()
-    from edgeface.quantize.tensorrt_build import build_engine
+    from edgeface.inference.backends.tensorrt.build import build_engine
 
     doc = build_engine(plan, say=say, calib_blobs=calib_blobs, force=force, trt=trt)
     state = "up to date" if doc.get("up_to_date") else "built"

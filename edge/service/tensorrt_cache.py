@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
-from edgeface.inference.engine_cache import check_sidecar, default_cache_dir
+from edgeface.inference.backends.tensorrt.cache import check_sidecar, default_cache_dir
 from edgeface.service.units import SYSTEM_CACHE_DIR
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class TensorRTPrebuild:
     owner: str | None  # the service user (a system install), or None
 
     def engine_dir(self) -> Path:
-        from edgeface.inference.backends.onnxruntime_backend import tensorrt_cache_dirs
+        from edgeface.inference.backends.onnxruntime.runtime import tensorrt_cache_dirs
 
         return tensorrt_cache_dirs(self.source, self.cache_dir)[0]
 
@@ -96,7 +96,7 @@ class TensorRTPrebuild:
         """Open the installed model as the service will (same provider options and cache),
         run one frame (the engine exists by then), hand the cache to the service user."""
         from edgeface.inference.backends import open_backend
-        from edgeface.inference.backends.onnxruntime_backend import FP16_ENV
+        from edgeface.inference.backends.onnxruntime.runtime import FP16_ENV
 
         backend = open_backend(self.installed, provider="tensorrt", threads=1,
                                cache_dir=self.cache_dir,

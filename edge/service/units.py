@@ -43,7 +43,7 @@ TIMEOUT_START_CPU = "120s"
 # when the install could not build it beforehand (an image made with --root).
 TIMEOUT_START_TRT = "300s"
 # The unit's CacheDirectory=edgeface: systemd creates it for the service user and passes it as
-# $CACHE_DIRECTORY, where GPU engines are cached (edgeface.inference.engine_cache).
+# $CACHE_DIRECTORY, where GPU engines are cached (edgeface.inference.backends.tensorrt.cache).
 SYSTEM_CACHE_DIR = "/var/cache/edgeface"
 GPU_PROVIDERS = ("cuda", "tensorrt")
 

@@ -47,7 +47,7 @@ def test_fast_form_parts_share_one_arena_without_memory_patterns(arena):
     Runtime's DeformConv (issue 21's memory bound is 5 MB)."""
     import onnxruntime as ort
 
-    from edgeface.inference.backends.onnxruntime_backend import session_options
+    from edgeface.inference.backends.onnxruntime.runtime import session_options
 
     so = runner._lean(session_options(1, arena=arena))
     assert so.enable_mem_pattern is False and so.enable_cpu_mem_arena is arena

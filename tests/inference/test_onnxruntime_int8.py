@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edgeface.inference.backends import onnxruntime_backend as ortb
+from edgeface.inference.backends.onnxruntime import runtime as ortb
 
 X86_AVX2 = "processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse4_1 avx avx2 fma\n"
 

@@ -21,7 +21,7 @@ from runtime_fakes import REPO, tiny_onnx
 
 from edgeface.errors import EXIT_BAD_MODEL, ModelError
 from edgeface.inference import ort_floor
-from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edgeface.inference.backends.onnxruntime.runtime import OnnxRuntimeBackend
 from edgeface.inference.dcn import runner, sampler
 from edgeface.system import onnxruntime_floor as floor
 

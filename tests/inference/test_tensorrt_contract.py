@@ -35,21 +35,21 @@ import tensorrt_fakes as tf
 from cudart_fakes import FakeCudart
 from tensorrt_fakes import FakeTensorRT
 
-from edgeface.quantize import tensorrt_build as tb
+from edgeface.inference.backends.tensorrt import build as tb
 
 ROOT = Path(__file__).resolve().parents[2]
-TRT_USERS = [ROOT / "edge/inference/backends/tensorrt_backend.py",
-             ROOT / "quantize/tensorrt_build.py"]
-CUDART_USERS = TRT_USERS + [ROOT / "edge/inference/backends/cuda_runtime.py",
+TRT_USERS = [ROOT / "edge/inference/backends/tensorrt/runtime.py",
+             ROOT / "edge/inference/backends/tensorrt/build.py"]
+CUDART_USERS = TRT_USERS + [ROOT / "edge/inference/backends/tensorrt/cuda.py",
                             ROOT / "edge/system/jetpack.py"]
 # The names each module gives TensorRT objects -> the real class (attribute uses on them).
 TRT_OBJECTS = {
-    "tensorrt_backend.py": {"engine": "ICudaEngine", "context": "IExecutionContext",
-                            "_runtime": "Runtime"},
-    "tensorrt_build.py": {"config": "IBuilderConfig", "builder": "Builder",
-                          "network": "INetworkDefinition", "parser": "OnnxParser",
-                          "profile": "IOptimizationProfile", "err": "ParserError",
-                          "inp": "ITensor", "timing": "ITimingCache"}}
+    "runtime.py": {"engine": "ICudaEngine", "context": "IExecutionContext",
+                   "_runtime": "Runtime"},
+    "build.py": {"config": "IBuilderConfig", "builder": "Builder",
+                 "network": "INetworkDefinition", "parser": "OnnxParser",
+                 "profile": "IOptimizationProfile", "err": "ParserError",
+                 "inp": "ITensor", "timing": "ITimingCache"}}
 SKIP_HINT = "pip install -e '.[dev]' (tensorrt-cu12-bindings==10.3.0, cuda-python==12.6.*)"
 
 

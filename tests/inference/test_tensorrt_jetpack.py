@@ -32,8 +32,8 @@ from edgeface.errors import EXIT_BAD_MODEL, EXIT_USAGE, EdgefaceError, ModelErro
 from edgeface.inference.backends import open_backend
 from edgeface.inference.detector import Detector
 from edgeface.inference.model_info import sidecar_path
-from edgeface.quantize import tensorrt_build as tb
-from edgeface.quantize.tensorrt_plan import plan_build
+from edgeface.inference.backends.tensorrt import build as tb
+from edgeface.inference.backends.tensorrt.plan import plan_build
 
 ROOT = Path(__file__).resolve().parents[2]
 JP60_WITH_PIPS_NEWEST = dict(driver=12020, runtime=12090)  # cuda-python 12.9 on JetPack 6.0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeface.errors import ModelError
-from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend
+from edgeface.inference.backends.onnxruntime.runtime import OnnxRuntimeBackend
 from edgeface.inference.detector import Detector
 from edgeface.inference.model_info import OUTPUT_NAMES, ModelInfo
 from edgeface.media.images import read_image

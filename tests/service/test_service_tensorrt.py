@@ -24,7 +24,7 @@ from tensorrt_fakes import ENGINE_MAGIC, FakeTensorRT, install_fakes
 from edgeface.cli import main
 from edgeface.common.files import sha256_file
 from edgeface.errors import EXIT_BAD_MODEL
-from edgeface.inference.engine_cache import DeviceFacts, engine_document
+from edgeface.inference.backends.tensorrt.cache import DeviceFacts, engine_document
 from edgeface.inference.model_info import ModelInfo, sidecar_path
 from edgeface.service import install, plan, tensorrt_cache, units
 from edgeface.service.layout import Layout

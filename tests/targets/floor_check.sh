@@ -129,7 +129,7 @@ PY
 floor_e2e() {
     rm -rf "$FLOOR_OUT/e2e"
     "$VENV_FLOOR/bin/python" -c "import sys; \
-        from edgeface.inference.backends.onnxruntime_backend import OnnxRuntimeBackend as B; \
+        from edgeface.inference.backends.onnxruntime.runtime import OnnxRuntimeBackend as B; \
         b = B(sys.argv[1]); print('DeformConv runs in:', b.dcn_path); \
         sys.exit(b.dcn_path != 'sampler')" "$MODEL" \
         || die "the floor venv does not run the DeformConv export through the fast path"

@@ -91,7 +91,7 @@ def open_backend(model: str | os.PathLike, *, provider: str = "auto",
 
 register_backend(BackendEntry(
     "onnxruntime", (".onnx", ".ort"), ("cpu", "cuda", "tensorrt"),
-    "edgeface.inference.backends.onnxruntime_backend:OnnxRuntimeBackend",
+    "edgeface.inference.backends.onnxruntime.runtime:OnnxRuntimeBackend",
     "install ONNX Runtime: pip install 'edgeface[cpu]' (on a Jetson, JetPack's "
     "onnxruntime-gpu wheel instead)"))
 register_backend(BackendEntry(
@@ -100,7 +100,7 @@ register_backend(BackendEntry(
     "evaluating a PyTorch checkpoint needs torch: pip install 'edgeface[export]'"))
 register_backend(BackendEntry(
     "tensorrt", (".engine", ".plan"), ("tensorrt",),
-    "edgeface.inference.backends.tensorrt_backend:TensorRTBackend",
+    "edgeface.inference.backends.tensorrt.runtime:TensorRTBackend",
     "a TensorRT engine needs TensorRT's Python bindings (on a Jetson: sudo apt install "
     "python3-libnvinfer) and cuda-python of JetPack's CUDA minor (JetPack 6.1/6.2: pip install "
     "'cuda-python==12.6.*', 6.0: '12.2.*')"))

@@ -1,6 +1,6 @@
 """Build a TensorRT engine from an edgeface ONNX export, on the device that will run it.
 
-Carries out a :class:`~edgeface.quantize.tensorrt_plan.BuildPlan` with NVIDIA's TensorRT Python
+Carries out a :class:`~edgeface.inference.backends.tensorrt.plan.BuildPlan` with NVIDIA's TensorRT Python
 API, version by version as documented (TensorRT 10.3 ``samples/python/efficientdet/
 build_engine.py``, ``simple_progress_monitor.py``, ``common.py``; TensorRT 8.5
 ``samples/python/common.py``):
@@ -17,7 +17,7 @@ build_engine.py``, ``simple_progress_monitor.py``, ``common.py``; TensorRT 8.5
    failure dropping it for an empty one, then ``get_timing_cache().serialize()``;
 6. ``config.progress_monitor`` (IProgressMonitor, TensorRT >= 9) for progress;
 7. ``builder.build_serialized_network`` (None on failure) -> the engine, written atomically,
-   then its sidecar (:func:`edgeface.inference.engine_cache.engine_document`) last, so a
+   then its sidecar (:func:`edgeface.inference.backends.tensorrt.cache.engine_document`) last, so a
    crashed build never leaves an engine that looks complete.
 
 Never run against a real TensorRT here (no GPU): tests check this call sequence against
@@ -38,11 +38,11 @@ import numpy as np
 from edgeface import __version__
 from edgeface.common.files import atomic_write, sha256_file
 from edgeface.errors import ConfigError, EdgefaceError, ModelError
-from edgeface.inference.backends.cuda_runtime import call, load_cudart
-from edgeface.inference.backends.tensorrt_backend import load_tensorrt, this_device
-from edgeface.inference.engine_cache import engine_document, stale_reason
+from edgeface.inference.backends.tensorrt.cuda import call, load_cudart
+from edgeface.inference.backends.tensorrt.runtime import load_tensorrt, this_device
+from edgeface.inference.backends.tensorrt.cache import engine_document, stale_reason
 from edgeface.inference.model_info import read_sidecar
-from edgeface.quantize.tensorrt_plan import GRIDSAMPLE_HINT, BuildPlan, TrtCaps
+from edgeface.inference.backends.tensorrt.plan import GRIDSAMPLE_HINT, BuildPlan, TrtCaps
 
 log = logging.getLogger(__name__)
 

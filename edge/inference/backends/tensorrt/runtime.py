@@ -1,7 +1,7 @@
 """TensorRT backend: runs a serialized engine from ``edgeface quantize --tensorrt`` on the GPU.
 
 Registered for ``.engine`` / ``.plan`` files. The engine's :class:`ModelInfo` and what it was
-built from and for come from its sidecar (:mod:`edgeface.inference.engine_cache`); an engine
+built from and for come from its sidecar (:mod:`edgeface.inference.backends.tensorrt.cache`); an engine
 built for another TensorRT, GPU, L4T release or model is refused before TensorRT touches it
 (exit 3, with the command that rebuilds it).
 
@@ -16,7 +16,7 @@ tensor-name API (``num_io_tensors``, ``get_tensor_name/mode/shape/dtype``,
 ``context.set_input_shape`` before anything is bound. Buffers are bound once:
 a page-locked host array and a device buffer per tensor; each frame is one host->device copy,
 one enqueue, three device->host copies and one stream synchronisation. CUDA comes through
-cuda-python (why not pycuda: :mod:`edgeface.inference.backends.cuda_runtime`).
+cuda-python (why not pycuda: :mod:`edgeface.inference.backends.tensorrt.cuda`).
 
 Its own stage times (upload, execute, download; CUDA events on the stream, so they measure
 the GPU, not Python) are kept per frame (:attr:`TensorRTBackend.last_stages`) and summed
@@ -37,13 +37,13 @@ import numpy as np
 
 from edgeface.errors import MissingDependency, ModelError
 from edgeface.inference.backends.base import RawOutputs
-from edgeface.inference.backends.cuda_runtime import (
+from edgeface.inference.backends.tensorrt.cuda import (
     PinnedArray,
     call,
     device_properties,
     load_cudart,
 )
-from edgeface.inference.engine_cache import DeviceFacts, check_engine, jetson_release
+from edgeface.inference.backends.tensorrt.cache import DeviceFacts, check_engine, jetson_release
 from edgeface.inference.model_info import INPUT_NAME, OUTPUT_NAMES, ModelInfo, read_sidecar
 
 log = logging.getLogger(__name__)

@@ -17,7 +17,7 @@ from edgeface.common.files import sha256_file
 from edgeface.errors import ModelError
 from edgeface.inference import ort_floor
 from edgeface.inference.backends.base import RawOutputs, default_threads
-from edgeface.inference.engine_cache import WORKSPACE_BYTES, default_cache_dir
+from edgeface.inference.backends.tensorrt.cache import WORKSPACE_BYTES, default_cache_dir
 from edgeface.inference.model_info import INPUT_NAME, OUTPUT_NAMES, ModelInfo
 from edgeface.system.onnxruntime_floor import runs_deformconv
 

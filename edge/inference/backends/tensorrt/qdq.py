@@ -1,10 +1,8 @@
-"""The TensorRT target of ``edgeface quantize --int8 --target tensorrt``: an INT8 Q/DQ model
-TensorRT builds directly (explicit quantization), and the check that a graph keeps TensorRT's
-Q/DQ rules.
+"""TensorRT's Q/DQ rules: the quantizer settings of an INT8 Q/DQ model TensorRT builds
+directly (explicit quantization), and the check that a graph keeps them.
 
-The model comes from the same pipeline as the CPU target (:func:`edgeface.quantize.int8.
-quantize_int8`: the WIDERFace calibration reader, the accuracy guard, ``--exclude auto``);
-only the :class:`~edgeface.quantize.config.Int8Config` differs, following what TensorRT's ONNX
+``edgeface quantize --int8 --target tensorrt`` (:mod:`edgeface.quantize.targets`) makes its
+:class:`~edgeface.quantize.config.Int8Config` from these; they follow what TensorRT's ONNX
 parser accepts (onnx-tensorrt ``docs/operators.md`` and ``onnxOpImporters.cpp``, 8.5-10.x):
 
 - symmetric quantization, zero points 0 ("TensorRT only supports symmetric quantization");
@@ -25,21 +23,15 @@ target's measured percentile 99.99 (benchmarks/results/trt_qdq_accuracy.md).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import numpy as np
 
-from edgeface.quantize.config import (
-    DEFAULT_METHOD,
-    DEFAULT_PERCENTILE,
-    FLOAT_OP_TYPES,
-    QDQ_OP_TYPES,
-    Int8Config,
-    QuantizationError,
-)
-
-TARGETS = ("cpu", "tensorrt")
+# ONNX's Q/DQ operators, and the operators whose TensorRT plugin takes FP32/FP16 only (the
+# DeformConv of ModulatedDeformConv2d): TensorRT's facts, kept here so that the backend does
+# not import the quantizer (which imports inference, never the other way).
+QDQ_OP_TYPES = frozenset({"QuantizeLinear", "DequantizeLinear"})
+FLOAT_PLUGIN_OP_TYPES = frozenset({"DeformConv"})
 
 TENSORRT_EXTRA_OPTIONS: dict[str, Any] = {
     "ActivationSymmetric": True,
@@ -54,14 +46,6 @@ TENSORRT_EXTRA_OPTIONS: dict[str, Any] = {
 #: Settings the TensorRT target fixes (CLI flags that must not contradict them).
 TENSORRT_FIXED = {"activation_type": "s8", "weight_type": "s8", "per_channel": True,
                   "reduce_range": False}
-
-
-def tensorrt_int8_config(method: str = DEFAULT_METHOD,
-                         percentile: float = DEFAULT_PERCENTILE) -> Int8Config:
-    """The Int8Config of a Q/DQ model TensorRT consumes directly."""
-    return Int8Config(method=method, percentile=percentile, symmetric_activations=True,
-                      dcn_weights_int8=False, extra_options=dict(TENSORRT_EXTRA_OPTIONS),
-                      **TENSORRT_FIXED)
 
 
 def qdq_problems(proto: Any) -> list[str]:
@@ -81,7 +65,7 @@ def qdq_problems(proto: Any) -> list[str]:
     for n in g.node:
         if n.op_type.startswith("QLinear") or n.op_type in ("ConvInteger", "MatMulInteger"):
             problems.append(f"{n.name}: {n.op_type} (QOperator format); TensorRT reads Q/DQ only")
-        if n.op_type in FLOAT_OP_TYPES and len(n.input) > 1 and n.input[1] not in inits:
+        if n.op_type in FLOAT_PLUGIN_OP_TYPES and len(n.input) > 1 and n.input[1] not in inits:
             problems.append(f"{n.name}: {n.op_type} weight is not a float constant (its plugin "
                             "takes FP32/FP16 only)")
         if n.op_type not in QDQ_OP_TYPES:
@@ -111,14 +95,3 @@ def qdq_problems(proto: Any) -> list[str]:
                             f"{TensorProto.DataType.Name(src.data_type)} constant (an INT32 "
                             "bias?); TensorRT dequantizes INT8 only")
     return problems
-
-
-def check_tensorrt_qdq(path: str | os.PathLike) -> None:
-    """Raise QuantizationError naming the first problems when ``path`` breaks the rules."""
-    from edgeface.quantize.graph import load_model
-
-    problems = qdq_problems(load_model(path))
-    if problems:
-        more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
-        raise QuantizationError(f"{path} breaks TensorRT's Q/DQ rules: "
-                                + "; ".join(problems[:3]) + more)

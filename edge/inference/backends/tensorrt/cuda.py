@@ -46,7 +46,7 @@ class CudaError(EdgefaceError):
 
 def cuda_python_hint(root: str | os.PathLike = "/") -> str:
     """How to install cuda-python on this device (its L4T release picks the minor)."""
-    from edgeface.inference.engine_cache import jetson_release
+    from edgeface.inference.backends.tensorrt.cache import jetson_release
 
     l4t, jetpack = jetson_release(root)
     pin = cuda_python_pin(l4t)
@@ -81,7 +81,7 @@ def load_cudart(root: str | os.PathLike = "/") -> Any:
 def mismatch_message(cudart: Any, root: str | os.PathLike = "/") -> str:
     """Error 35 in words: which runtime, which driver, and the pin that matches."""
     driver, runtime = driver_runtime(cudart)
-    from edgeface.inference.engine_cache import jetson_release
+    from edgeface.inference.backends.tensorrt.cache import jetson_release
 
     l4t, jetpack = jetson_release(root)
     where = f" (L4T {l4t}, JetPack {jetpack})" if l4t else ""

@@ -20,7 +20,7 @@ from pathlib import Path
 from edgeface.common.files import sha256_file
 from edgeface.common.sizes import format_size
 from edgeface.errors import EXIT_BAD_MODEL, EXIT_USAGE
-from edgeface.inference.engine_cache import WORKSPACE_BYTES
+from edgeface.inference.backends.tensorrt.cache import WORKSPACE_BYTES
 from edgeface.inference.model_info import INPUT_NAME, ModelInfo
 from edgeface.inference.onnx_proto import read_summary
 
@@ -124,8 +124,8 @@ class BuildPlan:
         return self.precision == "int8"
 
     def steps(self) -> list[str]:
-        """The TensorRT API calls of the build, in order (what :func:`~edgeface.quantize.
-        tensorrt_build.build_engine` does)."""
+        """The TensorRT API calls of the build, in order (what :func:`~edgeface.inference.
+        backends.tensorrt.build.build_engine` does)."""
         t = self.trt
         flags = ["FP16"] * self.fp16 + ["INT8"] * self.int8
         steps = ['trt.init_libnvinfer_plugins(logger, "")',

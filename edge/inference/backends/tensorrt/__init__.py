@@ -1,0 +1,1 @@
+"""The TensorRT backend: runs, builds, plans and checks TensorRT engines (one folder)."""
