@@ -130,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from edgeface.calibration.calib_data import open_image_set
     from edgeface.calibration.widerface import load_widerface
+    from edgeface.inference.backends.tensorrt.qdq import qdq_problems
     from edgeface.quantize.graph import load_model
     from edgeface.quantize.int8 import quantize_int8
-    from edgeface.inference.backends.tensorrt.qdq import qdq_problems
     from edgeface.quantize.targets import tensorrt_int8_config
     from edgeface.system.platform import describe, fingerprint
 

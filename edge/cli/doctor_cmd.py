@@ -8,9 +8,10 @@ from typing import Any, Optional
 
 import click
 
+from edgeface.system import doctor_host, doctor_stack
 from edgeface.system.doctor import (
+    Check,
     Probe,
-    default_checks,
     exit_code,
     header_line,
     one_line,
@@ -18,7 +19,27 @@ from edgeface.system.doctor import (
     run_checks,
     to_json,
 )
-from edgeface.system.doctor_service import ServiceSpec, service_checks
+from edgeface.system.doctor_service import ModelLoader, ServiceSpec
+from edgeface.system.doctor_service import service_checks as _service_checks
+
+
+def default_checks() -> list[tuple[str, Check]]:
+    """Every machine check, in report order: the Python stack's, each backend's (from its
+    spec), the host's. The service checks come after them (:func:`service_checks`)."""
+    from edgeface.inference.backends.registry import doctor_checks
+
+    return [*doctor_stack.CHECKS.items(), *doctor_checks(), *doctor_host.CHECKS.items()]
+
+
+def service_checks(spec: ServiceSpec, load_model: ModelLoader) -> list[tuple[str, Check]]:
+    """The configured service's checks, with those its model's backend asks for."""
+    from edgeface.inference.backends.registry import model_checks
+
+    try:
+        extra = model_checks(spec.model)
+    except Exception:  # an unknown suffix or provider: the model check reports it
+        extra = []
+    return _service_checks(spec, load_model, extra)
 
 
 def default_config() -> Optional[Path]:

@@ -13,6 +13,7 @@ import click
 
 from edgeface.cli.options import FiniteRange
 from edgeface.errors import ConfigError
+from edgeface.inference.backends.tensorrt.qdq import TENSORRT_FIXED
 from edgeface.quantize.config import (
     DEFAULT_MAX_AP_DROP,
     DEFAULT_METHOD,
@@ -20,7 +21,6 @@ from edgeface.quantize.config import (
     DEFAULT_REDUCE_RANGE,
     METHODS,
 )
-from edgeface.inference.backends.tensorrt.qdq import TENSORRT_FIXED
 from edgeface.quantize.targets import TARGETS
 
 log = logging.getLogger(__name__)
@@ -240,8 +240,8 @@ def _build_tensorrt(model: Path, output: Path, *, fp16: bool, int8: bool,
     """`--tensorrt`: plan (and with --dry-run print) the build, then run it."""
     from edgeface.common.sizes import parse_size
     from edgeface.errors import EdgefaceError, MissingDependency
-    from edgeface.inference.backends.tensorrt.runtime import load_tensorrt
     from edgeface.inference.backends.tensorrt.plan import plan_build
+    from edgeface.inference.backends.tensorrt.runtime import load_tensorrt
 
     try:
         ws = parse_size(workspace)

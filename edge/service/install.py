@@ -21,6 +21,7 @@ import yaml
 from edgeface.common.files import atomic_copy, atomic_write
 from edgeface.common.sizes import parse_size
 from edgeface.errors import ConfigError, ModelError
+from edgeface.inference.backends import BackendSpec, backend_for
 from edgeface.inference.model_info import sidecar_path
 from edgeface.service import cameras
 from edgeface.service.checks import (
@@ -44,7 +45,6 @@ from edgeface.service.tensorrt_cache import (
 from edgeface.service.units import (
     CONFIG_TEMPLATE,
     ENV_TEMPLATE,
-    GPU_PROVIDERS,
     INSTANCE,
     MEMORY_MAX,
     SERVICE_MEMORY_LIMIT,
@@ -105,10 +105,29 @@ def _layout(req: InstallRequest) -> Layout:
     return layout
 
 
+def _model_spec(opts: Mapping[str, Any]) -> BackendSpec:
+    """The spec of the backend that will run the configured model (the config check has
+    refused a provider that backend lacks)."""
+    return backend_for(opts.get("model") or "", "auto")
+
+
 def _needs_gpu(opts: Mapping[str, Any]) -> bool:
-    # A CSI camera's frames live in NVMM buffers (nvmap, nvhost): they need the nodes too.
-    return (opts.get("provider") or "cpu") in GPU_PROVIDERS or opts.get("csi") is not None \
-        or is_engine(opts.get("model"))
+    """Whether the unit needs the GPU's device nodes: the model's backend on its provider
+    needs them, or a source kind does (a CSI camera's frames live in NVMM buffers)."""
+    from edgeface.runtime.sources import source_kinds
+
+    sources = [k for k in source_kinds().values() if k.needs_gpu and k.selector is not None]
+    spec, provider = _model_spec(opts), opts.get("provider")
+    return spec.needs_gpu(provider if provider in spec.providers else "auto") or any(
+        opts.get(k.selector.key) is not None and opts.get(k.selector.key) is not False
+        for k in sources)
+
+
+def _builds_on_start(opts: Mapping[str, Any]) -> bool:
+    """Whether opening the configured model builds an engine (ONNX Runtime's TensorRT
+    provider)."""
+    spec, provider = _model_spec(opts), opts.get("provider")
+    return spec.builds_engine(provider if provider in spec.providers else "auto")
 
 
 def plan_install(req: InstallRequest) -> Plan:
@@ -140,12 +159,11 @@ def plan_install(req: InstallRequest) -> Plan:
         model_dst = str(Path(layout.models_dir) / model.name)
 
     config_text, existing, opts = _plan_config(req, layout, model_dst, plan, others)
-    engine = is_engine(opts["model"])
     # ONNX Runtime's TensorRT provider builds its engine when the session is created: a
     # live install builds it now, into the cache the service reads, so that no start (and
     # no restart) builds it. An image (--root) is not the device: its first start builds.
     build = None
-    if opts.get("provider") == "tensorrt" and not engine and req.root is None:
+    if _builds_on_start(opts) and req.root is None:
         build = TensorRTPrebuild(Path(model) if model is not None else Path(opts["model"]),
                                  Path(opts["model"]), service_cache_dir(layout, req.environ),
                                  layout.env, None if req.user_mode else SERVICE_USER)
@@ -153,9 +171,8 @@ def plan_install(req: InstallRequest) -> Plan:
         _needs_gpu(opts) or any(_needs_gpu(o) for o in sharing.values()))
     # An engine built on the first start: this one's (not built now), or, in an image,
     # another camera's (a live install built it at that camera's install).
-    first_build = (opts.get("provider") == "tensorrt" and not engine and build is None) or (
-        req.root is not None and any(o.get("provider") == "tensorrt"
-                                     and not is_engine(o.get("model")) for o in sharing.values()))
+    first_build = (_builds_on_start(opts) and build is None) or (
+        req.root is not None and any(_builds_on_start(o) for o in sharing.values()))
     locations = [python, *install_locations()[1:]] if req.python else install_locations()
     unit_settings = UnitSettings(
         python=python, config=in_unit.config, env_file=in_unit.env,
@@ -169,7 +186,7 @@ def plan_install(req: InstallRequest) -> Plan:
 
     _plan_files(req, layout, plan, model, model_dst, config_text, existing, unit_text)
     _plan_systemd(req, layout, plan, unit_settings, build)
-    if opts.get("provider") == "tensorrt" and not engine and build is None:
+    if _builds_on_start(opts) and build is None:
         plan.notes.append(f"the TensorRT engine is built on the service's first start on the "
                           f"device (TimeoutStartSec={TIMEOUT_START_TRT}), then cached in "
                           f"{service_cache_dir(layout, req.environ)}")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
 
+from edgeface.inference.backends import backend_for
 from edgeface.inference.backends.tensorrt.cache import check_sidecar, default_cache_dir
 from edgeface.service.units import SYSTEM_CACHE_DIR
 
@@ -21,12 +22,9 @@ if TYPE_CHECKING:
     from edgeface.service.layout import Layout
     from edgeface.service.plan import Plan
 
-ENGINE_SUFFIXES = (".engine", ".plan")
-
-
 def is_engine(path: str | os.PathLike | None) -> bool:
-    """A TensorRT engine (run by the TensorRT backend), not an ONNX model."""
-    return path is not None and Path(path).suffix.lower() in ENGINE_SUFFIXES
+    """A model built for one device (a TensorRT engine): its backend's spec says so."""
+    return path is not None and backend_for(path).device_bound
 
 
 def check_engine_model(path: Path, on_this_device: bool) -> None:

@@ -45,7 +45,6 @@ TIMEOUT_START_TRT = "300s"
 # The unit's CacheDirectory=edgeface: systemd creates it for the service user and passes it as
 # $CACHE_DIRECTORY, where GPU engines are cached (edgeface.inference.backends.tensorrt.cache).
 SYSTEM_CACHE_DIR = "/var/cache/edgeface"
-GPU_PROVIDERS = ("cuda", "tensorrt")
 
 # Jetson (L4T) GPU nodes, used when none can be listed on this machine (rendering for another
 # board). Nodes a board lacks are skipped by systemd with a warning.

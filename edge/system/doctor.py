@@ -14,8 +14,10 @@ through :meth:`Probe.load`, once each; an import that fails in any way (ImportEr
 Statuses: ``ok``, ``info``, ``skip`` (not relevant here), ``warn`` (works, but worse or at
 risk), ``fail`` (the configured service cannot run). :func:`exit_code` is 1 when any check
 failed, else 0. The checks live in :mod:`.doctor_stack` (Python packages),
-:mod:`.doctor_host` (CPU, cameras, cgroup, clocks, thermals, memory, disk) and
-:mod:`.doctor_service` (the configured service: model, provider, source).
+:mod:`.doctor_host` (CPU, cameras, cgroup, clocks, thermals, memory, disk),
+:mod:`.doctor_service` (the configured service: model, provider, source) and in each
+backend's spec; they import this module, never the other way round, and the command
+(:mod:`edgeface.cli.doctor_cmd`) puts them together.
 """
 
 from __future__ import annotations
@@ -159,13 +161,6 @@ def run_checks(probe: Probe, checks: Iterable[tuple[str, Check]]) -> list[Findin
             got = Finding(name, "warn", f"could not check: {one_line(exc)}")
         out.extend(got if isinstance(got, list) else [got])
     return out
-
-
-def default_checks() -> list[tuple[str, Check]]:
-    """Every machine check, in report order (the service checks are added by the caller)."""
-    from edgeface.system import doctor_host, doctor_stack
-
-    return [*doctor_stack.CHECKS, *doctor_host.CHECKS]
 
 
 def exit_code(findings: Iterable[Finding]) -> int:

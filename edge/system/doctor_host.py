@@ -6,10 +6,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from edgeface.common.registry import Registry
 from edgeface.system import cameras as _cameras
 from edgeface.system import thermal as _thermal
 from edgeface.system.cgroups import memory_controller
-from edgeface.system.doctor import Finding, Probe
+from edgeface.system.doctor import Check, Finding, Probe
 from edgeface.system.hwcaps import read_hwcaps
 from edgeface.system.nvpmodel import power_mode
 from edgeface.system.platform import cpu_features, isa_features, parse_cpuinfo
@@ -183,6 +184,10 @@ def _khz(p: Probe, rel: str) -> int | None:
         return None
 
 
-CHECKS = [("cpu", check_cpu), ("cameras", check_cameras), ("memory-cgroup", check_memory_cgroup),
-          ("cpufreq", check_cpufreq), ("thermal", check_thermal), ("memory", check_memory),
-          ("disk", check_disk)]
+#: The host's checks, in report order.
+CHECKS: Registry[Check] = Registry("doctor check")
+for _name, _check in (("cpu", check_cpu), ("cameras", check_cameras),
+                      ("memory-cgroup", check_memory_cgroup), ("cpufreq", check_cpufreq),
+                      ("thermal", check_thermal), ("memory", check_memory),
+                      ("disk", check_disk)):
+    CHECKS.register(_check, _name)

@@ -13,17 +13,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from edgeface.system import cameras as _cameras
 from edgeface.system.doctor import Check, Finding, Probe, one_line
 from edgeface.system.doctor_host import VIDEO_GROUP_FIX
-from edgeface.system.doctor_stack import (
-    check_engine_cuda,
-    jetson_ort,
-    opencv_build,
-    picamera2_fix,
-)
+from edgeface.system.doctor_stack import jetson_ort, opencv_build, picamera2_fix
 
 ModelLoader = Callable[[str, str], str]
 _NODE_WORDS = {"csi": "a CSI receiver", "isp": "the ISP", "codec": "a codec",
@@ -43,10 +38,11 @@ class ServiceSpec:
     source_error: Optional[str] = None  # why no source could be chosen (one line)
 
 
-def service_checks(spec: ServiceSpec, load_model: ModelLoader) -> list[tuple[str, Check]]:
-    """The checks of one configured service, bound to ``spec``."""
-    return [("config", lambda p: check_config(p, spec)),
-            ("cuda", lambda p: check_engine_cuda(p, spec.model)),
+def service_checks(spec: ServiceSpec, load_model: ModelLoader,
+                   model_checks: Sequence[tuple[str, Check]] = ()) -> list[tuple[str, Check]]:
+    """The checks of one configured service, bound to ``spec``; ``model_checks``: those the
+    model's backend asks for (before the model is loaded)."""
+    return [("config", lambda p: check_config(p, spec)), *model_checks,
             ("model", lambda p: check_model(p, spec, load_model)),
             ("source", lambda p: check_source(p, spec))]
 

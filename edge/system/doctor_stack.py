@@ -1,5 +1,6 @@
 """Doctor checks of the Python stack: Python and its venv, numpy, OpenCV, ONNX Runtime,
-picamera2/libcamera, TensorRT and cuda-python.
+picamera2/libcamera (TensorRT's and cuda-python's are the TensorRT backend's:
+:mod:`edgeface.inference.backends.tensorrt.check`).
 
 The device failures these catch: a venv that cannot see apt's picamera2 (Raspberry Pi) or
 apt's OpenCV and TensorRT (Jetson); a pip numpy 2 shadowing the system's numpy 1.x that
@@ -13,25 +14,19 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-from edgeface.system.doctor import Finding, Probe
-from edgeface.system.jetpack import (
-    INSUFFICIENT_DRIVER,
-    JETSON_NUMPY,
-    cuda_python_pin,
-    driver_runtime,
-    ort_index,
-)
+from edgeface.common.registry import Registry
+from edgeface.system.doctor import Check, Finding, Probe
+from edgeface.system.jetpack import JETSON_NUMPY, ort_index
 from edgeface.system.onnxruntime_floor import (
     DCN_EXTENSION,
     DEFORMCONV_MIN_TEXT,
     dcn_disabled_reason,
     dcn_not_built_reason,
     runs_deformconv,
-    version_tuple,
     ways_out,
 )
 from edgeface.system.pi_os import PiRoute, pi_route
-from edgeface.system.platform import parse_nv_tegra_release, tensorrt_from_libs
+from edgeface.system.platform import parse_nv_tegra_release
 
 SYSTEM_SITE = "usr/lib/python3/dist-packages"
 OPENCV_WHEELS = ("opencv-python", "opencv-python-headless", "opencv-contrib-python",
@@ -276,96 +271,9 @@ def check_picamera2(p: Probe) -> Finding:
                    None, details)
 
 
-def check_tensorrt(p: Probe) -> list[Finding]:
-    """TensorRT (libnvinfer, its Python bindings) and the CUDA runtime of cuda-python."""
-    libs = tensorrt_from_libs(p.root)
-    jetson = p.board() == "jetson"
-    if not jetson and libs is None and p.version_of("tensorrt") is None:
-        return [Finding("tensorrt", "skip", "not a Jetson, no TensorRT installed"),
-                check_cuda(p, False)]
-    trt, err = p.load("tensorrt")
-    py = getattr(trt, "__version__", None) if trt is not None else None
-    where = f" ({p.origin(getattr(trt, '__file__', None))})" if py else ""
-    cuda = p.version_of("cuda-python")
-    details = {"libnvinfer": libs, "python": py, "python_error": err, "cuda_python": cuda}
-    summary = (f"libnvinfer {libs or 'not found'}, Python bindings "
-               f"{py or 'not importable'}{where}, cuda-python {cuda or 'not installed'}")
-    if jetson and libs and trt is None:
-        fix = ("sudo apt install python3-libnvinfer" if p.python.system_site_packages()
-               or not p.python.venv else VENV_FIX.format(what="TensorRT's Python bindings"))
-        return [Finding("tensorrt", "info", summary, fix + " (only if you need TensorRT from "
-                        "Python; ONNX Runtime's TensorRT provider does not)", details),
-                check_cuda(p, jetson)]
-    return [Finding("tensorrt", "ok" if (libs or py) else "info", summary, None, details),
-            check_cuda(p, jetson)]
-
-
-def load_cudart(p: Probe) -> tuple[Any, Optional[str]]:
-    """cuda-python's runtime module (``cuda.bindings.runtime`` from 12.6.1, else
-    ``cuda.cudart``) through the probe, or (None, why)."""
-    mod, err = p.load("cuda.bindings.runtime")
-    if mod is None:
-        old, _ = p.load("cuda.cudart")
-        if old is not None:
-            return old, None
-    return mod, err
-
-
-def cuda_python_fix(p: Probe, driver: Optional[str] = None) -> str:
-    pin = cuda_python_pin(l4t_of(p)) or (f"cuda-python=={driver}.*" if driver else None)
-    return (f"pip install '{pin}'" if pin else "pip install cuda-python of the driver's CUDA "
-            "minor (cudaDriverGetVersion), never newer")
-
-
-def check_cuda(p: Probe, jetson: bool) -> Finding:
-    """The driver's CUDA, cuda-python's runtime and the GPUs it sees: a runtime newer than
-    the driver (pip's newest cuda-python on JetPack) fails every TensorRT call with error
-    35."""
-    cudart, err = load_cudart(p)
-    if cudart is None:
-        if not jetson:
-            return Finding("cuda", "skip", "not a Jetson, no cuda-python")
-        return Finding("cuda", "info", f"cuda-python not importable ({err}): only TensorRT "
-                       ".engine files need it", cuda_python_fix(p))
-    driver, runtime = driver_runtime(cudart)
-    try:
-        code, count = cudart.cudaGetDeviceCount()
-        code, count = int(code), int(count)
-    except Exception as exc:  # no libcuda.so.1: cuda-python raises RuntimeError
-        code, count = -1, 0
-        err = str(exc)
-    details = {"driver": driver, "runtime": runtime, "devices": count, "error": code}
-    summary = (f"driver CUDA {driver or 'not found'}, cuda-python runtime {runtime or '?'}, "
-               f"{count} GPU{'s' * (count != 1)}")
-    newer = bool(driver and runtime and version_tuple(runtime) > version_tuple(driver))
-    if newer or code == INSUFFICIENT_DRIVER:
-        return Finding("cuda", "warn", summary + ": the runtime is newer than the driver, so "
-                       "every engine build and .engine open fails (cudaErrorInsufficientDriver)",
-                       cuda_python_fix(p, driver), details)
-    if driver is None:
-        why = f"no NVIDIA driver: {err}" if err else "no NVIDIA driver"
-        return Finding("cuda", "warn" if jetson else "info", f"{summary} ({why})", None,
-                       details)
-    if count == 0 and jetson:
-        return Finding("cuda", "warn", summary + f" (error {code})", "add the user to the "
-                       "'video' group; a service needs `edgeface service install --gpu`",
-                       details)
-    return Finding("cuda", "ok", summary, None, details)
-
-
-def check_engine_cuda(p: Probe, model: Optional[str]) -> list[Finding]:
-    """A configured TensorRT engine needs cuda-python: a warning when it is missing (none
-    when the model is not an engine)."""
-    if not model or not model.lower().endswith((".engine", ".plan")):
-        return []
-    cudart, err = load_cudart(p)
-    if cudart is not None:
-        return []
-    return [Finding("cuda", "warn", f"{model} is a TensorRT engine and cuda-python is not "
-                    f"importable ({err})", cuda_python_fix(p))]
-
-
-CHECKS = [("python", check_python), ("numpy", check_numpy), ("opencv", check_opencv),
-          ("onnxruntime", check_onnxruntime), ("deformconv", check_deformconv),
-          ("picamera2", check_picamera2),
-          ("tensorrt", check_tensorrt)]
+#: The Python stack's checks, in report order. A backend's own checks (ONNX Runtime,
+#: DeformConv, TensorRT) are in its spec (``BackendSpec.doctor_checks``).
+CHECKS: Registry[Check] = Registry("doctor check")
+for _name, _check in (("python", check_python), ("numpy", check_numpy),
+                      ("opencv", check_opencv), ("picamera2", check_picamera2)):
+    CHECKS.register(_check, _name)

@@ -19,8 +19,8 @@ from tensorrt_fakes import FakeCudart, FakeTensorRT, hide_modules, install_fakes
 from edgeface.cli import main
 from edgeface.errors import EXIT_BAD_MODEL, EXIT_USAGE, ConfigError, EdgefaceError, ModelError
 from edgeface.inference.backends import backend_for, open_backend
-from edgeface.inference.detector import Detector
 from edgeface.inference.backends.tensorrt.cache import DeviceFacts, engine_document
+from edgeface.inference.detector import Detector
 from edgeface.inference.model_info import ModelInfo, sidecar_path
 
 ORIN = DeviceFacts(tensorrt="10.3.0", gpu_name="Orin", compute_capability="8.7", sm_count=8,

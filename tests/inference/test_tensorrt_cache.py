@@ -11,8 +11,8 @@ import pytest
 from runtime_fakes import tiny_onnx
 
 from edgeface.errors import ModelError
-from edgeface.inference.backends.tensorrt import cache as ec
 from edgeface.inference.backends.onnxruntime import runtime as ortb
+from edgeface.inference.backends.tensorrt import cache as ec
 from edgeface.inference.model_info import ModelInfo, sidecar_path
 from edgeface.inference.onnx_proto import read_summary
 

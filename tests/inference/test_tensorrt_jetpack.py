@@ -30,10 +30,10 @@ from tensorrt_fakes import FakeCudart, FakeTensorRT, install_fakes
 from edgeface.cli import main
 from edgeface.errors import EXIT_BAD_MODEL, EXIT_USAGE, EdgefaceError, ModelError
 from edgeface.inference.backends import open_backend
-from edgeface.inference.detector import Detector
-from edgeface.inference.model_info import sidecar_path
 from edgeface.inference.backends.tensorrt import build as tb
 from edgeface.inference.backends.tensorrt.plan import plan_build
+from edgeface.inference.detector import Detector
+from edgeface.inference.model_info import sidecar_path
 
 ROOT = Path(__file__).resolve().parents[2]
 JP60_WITH_PIPS_NEWEST = dict(driver=12020, runtime=12090)  # cuda-python 12.9 on JetPack 6.0

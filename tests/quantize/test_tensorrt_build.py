@@ -15,9 +15,9 @@ from tensorrt_fakes import FakeCudart, FakeTensorRT, hide_modules, install_fakes
 from edgeface.cli import main
 from edgeface.errors import EXIT_BAD_MODEL, EXIT_USAGE, ConfigError, EdgefaceError
 from edgeface.inference.backends import open_backend
-from edgeface.inference.model_info import sidecar_path
 from edgeface.inference.backends.tensorrt import build as tb
 from edgeface.inference.backends.tensorrt.plan import TrtCaps, plan_build
+from edgeface.inference.model_info import sidecar_path
 
 
 def _run(capsys, *argv) -> tuple[int, str, str]:

@@ -16,13 +16,13 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
 from edgeface.cli import main  # noqa: E402
 from edgeface.errors import EXIT_USAGE  # noqa: E402
-from edgeface.quantize.config import Int8Config, QuantizationError  # noqa: E402
-from edgeface.quantize.graph import load_model  # noqa: E402
-from edgeface.quantize.ort_quant import quantizer_arguments  # noqa: E402
 from edgeface.inference.backends.tensorrt.qdq import (  # noqa: E402
     TENSORRT_EXTRA_OPTIONS,
     qdq_problems,
 )
+from edgeface.quantize.config import Int8Config, QuantizationError  # noqa: E402
+from edgeface.quantize.graph import load_model  # noqa: E402
+from edgeface.quantize.ort_quant import quantizer_arguments  # noqa: E402
 from edgeface.quantize.targets import check_tensorrt_qdq, tensorrt_int8_config  # noqa: E402
 
 # The block `--exclude auto` keeps in float for V1 on the full calibration split

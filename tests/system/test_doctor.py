@@ -17,17 +17,17 @@ from system_boards import (
     venv,
 )
 
+from edgeface.cli.doctor_cmd import default_checks, service_checks
 from edgeface.errors import ModelError
 from edgeface.system.doctor import (
     Finding,
     Probe,
-    default_checks,
     exit_code,
     render_text,
     run_checks,
     to_json,
 )
-from edgeface.system.doctor_service import ServiceSpec, service_checks
+from edgeface.system.doctor_service import ServiceSpec
 
 DTYPE = ValueError("numpy.dtype size changed, may indicate binary incompatibility. Expected 96 "
                    "from C header, got 88 from PyObject")

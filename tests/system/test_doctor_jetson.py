@@ -12,8 +12,9 @@ import pytest
 from cudart_fakes import FakeCudart
 from system_boards import BOARDS, board_probe, fake_cv2, fake_numpy, fake_ort, venv
 
-from edgeface.system.doctor import Probe, default_checks, run_checks
-from edgeface.system.doctor_service import ServiceSpec, service_checks
+from edgeface.cli.doctor_cmd import default_checks, service_checks
+from edgeface.system.doctor import Probe, run_checks
+from edgeface.system.doctor_service import ServiceSpec
 
 APT = "/usr/lib/python3/dist-packages"
 

@@ -8,14 +8,17 @@ gives identical detections for identical outputs.
 
 from __future__ import annotations
 
-from typing import Protocol, Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Protocol, Sequence, TypeAlias
 
 from edgeface.inference.model_info import ModelInfo
 from edgeface.system.cpu import usable_cores
 
-RawOutputs = tuple[np.ndarray, np.ndarray, np.ndarray]
+if TYPE_CHECKING:
+    import numpy as np
+
+# A string, so that the registry (and `edgeface doctor`, which asks it for the backends'
+# checks before its numpy check has run) imports no numpy.
+RawOutputs: TypeAlias = "tuple[np.ndarray, np.ndarray, np.ndarray]"
 
 
 class InferenceBackend(Protocol):

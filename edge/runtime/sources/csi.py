@@ -59,4 +59,5 @@ register_source(SourceKind(
     matches=lambda text: device_number(text, "csi"),
     selector=Option("csi", "--csi", number(0, 15, integer=True), metavar="[SENSOR]",
                     cli="optional", flag_value=0,
-                    help="Jetson CSI camera via GStreamer nvarguscamerasrc."), rank=30))
+                    help="Jetson CSI camera via GStreamer nvarguscamerasrc."), rank=30,
+    needs_gpu=True))

@@ -55,6 +55,8 @@ class SourceKind:
     #: Order in which ``--source`` tries the kinds (lowest first): device names before
     #: URLs before paths, so that ``0`` is a camera even if a file ``0`` exists.
     rank: int = 50
+    #: Its frames need the GPU's device nodes (a Jetson CSI camera's NVMM buffers).
+    needs_gpu: bool = False
 
 
 _KINDS: dict[str, SourceKind] = {}

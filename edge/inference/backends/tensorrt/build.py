@@ -1,9 +1,8 @@
 """Build a TensorRT engine from an edgeface ONNX export, on the device that will run it.
 
-Carries out a :class:`~edgeface.inference.backends.tensorrt.plan.BuildPlan` with NVIDIA's TensorRT Python
-API, version by version as documented (TensorRT 10.3 ``samples/python/efficientdet/
-build_engine.py``, ``simple_progress_monitor.py``, ``common.py``; TensorRT 8.5
-``samples/python/common.py``):
+Carries out a :class:`~.plan.BuildPlan` with NVIDIA's TensorRT Python API, version by
+version as documented (TensorRT 10.3 ``samples/python/efficientdet/build_engine.py``,
+``simple_progress_monitor.py``, ``common.py``; TensorRT 8.5 ``samples/python/common.py``):
 
 1. ``trt.init_libnvinfer_plugins(logger, "")``: registers ``ModulatedDeformConv2d``, which the
    ONNX parser (TensorRT >= 10.1) imports ``DeformConv`` as;
@@ -38,11 +37,11 @@ import numpy as np
 from edgeface import __version__
 from edgeface.common.files import atomic_write, sha256_file
 from edgeface.errors import ConfigError, EdgefaceError, ModelError
-from edgeface.inference.backends.tensorrt.cuda import call, load_cudart
-from edgeface.inference.backends.tensorrt.runtime import load_tensorrt, this_device
 from edgeface.inference.backends.tensorrt.cache import engine_document, stale_reason
-from edgeface.inference.model_info import read_sidecar
+from edgeface.inference.backends.tensorrt.cuda import call, load_cudart
 from edgeface.inference.backends.tensorrt.plan import GRIDSAMPLE_HINT, BuildPlan, TrtCaps
+from edgeface.inference.backends.tensorrt.runtime import load_tensorrt, this_device
+from edgeface.inference.model_info import read_sidecar
 
 log = logging.getLogger(__name__)
 

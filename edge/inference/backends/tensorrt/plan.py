@@ -20,11 +20,11 @@ from pathlib import Path
 from edgeface.common.files import sha256_file
 from edgeface.common.sizes import format_size
 from edgeface.errors import EXIT_BAD_MODEL, EXIT_USAGE
+from edgeface.inference.backends.tensorrt import SUFFIXES
 from edgeface.inference.backends.tensorrt.cache import WORKSPACE_BYTES
 from edgeface.inference.model_info import INPUT_NAME, ModelInfo
 from edgeface.inference.onnx_proto import read_summary
 
-ENGINE_SUFFIXES = (".engine", ".plan")
 #: Planned for when TensorRT is not installed here (a host): JetPack 6.1/6.2's.
 ASSUMED_TRT = "10.3"
 JETPACK_OF_TRT = {(8, 5): "JetPack 5.1.x", (8, 6): "JetPack 6.0", (10, 3): "JetPack 6.1/6.2"}
@@ -215,7 +215,7 @@ def plan_build(model: str | os.PathLike, output: str | os.PathLike, *, fp16: boo
     from edgeface.errors import ConfigError, ModelError
 
     model, output = Path(model), Path(output)
-    if output.suffix.lower() not in ENGINE_SUFFIXES:
+    if output.suffix.lower() not in SUFFIXES:
         raise ConfigError(f"-o/--output: a TensorRT engine is written as .engine or .plan "
                           f"(the suffix chooses the backend), not {output.name}")
     summary = read_summary(model)

@@ -1,9 +1,9 @@
 """TensorRT backend: runs a serialized engine from ``edgeface quantize --tensorrt`` on the GPU.
 
-Registered for ``.engine`` / ``.plan`` files. The engine's :class:`ModelInfo` and what it was
-built from and for come from its sidecar (:mod:`edgeface.inference.backends.tensorrt.cache`); an engine
-built for another TensorRT, GPU, L4T release or model is refused before TensorRT touches it
-(exit 3, with the command that rebuilds it).
+Registered for ``.engine`` / ``.plan`` files (the folder's ``SPEC``). The engine's
+:class:`ModelInfo` and what it was built from and for come from its sidecar (:mod:`.cache`);
+an engine built for another TensorRT, GPU, L4T release or model is refused before TensorRT
+touches it (exit 3, with the command that rebuilds it).
 
 The calls follow NVIDIA's TensorRT Python API as documented for TensorRT 10.x (JetPack 6.1/6.2)
 and present since 8.5 (JetPack 5), so one path serves both: ``trt.init_libnvinfer_plugins``
@@ -37,13 +37,13 @@ import numpy as np
 
 from edgeface.errors import MissingDependency, ModelError
 from edgeface.inference.backends.base import RawOutputs
+from edgeface.inference.backends.tensorrt.cache import DeviceFacts, check_engine, jetson_release
 from edgeface.inference.backends.tensorrt.cuda import (
     PinnedArray,
     call,
     device_properties,
     load_cudart,
 )
-from edgeface.inference.backends.tensorrt.cache import DeviceFacts, check_engine, jetson_release
 from edgeface.inference.model_info import INPUT_NAME, OUTPUT_NAMES, ModelInfo, read_sidecar
 
 log = logging.getLogger(__name__)
@@ -96,11 +96,10 @@ class TensorRTBackend:
     name = "tensorrt"
 
     def __init__(self, model_path: str | os.PathLike, *, provider: str = "tensorrt",
-                 threads: int | None = None, input_size: tuple[int, int] | None = None,
-                 arena: bool = True, device: int = 0, root: str | os.PathLike = "/"):
-        # ``threads`` and ``arena`` are ONNX Runtime's CPU settings: the GPU uses neither.
+                 input_size: tuple[int, int] | None = None, device: int = 0,
+                 root: str | os.PathLike = "/"):
         self.path = Path(model_path)
-        self.threads = threads
+        self.threads = None  # the GPU runs it: no CPU threads to set (its spec takes none)
         self.providers = ["TensorRT"]
         self._buffers: dict[str, PinnedArray] = {}
         self._stream = None
