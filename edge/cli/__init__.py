@@ -5,27 +5,53 @@ from __future__ import annotations
 
 import importlib
 import sys
+from dataclasses import dataclass
 
 import click
 
 from edgeface import __version__
 from edgeface.cli.logs import error_line, setup_logging
+from edgeface.common.registry import Registry
 from edgeface.errors import EXIT_USAGE, EdgefaceError
 
-# name -> (module, attribute, one-line help). Help is kept here so `--help` imports nothing.
-_COMMANDS: dict[str, tuple[str, str, str]] = {
-    "detect": ("edgeface.cli.detect_cmd", "detect", "Detect faces in images with an ONNX model."),
-    "run": ("edgeface.cli.run_cmd", "run", "Run the detector on a camera, video or stream."),
-    "serve": ("edgeface.cli.serve_cmd", "serve", "Serve POST /detect for images (no camera)."),
-    "export": ("edgeface.cli.export_cmd", "export", "Export a PyTorch checkpoint to ONNX."),
-    "quantize": ("edgeface.cli.quantize_cmd", "quantize",
+
+@dataclass(frozen=True)
+class CommandEntry:
+    """A sub-command: where its click command is (imported when invoked) and its one-line
+    help, kept here so that `--help` imports nothing."""
+
+    name: str
+    module: str
+    attr: str
+    help: str
+
+    def load(self) -> click.Command:
+        return getattr(importlib.import_module(self.module), self.attr)
+
+
+COMMANDS: Registry[CommandEntry] = Registry("command")
+for _entry in (
+    CommandEntry("detect", "edgeface.cli.detect_cmd", "detect",
+                 "Detect faces in images with an ONNX model."),
+    CommandEntry("run", "edgeface.cli.run_cmd", "run",
+                 "Run the detector on a camera, video or stream."),
+    CommandEntry("serve", "edgeface.cli.serve_cmd", "serve",
+                 "Serve POST /detect for images (no camera)."),
+    CommandEntry("export", "edgeface.cli.export_cmd", "export",
+                 "Export a PyTorch checkpoint to ONNX."),
+    CommandEntry("quantize", "edgeface.cli.quantize_cmd", "quantize",
                  "Quantize an ONNX model to INT8, or build a TensorRT engine."),
-    "eval": ("edgeface.cli.eval_cmd", "eval_cmd", "Evaluate AP on WIDERFace."),
-    "bench": ("edgeface.cli.bench_cmd", "bench", "Benchmark latency and memory on this platform."),
-    "models": ("edgeface.cli.models_cmd", "models", "List and download known checkpoints."),
-    "service": ("edgeface.cli.service_cmd", "service", "Install and manage the systemd service."),
-    "doctor": ("edgeface.cli.doctor_cmd", "doctor", "Check this machine and the service config."),
-}
+    CommandEntry("eval", "edgeface.cli.eval_cmd", "eval_cmd", "Evaluate AP on WIDERFace."),
+    CommandEntry("bench", "edgeface.cli.bench_cmd", "bench",
+                 "Benchmark latency and memory on this platform."),
+    CommandEntry("models", "edgeface.cli.models_cmd", "models",
+                 "List and download known checkpoints."),
+    CommandEntry("service", "edgeface.cli.service_cmd", "service",
+                 "Install and manage the systemd service."),
+    CommandEntry("doctor", "edgeface.cli.doctor_cmd", "doctor",
+                 "Check this machine and the service config."),
+):
+    COMMANDS.register(_entry)
 
 
 # The device runtime's libraries are extras (so that a reinstall never replaces the ones a
@@ -40,18 +66,15 @@ _MISSING = {"cv2": _RUNTIME_HINT, "onnxruntime": _RUNTIME_HINT,
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(_COMMANDS)
+        return COMMANDS.names()
 
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
-        if name not in _COMMANDS:
-            return None
-        module, attr, _ = _COMMANDS[name]
-        return getattr(importlib.import_module(module), attr)
+        return COMMANDS.get(name).load() if name in COMMANDS else None
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # From the table, so that listing commands imports none of them.
         with formatter.section("Commands"):
-            formatter.write_dl([(name, spec[2]) for name, spec in _COMMANDS.items()])
+            formatter.write_dl([(name, entry.help) for name, entry in COMMANDS.items()])
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

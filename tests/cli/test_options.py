@@ -7,7 +7,7 @@ import click
 import pytest
 from requires import needs_runtime
 
-from edgeface.cli import _COMMANDS, cli, main
+from edgeface.cli import COMMANDS, cli, main
 from edgeface.cli.options import rewrite_renamed
 
 
@@ -52,7 +52,7 @@ def _options(command: click.Command) -> dict[str, click.Option]:
 def _all_commands() -> dict[str, click.Command]:
     ctx = click.Context(cli)
     found = {}
-    for name in _COMMANDS:
+    for name in COMMANDS:
         cmd = cli.get_command(ctx, name)
         found[name] = cmd
         if isinstance(cmd, click.Group):

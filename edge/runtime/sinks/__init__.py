@@ -9,6 +9,7 @@ from edgeface.runtime.sinks import jsonl, video, http, mqtt, crops, webhook  # n
 from edgeface.runtime.sinks.base import Sink, SinkContext, SinkKind
 from edgeface.runtime.sinks.jsonl import JsonLinesSink
 from edgeface.runtime.sinks.registry import (
+    SINKS,
     build_sinks,
     register_sink,
     sink_kinds,
@@ -17,5 +18,5 @@ from edgeface.runtime.sinks.registry import (
 )
 from edgeface.runtime.sinks.video import VideoSink, fourcc_for
 
-__all__ = ["JsonLinesSink", "Sink", "SinkContext", "SinkKind", "VideoSink", "build_sinks",
+__all__ = ["SINKS", "JsonLinesSink", "Sink", "SinkContext", "SinkKind", "VideoSink", "build_sinks",
            "fourcc_for", "register_sink", "sink_kinds", "sink_options", "with_default_output"]

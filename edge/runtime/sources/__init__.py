@@ -34,6 +34,7 @@ from edgeface.runtime.sources.base import (
 from edgeface.runtime.sources.registry import (
     CAPTURE_OPTIONS,
     SOURCE_OPTION,
+    SOURCES,
     CaptureSettings,
     SourceKind,
     classify,
@@ -47,7 +48,7 @@ from edgeface.runtime.sources.registry import (
 )
 from edgeface.runtime.sources.threaded import ThreadedSource
 
-__all__ = ["CAPTURE_OPTIONS", "SOURCE_OPTION", "CaptureSettings", "CorruptFrame",
+__all__ = ["CAPTURE_OPTIONS", "SOURCE_OPTION", "SOURCES", "CaptureSettings", "CorruptFrame",
            "FrameSource", "Reader", "SourceKind", "SourceStats", "SourceTimeout",
            "ThreadedSource", "as_bgr", "classify", "open_source", "register_source",
            "selected", "selector_options", "selectors_given", "source_kinds", "source_options"]

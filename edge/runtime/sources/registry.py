@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Union
 
+from edgeface.common.registry import Registry
 from edgeface.errors import ConfigError, SourceError
 from edgeface.media.images import DEFAULT_MAX_PIXELS
 from edgeface.runtime.options import Option, boolean, number, string, tristate, wxh
@@ -59,7 +60,8 @@ class SourceKind:
     needs_gpu: bool = False
 
 
-_KINDS: dict[str, SourceKind] = {}
+#: Every source kind; each registers itself in its own module.
+SOURCES: Registry[SourceKind] = Registry("source kind")
 
 #: ``--source PATH|DIR|URL``: classified into a registered kind by :func:`classify`.
 SOURCE_OPTION = Option("source", "--source", string, metavar="PATH|DIR|URL",
@@ -94,22 +96,22 @@ def device_number(text: str, name: str) -> Optional[int]:
 
 
 def register_source(kind: SourceKind) -> None:
-    _KINDS[kind.name] = kind
+    SOURCES.register(kind, replace=True)
 
 
 def source_kinds() -> dict[str, SourceKind]:
-    return dict(_KINDS)
+    return dict(SOURCES.items())
 
 
 def selector_options() -> list[Option]:
     """The flags that choose a source: ``--source`` and each kind's own (``--camera``...)."""
-    kinds = sorted(_KINDS.values(), key=lambda k: k.rank)
+    kinds = sorted(SOURCES.values(), key=lambda k: k.rank)
     return [SOURCE_OPTION, *(k.selector for k in kinds if k.selector is not None)]
 
 
 def source_options() -> list[Option]:
     """Every source setting: selectors, the shared capture settings, kind-specific ones."""
-    kinds = sorted(_KINDS.values(), key=lambda k: k.rank)
+    kinds = sorted(SOURCES.values(), key=lambda k: k.rank)
     return [*selector_options(), *CAPTURE_OPTIONS, *(o for k in kinds for o in k.options)]
 
 
@@ -127,7 +129,7 @@ def classify(spec: Spec) -> tuple[str, Any]:
     text = str(spec) if isinstance(spec, int) else os.fspath(spec).strip()
     if text.lower().startswith("file://"):
         text = text[len("file://"):]
-    for kind in sorted(_KINDS.values(), key=lambda k: k.rank):
+    for kind in sorted(SOURCES.values(), key=lambda k: k.rank):
         if kind.matches is not None:
             target = kind.matches(text)
             if target is not None:
@@ -147,7 +149,7 @@ def selected(values: Mapping[str, Any]) -> tuple[str, Any]:
     key = given[0]
     if key == SOURCE_OPTION.key:
         return "auto", values[key]
-    kind = next(k for k in _KINDS.values() if k.selector is not None and k.selector.key == key)
+    kind = next(k for k in SOURCES.values() if k.selector is not None and k.selector.key == key)
     return kind.name, kind.target_of(values[key])
 
 
@@ -182,11 +184,11 @@ def open_source(
     """
     if kind == "auto":
         kind, target = classify(spec)
-    elif kind in _KINDS:
+    elif kind in SOURCES:
         target = int(spec) if isinstance(spec, str) and spec.isdigit() else spec
     else:
-        raise SourceError(f"unknown source kind {kind!r} (valid: auto, {', '.join(_KINDS)})")
-    entry = _KINDS[kind]
+        raise SourceError(f"unknown source kind {kind!r} (valid: auto, {', '.join(SOURCES)})")
+    entry = SOURCES.get(kind)
     live = entry.live if live is None else live
     reconnect = entry.live if reconnect is None else reconnect
     settings = CaptureSettings(capture_size, capture_fps, max_pixels, analysis_size,
