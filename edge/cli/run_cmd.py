@@ -140,8 +140,10 @@ def execute(opts: dict[str, Any]) -> None:
                       lender=lender)
     w, h = backend.info.input_size
     providers = "/".join(p.replace("ExecutionProvider", "") for p in backend.providers)
+    # A GPU engine runs on no CPU threads (TensorRT's spec takes none): say nothing of them.
+    threads = f", {backend.threads} threads" if backend.threads else ""
     click.echo(f"edgeface: {Path(opts['model']).name} ({backend.info.arch}, {w}x{h}, "
-               f"{providers}, {backend.threads} threads) on {source.name} "
+               f"{providers}{threads}) on {source.name} "
                f"({'live' if source.live else 'every frame'}) -> "
                f"{', '.join(s.describe() for s in sinks)}", err=True)
 
@@ -199,3 +201,4 @@ def _install_signal_handlers(runtime) -> dict:
 def _restore_signal_handlers(previous: dict) -> None:
     for sig, h in previous.items():
         signal.signal(sig, h)
+

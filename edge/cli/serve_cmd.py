@@ -80,8 +80,9 @@ def serve(model: Path, bind: str, rate: float, total_rate: float, **options: Any
         raise
     backend = api.detector.backend
     w, h = backend.info.input_size
+    threads = f", {backend.threads} threads" if backend.threads else ""  # none: a GPU engine
     click.echo(f"edgeface: serving POST /detect on {server.url}/ with {model.name} "
-               f"({backend.info.arch}, {w}x{h}, {backend.threads} threads"
+               f"({backend.info.arch}, {w}x{h}{threads}"
                f"{', token required' if auth.required else ''})", err=True)
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
