@@ -1,5 +1,5 @@
 """INT8 quantization settings and errors: :class:`Int8Config` with its measured defaults, the
-operator sets handed to (or kept from) the quantizer, and the exceptions the pipeline raises.
+operator sets handed to (or kept from) the quantizer, and :class:`QuantizationError`.
 
 A quantization target (the x86/ARM CPU default; a TensorRT-style symmetric Q/DQ model) is an
 :class:`Int8Config`: types, symmetry, calibration and ONNX Runtime ``extra_options``; the
@@ -9,12 +9,9 @@ pipeline (:func:`edgeface.quantize.int8.quantize_int8`) is the same for every ta
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from edgeface.errors import EXIT_FAILURE, ConfigError, EdgefaceError
-
-if TYPE_CHECKING:
-    from edgeface.quantize.report import Int8Report
+from edgeface.errors import ConfigError, EdgefaceError
 
 METHODS = ("minmax", "entropy", "percentile")
 QUANT_TYPES = ("u8", "s8")
@@ -43,14 +40,6 @@ QDQ_OP_TYPES = frozenset({"QuantizeLinear", "DequantizeLinear"})
 
 class QuantizationError(EdgefaceError):
     """Quantization could not produce an acceptable model."""
-
-
-class AccuracyBudgetExceeded(QuantizationError):
-    """The INT8 model loses more AP than allowed; it was not written."""
-
-    def __init__(self, message: str, report: Int8Report | None = None):
-        super().__init__(message, EXIT_FAILURE)
-        self.report = report
 
 
 @dataclass

@@ -39,7 +39,7 @@ from edgeface.common.files import atomic_copy, sha256_file
 from edgeface.errors import ConfigError, ModelError
 from edgeface.inference.backends import default_threads, open_backend
 from edgeface.inference.model_info import ModelInfo
-from edgeface.quantize.config import DEFAULT_MAX_AP_DROP, AccuracyBudgetExceeded, Int8Config
+from edgeface.quantize.config import DEFAULT_MAX_AP_DROP, Int8Config
 from edgeface.quantize.graph import (
     expand_exclusions,
     float_nodes,
@@ -51,7 +51,13 @@ from edgeface.quantize.graph import (
 from edgeface.quantize.guard import AccuracyGuard, auto_exclude
 from edgeface.quantize.latency import measure_latency
 from edgeface.quantize.ort_quant import build_model, calibrate, preprocess_model, save_ranges
-from edgeface.quantize.report import Int8Report, rejected_path, report_path, write_json
+from edgeface.quantize.report import (
+    AccuracyBudgetExceeded,
+    Int8Report,
+    rejected_path,
+    report_path,
+    write_json,
+)
 
 
 def quantize_int8(

@@ -187,9 +187,8 @@ def _quantize_onnx(model: Path, output: Path, calib_dir: Path | None, split: str
     report."""
     from edgeface.calibration.calib_data import open_image_set
     from edgeface.calibration.widerface import load_widerface
-    from edgeface.quantize.config import AccuracyBudgetExceeded
     from edgeface.quantize.int8 import quantize_int8
-    from edgeface.quantize.report import report_path
+    from edgeface.quantize.report import AccuracyBudgetExceeded, report_path
 
     if calib_dir is None:
         raise ConfigError("--int8 needs calibration images: --calib DIR")

@@ -200,7 +200,7 @@ def test_guard_keeps_rejected_model_when_asked(monkeypatch, tmp_path, v1_onnx, w
     _fake_evaluation(monkeypatch, v1_onnx, 0.59)  # 1 point: within a 1.0 budget, not 0.5
     out = tmp_path / "m.int8.onnx"
     calib = calib_data.open_image_set(widerface_416)
-    with pytest.raises(qconfig.AccuracyBudgetExceeded, match=r"hard 1\.00.*kept as") as ei:
+    with pytest.raises(qreport.AccuracyBudgetExceeded, match=r"hard 1\.00.*kept as") as ei:
         q.quantize_int8(v1_onnx, out, calib, num_images=2, eval_dataset=_FakeDataset(),
                         max_ap_drop=0.5, bench_runs=0, progress=False, keep_rejected=True)
     assert ei.value.exit_code == 1
