@@ -187,6 +187,7 @@ def _quantize_onnx(model: Path, output: Path, calib_dir: Path | None, split: str
     report."""
     from edgeface.calibration.calib_data import open_image_set
     from edgeface.calibration.widerface import load_widerface
+    from edgeface.quantize.config import Int8Job
     from edgeface.quantize.int8 import quantize_int8
     from edgeface.quantize.report import AccuracyBudgetExceeded, report_path
 
@@ -204,12 +205,11 @@ def _quantize_onnx(model: Path, output: Path, calib_dir: Path | None, split: str
         eval_ds = load_widerface(eval_root, eval_split)
     calib = open_image_set(calib_dir, split)
     try:
-        report = quantize_int8(model, output, calib, config, num_images=num_images,
-                               eval_dataset=eval_ds,
-                               max_ap_drop=None if no_eval else max_ap_drop, exclude=excl,
-                               threads=threads, bench_runs=bench_runs,
-                               keep_rejected=keep_rejected, force=force, progress=None,
-                               log_fn=say)
+        job = Int8Job(config, num_images=num_images,
+                      max_ap_drop=None if no_eval else max_ap_drop, exclude=excl,
+                      threads=threads, bench_runs=bench_runs, keep_rejected=keep_rejected,
+                      force=force, progress=None)
+        report = quantize_int8(model, output, calib, job, eval_dataset=eval_ds, log_fn=say)
     except AccuracyBudgetExceeded as exc:
         if exc.report is not None:
             click.echo(exc.report.summary())  # the figures behind the rejection
