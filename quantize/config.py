@@ -43,9 +43,11 @@ class QuantizationError(EdgefaceError):
     """Quantization could not produce an acceptable model."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class Int8Config:
-    """How to quantize. Defaults are the measured best on an AVX-512 VNNI x86 CPU."""
+    """How to quantize. Defaults are the measured best on an AVX-512 VNNI x86 CPU. Frozen:
+    one config serves every candidate model of a run (the block search builds up to one per
+    block), so no step may change it under the others."""
 
     method: str = DEFAULT_METHOD
     per_channel: bool = DEFAULT_PER_CHANNEL
