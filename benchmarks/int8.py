@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgeface.calibration.calib_data import open_image_set
     from edgeface.calibration.image_folder import iter_blobs
     from edgeface.calibration.widerface import load_widerface
-    from edgeface.quantize.config import Int8Config
+    from edgeface.quantize.config import Int8Config, Int8Job
     from edgeface.quantize.graph import summarize_float_nodes
     from edgeface.quantize.int8 import quantize_int8
     from edgeface.quantize.latency import measure_latency
@@ -187,17 +187,18 @@ def main(argv: list[str] | None = None) -> int:
     calib = open_image_set(args.widerface, args.calib_split)
     eval_ds = load_widerface(args.widerface, args.eval_split)
     t0 = time.perf_counter()
-    report = quantize_int8(fp32, int8_path, calib, eval_dataset=eval_ds, exclude="auto",
-                           bench_runs=0, force=True, progress=True,
+    report = quantize_int8(fp32, int8_path, calib,
+                           Int8Job(exclude="auto", bench_runs=0, force=True, progress=True),
+                           eval_dataset=eval_ds,
                            log_fn=lambda m: print(f"int8: {m}", file=sys.stderr))
     command_s = time.perf_counter() - t0
-    plain = quantize_int8(fp32, plain_path, calib, eval_dataset=None, max_ap_drop=None,
-                          bench_runs=0, force=True, progress=False)
+    plain = quantize_int8(fp32, plain_path, calib,
+                          Int8Job(max_ap_drop=None, bench_runs=0, force=True, progress=False))
     # The written model's quantization (same calibration, same blocks in float), not compacted.
-    loose = quantize_int8(fp32, loose_path, calib, eval_dataset=None, max_ap_drop=None,
-                          config=Int8Config(compact=False),
-                          exclude=report.excluded["blocks"], bench_runs=0, force=True,
-                          progress=False)
+    loose = quantize_int8(fp32, loose_path, calib,
+                          Int8Job(Int8Config(compact=False), max_ap_drop=None,
+                                  exclude=report.excluded["blocks"], bench_runs=0, force=True,
+                                  progress=False))
     search = report.search
     plain_ap = search[0]["int8_ap"] if search else None
 

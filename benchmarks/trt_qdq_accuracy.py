@@ -131,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgeface.calibration.calib_data import open_image_set
     from edgeface.calibration.widerface import load_widerface
     from edgeface.inference.backends.tensorrt.qdq import qdq_problems
+    from edgeface.quantize.config import Int8Job
     from edgeface.quantize.graph import load_model
     from edgeface.quantize.int8 import quantize_int8
     from edgeface.quantize.targets import tensorrt_int8_config
@@ -144,10 +145,11 @@ def main(argv: list[str] | None = None) -> int:
     qdq = out_dir / "v1.trt-int8.onnx"
     eval_ds = load_widerface(args.widerface, args.eval_split)
     t0 = time.perf_counter()
-    report = quantize_int8(fp32, qdq, open_image_set(args.widerface, args.calib_split),
-                           tensorrt_int8_config(), eval_dataset=eval_ds,
-                           max_ap_drop=args.max_ap_drop, exclude="auto", threads=args.threads,
-                           bench_runs=0, force=True, keep_rejected=True, progress=None,
+    job = Int8Job(tensorrt_int8_config(), max_ap_drop=args.max_ap_drop, exclude="auto",
+                  threads=args.threads, bench_runs=0, force=True, keep_rejected=True,
+                  progress=None)
+    report = quantize_int8(fp32, qdq, open_image_set(args.widerface, args.calib_split), job,
+                           eval_dataset=eval_ds,
                            log_fn=lambda m: print(f"trt-qdq: {m}", file=sys.stderr))
     seconds = time.perf_counter() - t0
     written = qdq if report.accepted else Path(report.int8["path"])

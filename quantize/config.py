@@ -1,5 +1,6 @@
-"""INT8 quantization settings and errors: :class:`Int8Config` with its measured defaults, the
-operator sets handed to (or kept from) the quantizer, and the exceptions the pipeline raises.
+"""INT8 quantization settings and errors: :class:`Int8Config` with its measured defaults,
+:class:`Int8Job` (one run of the pipeline: calibration size, guard, exclusions, output policy),
+the operator sets handed to (or kept from) the quantizer, and :class:`QuantizationError`.
 
 A quantization target (the x86/ARM CPU default; a TensorRT-style symmetric Q/DQ model) is an
 :class:`Int8Config`: types, symmetry, calibration and ONNX Runtime ``extra_options``; the
@@ -9,12 +10,9 @@ pipeline (:func:`edgeface.quantize.int8.quantize_int8`) is the same for every ta
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Sequence
 
-from edgeface.errors import EXIT_FAILURE, ConfigError, EdgefaceError
-
-if TYPE_CHECKING:
-    from edgeface.quantize.report import Int8Report
+from edgeface.errors import ConfigError, EdgefaceError
 
 METHODS = ("minmax", "entropy", "percentile")
 QUANT_TYPES = ("u8", "s8")
@@ -45,17 +43,11 @@ class QuantizationError(EdgefaceError):
     """Quantization could not produce an acceptable model."""
 
 
-class AccuracyBudgetExceeded(QuantizationError):
-    """The INT8 model loses more AP than allowed; it was not written."""
-
-    def __init__(self, message: str, report: Int8Report | None = None):
-        super().__init__(message, EXIT_FAILURE)
-        self.report = report
-
-
-@dataclass
+@dataclass(frozen=True)
 class Int8Config:
-    """How to quantize. Defaults are the measured best on an AVX-512 VNNI x86 CPU."""
+    """How to quantize. Defaults are the measured best on an AVX-512 VNNI x86 CPU. Frozen:
+    one config serves every candidate model of a run (the block search builds up to one per
+    block), so no step may change it under the others."""
 
     method: str = DEFAULT_METHOD
     per_channel: bool = DEFAULT_PER_CHANNEL
@@ -95,3 +87,39 @@ class Int8Config:
         if not d["extra_options"]:
             del d["extra_options"]
         return d
+
+
+@dataclass(frozen=True)
+class Int8Job:
+    """One run of :func:`~edgeface.quantize.int8.quantize_int8`: how to quantize
+    (``config``) and what to do around it.
+
+    ``num_images``: calibration images, spread evenly [all]. ``max_ap_drop``: the accuracy
+    budget in AP points per setting (None skips the guard). ``exclude``: node or block names
+    kept in float, or ``"auto"`` to search for the fewest blocks that meet the budget.
+    ``threads``: evaluation and latency threads [the runtime's]. ``bench_runs``: latency runs
+    per model (0 skips). ``keep_rejected``: keep an out-of-budget model as
+    ``*.rejected.onnx``. ``force``: overwrite the output. ``progress``: progress bars (None:
+    only on a terminal).
+    """
+
+    config: Int8Config = field(default_factory=Int8Config)
+    num_images: int | None = None
+    max_ap_drop: float | None = DEFAULT_MAX_AP_DROP
+    exclude: Sequence[str] | str = ()
+    threads: int | None = None
+    bench_runs: int = 50
+    keep_rejected: bool = False
+    force: bool = False
+    progress: bool | None = True
+
+    @property
+    def auto_exclude(self) -> bool:
+        return isinstance(self.exclude, str) and self.exclude == "auto"
+
+    @property
+    def requested(self) -> list[str]:
+        """The names kept in float by request (none with ``"auto"``)."""
+        if self.auto_exclude:
+            return []
+        return [self.exclude] if isinstance(self.exclude, str) else list(self.exclude)

@@ -28,6 +28,7 @@ import os
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -38,8 +39,7 @@ from edgeface.calibration.calib_data import CalibrationSet, check_disjoint
 from edgeface.common.files import atomic_copy, sha256_file
 from edgeface.errors import ConfigError, ModelError
 from edgeface.inference.backends import default_threads, open_backend
-from edgeface.inference.model_info import ModelInfo
-from edgeface.quantize.config import DEFAULT_MAX_AP_DROP, AccuracyBudgetExceeded, Int8Config
+from edgeface.quantize.config import Int8Job
 from edgeface.quantize.graph import (
     expand_exclusions,
     float_nodes,
@@ -51,184 +51,255 @@ from edgeface.quantize.graph import (
 from edgeface.quantize.guard import AccuracyGuard, auto_exclude
 from edgeface.quantize.latency import measure_latency
 from edgeface.quantize.ort_quant import build_model, calibrate, preprocess_model, save_ranges
-from edgeface.quantize.report import Int8Report, rejected_path, report_path, write_json
+from edgeface.quantize.report import (
+    AccuracyBudgetExceeded,
+    Int8Report,
+    rejected_path,
+    report_path,
+    write_json,
+)
+
+SAMPLE_BLOBS = 8  # calibration inputs kept for the block search and the latency check
 
 
-def quantize_int8(
-    model: str | os.PathLike,
-    output: str | os.PathLike,
-    calib: Any,
-    config: Int8Config | None = None,
-    num_images: int | None = None,
-    eval_dataset: Any = None,
-    max_ap_drop: float | None = DEFAULT_MAX_AP_DROP,
-    exclude: Sequence[str] | str = (),
-    threads: int | None = None,
-    bench_runs: int = 50,
-    keep_rejected: bool = False,
-    force: bool = False,
-    progress: bool | None = True,
-    log_fn: Callable[[str], None] | None = None,
-) -> Int8Report:
+def quantize_int8(model: str | os.PathLike, output: str | os.PathLike, calib: Any,
+                  job: Int8Job | None = None, *, eval_dataset: Any = None,
+                  log_fn: Callable[[str], None] | None = None) -> Int8Report:
     """Quantize an edgeface FP32 ONNX model to INT8 (QDQ) and write ``output`` + its report.
 
-    ``calib``: an image reader (``open_image_set``, a WIDERFace split, ...); ``num_images`` of
-    its images, spread evenly, calibrate. ``eval_dataset``: a WIDERFace split for the
-    accuracy guard, or None to skip it (``max_ap_drop=None`` skips it too). ``exclude``: node
-    or block names kept in float, or ``"auto"`` to search for the fewest blocks that keep every
-    AP drop within ``max_ap_drop``. Raises :class:`AccuracyBudgetExceeded` (output not
-    written; kept as ``*.rejected.onnx`` with ``keep_rejected``) when the budget is not met.
+    ``calib``: an image reader (``open_image_set``, a WIDERFace split, ...); ``job.num_images``
+    of its images, spread evenly, calibrate. ``eval_dataset``: a WIDERFace split for the
+    accuracy guard, or None to skip it (``job.max_ap_drop=None`` skips it too). See
+    :class:`~edgeface.quantize.config.Int8Job` for the rest. Raises
+    :class:`~edgeface.quantize.report.AccuracyBudgetExceeded` (output not written; kept as
+    ``*.rejected.onnx`` with ``job.keep_rejected``) when the budget is not met. ``log_fn``
+    receives one line per step.
     """
-    import onnxruntime as ort
-
     t0 = time.perf_counter()
-    say = log_fn or (lambda m: None)
-    config = config or Int8Config()
-    config.validate()
-    model, output = Path(model), Path(output)
-    auto = isinstance(exclude, str) and exclude == "auto"
-    requested = [] if auto else [exclude] if isinstance(exclude, str) else list(exclude)
-    guard = eval_dataset is not None and max_ap_drop is not None
-    if auto and not guard:
-        raise ConfigError("--exclude auto needs the accuracy guard (evaluation data and "
-                          "--max-ap-drop)")
-    if output.exists() and not force:
-        raise ConfigError(f"{output} exists; use --force to overwrite")
-    if output.resolve() == model.resolve():
-        raise ConfigError("the output must not overwrite the FP32 model")
-
-    proto = load_model(model)
-    if is_quantized(proto):
-        raise ModelError(f"{model} is already quantized (it has QuantizeLinear/QLinear "
-                         "nodes); give the FP32 export")
-    fp32_meta = {p.key: p.value for p in proto.metadata_props}
-    # Validates the I/O contract; the guard and the sensitivity ranking run it.
-    fp32_backend = open_backend(model, provider="cpu", threads=threads)
-    info: ModelInfo = fp32_backend.info
-    threads = threads or default_threads()
-
-    calib_set = CalibrationSet(calib, info.input_size, info.mean, num_images)
-    if eval_dataset is not None:
-        check_disjoint(calib_set.entries, eval_dataset.entries)
-
-    output.parent.mkdir(parents=True, exist_ok=True)
+    run = _Run(job or Int8Job(), Path(model), Path(output), calib, eval_dataset,
+               log_fn or _silent)
+    _check_request(run)
+    _open_fp32(run)
+    run.output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="edgeface-int8-") as tmp:
-        tmp = Path(tmp)
-        pre = tmp / "pre.onnx"
-        say("pre-processing (shape inference, ONNX Runtime basic optimisation)")
-        preprocess_model(model, pre)
-        pre_proto = load_model(pre)
-        blocks = node_blocks(pre_proto)
-        excluded_nodes = expand_exclusions(requested, blocks, pre_proto)
-
-        say(f"calibrating on {len(calib_set)} images ({config.method})")
-        ranges_path = tmp / "ranges.json"
-        sample_blobs: list[np.ndarray] = []  # a few inputs for the search and latency
-
-        def keep_some(blobs: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-            for b in blobs:
-                if len(sample_blobs) < 8:
-                    sample_blobs.append(b)
-                yield b
-
-        t_cal = time.perf_counter()
-        ranges, used = calibrate(pre, keep_some(calib_set.blobs()), config, tmp,
-                                 total=len(calib_set), progress=progress)
-        if used == 0:
-            first = calib_set.skipped[0][1] if calib_set.skipped else ""
-            raise ConfigError(f"none of the {len(calib_set)} calibration images could be read"
-                              + (f" (first: {first})" if first else ""))
-        if calib_set.skipped:
-            from edgeface.calibration.image_folder import warn
-
-            warn(f"skipped {len(calib_set.skipped)} unreadable calibration images (first: "
-                 f"{calib_set.skipped[0][1]})")
-        save_ranges(ranges, ranges_path)
-        calib_seconds = time.perf_counter() - t_cal
-
-        provenance_base = {
-            "format": "QDQ", "tool": f"onnxruntime.quantization {ort.__version__}",
-            **config.record(),
-            "calibration_images": used,
-            "calibration_source": _describe_reader(calib),
-            "source_sha256": sha256_file(model), "edgeface_version": __version__,
-            "created": _now(),
-        }
-
-        def build(nodes: Sequence[str], dst: Path) -> Path:
-            return build_model(pre, ranges_path, config, nodes, fp32_meta, provenance_base,
-                               dst)
-
-        candidate = build(excluded_nodes, tmp / "int8.onnx")
-
-        accuracy, trials, auto_blocks, passed = None, [], [], True
-        if guard:
-            say(f"evaluating FP32 and INT8 on {eval_dataset.split} ({len(eval_dataset)} "
-                "images)")
-            judge = AccuracyGuard(fp32_backend, eval_dataset, max_ap_drop, threads, progress)
-            verdict = judge.evaluate(candidate)
-            chosen = judge.trials[-1]
-            if not verdict.passed and auto:
-                say(f"AP drop {verdict.drops[verdict.worst]:.2f} points ({verdict.worst}) is "
-                    f"over {max_ap_drop:g}; searching for blocks to keep in float")
-                found = auto_exclude(judge, pre, ranges_path, config, blocks, excluded_nodes,
-                                     sample_blobs, fp32_backend, tmp, build, say, progress)
-                if found is not None:
-                    auto_blocks, candidate = list(found[0]), found[1]
-                    excluded_nodes = expand_exclusions(requested + auto_blocks, blocks,
-                                                       pre_proto)
-                    chosen = next(t for t in judge.trials if t["float_blocks"] == auto_blocks)
-            accuracy, trials = judge.record(chosen), judge.trials
-            passed = accuracy["passed"]
-
-        latency = None
-        if bench_runs > 0:
-            say(f"measuring latency ({bench_runs} runs each, {threads} threads, alternating)")
-            latency = measure_latency({"fp32": model, "int8": candidate}, sample_blobs[0],
-                                      threads, runs=bench_runs)
-
-        q_proto = load_model(candidate)
-        int8_rec = {"path": str(output), "sha256": sha256_file(candidate),
-                    "size_bytes": candidate.stat().st_size}
-        report = Int8Report(
-            fp32={"path": str(model), "sha256": sha256_file(model),
-                  "size_bytes": model.stat().st_size},
-            int8=int8_rec,
-            config={**config.record(), "description": config.describe(), "format": "QDQ"},
-            calibration={"source": _describe_reader(calib), "images": used,
-                         "requested": num_images, "skipped": [list(s) for s in
-                                                              calib_set.skipped],
-                         "method": config.method, "seconds": round(calib_seconds, 2)},
-            excluded={"requested": requested, "auto": auto_blocks,
-                      "blocks": requested + auto_blocks, "nodes": list(excluded_nodes)},
-            float_nodes=float_nodes(q_proto),
-            accuracy=accuracy, latency=latency, search=trials, accepted=passed,
-            created=_now(),
-            versions={"edgeface": __version__, "onnxruntime": ort.__version__,
-                      "onnx": require_onnx().__version__})
+        run.tmp = Path(tmp)
+        _preprocess(run)
+        _calibrate(run)
+        run.candidate = run.build(run.excluded_nodes, run.tmp / "int8.onnx")
+        _guard(run)
+        _measure_latency(run)
+        report = _report(run)
         report.seconds = round(time.perf_counter() - t0, 2)
-
-        if not passed:
-            report.int8["path"] = str(rejected_path(output)) if keep_rejected else None
-            if keep_rejected:
-                shutil.move(str(candidate), rejected_path(output))
-                write_json(report_path(rejected_path(output)), report.to_json())
-            worst = accuracy["drop_points"]
-            over = ", ".join(f"{s} {d:.2f}" for s, d in worst.items() if d > max_ap_drop)
-            hint = (f"no set of blocks kept in float met it ({len(trials) - 1} tried)" if auto
-                    else "try --exclude auto, another --method, or more calibration images")
-            raise AccuracyBudgetExceeded(
-                f"INT8 model rejected: AP drop over {max_ap_drop:g} points ({over}); {hint}; "
-                + (f"kept as {rejected_path(output)}" if keep_rejected else
-                   f"{output} was not written"), report)
-
-        atomic_copy(candidate, output)
-        write_json(report_path(output), report.to_json())
+        _publish(run, report)
         return report
 
 
-class _Guard:
-    """Scores models on the evaluation split against FP32 and records every trial."""
+@dataclass
+class _Run:
+    """What the steps of one :func:`quantize_int8` call hand each other."""
+
+    job: Int8Job
+    model: Path
+    output: Path
+    calib: Any
+    eval_dataset: Any
+    say: Callable[[str], None]
+    # _open_fp32
+    fp32_meta: dict[str, str] = field(default_factory=dict)
+    fp32_backend: Any = None
+    threads: int = 0
+    calib_set: Any = None
+    # _preprocess
+    tmp: Path = Path()
+    pre: Path = Path()
+    pre_proto: Any = None
+    blocks: dict[str, list[str]] = field(default_factory=dict)
+    excluded_nodes: list[str] = field(default_factory=list)
+    # _calibrate
+    ranges_path: Path = Path()
+    samples: list[np.ndarray] = field(default_factory=list)
+    used: int = 0
+    calib_seconds: float = 0.0
+    provenance: dict[str, Any] = field(default_factory=dict)
+    # the candidate model, then _guard and _measure_latency
+    candidate: Path = Path()
+    accuracy: dict[str, Any] | None = None
+    trials: list[dict[str, Any]] = field(default_factory=list)
+    auto_blocks: list[str] = field(default_factory=list)
+    passed: bool = True
+    latency: dict[str, Any] | None = None
+
+    @property
+    def guarded(self) -> bool:
+        return self.eval_dataset is not None and self.job.max_ap_drop is not None
+
+    def build(self, nodes: Sequence[str], dst: Path) -> Path:
+        """The INT8 model with ``nodes`` kept in float, from the one calibration."""
+        return build_model(self.pre, self.ranges_path, self.job.config, nodes,
+                           self.fp32_meta, self.provenance, dst)
+
+
+def _check_request(run: _Run) -> None:
+    """Refuse a request that cannot succeed, before any work."""
+    run.job.config.validate()
+    if run.job.auto_exclude and not run.guarded:
+        raise ConfigError("--exclude auto needs the accuracy guard (evaluation data and "
+                          "--max-ap-drop)")
+    if run.output.exists() and not run.job.force:
+        raise ConfigError(f"{run.output} exists; use --force to overwrite")
+    if run.output.resolve() == run.model.resolve():
+        raise ConfigError("the output must not overwrite the FP32 model")
+
+
+def _open_fp32(run: _Run) -> None:
+    """The FP32 model (refused when already quantized), its runtime backend and the
+    calibration images, checked disjoint from the evaluation images."""
+    proto = load_model(run.model)
+    if is_quantized(proto):
+        raise ModelError(f"{run.model} is already quantized (it has QuantizeLinear/QLinear "
+                         "nodes); give the FP32 export")
+    run.fp32_meta = {p.key: p.value for p in proto.metadata_props}
+    # Validates the I/O contract; the guard and the sensitivity ranking run it.
+    run.fp32_backend = open_backend(run.model, provider="cpu", threads=run.job.threads)
+    info = run.fp32_backend.info
+    run.threads = run.job.threads or default_threads()
+    run.calib_set = CalibrationSet(run.calib, info.input_size, info.mean, run.job.num_images)
+    if run.eval_dataset is not None:
+        check_disjoint(run.calib_set.entries, run.eval_dataset.entries)
+
+
+def _preprocess(run: _Run) -> None:
+    """ORT's pre-processing, then the blocks and the requested exclusions on its graph."""
+    run.say("pre-processing (shape inference, ONNX Runtime basic optimisation)")
+    run.pre = run.tmp / "pre.onnx"
+    preprocess_model(run.model, run.pre)
+    run.pre_proto = load_model(run.pre)
+    run.blocks = node_blocks(run.pre_proto)
+    run.excluded_nodes = expand_exclusions(run.job.requested, run.blocks, run.pre_proto)
+
+
+def _calibrate(run: _Run) -> None:
+    """Activation ranges over the calibration images (a few inputs kept as samples), and
+    the provenance every candidate model records."""
+    import onnxruntime as ort
+
+    config, calib_set = run.job.config, run.calib_set
+    run.say(f"calibrating on {len(calib_set)} images ({config.method})")
+
+    def keep_some(blobs: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        for b in blobs:
+            if len(run.samples) < SAMPLE_BLOBS:
+                run.samples.append(b)
+            yield b
+
+    t_cal = time.perf_counter()
+    ranges, run.used = calibrate(run.pre, keep_some(calib_set.blobs()), config, run.tmp,
+                                 total=len(calib_set), progress=run.job.progress)
+    if run.used == 0:
+        first = calib_set.skipped[0][1] if calib_set.skipped else ""
+        raise ConfigError(f"none of the {len(calib_set)} calibration images could be read"
+                          + (f" (first: {first})" if first else ""))
+    if calib_set.skipped:
+        from edgeface.calibration.image_folder import warn
+
+        warn(f"skipped {len(calib_set.skipped)} unreadable calibration images (first: "
+             f"{calib_set.skipped[0][1]})")
+    run.ranges_path = run.tmp / "ranges.json"
+    save_ranges(ranges, run.ranges_path)
+    run.calib_seconds = time.perf_counter() - t_cal
+    run.provenance = {
+        "format": "QDQ", "tool": f"onnxruntime.quantization {ort.__version__}",
+        **config.record(),
+        "calibration_images": run.used,
+        "calibration_source": _describe_reader(run.calib),
+        "source_sha256": sha256_file(run.model), "edgeface_version": __version__,
+        "created": _now(),
+    }
+
+
+def _guard(run: _Run) -> None:
+    """Score FP32 and the candidate on the evaluation split; with ``exclude="auto"`` and the
+    budget missed, search for the fewest blocks kept in float that meet it."""
+    if not run.guarded:
+        return
+    ds, budget = run.eval_dataset, run.job.max_ap_drop
+    run.say(f"evaluating FP32 and INT8 on {ds.split} ({len(ds)} images)")
+    judge = AccuracyGuard(run.fp32_backend, ds, budget, run.threads, run.job.progress)
+    verdict = judge.evaluate(run.candidate)
+    chosen = judge.trials[-1]
+    if not verdict.passed and run.job.auto_exclude:
+        run.say(f"AP drop {verdict.drops[verdict.worst]:.2f} points ({verdict.worst}) is "
+                f"over {budget:g}; searching for blocks to keep in float")
+        found = auto_exclude(judge, run.pre, run.ranges_path, run.job.config, run.blocks,
+                             run.excluded_nodes, run.samples, run.fp32_backend, run.tmp,
+                             run.build, run.say, run.job.progress)
+        if found is not None:
+            run.auto_blocks, run.candidate = list(found[0]), found[1]
+            run.excluded_nodes = expand_exclusions(run.job.requested + run.auto_blocks,
+                                                   run.blocks, run.pre_proto)
+            chosen = next(t for t in judge.trials if t["float_blocks"] == run.auto_blocks)
+    run.accuracy, run.trials = judge.record(chosen), judge.trials
+    run.passed = run.accuracy["passed"]
+
+
+def _measure_latency(run: _Run) -> None:
+    """FP32 and the candidate, alternating, on one calibration input."""
+    runs = run.job.bench_runs
+    if runs <= 0:
+        return
+    run.say(f"measuring latency ({runs} runs each, {run.threads} threads, alternating)")
+    run.latency = measure_latency({"fp32": run.model, "int8": run.candidate}, run.samples[0],
+                                  run.threads, runs=runs)
+
+
+def _report(run: _Run) -> Int8Report:
+    import onnxruntime as ort
+
+    job, config, cand = run.job, run.job.config, run.candidate
+    requested = job.requested
+    return Int8Report(
+        fp32={"path": str(run.model), "sha256": sha256_file(run.model),
+              "size_bytes": run.model.stat().st_size},
+        int8={"path": str(run.output), "sha256": sha256_file(cand),
+              "size_bytes": cand.stat().st_size},
+        config={**config.record(), "description": config.describe(), "format": "QDQ"},
+        calibration={"source": _describe_reader(run.calib), "images": run.used,
+                     "requested": job.num_images,
+                     "skipped": [list(s) for s in run.calib_set.skipped],
+                     "method": config.method, "seconds": round(run.calib_seconds, 2)},
+        excluded={"requested": requested, "auto": run.auto_blocks,
+                  "blocks": requested + run.auto_blocks, "nodes": list(run.excluded_nodes)},
+        float_nodes=float_nodes(load_model(cand)),
+        accuracy=run.accuracy, latency=run.latency, search=run.trials, accepted=run.passed,
+        created=_now(),
+        versions={"edgeface": __version__, "onnxruntime": ort.__version__,
+                  "onnx": require_onnx().__version__})
+
+
+def _publish(run: _Run, report: Int8Report) -> None:
+    """Write the accepted model and its report; or reject (kept aside with keep_rejected)."""
+    out, budget = run.output, run.job.max_ap_drop
+    if run.passed:
+        atomic_copy(run.candidate, out)
+        write_json(report_path(out), report.to_json())
+        return
+    keep = run.job.keep_rejected
+    report.int8["path"] = str(rejected_path(out)) if keep else None
+    if keep:
+        shutil.move(str(run.candidate), rejected_path(out))
+        write_json(report_path(rejected_path(out)), report.to_json())
+    over = ", ".join(f"{s} {d:.2f}" for s, d in run.accuracy["drop_points"].items()
+                     if d > budget)
+    hint = (f"no set of blocks kept in float met it ({len(run.trials) - 1} tried)"
+            if run.job.auto_exclude else
+            "try --exclude auto, another --method, or more calibration images")
+    raise AccuracyBudgetExceeded(
+        f"INT8 model rejected: AP drop over {budget:g} points ({over}); {hint}; "
+        + (f"kept as {rejected_path(out)}" if keep else f"{out} was not written"), report)
+
+
+def _silent(_msg: str) -> None:
+    pass
 
 
 def _describe_reader(reader: Any) -> str:

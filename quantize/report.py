@@ -1,5 +1,6 @@
 """The quantization report: :class:`Int8Report` (the ``.json`` beside the model and the
-summary ``edgeface quantize`` prints) and where reports and rejected models are written.
+summary ``edgeface quantize`` prints), :class:`AccuracyBudgetExceeded` (a rejection carrying
+its report) and where reports and rejected models are written.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgeface.common.files import atomic_write
+from edgeface.errors import EXIT_FAILURE
+from edgeface.quantize.config import QuantizationError
 from edgeface.quantize.graph import summarize_float_nodes
 
 
@@ -81,6 +84,16 @@ class Int8Report:
         lines.append(f"  sha256: FP32 {self.fp32['sha256'][:16]}..., INT8 "
                      f"{self.int8['sha256'][:16]}...")
         return "\n".join(lines)
+
+
+class AccuracyBudgetExceeded(QuantizationError):
+    """The INT8 model loses more AP than allowed; it was not written. Defined beside the
+    report it carries, so that config imports nothing from report (that import closed the
+    cycle config -> report -> graph -> compaction -> config)."""
+
+    def __init__(self, message: str, report: Int8Report | None = None):
+        super().__init__(message, EXIT_FAILURE)
+        self.report = report
 
 
 def _pct(v: float) -> str:

@@ -1,19 +1,21 @@
 """`edgeface quantize`: FP32 ONNX -> INT8 (QDQ), calibrated, guarded, reported
 (``--int8``, for the CPU or, with ``--target tensorrt``, a Q/DQ model TensorRT builds directly);
-ONNX -> a TensorRT engine on the device (``--tensorrt``, FP32/FP16/INT8, ``--dry-run`` plans)."""
+ONNX -> a TensorRT engine on the device (``--tensorrt``, FP32/FP16/INT8, ``--dry-run`` plans).
+The flags pick a format from :data:`edgeface.quantize.formats.FORMATS`, which says which
+options it takes and what builds it."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
 from edgeface.cli.options import FiniteRange
 from edgeface.errors import ConfigError
-from edgeface.inference.backends.tensorrt.qdq import TENSORRT_FIXED
 from edgeface.quantize.config import (
     DEFAULT_MAX_AP_DROP,
     DEFAULT_METHOD,
@@ -21,7 +23,11 @@ from edgeface.quantize.config import (
     DEFAULT_REDUCE_RANGE,
     METHODS,
 )
+from edgeface.quantize.formats import FORMATS, Format, resolve
 from edgeface.quantize.targets import TARGETS
+
+if TYPE_CHECKING:
+    from edgeface.quantize.config import Int8Job
 
 log = logging.getLogger(__name__)
 
@@ -116,17 +122,14 @@ def quantize(int8: bool, target: str, tensorrt: bool, fp16: bool, workspace: str
     (TensorRT >= 8.6) or calibrates in TensorRT (older). --dry-run prints the plan anywhere.
     """
     from edgeface.common.files import ensure_writable_dir, refuse_overwriting_inputs
-    from edgeface.quantize.config import Int8Config
-    from edgeface.quantize.targets import check_tensorrt_qdq, tensorrt_int8_config
+    from edgeface.quantize.formats import check_options, select_format
 
-    if not (int8 or tensorrt):
-        raise ConfigError("give --int8 (an INT8 ONNX model) or --tensorrt (a TensorRT engine)")
-    if (dry_run or trt_version) and not tensorrt:
-        raise ConfigError("--dry-run and --trt-version plan a TensorRT build: add --tensorrt")
-    if fp16 and not tensorrt:
-        raise ConfigError("--fp16 is a TensorRT precision: add --tensorrt")
+    ctx = click.get_current_context()
+    fmt = select_format(int8=int8, tensorrt=tensorrt, target=target, fp16=fp16)
+    given = _given(ctx)
+    check_options(fmt, given, lambda name: _flag(ctx, name, given[name]))
     refuse_overwriting_inputs({"-o/--output": output}, {"-m/--model": model})
-    if not tensorrt and output.exists() and not force:
+    if fmt.pipeline == "int8" and output.exists() and not force:
         raise ConfigError(f"{output} exists; use --force to overwrite")
     if not dry_run:
         ensure_writable_dir(output.parent, "-o/--output")
@@ -134,14 +137,8 @@ def quantize(int8: bool, target: str, tensorrt: bool, fp16: bool, workspace: str
         from edgeface.errors import ModelError
 
         raise ModelError(f"model file not found: {model}")
-    if target == "tensorrt" or tensorrt:
-        _check_fixed_settings(click.get_current_context())
-    excl: str | list[str] = "auto" if exclude is None and not no_eval else ()
-    if exclude and exclude.strip() not in ("none", ""):
-        excl = "auto" if exclude.strip() == "auto" else [
-            e.strip() for e in exclude.split(",") if e.strip()]
-    elif exclude:
-        excl = ()
+    data = Int8Data(calib_dir, split, eval_dir, eval_split, guard=not no_eval)
+    job = _int8_job(fmt, ctx.params) if fmt.int8_config else None
     interactive = sys.stderr.isatty()
 
     def say(msg: str) -> None:
@@ -151,92 +148,129 @@ def quantize(int8: bool, target: str, tensorrt: bool, fp16: bool, workspace: str
         else:
             log.info(msg)
 
-    def int8_pipeline(dst: Path, config: Int8Config) -> Path:
-        _quantize_onnx(model, dst, calib_dir, split, num_images, config, excl, eval_dir,
-                       eval_split, max_ap_drop, no_eval, threads, bench_runs, keep_rejected,
-                       force, say)
-        return dst
-
-    if tensorrt:
-        _build_tensorrt(model, output, fp16=fp16, int8=int8, calib_dir=calib_dir, split=split,
-                        num_images=num_images, workspace=workspace, dry_run=dry_run,
-                        trt_version=trt_version, force=force, say=say,
-                        quantize=lambda dst: int8_pipeline(
-                            dst, tensorrt_int8_config(method, percentile)))
+    if fmt.pipeline == "tensorrt":
+        engine = EngineRequest(fp16=fp16, int8=int8, workspace=workspace, dry_run=dry_run,
+                               trt_version=trt_version, force=force)
+        _build_tensorrt(fmt, model, output, engine, data, job, say)
         return
     if calib_dir is None:
         raise ConfigError("--int8 needs calibration images: --calib DIR")
-    if target == "tensorrt":
-        config = tensorrt_int8_config(method, percentile)
-    else:
-        config = Int8Config(method=method, per_channel=per_channel, reduce_range=reduce_range,
-                            activation_type=activation_type, weight_type=weight_type,
-                            percentile=percentile)
-    int8_pipeline(output, config)
-    if target == "tensorrt":
-        check_tensorrt_qdq(output)
+    _quantize_onnx(fmt, model, output, data, job, say)
+    if fmt.check:
+        resolve(fmt.check)(output)
         click.echo(f"{output} keeps TensorRT's Q/DQ rules; build it on the device: edgeface "
                    f"quantize --tensorrt -m {output.name} -o {output.stem}.engine")
 
 
-def _quantize_onnx(model: Path, output: Path, calib_dir: Path | None, split: str | None,
-                   num_images: int | None, config: Any, excl: str | list[str] | tuple,
-                   eval_dir: Path | None, eval_split: str, max_ap_drop: float, no_eval: bool,
-                   threads: int | None, bench_runs: int, keep_rejected: bool, force: bool,
-                   say: Callable[[str], None]) -> None:
+@dataclass(frozen=True)
+class Int8Data:
+    """The images an INT8 pipeline reads: calibration, and evaluation for the guard."""
+
+    calib_dir: Path | None
+    split: str | None
+    eval_dir: Path | None
+    eval_split: str
+    guard: bool  # False: --no-eval
+
+
+@dataclass(frozen=True)
+class EngineRequest:
+    """`--tensorrt`: what to build and how."""
+
+    fp16: bool
+    int8: bool
+    workspace: str
+    dry_run: bool
+    trt_version: str | None
+    force: bool
+
+
+def _given(ctx: click.Context) -> dict[str, Any]:
+    """The options set on the command line (or the environment), with their values."""
+    from click.core import ParameterSource
+
+    unset = (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+    return {name: value for name, value in ctx.params.items()
+            if ctx.get_parameter_source(name) not in unset}
+
+
+def _flag(ctx: click.Context, name: str, value: Any = None) -> str:
+    """A parameter's spelling as the user gave it: ``calib_dir`` -> ``--calib``,
+    ``per_channel`` False -> ``--per-tensor``."""
+    param = next(p for p in ctx.command.params if p.name == name)
+    secondary = getattr(param, "secondary_opts", None)
+    if value is False and secondary:
+        return max(secondary, key=len)
+    return max(param.opts, key=len)
+
+
+def _int8_job(fmt: Format, params: dict[str, Any]) -> Int8Job:
+    """The format's INT8 settings from the command's options (a fixed setting is the
+    format's; check_options refused a contradicting flag) and the pipeline's run options."""
+    import inspect
+
+    from edgeface.quantize.config import Int8Job
+
+    make = fmt.config_function()
+    takes = inspect.signature(make).parameters
+    config = make(**{k: params[k] for k in ("method", "percentile", "per_channel",
+                                            "reduce_range", "activation_type", "weight_type")
+                     if k in takes})
+    no_eval = params["no_eval"]
+    return Int8Job(config, num_images=params["num_images"],
+                   max_ap_drop=None if no_eval else params["max_ap_drop"],
+                   exclude=_exclusions(params["exclude"], no_eval),
+                   threads=params["threads"], bench_runs=params["bench_runs"],
+                   keep_rejected=params["keep_rejected"], force=params["force"],
+                   progress=None)
+
+
+def _exclusions(exclude: str | None, no_eval: bool) -> str | tuple[str, ...]:
+    """``--exclude``: "auto" (the default with the guard), "none", or names."""
+    if exclude is None:
+        return () if no_eval else "auto"
+    names = exclude.strip()
+    if names in ("none", ""):
+        return ()
+    return "auto" if names == "auto" else tuple(
+        e.strip() for e in exclude.split(",") if e.strip())
+
+
+def _quantize_onnx(fmt: Format, model: Path, output: Path, data: Int8Data, job: Int8Job,
+                   say: Callable[[str], None]) -> Path:
     """The `--int8` pipeline (quantize_int8) with the CLI's guard settings; prints the
     report."""
     from edgeface.calibration.calib_data import open_image_set
     from edgeface.calibration.widerface import load_widerface
-    from edgeface.quantize.config import AccuracyBudgetExceeded
-    from edgeface.quantize.int8 import quantize_int8
-    from edgeface.quantize.report import report_path
+    from edgeface.quantize.report import AccuracyBudgetExceeded, report_path
 
-    if calib_dir is None:
+    if data.calib_dir is None:
         raise ConfigError("--int8 needs calibration images: --calib DIR")
-    eval_root = eval_dir or (calib_dir if _is_widerface(calib_dir) else None)
-    if no_eval:
-        if excl == "auto":
+    eval_root = data.eval_dir or (data.calib_dir if _is_widerface(data.calib_dir) else None)
+    if not data.guard:
+        if job.auto_exclude:
             raise ConfigError("--exclude auto needs the accuracy guard; drop --no-eval")
         eval_ds = None
     elif eval_root is None:
         raise ConfigError("the accuracy guard needs WIDERFace data: give --eval DIR (or "
                           "--no-eval to skip it)")
     else:
-        eval_ds = load_widerface(eval_root, eval_split)
-    calib = open_image_set(calib_dir, split)
+        eval_ds = load_widerface(eval_root, data.eval_split)
+    calib = open_image_set(data.calib_dir, data.split)
+    quantize_int8 = fmt.build_function()
     try:
-        report = quantize_int8(model, output, calib, config, num_images=num_images,
-                               eval_dataset=eval_ds,
-                               max_ap_drop=None if no_eval else max_ap_drop, exclude=excl,
-                               threads=threads, bench_runs=bench_runs,
-                               keep_rejected=keep_rejected, force=force, progress=None,
-                               log_fn=say)
+        report = quantize_int8(model, output, calib, job, eval_dataset=eval_ds, log_fn=say)
     except AccuracyBudgetExceeded as exc:
         if exc.report is not None:
             click.echo(exc.report.summary())  # the figures behind the rejection
         raise
     click.echo(report.summary())
     click.echo(f"wrote {output} and {report_path(output)}")
+    return output
 
 
-def _check_fixed_settings(ctx: click.Context) -> None:
-    """The TensorRT target fixes the integer types, per-channel and reduce_range: a flag
-    given on the command line that contradicts it is an error, not silently ignored."""
-    from click.core import ParameterSource
-
-    for name, fixed in TENSORRT_FIXED.items():
-        if ctx.get_parameter_source(name) == ParameterSource.COMMANDLINE and \
-                ctx.params[name] != fixed:
-            flag = "--" + name.replace("_", "-")
-            raise ConfigError(f"TensorRT reads symmetric S8 Q/DQ with per-channel weights and "
-                              f"no reduce_range: drop {flag}")
-
-
-def _build_tensorrt(model: Path, output: Path, *, fp16: bool, int8: bool,
-                    calib_dir: Path | None, split: str | None, num_images: int | None,
-                    workspace: str, dry_run: bool, trt_version: str | None, force: bool,
-                    say: Callable[[str], None], quantize: Callable[[Path], Path]) -> None:
+def _build_tensorrt(fmt: Format, model: Path, output: Path, engine: EngineRequest,
+                    data: Int8Data, job: Int8Job | None, say: Callable[[str], None]) -> None:
     """`--tensorrt`: plan (and with --dry-run print) the build, then run it."""
     from edgeface.common.sizes import parse_size
     from edgeface.errors import EdgefaceError, MissingDependency
@@ -244,32 +278,32 @@ def _build_tensorrt(model: Path, output: Path, *, fp16: bool, int8: bool,
     from edgeface.inference.backends.tensorrt.runtime import load_tensorrt
 
     try:
-        ws = parse_size(workspace)
+        ws = parse_size(engine.workspace)
     except ConfigError as exc:
         raise ConfigError(f"--workspace: {exc}") from None
     if not ws:
-        raise ConfigError(f"--workspace {workspace!r}: give a size such as 512M or 1G")
-    if trt_version and not dry_run:
+        raise ConfigError(f"--workspace {engine.workspace!r}: give a size such as 512M or 1G")
+    if engine.trt_version and not engine.dry_run:
         raise ConfigError("--trt-version only plans (with --dry-run); a build uses the "
                           "installed TensorRT")
     trt, missing = None, None
     try:
         trt = load_tensorrt()
     except MissingDependency as exc:
-        if not dry_run:
+        if not engine.dry_run:
             raise
         missing = exc
     installed = str(trt.__version__) if trt is not None else None
+    wanted = engine.trt_version
 
     def plan_for(src: Path):  # noqa: ANN202 - a BuildPlan
-        return plan_build(src, output, fp16=fp16, int8=int8, calib=calib_dir,
-                          trt_version=trt_version or installed,
-                          trt_installed=installed is not None and trt_version in (None,
-                                                                                  installed),
+        return plan_build(src, output, fp16=engine.fp16, int8=engine.int8,
+                          calib=data.calib_dir, trt_version=wanted or installed,
+                          trt_installed=installed is not None and wanted in (None, installed),
                           workspace=ws)
 
     plan = plan_for(model)
-    if dry_run:
+    if engine.dry_run:
         click.echo("\n".join(plan.lines()))
         if missing is not None:
             click.echo(f"  (a real build here would stop: {missing})")
@@ -281,16 +315,15 @@ def _build_tensorrt(model: Path, output: Path, *, fp16: bool, int8: bool,
     calib_blobs = None
     if plan.qdq_model is not None:
         say(f"quantizing {model.name} for TensorRT -> {plan.qdq_model}")
-        plan = plan_for(quantize(plan.qdq_model))
+        plan = plan_for(_quantize_onnx(FORMATS[fmt.via], model, plan.qdq_model, data, job, say))
     elif plan.int8_mode == "calibrator":
         from edgeface.calibration.calib_data import CalibrationSet, open_image_set
 
-        calib_set = CalibrationSet(open_image_set(plan.calib, split), plan.info.input_size,
-                                   plan.info.mean, num_images)
+        calib_set = CalibrationSet(open_image_set(plan.calib, data.split), plan.info.input_size,
+                                   plan.info.mean, job.num_images if job else None)
         calib_blobs = calib_set.blobs()
-    from edgeface.inference.backends.tensorrt.build import build_engine
-
-    doc = build_engine(plan, say=say, calib_blobs=calib_blobs, force=force, trt=trt)
+    build_engine = fmt.build_function()
+    doc = build_engine(plan, say=say, calib_blobs=calib_blobs, force=engine.force, trt=trt)
     state = "up to date" if doc.get("up_to_date") else "built"
     seconds = (doc.get("builder") or {}).get("seconds")
     click.echo(f"{state}: {output} ({plan.precision.upper()}, "

@@ -124,8 +124,9 @@ def test_compaction_keeps_outputs(int8_model, v1_onnx, widerface_416, native_ima
 
     plain_path = tmp_path / "plain.onnx"
     calib = calib_data.open_image_set(widerface_416)
-    q.quantize_int8(v1_onnx, plain_path, calib, config=qconfig.Int8Config(compact=False),
-                    num_images=N_CALIB, eval_dataset=None, bench_runs=0, progress=False)
+    q.quantize_int8(v1_onnx, plain_path, calib,
+                    qconfig.Int8Job(qconfig.Int8Config(compact=False), num_images=N_CALIB,
+                                    bench_runs=0, progress=False))
     plain = onnx.load(str(plain_path))
     small = copy.deepcopy(plain)
     stats = compaction.compact_model(small)
@@ -200,16 +201,20 @@ def test_guard_keeps_rejected_model_when_asked(monkeypatch, tmp_path, v1_onnx, w
     _fake_evaluation(monkeypatch, v1_onnx, 0.59)  # 1 point: within a 1.0 budget, not 0.5
     out = tmp_path / "m.int8.onnx"
     calib = calib_data.open_image_set(widerface_416)
-    with pytest.raises(qconfig.AccuracyBudgetExceeded, match=r"hard 1\.00.*kept as") as ei:
-        q.quantize_int8(v1_onnx, out, calib, num_images=2, eval_dataset=_FakeDataset(),
-                        max_ap_drop=0.5, bench_runs=0, progress=False, keep_rejected=True)
+    with pytest.raises(qreport.AccuracyBudgetExceeded, match=r"hard 1\.00.*kept as") as ei:
+        q.quantize_int8(v1_onnx, out, calib,
+                        qconfig.Int8Job(num_images=2, max_ap_drop=0.5, bench_runs=0,
+                                        progress=False, keep_rejected=True),
+                        eval_dataset=_FakeDataset())
     assert ei.value.exit_code == 1
     assert not out.exists() and qreport.rejected_path(out).is_file()
     saved = json.loads(qreport.report_path(qreport.rejected_path(out)).read_text())
     assert saved["accepted"] is False and saved["accuracy"]["passed"] is False
     assert saved["accuracy"]["drop_points"]["hard"] == pytest.approx(1.0)
-    report = q.quantize_int8(v1_onnx, out, calib, num_images=2, eval_dataset=_FakeDataset(),
-                             max_ap_drop=1.0, bench_runs=0, progress=False)
+    report = q.quantize_int8(v1_onnx, out, calib,
+                             qconfig.Int8Job(num_images=2, max_ap_drop=1.0, bench_runs=0,
+                                             progress=False),
+                             eval_dataset=_FakeDataset())
     assert report.accepted and out.is_file() and qreport.report_path(out).is_file()
 
 

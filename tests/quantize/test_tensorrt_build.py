@@ -100,9 +100,11 @@ def test_bad_requests_one_line_each(capsys, tmp_path, model):
         (["--tensorrt", "-n", "--int8", "-m", model, "-o", tmp_path / "t.engine"], EXIT_USAGE,
          "--int8 on an FP32 model needs calibration images"),
         (["--fp16", "--int8", "-m", model, "--calib", tmp_path, "-o", tmp_path / "a.onnx"],
-         EXIT_USAGE, "--fp16 is a TensorRT precision"),
+         EXIT_USAGE, "--fp16 does not apply to an INT8 ONNX model (QDQ) for ONNX Runtime "
+         "(--int8); it is for --tensorrt --fp16"),
         (["--int8", "-n", "-m", model, "--calib", tmp_path, "-o", tmp_path / "a.onnx"],
-         EXIT_USAGE, "add --tensorrt"),
+         EXIT_USAGE, "--dry-run does not apply to an INT8 ONNX model (QDQ) for ONNX Runtime "
+         "(--int8); it is for --tensorrt"),
         (["--tensorrt", "--trt-version", "8.5", "-m", model, "-o", tmp_path / "t.engine"],
          EXIT_USAGE, "--trt-version only plans"),
         (["--tensorrt", "-n", "--workspace", "lots", "-m", model, "-o", tmp_path / "t.engine"],

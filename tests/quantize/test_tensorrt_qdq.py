@@ -20,7 +20,7 @@ from edgeface.inference.backends.tensorrt.qdq import (  # noqa: E402
     TENSORRT_EXTRA_OPTIONS,
     qdq_problems,
 )
-from edgeface.quantize.config import Int8Config, QuantizationError  # noqa: E402
+from edgeface.quantize.config import Int8Config, Int8Job, QuantizationError  # noqa: E402
 from edgeface.quantize.graph import load_model  # noqa: E402
 from edgeface.quantize.ort_quant import quantizer_arguments  # noqa: E402
 from edgeface.quantize.targets import check_tensorrt_qdq, tensorrt_int8_config  # noqa: E402
@@ -107,11 +107,11 @@ def test_tensorrt_qdq_model_meets_the_ap_budget_with_the_guard(v1_onnx, widerfac
     from edgeface.calibration.widerface import load_widerface
     from edgeface.quantize.int8 import quantize_int8
 
+    job = Int8Job(tensorrt_int8_config(), num_images=10, max_ap_drop=1.0,
+                  exclude=[V1_FLOAT_BLOCKS], bench_runs=0, progress=False)
     report = quantize_int8(v1_onnx, tmp_path / "v1.trt.onnx",
-                           open_image_set(widerface_416, "calib"), tensorrt_int8_config(),
-                           num_images=10, eval_dataset=load_widerface(widerface_416, "eval"),
-                           max_ap_drop=1.0, exclude=[V1_FLOAT_BLOCKS], bench_runs=0,
-                           progress=False)
+                           open_image_set(widerface_416, "calib"), job,
+                           eval_dataset=load_widerface(widerface_416, "eval"))
     drops = report.accuracy["drop_points"]
     assert report.accepted and max(drops.values()) <= 1.0, drops
     check_tensorrt_qdq(tmp_path / "v1.trt.onnx")
