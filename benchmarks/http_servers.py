@@ -342,10 +342,7 @@ def serve_main(variant: str, rev: str | None, port: int) -> int:
     """The variant alone, fed a 720p frame 20 times a second, until stdin closes."""
     import numpy as np
 
-    from edgeface.inference.detector import Timing
-    from edgeface.inference.postprocess import Detections
-    from edgeface.inference.results import FrameResult
-    from edgeface.media.frame import Frame
+    from edgeface.frames import Detections, Frame, FrameResult, Timing
     from edgeface.runtime.http.latest import LatestSink
     from edgeface.runtime.metrics import Metrics
 

@@ -18,7 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 ROOTS = {"edge": "edgeface", "models": "edgeface.models", "quantize": "edgeface.quantize",
          "calibration": "edgeface.calibration"}
 
-BASE = {"edgeface", "edgeface.errors", "edgeface.common", "edgeface.system"}
+# The ground floor: errors, helpers, the machine, and the frame types every layer passes
+# around (edgeface.frames: stdlib and numpy only).
+BASE = {"edgeface", "edgeface.errors", "edgeface.common", "edgeface.system", "edgeface.frames"}
 # package -> the packages it may import (besides itself and BASE).
 ALLOWED = {
     "edgeface.common": set(),
@@ -103,6 +105,17 @@ def test_the_runtime_path_never_imports_torch():
             "assert not bad, bad\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_frame_types_import_only_the_standard_library_and_numpy():
+    """``edgeface.frames`` is what a base install without OpenCV or ONNX Runtime imports to
+    name a result; anything heavier there would break ``--help`` on such a device."""
+    tree = ast.parse((REPO / "edge" / "frames.py").read_text())
+    roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+             for a in n.names}
+    roots |= {n.module.split(".")[0] for n in ast.walk(tree)
+              if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+    assert roots - set(sys.stdlib_module_names) == {"numpy"}, roots
 
 
 def test_setup_cfg_lists_every_package():

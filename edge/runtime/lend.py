@@ -23,8 +23,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from edgeface.errors import EdgefaceError
-from edgeface.inference.detector import FaceDetector, Timing, detect_timed
-from edgeface.inference.postprocess import Detections
+from edgeface.frames import Detections, Timing
+from edgeface.inference.detector import FaceDetector, detect_timed
 
 #: Fraction of wall-clock time the camera lends by default.
 DEFAULT_SHARE = 0.05

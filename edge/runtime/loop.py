@@ -22,9 +22,8 @@ import numpy as np
 from edgeface.common.sizes import parse_size
 from edgeface.common.stats import percentiles
 from edgeface.errors import EdgefaceError
-from edgeface.inference.detector import FaceDetector, Timing
-from edgeface.inference.postprocess import Detections
-from edgeface.inference.results import FrameResult
+from edgeface.frames import Detections, FrameResult, Timing
+from edgeface.inference.detector import FaceDetector
 from edgeface.runtime.lend import DetectorLender
 from edgeface.runtime.memory import MemoryGuard, peak_rss_bytes
 from edgeface.runtime.metrics import STAGES, Metrics

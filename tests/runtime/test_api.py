@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 from runtime_fakes import tiny_onnx
 
-from edgeface.inference.detector import Detector, Timing
-from edgeface.inference.postprocess import Detections
+from edgeface.frames import Detections, Timing
+from edgeface.inference.detector import Detector
 from edgeface.runtime.http.api import DetectApi, open_api
 from edgeface.runtime.http.auth import COOKIE, TokenAuth
 from edgeface.runtime.http.feed import EventFeed
@@ -332,7 +332,7 @@ def test_camera_paths_exist_only_with_a_camera(serve, model):
     assert request(serve(), "GET", "/stream.mjpg")[0] == 404
     from runtime_fakes import make_result
 
-    from edgeface.runtime.events import Track, TrackEvent
+    from edgeface.frames import Track, TrackEvent
 
     feed = EventFeed(size=3)
     server = serve(camera=True, feed=feed)

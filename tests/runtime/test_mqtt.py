@@ -271,10 +271,7 @@ def test_the_trackers_events_reach_the_broker(broker):
     """The real tracker's events (not hand-made ones): one start, one end with a snapshot."""
     from runtime_fakes import synthetic_frames
 
-    from edgeface.inference.detector import Timing
-    from edgeface.inference.postprocess import Detections
-    from edgeface.inference.results import FrameResult
-    from edgeface.media.frame import Frame
+    from edgeface.frames import Detections, Frame, FrameResult, Timing
     from edgeface.runtime.tracking import Tracker
 
     device = unique()

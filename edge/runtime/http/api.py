@@ -23,9 +23,8 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
+from edgeface.frames import Frame, FrameResult
 from edgeface.inference.detector import FaceDetector
-from edgeface.inference.results import FrameResult
-from edgeface.media.frame import Frame
 from edgeface.media.image_header import (
     HeaderError,
     check_jpeg_data,

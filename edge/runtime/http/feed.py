@@ -13,7 +13,7 @@ import collections
 import threading
 from typing import Any, Optional
 
-from edgeface.inference.results import FrameResult
+from edgeface.frames import FrameResult
 from edgeface.runtime.sinks.background import Worker
 from edgeface.runtime.sinks.face_events import best_view, encode_jpeg, event_message
 

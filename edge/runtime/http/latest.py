@@ -8,7 +8,7 @@ import json
 import threading
 from typing import Callable, Optional
 
-from edgeface.inference.results import FrameResult
+from edgeface.frames import FrameResult
 
 
 class LatestSink:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Optional
 
-from edgeface.inference.results import FrameResult
+from edgeface.frames import FrameResult
 from edgeface.runtime.http import limits as L
 from edgeface.runtime.http.latest import LatestSink
 from edgeface.runtime.lend import DEFAULT_SHARE, DetectorLender
