@@ -29,13 +29,20 @@ ALLOWED = {
     "edgeface.checkpoints": set(),
     "edgeface.inference": {"edgeface.media"},
     "edgeface.runtime": {"edgeface.system", "edgeface.media", "edgeface.inference"},
+    # The HTTP wing sits above the runtime, never beside it: it reads the run's metrics,
+    # borrows the camera loop's detector (runtime.lend) and is an output registered with
+    # runtime.sinks; the runtime has no use for a web server, so no arrow points back.
+    "edgeface.http": {"edgeface.system", "edgeface.media", "edgeface.inference",
+                      "edgeface.runtime"},
     "edgeface.calibration": {"edgeface.media", "edgeface.inference"},
     "edgeface.models": {"edgeface.inference"},
     "edgeface.quantize": {"edgeface.media", "edgeface.inference", "edgeface.calibration",
                           "edgeface.models"},
     "edgeface.bench": {"edgeface.system", "edgeface.media", "edgeface.inference",
                        "edgeface.runtime"},
-    "edgeface.service": {"edgeface.system", "edgeface.inference", "edgeface.runtime"},
+    # The service checks configs whose outputs include the HTTP server's (edgeface.http).
+    "edgeface.service": {"edgeface.system", "edgeface.inference", "edgeface.runtime",
+                         "edgeface.http"},
 }
 
 

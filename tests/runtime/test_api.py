@@ -18,12 +18,12 @@ import pytest
 from runtime_fakes import tiny_onnx
 
 from edgeface.frames import Detections, Timing
+from edgeface.http.api import DetectApi, open_api
+from edgeface.http.auth import COOKIE, TokenAuth
+from edgeface.http.feed import EventFeed
+from edgeface.http.latest import LatestSink
+from edgeface.http.server import StatusServer
 from edgeface.inference.detector import Detector
-from edgeface.runtime.http.api import DetectApi, open_api
-from edgeface.runtime.http.auth import COOKIE, TokenAuth
-from edgeface.runtime.http.feed import EventFeed
-from edgeface.runtime.http.latest import LatestSink
-from edgeface.runtime.http.server import StatusServer
 from edgeface.runtime.metrics import Metrics
 
 TOKEN = "t0k3n-for-the-tests-0123456789"

@@ -1,4 +1,4 @@
-"""multipart/form-data splitting (edgeface.runtime.http.multipart): the parts equal to what
+"""multipart/form-data splitting (edgeface.http.multipart): the parts equal to what
 the stdlib's email.parser.BytesParser finds in valid bodies, and every malformed body an
 error (the API's 400)."""
 
@@ -10,7 +10,7 @@ import random
 
 import pytest
 
-from edgeface.runtime.http.multipart import MultipartError, is_multipart, parse_multipart
+from edgeface.http.multipart import MultipartError, is_multipart, parse_multipart
 
 B = "----formdata-edgeface-7MA4YWxkTrZu0gW"
 

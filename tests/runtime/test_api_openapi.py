@@ -9,11 +9,11 @@ import urllib.request
 
 import pytest
 
-from edgeface.runtime.http.auth import TokenAuth
-from edgeface.runtime.http.feed import EventFeed
-from edgeface.runtime.http.latest import LatestSink
-from edgeface.runtime.http.openapi import spec
-from edgeface.runtime.http.server import StatusServer
+from edgeface.http.auth import TokenAuth
+from edgeface.http.feed import EventFeed
+from edgeface.http.latest import LatestSink
+from edgeface.http.openapi import spec
+from edgeface.http.server import StatusServer
 from edgeface.runtime.metrics import Metrics
 
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}

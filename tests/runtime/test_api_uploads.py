@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 from runtime_fakes import tiny_onnx
 
-from edgeface.runtime.http.api import open_api
-from edgeface.runtime.http.auth import TokenAuth
-from edgeface.runtime.http.latest import LatestSink
-from edgeface.runtime.http.server import StatusServer
+from edgeface.http.api import open_api
+from edgeface.http.auth import TokenAuth
+from edgeface.http.latest import LatestSink
+from edgeface.http.server import StatusServer
 from edgeface.runtime.metrics import Metrics
 
 

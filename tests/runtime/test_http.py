@@ -14,8 +14,8 @@ import pytest
 from runtime_fakes import make_result
 
 from edgeface.errors import ConfigError
-from edgeface.runtime.http.latest import LatestSink
-from edgeface.runtime.http.server import StatusServer, parse_bind
+from edgeface.http.latest import LatestSink
+from edgeface.http.server import StatusServer, parse_bind
 from edgeface.runtime.metrics import LATENCY_BUCKETS, Metrics
 
 

@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from edgeface.runtime.http.auth import TokenAuth
-from edgeface.runtime.http.latest import LatestSink
-from edgeface.runtime.http.server import StatusServer
+from edgeface.http.auth import TokenAuth
+from edgeface.http.latest import LatestSink
+from edgeface.http.server import StatusServer
 from edgeface.runtime.metrics import Metrics
 
 TOKEN = "t0k3n-for-the-tests-0123456789"

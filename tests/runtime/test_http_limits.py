@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 from runtime_fakes import make_result
 
-from edgeface.runtime.http.latest import LatestSink
-from edgeface.runtime.http.protocol import http_date
-from edgeface.runtime.http.router import HttpError, Response
-from edgeface.runtime.http.server import StatusServer
+from edgeface.http.latest import LatestSink
+from edgeface.http.protocol import http_date
+from edgeface.http.router import HttpError, Response
+from edgeface.http.server import StatusServer
 from edgeface.runtime.metrics import Metrics
 
 

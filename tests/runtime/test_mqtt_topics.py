@@ -10,7 +10,7 @@ import types
 import pytest
 
 from edgeface.errors import ConfigError, MissingDependency
-from edgeface.runtime.config import DEFAULTS, validate
+from edgeface.runtime.config import defaults, validate
 from edgeface.runtime.sinks.mqtt_topics import (
     BrokerUrl,
     Topics,
@@ -74,7 +74,7 @@ def test_discovery_payloads():
 
 
 def test_settings_are_config_keys_and_checked():
-    outs = DEFAULTS["outputs"]
+    outs = defaults()["outputs"]
     assert outs["mqtt"] is None and outs["mqtt_prefix"] == "edgeface"
     assert outs["mqtt_discovery"] is True and outs["mqtt_discovery_prefix"] == "homeassistant"
     cfg = validate({"outputs": {"mqtt": "mqtts://me@broker", "mqtt_ca_file": "ca.pem",

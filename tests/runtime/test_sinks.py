@@ -12,7 +12,7 @@ import pytest
 from runtime_fakes import decode_video, make_result, synthetic_frames
 
 from edgeface.errors import EdgefaceError
-from edgeface.runtime.http.latest import LatestSink
+from edgeface.http.latest import LatestSink
 from edgeface.runtime.sinks import JsonLinesSink, VideoSink, fourcc_for
 
 

@@ -19,7 +19,7 @@ is a route plus wrappers, e.g. an upload::
     router.add("POST", "/detect", paced(detect, Pacer(5.0), busy_status=429))
 
 Decoding and inference must run in a worker thread that the handler awaits (as
-:class:`~edgeface.runtime.http.encoder.FrameEncoder` does for JPEGs): the event loop serves
+:class:`~edgeface.http.encoder.FrameEncoder` does for JPEGs): the event loop serves
 every client, so anything slow on it delays them all.
 """
 

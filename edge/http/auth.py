@@ -22,7 +22,7 @@ from typing import Mapping, Optional
 from urllib.parse import parse_qs
 
 from edgeface.errors import ConfigError
-from edgeface.runtime.http.router import Handler, HttpError, Request, Response
+from edgeface.http.router import Handler, HttpError, Request, Response
 
 TOKEN_ENV = "EDGEFACE_API_TOKEN"
 #: A token is a secret in the service's environment file; 16 characters of a generator

@@ -24,6 +24,11 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from edgeface.frames import Frame, FrameResult
+from edgeface.http import limits as L
+from edgeface.http.multipart import MultipartError, is_multipart, parse_multipart
+from edgeface.http.ratelimit import RateLimiter
+from edgeface.http.router import ByteBudget, HttpError, Request, Response, json_response
+from edgeface.http.worker import ApiWorker
 from edgeface.inference.detector import FaceDetector
 from edgeface.media.image_header import (
     HeaderError,
@@ -32,11 +37,6 @@ from edgeface.media.image_header import (
     sniff_format,
 )
 from edgeface.media.images import ImageReadError, decode_image, pixel_budget
-from edgeface.runtime.http import limits as L
-from edgeface.runtime.http.multipart import MultipartError, is_multipart, parse_multipart
-from edgeface.runtime.http.ratelimit import RateLimiter
-from edgeface.runtime.http.router import ByteBudget, HttpError, Request, Response, json_response
-from edgeface.runtime.http.worker import ApiWorker
 from edgeface.runtime.lend import LoanRefused
 
 #: What the API decodes; anything else is 415, whatever the client says it is.

@@ -1,7 +1,7 @@
 """MJPEG viewers (``multipart/x-mixed-replace``), fed by one pump for all of them.
 
 The pump wakes on a new frame (at most ``stream_max_fps`` times a second), gets one JPEG from
-the :class:`~edgeface.runtime.http.encoder.FrameEncoder` and hands the same bytes to every
+the :class:`~edgeface.http.encoder.FrameEncoder` and hands the same bytes to every
 viewer's socket without waiting on any: a viewer whose queue is still over the high-water
 mark skips the frame, and one that has taken nothing for ``write_timeout`` seconds is
 dropped. So N viewers cost one encode per frame and at most about one queued frame each,
@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 from typing import Optional
 
-from edgeface.runtime.http.encoder import FrameEncoder
-from edgeface.runtime.http.limits import HttpLimits
-from edgeface.runtime.http.protocol import ClientStream
+from edgeface.http.encoder import FrameEncoder
+from edgeface.http.limits import HttpLimits
+from edgeface.http.protocol import ClientStream
 from edgeface.runtime.metrics import HttpCounters
 
 BOUNDARY = "edgefaceframe"

@@ -25,8 +25,8 @@ import threading
 import time
 from typing import Any, Callable, Optional
 
-from edgeface.runtime.http.osthread import name_os_thread
-from edgeface.runtime.http.router import HttpError
+from edgeface.http.osthread import name_os_thread
+from edgeface.http.router import HttpError
 
 log = logging.getLogger(__name__)
 

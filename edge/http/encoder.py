@@ -15,8 +15,8 @@ import threading
 import time
 from typing import Optional
 
-from edgeface.runtime.http.latest import LatestSink
-from edgeface.runtime.http.osthread import name_os_thread
+from edgeface.http.latest import LatestSink
+from edgeface.http.osthread import name_os_thread
 from edgeface.runtime.metrics import HttpCounters
 
 log = logging.getLogger(__name__)

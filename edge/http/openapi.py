@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgeface import __version__
-from edgeface.runtime.http import limits as L
+from edgeface.http import limits as L
 
 
 def _error(description: str, retry_after: bool = False) -> dict[str, Any]:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from typing import Any, Mapping, Optional
 
 from edgeface.frames import FrameResult
-from edgeface.runtime.http import limits as L
-from edgeface.runtime.http.latest import LatestSink
+from edgeface.http import limits as L
+from edgeface.http.latest import LatestSink
 from edgeface.runtime.lend import DEFAULT_SHARE, DetectorLender
 from edgeface.runtime.options import Option, boolean, number, string
 from edgeface.runtime.sinks.base import SinkContext, SinkKind
@@ -28,10 +28,12 @@ class HttpSink:
                  lender: Optional[DetectorLender] = None, api: bool = True,
                  share: float = DEFAULT_SHARE, client_rate: float = L.API_CLIENT_RATE,
                  total_rate: float = L.API_GLOBAL_RATE, device: str = ""):
-        from edgeface.runtime.http.api import open_api
-        from edgeface.runtime.http.auth import TokenAuth, check_bind
-        from edgeface.runtime.http.feed import EventFeed
-        from edgeface.runtime.http.server import StatusServer, parse_bind
+        # Here, not at the top: `run` imports this module to register the output, and the
+        # API imports the detector (OpenCV), which `run --help` on a base install lacks.
+        from edgeface.http.api import open_api
+        from edgeface.http.auth import TokenAuth, check_bind
+        from edgeface.http.feed import EventFeed
+        from edgeface.http.server import StatusServer, parse_bind
 
         host, port = parse_bind(bind)
         auth = TokenAuth.from_env()

@@ -1,6 +1,6 @@
 """The HTTP server's limits: how many connections, viewers and bytes it accepts and how long
 it waits for a client. Every default carries the number that justifies it; a
-:class:`~edgeface.runtime.http.server.StatusServer` takes each one as a keyword argument."""
+:class:`~edgeface.http.server.StatusServer` takes each one as a keyword argument."""
 
 from __future__ import annotations
 
@@ -121,7 +121,7 @@ class HttpLimits:
                 raise ValueError(f"{name} must be > 0 seconds")
 
 
-# -- POST /detect (the image API: edgeface.runtime.http.api) ---------------------------------
+# -- POST /detect (the image API: edgeface.http.api) ---------------------------------
 #: Images per request (multipart parts); more is a 400.
 API_MAX_IMAGES = 8
 #: Pixels one uploaded image may declare (checked from its header before decoding; over it:

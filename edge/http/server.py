@@ -27,17 +27,17 @@ import time
 from typing import TYPE_CHECKING, Optional
 
 from edgeface.errors import ConfigError, EdgefaceError
-from edgeface.runtime.http import limits as L
-from edgeface.runtime.http.auth import TokenAuth, check_bind
-from edgeface.runtime.http.encoder import FrameEncoder
-from edgeface.runtime.http.latest import LatestSink
-from edgeface.runtime.http.mjpeg import CONTENT_TYPE, MjpegBroadcaster
-from edgeface.runtime.http.openapi import spec
-from edgeface.runtime.http.osthread import name_os_thread
-from edgeface.runtime.http.pacing import Pacer, paced
-from edgeface.runtime.http.page import LOGIN, PAGE
-from edgeface.runtime.http.protocol import HttpConnections
-from edgeface.runtime.http.router import (
+from edgeface.http import limits as L
+from edgeface.http.auth import TokenAuth, check_bind
+from edgeface.http.encoder import FrameEncoder
+from edgeface.http.latest import LatestSink
+from edgeface.http.mjpeg import CONTENT_TYPE, MjpegBroadcaster
+from edgeface.http.openapi import spec
+from edgeface.http.osthread import name_os_thread
+from edgeface.http.pacing import Pacer, paced
+from edgeface.http.page import LOGIN, PAGE
+from edgeface.http.protocol import HttpConnections
+from edgeface.http.router import (
     HttpError,
     Request,
     Response,
@@ -50,8 +50,8 @@ from edgeface.runtime.memory import peak_rss_bytes, rss_bytes
 from edgeface.runtime.metrics import Metrics
 
 if TYPE_CHECKING:
-    from edgeface.runtime.http.api import DetectApi
-    from edgeface.runtime.http.feed import EventFeed
+    from edgeface.http.api import DetectApi
+    from edgeface.http.feed import EventFeed
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class StatusServer:
     """Serves a :class:`LatestSink` and :class:`Metrics` from a background thread.
 
     Every limit is a keyword argument; the defaults, and the numbers behind them, are in
-    :mod:`edgeface.runtime.http.limits`. ``stream_max_fps`` / ``jpeg_max_fps`` 0: no cap.
+    :mod:`edgeface.http.limits`. ``stream_max_fps`` / ``jpeg_max_fps`` 0: no cap.
     ``stale_after``: seconds without a frame before ``/healthz`` says 503 "stalled".
     ``api``: serve ``POST /detect``; ``feed``: ``/events``; ``camera`` False: no camera
     (``edgeface serve``: no stream, snapshot, detections or events; ``/healthz`` is 200

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Optional
 
-from edgeface.runtime.http.router import Handler, HttpError, Request
+from edgeface.http.router import Handler, HttpError, Request
 
 
 class Pacer:

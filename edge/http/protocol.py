@@ -8,7 +8,7 @@ refusals (4xx but 429) are paced like requests, so a client looping on them cost
 
 One event-loop thread runs every connection, so an idle or slow client costs a file
 descriptor and a few KB, never a thread. Handlers come from a
-:class:`~edgeface.runtime.http.router.Router`.
+:class:`~edgeface.http.router.Router`.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from http import HTTPStatus
 from typing import TYPE_CHECKING, Optional
 from urllib.parse import urlsplit
 
-from edgeface.runtime.http.limits import HttpLimits
-from edgeface.runtime.http.pacing import Pacer
-from edgeface.runtime.http.router import (
+from edgeface.http.limits import HttpLimits
+from edgeface.http.pacing import Pacer
+from edgeface.http.router import (
     HttpError,
     Request,
     Response,
@@ -34,7 +34,7 @@ from edgeface.runtime.http.router import (
 from edgeface.runtime.metrics import HttpCounters
 
 if TYPE_CHECKING:
-    from edgeface.runtime.http.router import Router
+    from edgeface.http.router import Router
 
 log = logging.getLogger(__name__)
 
