@@ -7,7 +7,7 @@ defects make the body malformed. Parsing the whole body with ``email.parser.Byte
 instead took 0.35 s and 67 MB of peak memory for an 8 MB body of 8 parts on x86-64 (it
 decodes the body to a string, splits it into lines and copies each payload back), all on
 the event-loop thread; splitting takes milliseconds and one copy of each payload.
-``tests/runtime/test_api_multipart.py`` holds the parts equal to what ``BytesParser`` finds.
+``tests/runtime/http/test_api_multipart.py`` holds the parts equal to what ``BytesParser`` finds.
 
 Anything unexpected is a :class:`MultipartError` (the API's 400): a missing or invalid
 boundary, no closing delimiter, a part without a header block, header defects, a

@@ -1,7 +1,7 @@
 """The OpenAPI 3 description of the device's HTTP API, served at ``/openapi.json``.
 
 Written by hand (a dict, no framework): it is the contract clients code against, so it
-changes only when the API does. ``tests/runtime/test_api_openapi.py`` checks its structure
+changes only when the API does. ``tests/runtime/http/test_api_openapi.py`` checks its structure
 and that it names every route the server has.
 """
 

@@ -3,7 +3,7 @@ and one line naming the problem, and every other input must still be processed.
 
 Classes (issue 12): pixel bombs; damaged videos; bad values (flags, config files, images
 that are not regular files); hostile model metadata; outputs that would destroy inputs or
-be cut. The HTTP server's own hostile clients are in tests/runtime/test_http*.py, and the
+be cut. The HTTP server's own hostile clients are in tests/runtime/http/test_http*.py, and the
 real memory cgroup in test_memory_cgroup.py.
 """
 
