@@ -42,6 +42,7 @@ from pathlib import Path
 
 import http_load
 
+from edgeface.http.limits import HttpLimits
 from edgeface.http.server import StatusServer as AsyncioStatusServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -304,6 +305,7 @@ def original_server(rev: str):
     """The StatusServer class of ``rev`` (git), loaded as a module of its own."""
     import types
 
+    # A revision before the move to edge/http/ imports edgeface.runtime.http, gone here.
     src = subprocess.run(["git", "show", f"{rev}:edge/http/server.py"], cwd=REPO,
                          check=True, capture_output=True, text=True).stdout
     mod = types.ModuleType("edgeface_original_http_server")
@@ -313,8 +315,8 @@ def original_server(rev: str):
 
 def unbudgeted(latest, metrics, host="127.0.0.1", port=8080, **kw):
     """edgeface's server without its request and snapshot budgets (what they buy)."""
-    return AsyncioStatusServer(latest, metrics, host, port, request_max_rate=0,
-                               snapshot_max_rate=0, **kw)
+    return AsyncioStatusServer(latest, metrics, host, port,
+                               limits=HttpLimits(request_max_rate=0, snapshot_max_rate=0), **kw)
 
 
 def server_class(variant: str, rev: str | None):

@@ -70,8 +70,7 @@ def serve(model: Path, bind: str, rate: float, total_rate: float, **options: Any
     if options["size"] is not None:
         options["size"] = parse_wxh(options["size"], "--size")
     api = open_api({"model": model, **options}, background=False, threads=options["threads"],
-                   client_rate=rate, client_burst=max(1, 2 * rate), global_rate=total_rate,
-                   global_burst=max(1, 2 * total_rate))
+                   limits=L.ApiLimits.rates(rate, total_rate))
     try:
         server = StatusServer(LatestSink(), Metrics(), host, port, api=api, auth=auth,
                               camera=False).start()

@@ -19,6 +19,7 @@ import functools
 import math
 import time
 from collections import Counter
+from dataclasses import replace
 from typing import Any, Mapping, Optional
 
 import numpy as np
@@ -50,20 +51,16 @@ class DetectApi:
     lent between frames: :class:`~edgeface.runtime.lend.DetectorLender`)."""
 
     def __init__(self, detector: FaceDetector, *, background: bool,
-                 max_pixels: int = L.API_MAX_PIXELS, max_images: int = L.API_MAX_IMAGES,
-                 max_body_bytes: int = L.MAX_BODY_BYTES, queue_requests: int = L.API_QUEUE_REQUESTS,
-                 queue_bytes: int = L.API_QUEUE_BYTES, queue_timeout: float = L.API_QUEUE_TIMEOUT,
-                 upload_bytes: int = L.API_UPLOAD_BYTES,
-                 client_rate: float = L.API_CLIENT_RATE, client_burst: float = L.API_CLIENT_BURST,
-                 global_rate: float = L.API_GLOBAL_RATE, global_burst: float = L.API_GLOBAL_BURST):
+                 limits: Optional[L.ApiLimits] = None):
+        lim = limits if limits is not None else L.ApiLimits()
         self.detector = detector
-        self.max_pixels, self.max_images = max_pixels, max_images
-        self.max_body_bytes = max_body_bytes
-        self.worker = ApiWorker(background=background, max_requests=queue_requests,
-                                max_bytes=queue_bytes, queue_timeout=queue_timeout).start()
-        self.uploads = ByteBudget(upload_bytes)
-        self.limiter = RateLimiter(client_rate, client_burst, global_rate, global_burst,
-                                   L.API_CLIENTS_TRACKED, time.monotonic())
+        self.max_pixels, self.max_images = lim.max_pixels, lim.max_images
+        self.max_body_bytes = lim.max_body_bytes
+        self.worker = ApiWorker(background=background, max_requests=lim.queue_requests,
+                                max_bytes=lim.queue_bytes, queue_timeout=lim.queue_timeout).start()
+        self.uploads = ByteBudget(lim.upload_bytes)
+        self.limiter = RateLimiter(lim.client_rate, lim.client_burst, lim.global_rate,
+                                   lim.global_burst, L.API_CLIENTS_TRACKED, time.monotonic())
         self.responses: Counter[int] = Counter()
         self.images = 0
 
@@ -204,17 +201,18 @@ def api_max_pixels(memory_limit: Optional[int], explicit: Optional[int]) -> int:
 
 def open_api(options: Mapping[str, Any], *, background: bool,
              detector: Optional[FaceDetector] = None, threads: Optional[int] = None,
-             **limits: Any) -> DetectApi:
+             limits: Optional[L.ApiLimits] = None) -> DetectApi:
     """A :class:`DetectApi` for ``options`` (``run``'s keys: model, size, thresholds,
     provider, memory_limit, max_image_pixels) on ``detector``, else on a detector of its
-    own for them with ``threads``."""
+    own for them with ``threads``. ``limits``' pixel cap is replaced by the options' one."""
     from edgeface.common.sizes import parse_size
 
     max_pixels = api_max_pixels(parse_size(options.get("memory_limit")),
                                 options.get("max_image_pixels"))
     if detector is None:
         detector = _open_detector(options, threads)
-    return DetectApi(detector, background=background, max_pixels=max_pixels, **limits)
+    limits = replace(limits if limits is not None else L.ApiLimits(), max_pixels=max_pixels)
+    return DetectApi(detector, background=background, limits=limits)
 
 
 def _open_detector(options: Mapping[str, Any], threads: Optional[int]) -> FaceDetector:

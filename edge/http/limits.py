@@ -157,3 +157,27 @@ API_GLOBAL_BURST = 20
 #: Client addresses whose buckets are remembered (the least recently seen are forgotten:
 #: a forgotten client starts with a full bucket, which is what an idle one has anyway).
 API_CLIENTS_TRACKED = 1024
+
+
+@dataclass(frozen=True)
+class ApiLimits:
+    """The limits of one image API (``POST /detect``; defaults: the constants above)."""
+
+    max_pixels: int = API_MAX_PIXELS
+    max_images: int = API_MAX_IMAGES
+    max_body_bytes: int = MAX_BODY_BYTES
+    queue_requests: int = API_QUEUE_REQUESTS
+    queue_bytes: int = API_QUEUE_BYTES
+    queue_timeout: float = API_QUEUE_TIMEOUT
+    upload_bytes: int = API_UPLOAD_BYTES
+    client_rate: float = API_CLIENT_RATE
+    client_burst: float = API_CLIENT_BURST
+    global_rate: float = API_GLOBAL_RATE
+    global_burst: float = API_GLOBAL_BURST
+
+    @classmethod
+    def rates(cls, client: float, total: float) -> ApiLimits:
+        """Requests per second per client and for all together, each with a burst of twice
+        that (at least 1): what ``--http-api-rate`` / ``--http-api-total-rate`` set."""
+        return cls(client_rate=client, client_burst=max(1, 2 * client), global_rate=total,
+                   global_burst=max(1, 2 * total))

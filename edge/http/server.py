@@ -24,6 +24,7 @@ import logging
 import socket
 import threading
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Optional
 
 from edgeface.errors import ConfigError, EdgefaceError
@@ -100,8 +101,9 @@ def _listen(host: str, port: int) -> socket.socket:
 class StatusServer:
     """Serves a :class:`LatestSink` and :class:`Metrics` from a background thread.
 
-    Every limit is a keyword argument; the defaults, and the numbers behind them, are in
-    :mod:`edgeface.http.limits`. ``stream_max_fps`` / ``jpeg_max_fps`` 0: no cap.
+    ``limits``: an :class:`~edgeface.http.limits.HttpLimits` (its defaults, and the numbers
+    behind them, are in :mod:`edgeface.http.limits`); ``stream_max_fps`` / ``jpeg_max_fps``
+    0: no cap.
     ``stale_after``: seconds without a frame before ``/healthz`` says 503 "stalled".
     ``api``: serve ``POST /detect``; ``feed``: ``/events``; ``camera`` False: no camera
     (``edgeface serve``: no stream, snapshot, detections or events; ``/healthz`` is 200
@@ -110,44 +112,26 @@ class StatusServer:
     """
 
     def __init__(self, latest: LatestSink, metrics: Metrics, host: str = DEFAULT_HOST,
-                 port: int = DEFAULT_PORT, *, max_connections: int = L.MAX_CONNECTIONS,
-                 max_streams: int = L.MAX_STREAMS, stream_max_fps: float = L.STREAM_MAX_FPS,
-                 jpeg_max_fps: float = L.JPEG_MAX_FPS,
-                 request_max_rate: float = L.REQUEST_MAX_RATE,
-                 snapshot_max_rate: float = L.SNAPSHOT_MAX_RATE,
-                 refusal_max_rate: float = L.REFUSAL_MAX_RATE,
-                 max_queue_wait: float = L.MAX_QUEUE_WAIT,
-                 header_timeout: float = L.HEADER_TIMEOUT,
-                 idle_timeout: float = L.IDLE_TIMEOUT, write_timeout: float = L.WRITE_TIMEOUT,
-                 body_timeout: float = L.BODY_TIMEOUT,
-                 body_min_rate: float = L.BODY_MIN_RATE, body_grace: float = L.BODY_GRACE,
-                 max_header_bytes: int = L.MAX_HEADER_BYTES,
-                 max_body_bytes: int = L.MAX_BODY_BYTES, stale_after: float = 10.0,
-                 api: Optional[DetectApi] = None, feed: Optional[EventFeed] = None,
-                 auth: Optional[TokenAuth] = None, camera: bool = True):
+                 port: int = DEFAULT_PORT, *, limits: Optional[L.HttpLimits] = None,
+                 stale_after: float = 10.0, api: Optional[DetectApi] = None,
+                 feed: Optional[EventFeed] = None, auth: Optional[TokenAuth] = None,
+                 camera: bool = True):
         self.auth = auth if auth is not None else TokenAuth.from_env()
         check_bind(host, self.auth)
         self.latest = latest
         self.metrics = metrics
         self.stale_after = stale_after
         self.api, self.feed, self.camera = api, feed, camera
-        self.limits = L.HttpLimits(
-            max_connections=max_connections, max_streams=max_streams,
-            stream_max_fps=stream_max_fps, jpeg_max_fps=jpeg_max_fps,
-            request_max_rate=request_max_rate, snapshot_max_rate=snapshot_max_rate,
-            refusal_max_rate=refusal_max_rate,
-            max_queue_wait=max_queue_wait,
-            header_timeout=header_timeout, idle_timeout=idle_timeout,
-            write_timeout=write_timeout, body_timeout=body_timeout,
-            body_min_rate=body_min_rate, body_grace=body_grace,
-            max_header_bytes=max_header_bytes, max_body_bytes=max_body_bytes,
-            overflow_timeout=min(L.OVERFLOW_TIMEOUT, header_timeout))
+        limits = limits if limits is not None else L.HttpLimits()
+        # A connection over the cap is held no longer than a client may take for its headers.
+        self.limits = limits = replace(
+            limits, overflow_timeout=min(limits.overflow_timeout, limits.header_timeout))
         counters = metrics.http
-        self.encoder = FrameEncoder(latest, counters, jpeg_max_fps)
+        self.encoder = FrameEncoder(latest, counters, limits.jpeg_max_fps)
         self.mjpeg = MjpegBroadcaster(self.encoder, self.limits, counters)
         self._openapi = json.dumps(spec(camera), indent=1).encode()
         self._soc: tuple[float, Optional[float]] = (-1e9, None)
-        self.router = self._routes(request_max_rate, snapshot_max_rate)
+        self.router = self._routes(limits.request_max_rate, limits.snapshot_max_rate)
         if api is not None:
             metrics.add_stats("api", api.stats, api.STATS_GAUGES)
         self.connections = HttpConnections(self.router, self.limits, counters)

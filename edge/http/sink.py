@@ -43,8 +43,7 @@ class HttpSink:
         if api and lender is not None:
             lender.share = share
             self.api = open_api(options or {}, background=True, detector=lender,
-                                client_rate=client_rate, client_burst=max(1, 2 * client_rate),
-                                global_rate=total_rate, global_burst=max(1, 2 * total_rate))
+                                limits=L.ApiLimits.rates(client_rate, total_rate))
             metrics.add_stats("api_lent", lender.stats, ("waiting", "share"))
         self.feed = EventFeed(device=device)
         try:

@@ -22,6 +22,7 @@ from edgeface.http.api import DetectApi, open_api
 from edgeface.http.auth import COOKIE, TokenAuth
 from edgeface.http.feed import EventFeed
 from edgeface.http.latest import LatestSink
+from edgeface.http.limits import ApiLimits
 from edgeface.http.server import StatusServer
 from edgeface.inference.detector import Detector
 from edgeface.runtime.metrics import Metrics
@@ -85,9 +86,10 @@ def serve(model):
 
     def make(token=None, camera=False, feed=None, detector=None, **limits):
         if detector is None:
-            api = open_api({"model": model}, background=False, threads=1, **limits)
+            api = open_api({"model": model}, background=False, threads=1,
+                           limits=ApiLimits(**limits))
         else:
-            api = DetectApi(detector, background=False, **limits)
+            api = DetectApi(detector, background=False, limits=ApiLimits(**limits))
         server = StatusServer(LatestSink(), Metrics(), "127.0.0.1", 0, api=api, feed=feed,
                               auth=TokenAuth(token), camera=camera).start()
         made.append((server, api))

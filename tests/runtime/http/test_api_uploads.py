@@ -17,6 +17,7 @@ from runtime_fakes import tiny_onnx
 from edgeface.http.api import open_api
 from edgeface.http.auth import TokenAuth
 from edgeface.http.latest import LatestSink
+from edgeface.http.limits import ApiLimits, HttpLimits
 from edgeface.http.server import StatusServer
 from edgeface.runtime.metrics import Metrics
 
@@ -31,10 +32,12 @@ def serve(model):
     made = []
 
     def make(body_grace=1.0, body_min_rate=8 * 1024, **limits):
-        api = open_api({"model": model}, background=False, threads=1, **limits)
+        api = open_api({"model": model}, background=False, threads=1,
+                       limits=ApiLimits(**limits))
         server = StatusServer(LatestSink(), Metrics(), "127.0.0.1", 0, api=api,
-                              auth=TokenAuth(None), camera=False, body_grace=body_grace,
-                              body_min_rate=body_min_rate).start()
+                              auth=TokenAuth(None), camera=False,
+                              limits=HttpLimits(body_grace=body_grace,
+                                                body_min_rate=body_min_rate)).start()
         made.append((server, api))
         return server
 

@@ -15,6 +15,7 @@ from runtime_fakes import make_result
 
 from edgeface.errors import ConfigError
 from edgeface.http.latest import LatestSink
+from edgeface.http.limits import HttpLimits
 from edgeface.http.server import StatusServer, parse_bind
 from edgeface.runtime.metrics import LATENCY_BUCKETS, Metrics
 
@@ -23,7 +24,8 @@ from edgeface.runtime.metrics import LATENCY_BUCKETS, Metrics
 def served():
     latest, metrics = LatestSink(), Metrics()
     metrics.memory_limit = 512 << 20
-    server = StatusServer(latest, metrics, "127.0.0.1", 0, max_streams=1, stream_max_fps=0,
+    server = StatusServer(latest, metrics, "127.0.0.1", 0,
+                          limits=HttpLimits(max_streams=1, stream_max_fps=0),
                           stale_after=5).start()
     yield server, latest, metrics
     server.close()

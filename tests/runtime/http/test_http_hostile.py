@@ -12,6 +12,7 @@ import pytest
 
 from edgeface.http.auth import TokenAuth
 from edgeface.http.latest import LatestSink
+from edgeface.http.limits import HttpLimits
 from edgeface.http.server import StatusServer
 from edgeface.runtime.metrics import Metrics
 
@@ -24,7 +25,7 @@ def make_server():
 
     def make(token=None, **kw):
         server = StatusServer(LatestSink(), Metrics(), "127.0.0.1", 0, auth=TokenAuth(token),
-                              **kw).start()
+                              limits=HttpLimits(**kw)).start()
         servers.append(server)
         return server
 

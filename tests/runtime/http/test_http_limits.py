@@ -13,6 +13,7 @@ import pytest
 from runtime_fakes import make_result
 
 from edgeface.http.latest import LatestSink
+from edgeface.http.limits import HttpLimits
 from edgeface.http.protocol import http_date
 from edgeface.http.router import HttpError, Response
 from edgeface.http.server import StatusServer
@@ -27,7 +28,7 @@ def make_server():
         latest, metrics = LatestSink(), Metrics()
         kw.setdefault("stream_max_fps", 0)
         kw.setdefault("jpeg_max_fps", 0)
-        server = StatusServer(latest, metrics, "127.0.0.1", 0, **kw).start()
+        server = StatusServer(latest, metrics, "127.0.0.1", 0, limits=HttpLimits(**kw)).start()
         servers.append(server)
         return server, latest, metrics
 
