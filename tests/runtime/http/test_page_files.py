@@ -35,8 +35,9 @@ def test_a_non_editable_wheel_carries_the_pages(tmp_path):
     is present in the editable checkout and absent there. Built from a copy of the sources,
     so that setuptools' build/ folder lands there, not in the checkout."""
     src = tmp_path / "src"
+    src.mkdir()
     for name in ("setup.cfg", "setup.py", "pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, src / name if src.exists() else _mkdir(src) / name)
+        shutil.copy2(REPO / name, src / name)
     for name in ("edge", "models", "quantize", "calibration"):
         shutil.copytree(REPO / name, src / name,
                         ignore=shutil.ignore_patterns("__pycache__", "*.so", "*.onnx"))
@@ -51,8 +52,3 @@ def test_a_non_editable_wheel_carries_the_pages(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for name in FILES:
         assert f"edgeface/http/{name}" in names
-
-
-def _mkdir(path):
-    path.mkdir(parents=True)
-    return path
