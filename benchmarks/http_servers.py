@@ -2,7 +2,7 @@
 """Which HTTP server for the device (issue 12): the stdlib asyncio server edgeface ships, a
 hardened stdlib ``ThreadingHTTPServer`` and aiohttp, each measured the same way.
 
-* **asyncio** - ``edgeface.runtime.http.server.StatusServer``: one event-loop thread, one
+* **asyncio** - ``edgeface.http.server.StatusServer``: one event-loop thread, one
   JPEG worker thread, deadlines on every connection, 512 connections, 503 past it.
 * **threaded** - ``ThreadingHTTPServer`` hardened as the stdlib allows (below): a thread per
   connection but at most 32 (503 past it, right after accept), a 10 s socket timeout on every
@@ -42,7 +42,8 @@ from pathlib import Path
 
 import http_load
 
-from edgeface.runtime.http.server import StatusServer as AsyncioStatusServer
+from edgeface.http.limits import HttpLimits
+from edgeface.http.server import StatusServer as AsyncioStatusServer
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = REPO / "benchmarks" / "results" / "http_servers.json"
@@ -205,7 +206,7 @@ class AiohttpStatusServer:
 
         from aiohttp import web
 
-        from edgeface.runtime.http.encoder import FrameEncoder
+        from edgeface.http.encoder import FrameEncoder
 
         self.latest, self.metrics, self.stale_after = latest, metrics, stale_after
         self.health = AsyncioStatusServer.health.__get__(self)
@@ -304,7 +305,8 @@ def original_server(rev: str):
     """The StatusServer class of ``rev`` (git), loaded as a module of its own."""
     import types
 
-    src = subprocess.run(["git", "show", f"{rev}:edge/runtime/http/server.py"], cwd=REPO,
+    # A revision before the move to edge/http/ imports edgeface.runtime.http, gone here.
+    src = subprocess.run(["git", "show", f"{rev}:edge/http/server.py"], cwd=REPO,
                          check=True, capture_output=True, text=True).stdout
     mod = types.ModuleType("edgeface_original_http_server")
     exec(compile(src, f"{rev}:server.py", "exec"), mod.__dict__)  # noqa: S102 - our own git
@@ -313,8 +315,8 @@ def original_server(rev: str):
 
 def unbudgeted(latest, metrics, host="127.0.0.1", port=8080, **kw):
     """edgeface's server without its request and snapshot budgets (what they buy)."""
-    return AsyncioStatusServer(latest, metrics, host, port, request_max_rate=0,
-                               snapshot_max_rate=0, **kw)
+    return AsyncioStatusServer(latest, metrics, host, port,
+                               limits=HttpLimits(request_max_rate=0, snapshot_max_rate=0), **kw)
 
 
 def server_class(variant: str, rev: str | None):
@@ -330,7 +332,7 @@ def server_class(variant: str, rev: str | None):
 # -- child processes -----------------------------------------------------------------------
 def device_main(variant: str, rev: str | None, run_args: list[str]) -> int:
     """`edgeface run` with the variant as its HTTP server."""
-    import edgeface.runtime.http.server as srv
+    import edgeface.http.server as srv
 
     srv.StatusServer = server_class(variant, rev)
     from edgeface.cli import main
@@ -342,11 +344,8 @@ def serve_main(variant: str, rev: str | None, port: int) -> int:
     """The variant alone, fed a 720p frame 20 times a second, until stdin closes."""
     import numpy as np
 
-    from edgeface.inference.detector import Timing
-    from edgeface.inference.postprocess import Detections
-    from edgeface.inference.results import FrameResult
-    from edgeface.media.frame import Frame
-    from edgeface.runtime.http.latest import LatestSink
+    from edgeface.frames import Detections, Frame, FrameResult, Timing
+    from edgeface.http.latest import LatestSink
     from edgeface.runtime.metrics import Metrics
 
     latest, metrics = LatestSink(), Metrics()
@@ -373,11 +372,11 @@ def serve_main(variant: str, rev: str | None, port: int) -> int:
 
 _STACK = {  # variant -> (modules alone, what the device adds on top of its runtime)
     "asyncio": ("import asyncio, email.utils, http, urllib.parse",
-                "import edgeface.runtime.http.server"),
+                "import edgeface.http.server"),
     "asyncio-nobudget": ("import asyncio, email.utils, http, urllib.parse",
-                         "import edgeface.runtime.http.server"),
+                         "import edgeface.http.server"),
     "threaded": ("import http.server, socketserver", "import http.server, socketserver"),
-    "aiohttp": ("import aiohttp.web", "import aiohttp.web, edgeface.runtime.http.encoder"),
+    "aiohttp": ("import aiohttp.web", "import aiohttp.web, edgeface.http.encoder"),
     "original": ("import http.server, socketserver", "import http.server, socketserver"),
 }
 
@@ -386,7 +385,7 @@ def import_rss(variant: str, on_top: bool, env: dict) -> float:
     """MB of RSS a fresh interpreter gains importing the variant's server stack (alone, or
     after numpy, cv2, ONNX Runtime and edgeface's runtime modules, as in the device)."""
     base = ("import numpy, cv2, onnxruntime, edgeface.runtime.metrics, "
-            "edgeface.runtime.http.latest" if on_top else "")
+            "edgeface.http.latest" if on_top else "")
     code = (f"import re\n{base}\n"
             "def rss(): return int(re.search(r'VmRSS:\\s+(\\d+)', open('/proc/self/status')"
             ".read()).group(1))\n"

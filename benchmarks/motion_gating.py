@@ -170,7 +170,7 @@ def replay(video: Path, detector, fps: float, gated: bool) -> dict:
     """The detector and tracker on every frame, or on the frames the motion gate passes."""
     import cv2
 
-    from edgeface.media.frame import Frame
+    from edgeface.frames import Frame
     from edgeface.runtime.motion import MotionGate
     from edgeface.runtime.tracking import Tracker
 

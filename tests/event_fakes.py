@@ -9,8 +9,7 @@ from typing import Callable
 import numpy as np
 from runtime_fakes import make_result, synthetic_frames
 
-from edgeface.inference.results import FrameResult
-from edgeface.runtime.events import Track, TrackEvent
+from edgeface.frames import FrameResult, Track, TrackEvent
 
 T0 = 1700000000.0
 

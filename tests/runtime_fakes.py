@@ -18,12 +18,9 @@ import numpy as np
 import onnx_writer as ox
 
 from edgeface.errors import SourceError
-from edgeface.inference.detector import Timing
+from edgeface.frames import Detections, Frame, FrameResult, Timing
 from edgeface.inference.model_info import ModelInfo
-from edgeface.inference.postprocess import Detections
 from edgeface.inference.priors import prior_boxes
-from edgeface.inference.results import FrameResult
-from edgeface.media.frame import Frame
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,9 @@ REPO = Path(__file__).resolve().parents[1]
 ROOTS = {"edge": "edgeface", "models": "edgeface.models", "quantize": "edgeface.quantize",
          "calibration": "edgeface.calibration"}
 
-BASE = {"edgeface", "edgeface.errors", "edgeface.common", "edgeface.system"}
+# The ground floor: errors, helpers, the machine, and the frame types every layer passes
+# around (edgeface.frames: stdlib and numpy only).
+BASE = {"edgeface", "edgeface.errors", "edgeface.common", "edgeface.system", "edgeface.frames"}
 # package -> the packages it may import (besides itself and BASE).
 ALLOWED = {
     "edgeface.common": set(),
@@ -27,13 +29,20 @@ ALLOWED = {
     "edgeface.checkpoints": set(),
     "edgeface.inference": {"edgeface.media"},
     "edgeface.runtime": {"edgeface.system", "edgeface.media", "edgeface.inference"},
+    # The HTTP wing sits above the runtime, never beside it: it reads the run's metrics,
+    # borrows the camera loop's detector (runtime.lend) and is an output registered with
+    # runtime.sinks; the runtime has no use for a web server, so no arrow points back.
+    "edgeface.http": {"edgeface.system", "edgeface.media", "edgeface.inference",
+                      "edgeface.runtime"},
     "edgeface.calibration": {"edgeface.media", "edgeface.inference"},
     "edgeface.models": {"edgeface.inference"},
     "edgeface.quantize": {"edgeface.media", "edgeface.inference", "edgeface.calibration",
                           "edgeface.models"},
     "edgeface.bench": {"edgeface.system", "edgeface.media", "edgeface.inference",
                        "edgeface.runtime"},
-    "edgeface.service": {"edgeface.system", "edgeface.inference", "edgeface.runtime"},
+    # The service checks configs whose outputs include the HTTP server's (edgeface.http).
+    "edgeface.service": {"edgeface.system", "edgeface.inference", "edgeface.runtime",
+                         "edgeface.http"},
 }
 
 
@@ -83,6 +92,118 @@ def test_no_module_imports_a_layer_above_it(module):
     assert not bad, f"{module} ({MODULES[module].relative_to(REPO)}) imports {bad}"
 
 
+def _module_graph() -> dict[str, set[str]]:
+    """module -> the edgeface modules it imports (``from pkg import submodule`` included)."""
+    graph = {}
+    for name, path in MODULES.items():
+        found = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+                found.update(f"{node.module}.{a.name}" for a in node.names)
+            elif isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+        graph[name] = {m for m in found if m in MODULES and m != name}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[tuple[str, ...]]:
+    """The strongly connected components of more than one module (Tarjan, iteratively)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found = []
+    for root in sorted(graph):
+        if root in index:
+            continue
+        work = [(root, iter(sorted(graph[root])))]
+        index[root] = low[root] = len(index)
+        stack.append(root)
+        on_stack.add(root)
+        while work:
+            v, children = work[-1]
+            for w in children:
+                if w not in index:
+                    index[w] = low[w] = len(index)
+                    stack.append(w)
+                    on_stack.add(w)
+                    work.append((w, iter(sorted(graph[w]))))
+                    break
+                if w in on_stack:
+                    low[v] = min(low[v], index[w])
+            else:
+                work.pop()
+                if work:
+                    low[work[-1][0]] = min(low[work[-1][0]], low[v])
+                if low[v] == index[v]:
+                    comp = []
+                    while True:
+                        w = stack.pop()
+                        on_stack.discard(w)
+                        comp.append(w)
+                        if w == v:
+                            break
+                    if len(comp) > 1:
+                        found.append(tuple(sorted(comp)))
+    return found
+
+
+#: Cycles still cut by in-function imports, each owned by a change in flight (issue 22):
+#: delete its line when it opens. A new cycle fails the test below.
+KNOWN_CYCLES = {
+    ("edgeface.system.doctor", "edgeface.system.doctor_host", "edgeface.system.doctor_stack"),
+    ("edgeface.quantize.compaction", "edgeface.quantize.config", "edgeface.quantize.graph",
+     "edgeface.quantize.report"),
+    ("edgeface.inference.dcn", "edgeface.inference.dcn.sampler"),
+}
+
+
+def test_no_import_cycles_even_through_lazy_imports():
+    """An import inside a function (or under TYPE_CHECKING) hides a cycle from Python but
+    not from a reader: two modules that need each other are one module, or share a third."""
+    cycles = set(_cycles(_module_graph()))
+    assert cycles <= KNOWN_CYCLES, f"import cycles: {sorted(cycles - KNOWN_CYCLES)}"
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [("a", "b", "c")]
+
+
+#: Functions still over the shape budget, each owned by a change in flight (issue 22):
+#: delete its line when it is reshaped. A new one fails the test below.
+KNOWN_LONG_SHAPES = {
+    "edge/runtime/loop.py:Runtime.__init__", "edge/runtime/sinks/mqtt.py:MqttSink.__init__",
+    "edge/runtime/sources/registry.py:open_source", "edge/cli/quantize_cmd.py:_quantize_onnx",
+    "edge/cli/quantize_cmd.py:_build_tensorrt", "quantize/int8.py:quantize_int8",
+}
+
+
+def _long_shapes() -> set[str]:
+    """Functions over 120 lines, or (click commands aside) with more than 12 parameters."""
+    found = set()
+    for folder in ROOTS:
+        for path in (REPO / folder).rglob("*.py"):
+            tree = ast.parse(path.read_text())
+            for owner in ast.walk(tree):
+                for node in ast.iter_child_nodes(owner):
+                    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                        continue
+                    a = node.args
+                    names = [x.arg for x in (*a.posonlyargs, *a.args, *a.kwonlyargs)]
+                    params = len(names) - (names[:1] in (["self"], ["cls"])) + bool(a.vararg)
+                    click = any("click" in ast.unparse(d) for d in node.decorator_list)
+                    lines = node.end_lineno - node.lineno + 1
+                    if lines > 120 or (params > 12 and not click):
+                        where = f"{owner.name}.{node.name}" \
+                            if isinstance(owner, ast.ClassDef) else node.name
+                        found.add(f"{path.relative_to(REPO)}:{where}")
+    return found
+
+
+def test_no_function_runs_past_120_lines_or_takes_more_than_12_parameters():
+    """Past that, a function does several jobs or its arguments want a settings object."""
+    new = _long_shapes() - KNOWN_LONG_SHAPES
+    assert not new, f"over the shape budget: {sorted(new)}"
+
+
 def test_no_module_grows_past_the_size_budget():
     """About 450 lines a module (a little slack for a docstring); split by job past it."""
     big = {str(p.relative_to(REPO)): n for p in MODULES.values()
@@ -103,6 +224,17 @@ def test_the_runtime_path_never_imports_torch():
             "assert not bad, bad\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_the_frame_types_import_only_the_standard_library_and_numpy():
+    """``edgeface.frames`` is what a base install without OpenCV or ONNX Runtime imports to
+    name a result; anything heavier there would break ``--help`` on such a device."""
+    tree = ast.parse((REPO / "edge" / "frames.py").read_text())
+    roots = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import)
+             for a in n.names}
+    roots |= {n.module.split(".")[0] for n in ast.walk(tree)
+              if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+    assert roots - set(sys.stdlib_module_names) == {"numpy"}, roots
 
 
 def test_setup_cfg_lists_every_package():

@@ -25,11 +25,12 @@ import numpy as np
 from edgeface.common.files import sha256_file
 from edgeface.common.registry import Registry
 from edgeface.errors import require
+from edgeface.frames import Detections, Timing
 from edgeface.inference.backends import RawOutputs
 from edgeface.inference.backends.onnxruntime.runtime import session_options
-from edgeface.inference.detector import Detector, Timing, detect_timed
+from edgeface.inference.detector import Detector, detect_timed
 from edgeface.inference.model_info import ModelInfo
-from edgeface.inference.postprocess import Detections, PostprocessConfig
+from edgeface.inference.postprocess import PostprocessConfig
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeface.bench.frames import FrameSpec, make_frame_spec
+from edgeface.bench.model_spec import ModelSpec
 from edgeface.bench.records import _dedupe_labels
 from edgeface.bench.results import RESULT_KIND, SCHEMA_VERSION
 from edgeface.bench.stats import summarize
@@ -36,18 +37,6 @@ from edgeface.bench.worker import Worker
 from edgeface.common.timing import paired_ratio, round_robin
 from edgeface.errors import ConfigError, EdgefaceError, ModelError
 from edgeface.system import thermal
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One model to measure: an edgeface ONNX file or a peer (see :mod:`edgeface.bench.peers`)."""
-
-    kind: str  # "onnx" | "peer"
-    target: str  # file path or peer name
-    label: str | None = None  # None: derived from the model's metadata
-    # "auto": the DCN fast path where it runs; "onnxruntime": ONNX Runtime's DeformConv (the
-    # baseline the fast path is measured against, in the same interleaved run)
-    dcn: str = "auto"
 
 
 def dcn_baselines(specs: Sequence[ModelSpec]) -> list[ModelSpec]:

@@ -15,17 +15,15 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
 from edgeface.bench.frames import FrameSpec
+from edgeface.bench.model_spec import ModelSpec
 from edgeface.bench.records import model_record
 from edgeface.bench.stats import STAGES, summarize
 from edgeface.errors import EdgefaceError
-
-if TYPE_CHECKING:  # runs imports this module: the type only, to avoid a cycle
-    from edgeface.bench.runs import ModelSpec
 
 
 def _build(spec: Mapping[str, Any], threads: int, input_size: tuple[int, int],

@@ -104,8 +104,8 @@ def bench(ctx: click.Context, models: tuple[str, ...], threads: str | None, runs
 
         specs = dcn_baselines(specs)
     if peers:
+        from edgeface.bench.model_spec import ModelSpec
         from edgeface.bench.peers import PEERS, available_peers
-        from edgeface.bench.runs import ModelSpec
 
         found = available_peers()
         if not found:

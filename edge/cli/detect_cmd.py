@@ -44,11 +44,10 @@ def detect(inputs: tuple[Path, ...], model: Path, confidence_threshold: float,
     import cv2
 
     from edgeface.common.files import refuse_overwriting_inputs
+    from edgeface.frames import Frame, FrameResult
     from edgeface.inference.detector import Detector
     from edgeface.inference.draw import annotate
     from edgeface.inference.postprocess import PostprocessConfig
-    from edgeface.inference.results import FrameResult
-    from edgeface.media.frame import Frame
     from edgeface.media.images import ImageReadError, expand_inputs, read_image
     from edgeface.runtime.sinks import JsonLinesSink
 

@@ -61,6 +61,7 @@ def service_spec(config: Optional[Path]) -> ServiceSpec:
     if config is None:
         return ServiceSpec()
     try:
+        import edgeface.http.sink  # noqa: F401  the config's outputs.http
         from edgeface.runtime.config import load_config, merge
         from edgeface.runtime.sources import classify, selected
 

@@ -13,10 +13,11 @@ from typing import Any, Callable
 
 import click
 
+import edgeface.http.sink  # noqa: F401  registers the HTTP output (--http) before its flags
 from edgeface.cli.options import renamed
 from edgeface.errors import EXIT_FAILURE, ConfigError, EdgefaceError, SourceError
 from edgeface.runtime.config import (
-    DEFAULTS,
+    defaults,
     load_config,
     merge,
     output_options,
@@ -45,9 +46,10 @@ def click_option(opt: Option, default: Any = None) -> Callable:
 
 def _with_run_options(f: Callable) -> Callable:
     options = [*top_options(), *output_options().values()]
+    values = defaults()
     for opt in reversed(options):
-        default = DEFAULTS["outputs"].get(opt.key) if opt.key in DEFAULTS["outputs"] \
-            else DEFAULTS.get(opt.key)
+        default = values["outputs"].get(opt.key) if opt.key in values["outputs"] \
+            else values.get(opt.key)
         f = click_option(opt, default)(f)
     return f
 
@@ -78,7 +80,7 @@ def run(ctx: click.Context, config_path: Path | None, **flags: Any) -> None:
 
 
 def execute(opts: dict[str, Any]) -> None:
-    """Run with merged options (see :data:`edgeface.runtime.config.DEFAULTS` for the keys)."""
+    """Run with merged options (see :func:`edgeface.runtime.config.defaults` for the keys)."""
     from edgeface.common.files import refuse_overwriting_inputs
     from edgeface.common.sizes import parse_size
     from edgeface.inference.backends import open_backend

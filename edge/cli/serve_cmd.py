@@ -17,7 +17,7 @@ from edgeface.cli.options import (
     size_option,
     threads_option,
 )
-from edgeface.runtime.http import limits as L
+from edgeface.http import limits as L
 
 
 @click.command("serve")
@@ -54,10 +54,10 @@ def serve(model: Path, bind: str, rate: float, total_rate: float, **options: Any
     EDGEFACE_API_TOKEN), 3 bad model.
     """
     from edgeface.common.sizes import parse_wxh
-    from edgeface.runtime.http.api import open_api
-    from edgeface.runtime.http.auth import TokenAuth, check_bind
-    from edgeface.runtime.http.latest import LatestSink
-    from edgeface.runtime.http.server import StatusServer, parse_bind
+    from edgeface.http.api import open_api
+    from edgeface.http.auth import TokenAuth, check_bind
+    from edgeface.http.latest import LatestSink
+    from edgeface.http.server import StatusServer, parse_bind
     from edgeface.runtime.loop import limit_opencv_threads, quiet_opencv_logging
     from edgeface.runtime.metrics import Metrics
     from edgeface.runtime.notify import Notifier
@@ -70,8 +70,7 @@ def serve(model: Path, bind: str, rate: float, total_rate: float, **options: Any
     if options["size"] is not None:
         options["size"] = parse_wxh(options["size"], "--size")
     api = open_api({"model": model, **options}, background=False, threads=options["threads"],
-                   client_rate=rate, client_burst=max(1, 2 * rate), global_rate=total_rate,
-                   global_burst=max(1, 2 * total_rate))
+                   limits=L.ApiLimits.rates(rate, total_rate))
     try:
         server = StatusServer(LatestSink(), Metrics(), host, port, api=api, auth=auth,
                               camera=False).start()

@@ -9,29 +9,16 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 
 from edgeface.errors import ModelError
+from edgeface.frames import Detections, Timing
 from edgeface.inference.backends import InferenceBackend, open_backend
-from edgeface.inference.postprocess import Detections, PostprocessConfig, postprocess
+from edgeface.inference.postprocess import PostprocessConfig, postprocess
 from edgeface.inference.preprocess import preprocess
 from edgeface.inference.priors import prior_boxes
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Seconds spent in each stage of one detection."""
-
-    preprocess: float
-    inference: float
-    postprocess: float
-
-    @property
-    def total(self) -> float:
-        return self.preprocess + self.inference + self.postprocess
 
 
 class FaceDetector(Protocol):

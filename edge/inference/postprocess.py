@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgeface.frames import Detections
+
 
 @dataclass(frozen=True)
 class PostprocessConfig:
@@ -31,30 +33,6 @@ class PostprocessConfig:
 # Common practice for WIDERFace evaluation (RetinaFace's test_widerface settings).
 EVAL_SETTINGS = PostprocessConfig(conf_threshold=0.02, nms_threshold=0.4, top_k=5000,
                                   keep_top_k=750)
-
-
-@dataclass
-class Detections:
-    """Faces in one image, in original image pixels."""
-
-    boxes: np.ndarray  # [N, 4] float32 x1, y1, x2, y2
-    scores: np.ndarray  # [N] float32 face probability
-    landmarks: np.ndarray  # [N, 5, 2] float32 (eyes, nose, mouth corners)
-
-    def __len__(self) -> int:
-        return int(self.scores.shape[0])
-
-    @classmethod
-    def empty(cls) -> Detections:
-        return cls(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32),
-                   np.zeros((0, 5, 2), np.float32))
-
-    def to_list(self, ndigits: int = 2) -> list[dict]:
-        """JSON-ready list of faces."""
-        boxes = np.round(self.boxes.astype(np.float64), ndigits).tolist()
-        scores = np.round(self.scores.astype(np.float64), 4).tolist()
-        lms = np.round(self.landmarks.astype(np.float64), ndigits).tolist()
-        return [{"box": b, "score": s, "landmarks": lm} for b, s, lm in zip(boxes, scores, lms)]
 
 
 def decode(

@@ -97,15 +97,15 @@ def output_options() -> dict[str, Option]:
     return {o.key: o for o in sink_options()}
 
 
-def _defaults() -> dict[str, Any]:
+def defaults() -> dict[str, Any]:
+    """The one place defaults live (run's flags use them too), a fresh copy each call. Read
+    when used, not at import: an output living above the runtime (the HTTP server,
+    :mod:`edgeface.http.sink`) registers itself after this module may have been imported."""
     d: dict[str, Any] = {o.key: o.default for o in top_options()}
     d["outputs"] = {o.key: o.default for o in sink_options()}
     return d
 
 
-# The one place defaults live: run's flags use them too.
-DEFAULTS: dict[str, Any] = _defaults()
-OUTPUT_KEYS = tuple(output_options())
 SOURCE_KEYS = tuple(o.key for o in selector_options())
 
 
@@ -166,7 +166,7 @@ def validate(data: Mapping[str, Any], base: Optional[Path] = None) -> dict[str, 
                 continue
             if not isinstance(value, dict):
                 raise ConfigError("config key 'outputs': expected a mapping with keys "
-                                  f"{', '.join(OUTPUT_KEYS)}")
+                                  f"{', '.join(output_options())}")
             out["outputs"] = _check_all(value, outs_opts, base, "outputs.")
             continue
         if key not in top:
@@ -267,7 +267,8 @@ def merge(file_values: Mapping[str, Any], flag_values: Mapping[str, Any],
 
     Giving any source flag replaces the file's source, whichever key it used.
     """
-    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULTS.items()}
+    base = defaults()
+    merged = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
     for k, v in file_values.items():
         if k == "outputs":
             merged["outputs"].update(v)
@@ -275,9 +276,9 @@ def merge(file_values: Mapping[str, Any], flag_values: Mapping[str, Any],
             merged[k] = v
     if explicit & set(SOURCE_KEYS):
         for k in SOURCE_KEYS:
-            merged[k] = DEFAULTS[k]
+            merged[k] = base[k]
     for k in explicit:
-        if k in OUTPUT_KEYS:
+        if k in base["outputs"]:
             merged["outputs"][k] = flag_values[k]
         elif k in merged:
             merged[k] = flag_values[k]

@@ -18,13 +18,15 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
 from edgeface.errors import EdgefaceError
-from edgeface.inference.detector import FaceDetector, Timing, detect_timed
-from edgeface.inference.postprocess import Detections
+from edgeface.frames import Detections, Timing
+
+if TYPE_CHECKING:
+    from edgeface.inference.detector import FaceDetector
 
 #: Fraction of wall-clock time the camera lends by default.
 DEFAULT_SHARE = 0.05
@@ -94,6 +96,10 @@ class DetectorLender:
         return loan.result
 
     def detect_timed(self, image_bgr: np.ndarray) -> tuple[Detections, Timing]:
+        # Imported here: the detector imports OpenCV, and the HTTP output that imports this
+        # module is registered by `run` before its --help, on installs without OpenCV too.
+        from edgeface.inference.detector import detect_timed
+
         return detect_timed(self, image_bgr)
 
     # -- the loop's side -----------------------------------------------------------------

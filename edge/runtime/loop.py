@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 from array import array
@@ -22,9 +21,8 @@ import numpy as np
 from edgeface.common.sizes import parse_size
 from edgeface.common.stats import percentiles
 from edgeface.errors import EdgefaceError
-from edgeface.inference.detector import FaceDetector, Timing
-from edgeface.inference.postprocess import Detections
-from edgeface.inference.results import FrameResult
+from edgeface.frames import Detections, FrameResult, Timing
+from edgeface.inference.detector import FaceDetector
 from edgeface.runtime.lend import DetectorLender
 from edgeface.runtime.memory import MemoryGuard, peak_rss_bytes
 from edgeface.runtime.metrics import STAGES, Metrics
@@ -36,9 +34,6 @@ from edgeface.runtime.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
-#: TEST ONLY: after this many frames the processing loop blocks forever (but the process
-#: stays alive), so that tests can check that a hung pipeline stops pinging the watchdog.
-HANG_ENV = "EDGEFACE_TEST_HANG_AFTER_FRAMES"
 _KEEP = 4096  # per-stage latencies kept for summaries unless record_latencies=True
 _NO_TIME = Timing(0.0, 0.0, 0.0)  # a frame the motion gate kept from the detector
 
@@ -126,8 +121,6 @@ class Runtime:
         self.lender = lender  # the image API's inferences, run between frames
         self._last_frame = None  # kept to deliver the tracks that end at shutdown
         self._stop = threading.Event()
-        hang = os.environ.get(HANG_ENV)
-        self._hang_after = int(hang) if hang and hang.isdigit() else None
 
     def _process(self, frame) -> FrameResult:
         """Motion gate -> detector -> tracker for one frame. A frame the gate skips keeps
@@ -242,8 +235,6 @@ class Runtime:
                 if frames == 1:
                     notifier.ready(f"first frame from {source.name}")
                 notifier.watchdog()
-                if self._hang_after is not None and frames >= self._hang_after:
-                    _hang_forever(frames)
                 if lender is not None:
                     lender.serve()
         finally:
@@ -334,10 +325,3 @@ def _summary(a: np.ndarray) -> dict[str, float]:
     return {"n": int(a.size), "mean_ms": round(float(a.mean() * 1e3), 3),
             "p50_ms": round(float(p50), 3), "p95_ms": round(float(p95), 3),
             "p99_ms": round(float(p99), 3), "max_ms": round(float(a.max() * 1e3), 3)}
-
-
-def _hang_forever(frames: int) -> None:  # pragma: no cover - exercised in a subprocess
-    print(f"edgeface: {HANG_ENV}: processing loop hangs after {frames} frames (test hook)",
-          file=sys.stderr, flush=True)
-    while True:
-        time.sleep(3600)

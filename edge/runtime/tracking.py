@@ -36,9 +36,8 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
-from edgeface.inference.postprocess import Detections
-from edgeface.media.frame import Frame
-from edgeface.runtime.events import VIEW_MAX_SIDE, Track, TrackEvent, region_around
+from edgeface.frames import Detections, Frame, Track, TrackEvent
+from edgeface.runtime.events import VIEW_MAX_SIDE, region_around
 from edgeface.runtime.options import Option, number
 
 #: A track's box is moved along its velocity for at most this many frames (0.5 s at 30 fps):

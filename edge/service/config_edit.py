@@ -156,6 +156,7 @@ def edit_config(text: str, values: Mapping[str, Any], output_dir: str | None) ->
 
 def check_config(text: str, *, output_dir: str | None, where: str) -> dict[str, Any]:
     """Validate a config text as the runtime will; file outputs must be writable."""
+    import edgeface.http.sink  # noqa: F401  registers outputs.http, which templates set
     from edgeface.runtime.config import validate
 
     try:

@@ -34,7 +34,7 @@ from edgeface.service.checks import (
     protect_home_for,
 )
 from edgeface.service.config_edit import check_config, edit_config
-from edgeface.service.layout import Layout, enabled_cameras, reroot
+from edgeface.service.layout import Layout, enabled_cameras, render_tmpfiles, reroot
 from edgeface.service.plan import Plan
 from edgeface.service.tensorrt_cache import (
     TensorRTPrebuild,
@@ -55,7 +55,6 @@ from edgeface.service.units import (
     gpu_device_nodes,
     render_camera_env,
     render_sysusers,
-    render_tmpfiles,
     render_unit,
     template_text,
     unit_value,

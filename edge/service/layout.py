@@ -1,5 +1,7 @@
 """Where an install puts things: on-device paths (system or user, ``edgeface.service`` or one
-camera's ``edgeface@NAME.service``), camera names, and ``reroot`` below --root."""
+camera's ``edgeface@NAME.service``), camera names, ``reroot`` below --root, and the
+tmpfiles.d entry that creates a layout's directories (here, not in :mod:`.units`, which this
+module reads its unit names from: the two imported each other)."""
 
 from __future__ import annotations
 
@@ -10,7 +12,13 @@ from pathlib import Path
 from typing import Mapping
 
 from edgeface.errors import ConfigError
-from edgeface.service.units import INSTANCE, SERVICE, TEMPLATE_UNIT, instance_service
+from edgeface.service.units import (
+    INSTANCE,
+    SERVICE,
+    SERVICE_USER,
+    TEMPLATE_UNIT,
+    instance_service,
+)
 
 # A camera's name becomes part of a unit name, file names and a syslog identifier: short,
 # and nothing that systemd would escape (%I turns '-' into '/'; %i keeps it).
@@ -98,3 +106,20 @@ def enabled_cameras(layout: Layout, root: Path | None = None) -> list[str]:
     found = {p.name[len("edgeface@"):-len(".service")]
              for p in units.glob("*.wants/edgeface@*.service")}
     return sorted(n for n in found if _NAME_RE.fullmatch(n))
+
+
+def render_tmpfiles(layout: Layout, user: str = SERVICE_USER) -> str:
+    """Directories, and the config's group: tmpfiles.d applies them at install and boot.
+
+    A camera's file repeats the shared lines (models, env file) word for word: identical lines
+    in several files are merged silently, and each file alone sets up everything its unit
+    needs (the parents of its output directory are created 0755 root)."""
+    name = f" --name {layout.name}" if layout.name else ""
+    return (f"# Written by `edgeface service install{name}`: files of {layout.service}.\n"
+            "# Models are read-only to the service; the output directory is its own; the\n"
+            "# config and env file (stream credentials) are readable by root and its group.\n"
+            f"d {layout.models_dir} 0755 root root -\n"
+            f"d {layout.output_dir} 0750 {user} {user} -\n"
+            f"z {layout.config} 0640 root {user} -\n"
+            f"z {layout.env} 0640 root {user} -\n"
+            + (f"z {layout.camera_env} 0640 root {user} -\n" if layout.camera_env else ""))

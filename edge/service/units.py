@@ -5,7 +5,7 @@ and must stay identical; a test checks). ``@NAME@`` placeholders are filled in h
 interpreter edgeface is installed in, the on-device paths and the hardware-specific lines. The
 same template renders ``edgeface.service`` and the per-camera template unit ``edgeface@.service``
 (paths holding the instance specifier ``%i``), so that the two cannot drift apart. Also the
-sysusers.d / tmpfiles.d entries and the constants every install shares (memory, timeouts).
+sysusers.d entry and the constants every install shares (memory, timeouts).
 """
 
 from __future__ import annotations
@@ -15,12 +15,9 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping, Sequence
 
 from edgeface.errors import ConfigError, EdgefaceError
-
-if TYPE_CHECKING:
-    from edgeface.service.layout import Layout
 
 SERVICE = "edgeface.service"
 TEMPLATE_UNIT = "edgeface@.service"
@@ -197,21 +194,3 @@ def render_camera_env(name: str, shared: str, *, user_mode: bool = False) -> str
 def render_sysusers(user: str = SERVICE_USER, home: str = "/var/lib/edgeface") -> str:
     return ("# Written by `edgeface service install`: the unprivileged user of edgeface.service.\n"
             f'u {user} - "edgeface face detection" {home}\n')
-
-
-def render_tmpfiles(layout: Layout, user: str = SERVICE_USER) -> str:
-    """Directories, and the config's group: tmpfiles.d applies them at install and boot.
-
-    A camera's file repeats the shared lines (models, env file) word for word: identical lines
-    in several files are merged silently, and each file alone sets up everything its unit
-    needs (the parents of its output directory are created 0755 root)."""
-    name = f" --name {layout.name}" if layout.name else ""
-    return (f"# Written by `edgeface service install{name}`: files of {layout.service}.\n"
-            "# Models are read-only to the service; the output directory is its own; the\n"
-            "# config and env file (stream credentials) are readable by root and its group.\n"
-            f"d {layout.models_dir} 0755 root root -\n"
-            f"d {layout.output_dir} 0750 {user} {user} -\n"
-            f"z {layout.config} 0640 root {user} -\n"
-            f"z {layout.env} 0640 root {user} -\n"
-            + (f"z {layout.camera_env} 0640 root {user} -\n" if layout.camera_env else ""))
-

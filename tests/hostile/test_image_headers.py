@@ -302,9 +302,9 @@ def test_the_api_answers_400_for_each_lie(tmp_path):
 
     from runtime_fakes import tiny_onnx
 
-    from edgeface.runtime.http.api import open_api
-    from edgeface.runtime.http.latest import LatestSink
-    from edgeface.runtime.http.server import StatusServer
+    from edgeface.http.api import open_api
+    from edgeface.http.latest import LatestSink
+    from edgeface.http.server import StatusServer
     from edgeface.runtime.metrics import Metrics
 
     api = open_api({"model": tiny_onnx(tmp_path / "tiny.onnx")}, background=False, threads=1)

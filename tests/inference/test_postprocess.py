@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgeface.frames import Detections
 from edgeface.inference.model_info import ModelInfo
-from edgeface.inference.postprocess import Detections, PostprocessConfig, decode, nms, postprocess
+from edgeface.inference.postprocess import PostprocessConfig, decode, nms, postprocess
 from edgeface.inference.preprocess import preprocess
 from edgeface.inference.priors import prior_boxes
 

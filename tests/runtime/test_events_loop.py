@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from runtime_fakes import write_video
 
-from edgeface.inference.detector import Timing, detect_timed
-from edgeface.inference.postprocess import Detections
+from edgeface.frames import Detections, Timing
+from edgeface.inference.detector import detect_timed
 from edgeface.runtime.loop import Runtime
 from edgeface.runtime.metrics import Metrics
 from edgeface.runtime.motion import MotionGate

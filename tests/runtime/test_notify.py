@@ -8,13 +8,13 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 
 import pytest
 from runtime_fakes import REPO, edgeface_cmd, synthetic_frames, tiny_onnx, write_video
 
-from edgeface.runtime.loop import HANG_ENV
 from edgeface.runtime.notify import DEFAULT_WATCHDOG_INTERVAL, Notifier
 
 
@@ -93,13 +93,50 @@ def media(tmp_path_factory):
     return tiny_onnx(d / "tiny.onnx"), write_video(d / "clip.avi", synthetic_frames(20))
 
 
-def start_run(media, tmp_path, sock_path, **env):
+#: The child of :func:`start_run` with ``hang_after``: `edgeface run` with a test-only output,
+#: ``--hang-after N``, whose ``write`` blocks the processing loop forever at frame N (the
+#: process and its threads stay alive), registered in the child before the command parses.
+HANGING_MAIN = """
+import sys, time
+from edgeface.runtime.options import Option, number
+from edgeface.runtime.sinks import SinkKind, register_sink
+
+class HangingSinkForTests:
+    def __init__(self, after):
+        self.after, self.frames = after, 0
+    def write(self, result):
+        self.frames += 1
+        if self.frames >= self.after:
+            print(f"hanging sink: the loop hangs after {self.frames} frames", file=sys.stderr,
+                  flush=True)
+            while True:
+                time.sleep(3600)
+    def flush(self):
+        pass
+    def close(self):
+        pass
+    def describe(self):
+        return f"hang after {self.after} frames"
+
+register_sink(SinkKind("hang", (Option("hang_after", "--hang-after",
+                                       number(1, 10**6, integer=True), metavar="N"),),
+                       lambda values, context: HangingSinkForTests(values["hang_after"])))
+from edgeface.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def start_run(media, tmp_path, sock_path, hang_after=None):
     model, video = media
-    full_env = {**os.environ, "NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "400000", **env}
+    full_env = {**os.environ, "NOTIFY_SOCKET": sock_path, "WATCHDOG_USEC": "400000"}
     # --live on a file paces it like a 50 fps camera, --loop keeps it going.
-    cmd = edgeface_cmd("run", "-m", str(model), "--source", str(video), "--live", "--loop",
-                       "--capture-fps", "50", "--json", str(tmp_path / "out.jsonl"),
-                       "--status-interval", "0.3")
+    args = ["run", "-m", str(model), "--source", str(video), "--live", "--loop",
+            "--capture-fps", "50", "--json", str(tmp_path / "out.jsonl"),
+            "--status-interval", "0.3"]
+    if hang_after is None:
+        cmd = edgeface_cmd(*args)
+    else:
+        cmd = [sys.executable, "-c", HANGING_MAIN, *args, "--hang-after", str(hang_after)]
     return subprocess.Popen(cmd, env=full_env, cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
 
@@ -128,7 +165,7 @@ def test_real_run_sends_ready_then_periodic_watchdog_pings(media, tmp_path, list
 
 def test_pings_stop_when_the_loop_hangs(media, tmp_path, listener):
     path, sock = listener
-    proc = start_run(media, tmp_path, path, **{HANG_ENV: "10"})
+    proc = start_run(media, tmp_path, path, hang_after=10)
     try:
         msgs = receive(sock, 20, until=lambda m: any("WATCHDOG=1" in x for _, x in m))
         assert msgs and msgs[0][1].startswith("READY=1")
@@ -143,4 +180,4 @@ def test_pings_stop_when_the_loop_hangs(media, tmp_path, listener):
     finally:
         proc.kill()
         proc.wait(timeout=10)
-    assert "hangs after 10 frames" in proc.stderr.read()
+    assert "the loop hangs after 10 frames" in proc.stderr.read()

@@ -12,8 +12,8 @@ import pytest
 from runtime_fakes import FakeBackend, FakeReader, decode_video, synthetic_frames, write_video
 
 from edgeface.errors import EXIT_MEMORY, EdgefaceError, MemoryLimitExceeded
+from edgeface.http.latest import LatestSink
 from edgeface.inference.detector import Detector
-from edgeface.runtime.http.latest import LatestSink
 from edgeface.runtime.loop import Runtime
 from edgeface.runtime.sinks import JsonLinesSink
 from edgeface.runtime.sources import ThreadedSource, open_source

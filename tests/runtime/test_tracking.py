@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 
 from edgeface.errors import ConfigError
-from edgeface.inference.postprocess import Detections
-from edgeface.media.frame import Frame
+from edgeface.frames import Detections, Frame
 from edgeface.runtime.tracking import TRACK_OPTIONS, Tracker, associate, iou_matrix
 
 FPS = 15.0

@@ -22,6 +22,7 @@ import pytest
 import yaml
 from runtime_fakes import synthetic_frames, tiny_onnx, write_video
 
+import edgeface.http.sink  # noqa: F401  registers outputs.http, which the templates set
 from edgeface.cli import main
 from edgeface.common.sizes import parse_size
 from edgeface.errors import EXIT_BAD_MODEL, EXIT_MEMORY, EXIT_SOURCE, EXIT_USAGE, ConfigError

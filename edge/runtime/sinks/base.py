@@ -1,6 +1,6 @@
 """The sink interface: where processed frames go, and how a kind of sink declares itself.
 
-A sink receives one :class:`~edgeface.inference.results.FrameResult` per processed frame
+A sink receives one :class:`~edgeface.frames.FrameResult` per processed frame
 from the processing loop, so ``write`` must be cheap; anything expensive that nobody asked
 for (JPEG encoding, drawing) is done lazily by whoever consumes it, or in the sink's own
 thread.
@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Protocol
 
-from edgeface.inference.results import FrameResult
+from edgeface.frames import FrameResult
 from edgeface.runtime.options import Option
 
 

@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional, Union
 from edgeface.common.files import atomic_write
 from edgeface.common.sizes import format_size, parse_size
 from edgeface.errors import ConfigError, EdgefaceError
-from edgeface.inference.results import FrameResult
+from edgeface.frames import FrameResult
 from edgeface.runtime.options import Option, memory, number, string
 from edgeface.runtime.sinks.background import Worker
 from edgeface.runtime.sinks.base import SinkContext, SinkKind

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Optional, TextIO, Union
 
 from edgeface.common.sizes import parse_size
 from edgeface.errors import EdgefaceError
-from edgeface.inference.results import FrameResult
+from edgeface.frames import FrameResult
 from edgeface.runtime.options import Option, memory, number, string
 from edgeface.runtime.sinks.base import SinkContext, SinkKind
 from edgeface.runtime.sinks.registry import register_sink

@@ -27,7 +27,7 @@ import time
 from typing import Any, Mapping, Optional
 
 from edgeface.errors import ConfigError, MissingDependency, require
-from edgeface.inference.results import FrameResult
+from edgeface.frames import FrameResult
 from edgeface.runtime.options import Option, boolean, number, string
 from edgeface.runtime.sinks.background import Worker
 from edgeface.runtime.sinks.base import SinkContext, SinkKind

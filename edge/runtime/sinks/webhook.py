@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from edgeface import __version__
 from edgeface.errors import ConfigError
-from edgeface.inference.results import FrameResult
+from edgeface.frames import FrameResult
 from edgeface.runtime.options import Option, number, string
 from edgeface.runtime.sinks.background import Worker
 from edgeface.runtime.sinks.base import SinkContext, SinkKind

@@ -8,7 +8,7 @@ from typing import Any, Callable, Optional, Protocol
 
 import numpy as np
 
-from edgeface.media.frame import Frame
+from edgeface.frames import Frame
 
 #: The preprocessing step a source runs on each image in its capture thread (the
 #: detector's ``prepare(image, frame_size=None)``), so that it overlaps inference of the

@@ -10,7 +10,7 @@ from collections import deque
 from typing import Optional
 
 from edgeface.errors import SourceError
-from edgeface.media.frame import Frame
+from edgeface.frames import Frame
 from edgeface.media.images import DEFAULT_MAX_PIXELS
 from edgeface.runtime.capture_priority import BackgroundSwitch
 from edgeface.runtime.sources.base import (

@@ -21,11 +21,11 @@ EMU_DESELECT=(
     tests/runtime/test_notify.py::test_real_run_sends_ready_then_periodic_watchdog_pings
     tests/cli/test_run_cmd.py::test_sigterm_finishes_the_frame_flushes_and_exits_0
     tests/hostile/test_inputs.py::test_config_files_load_in_bounded_time_and_memory
-    tests/runtime/test_api_cli.py::test_camera_loop_keeps_running_while_the_api_is_busy
-    tests/runtime/test_http_limits.py::test_a_stalled_viewer_is_dropped_and_a_new_viewer_gets_the_stream
-    tests/runtime/test_http_limits.py::test_request_budget_queues_then_refuses_and_never_delays_healthz
+    tests/runtime/http/test_api_cli.py::test_camera_loop_keeps_running_while_the_api_is_busy
+    tests/runtime/http/test_http_limits.py::test_a_stalled_viewer_is_dropped_and_a_new_viewer_gets_the_stream
+    tests/runtime/http/test_http_limits.py::test_request_budget_queues_then_refuses_and_never_delays_healthz
     tests/runtime/test_notify.py::test_pings_stop_when_the_loop_hangs
-    tests/runtime/test_webhook.py::test_the_queue_is_bounded_and_write_never_waits
+    tests/runtime/sinks/test_webhook.py::test_the_queue_is_bounded_and_write_never_waits
     tests/system/test_probes.py::test_run_quiet_never_raises_and_remembers_missing_tools
     tests/hostile/test_inputs.py::test_the_pixel_budget_follows_the_memory_limit_and_the_flag
 )
