@@ -18,9 +18,10 @@ from typing import Any
 
 from edgeface.common.registry import Registry
 from edgeface.errors import ConfigError, ModelError
-from edgeface.inference.backends import onnxruntime, tensorrt
 from edgeface.inference.backends.base import InferenceBackend
+from edgeface.inference.backends.onnxruntime import SPEC as ONNXRUNTIME
 from edgeface.inference.backends.spec import BackendSpec, load_attr
+from edgeface.inference.backends.tensorrt import SPEC as TENSORRT
 
 #: The one ``--provider`` vocabulary of every command. ``auto``: the backend's own default
 #: (CPU for ONNX, the GPU for a TensorRT engine).
@@ -34,9 +35,9 @@ PYTORCH = BackendSpec(
 
 #: Every backend, one line each; for a suffix two share, the later one wins.
 BACKENDS: Registry[BackendSpec] = Registry("backend")
-BACKENDS.register(onnxruntime.SPEC)
+BACKENDS.register(ONNXRUNTIME)
 BACKENDS.register(PYTORCH)
-BACKENDS.register(tensorrt.SPEC)
+BACKENDS.register(TENSORRT)
 
 
 def backend_names() -> list[str]:
