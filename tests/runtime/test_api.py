@@ -25,6 +25,7 @@ from edgeface.runtime.http.feed import EventFeed
 from edgeface.runtime.http.latest import LatestSink
 from edgeface.runtime.http.server import StatusServer
 from edgeface.runtime.metrics import Metrics
+from edgeface.runtime.settings import DetectionSettings
 
 TOKEN = "t0k3n-for-the-tests-0123456789"
 
@@ -85,7 +86,8 @@ def serve(model):
 
     def make(token=None, camera=False, feed=None, detector=None, **limits):
         if detector is None:
-            api = open_api({"model": model}, background=False, threads=1, **limits)
+            api = open_api(DetectionSettings(model=str(model), threads=1), background=False,
+                           **limits)
         else:
             api = DetectApi(detector, background=False, **limits)
         server = StatusServer(LatestSink(), Metrics(), "127.0.0.1", 0, api=api, feed=feed,

@@ -19,6 +19,7 @@ from edgeface.runtime.http.auth import TokenAuth
 from edgeface.runtime.http.latest import LatestSink
 from edgeface.runtime.http.server import StatusServer
 from edgeface.runtime.metrics import Metrics
+from edgeface.runtime.settings import DetectionSettings
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,8 @@ def serve(model):
     made = []
 
     def make(body_grace=1.0, body_min_rate=8 * 1024, **limits):
-        api = open_api({"model": model}, background=False, threads=1, **limits)
+        api = open_api(DetectionSettings(model=str(model), threads=1), background=False,
+                           **limits)
         server = StatusServer(LatestSink(), Metrics(), "127.0.0.1", 0, api=api,
                               auth=TokenAuth(None), camera=False, body_grace=body_grace,
                               body_min_rate=body_min_rate).start()

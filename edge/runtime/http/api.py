@@ -19,7 +19,7 @@ import functools
 import math
 import time
 from collections import Counter
-from typing import Any, Mapping, Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from edgeface.runtime.http.ratelimit import RateLimiter
 from edgeface.runtime.http.router import ByteBudget, HttpError, Request, Response, json_response
 from edgeface.runtime.http.worker import ApiWorker
 from edgeface.runtime.lend import LoanRefused
+from edgeface.runtime.settings import DetectionSettings, LimitSettings
 
 #: What the API decodes; anything else is 415, whatever the client says it is.
 FORMATS = ("jpeg", "png", "bmp")
@@ -203,29 +204,20 @@ def api_max_pixels(memory_limit: Optional[int], explicit: Optional[int]) -> int:
     return min(L.API_MAX_PIXELS, pixel_budget(memory_limit))
 
 
-def open_api(options: Mapping[str, Any], *, background: bool,
-             detector: Optional[FaceDetector] = None, threads: Optional[int] = None,
-             **limits: Any) -> DetectApi:
-    """A :class:`DetectApi` for ``options`` (``run``'s keys: model, size, thresholds,
-    provider, memory_limit, max_image_pixels) on ``detector``, else on a detector of its
-    own for them with ``threads``."""
-    from edgeface.common.sizes import parse_size
-
-    max_pixels = api_max_pixels(parse_size(options.get("memory_limit")),
-                                options.get("max_image_pixels"))
+def open_api(detection: DetectionSettings, limits: Optional[LimitSettings] = None, *,
+             background: bool, detector: Optional[FaceDetector] = None,
+             **rates: Any) -> DetectApi:
+    """A :class:`DetectApi` on ``detector``, else on a detector of its own for
+    ``detection``; its largest image follows ``limits``."""
+    limits = limits or LimitSettings()
+    max_pixels = api_max_pixels(limits.memory_limit, limits.max_image_pixels)
     if detector is None:
-        detector = _open_detector(options, threads)
-    return DetectApi(detector, background=background, max_pixels=max_pixels, **limits)
+        detector = _open_detector(detection)
+    return DetectApi(detector, background=background, max_pixels=max_pixels, **rates)
 
 
-def _open_detector(options: Mapping[str, Any], threads: Optional[int]) -> FaceDetector:
+def _open_detector(s: DetectionSettings) -> FaceDetector:
     from edgeface.inference.detector import Detector
-    from edgeface.inference.postprocess import PostprocessConfig
 
-    given = {k: options.get(o) for k, o in (("conf_threshold", "confidence_threshold"),
-                                            ("nms_threshold", "nms_threshold"),
-                                            ("keep_top_k", "max_detections"))}
-    config = PostprocessConfig(**{k: v for k, v in given.items() if v is not None})
-    return Detector.open(options["model"], config, provider=options.get("provider", "auto"),
-                         threads=threads, input_size=options.get("size"),
-                         arena=options.get("arena", True))
+    return Detector.open(s.model, s.postprocess(), provider=s.provider, threads=s.threads,
+                         input_size=s.size, arena=s.arena)

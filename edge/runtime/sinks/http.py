@@ -10,6 +10,7 @@ from edgeface.runtime.http import limits as L
 from edgeface.runtime.http.latest import LatestSink
 from edgeface.runtime.lend import DEFAULT_SHARE, DetectorLender
 from edgeface.runtime.options import Option, boolean, number, string
+from edgeface.runtime.settings import DetectionSettings, LimitSettings
 from edgeface.runtime.sinks.base import SinkContext, SinkKind
 from edgeface.runtime.sinks.registry import register_sink
 
@@ -20,11 +21,11 @@ class HttpSink:
 
     ``lender``: the camera's detector, lent between frames for ``POST /detect`` (its
     images are decoded at ``SCHED_IDLE``, their inference takes at most ``share`` of the
-    loop's time: :mod:`edgeface.runtime.lend`); ``options``: the run's, for the API's
-    limits. No lender, or ``api`` False: no ``POST /detect``.
+    loop's time: :mod:`edgeface.runtime.lend`); ``limits``: the run's, for the API's
+    largest image. No lender, or ``api`` False: no ``POST /detect``.
     """
 
-    def __init__(self, bind: str, metrics: Any, *, options: Optional[Mapping[str, Any]] = None,
+    def __init__(self, bind: str, metrics: Any, *, limits: Optional[LimitSettings] = None,
                  lender: Optional[DetectorLender] = None, api: bool = True,
                  share: float = DEFAULT_SHARE, client_rate: float = L.API_CLIENT_RATE,
                  total_rate: float = L.API_GLOBAL_RATE, device: str = ""):
@@ -40,7 +41,9 @@ class HttpSink:
         self.api = None
         if api and lender is not None:
             lender.share = share
-            self.api = open_api(options or {}, background=True, detector=lender,
+            # The lender's detector answers: the API needs only the run's limits.
+            self.api = open_api(DetectionSettings(), limits or LimitSettings(),
+                                background=True, detector=lender,
                                 client_rate=client_rate, client_burst=max(1, 2 * client_rate),
                                 global_rate=total_rate, global_burst=max(1, 2 * total_rate))
             metrics.add_stats("api_lent", lender.stats, ("waiting", "share"))
@@ -77,7 +80,7 @@ class HttpSink:
 
 
 def _build(values: Mapping[str, Any], context: SinkContext) -> HttpSink:
-    return HttpSink(values["http"], context.metrics, options=context.options,
+    return HttpSink(values["http"], context.metrics, limits=context.limits,
                     lender=context.lender, api=values.get("http_api", True) is not False,
                     share=values.get("http_api_share") or DEFAULT_SHARE,
                     client_rate=values.get("http_api_rate") or L.API_CLIENT_RATE,
