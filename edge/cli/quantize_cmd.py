@@ -1,17 +1,29 @@
 """`edgeface quantize`: FP32 ONNX -> INT8 (QDQ), calibrated, guarded, reported
-(``--int8``, for the CPU or, with ``--target tensorrt``, a Q/DQ model TensorRT builds directly);
+(``--int8``, for the CPU or, with ``--provider tensorrt``, a Q/DQ model TensorRT builds directly);
 ONNX -> a TensorRT engine on the device (``--tensorrt``, FP32/FP16/INT8, ``--dry-run`` plans)."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import click
 
-from edgeface.cli.options import FiniteRange
+from edgeface.cli.options import (
+    DATASET,
+    DRY_RUN,
+    EVAL_DATASET,
+    EVAL_SPLIT,
+    FORCE,
+    OUTPUT,
+    SPLIT,
+    FiniteRange,
+    option,
+    renamed,
+)
 from edgeface.errors import ConfigError
 from edgeface.quantize.config import (
     DEFAULT_MAX_AP_DROP,
@@ -21,6 +33,8 @@ from edgeface.quantize.config import (
     METHODS,
 )
 from edgeface.quantize.tensorrt_qdq import TARGETS, TENSORRT_FIXED
+from edgeface.runtime.options import Option, memory
+from edgeface.runtime.settings import MODEL, PROVIDER, THREADS
 
 log = logging.getLogger(__name__)
 
@@ -32,31 +46,61 @@ def _is_widerface(root: Path) -> bool:
         (root / d / GT_TXT).is_file() for d in (".", "ground_truth", "wider_face_split"))
 
 
-@click.command("quantize")
+# The builder's workspace: parsed to bytes once, by the same size check as --memory-limit.
+WORKSPACE = Option("workspace", "--workspace", memory(1 << 20), "1G", metavar="SIZE",
+                   help="--tensorrt: builder workspace limit (K/M/G).")
+
+
+@dataclass(frozen=True)
+class CalibSettings:
+    """The calibration images: ``dataset`` (a WIDER FACE directory or a folder of images),
+    its ``split`` (None: calib when it has one, else every image), ``num_images`` spread
+    over it (None: all)."""
+
+    dataset: Optional[Path] = None
+    split: Optional[str] = None
+    num_images: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class GuardSettings:
+    """The accuracy guard and the latency check: the WIDER FACE ``eval_dataset`` (None: the
+    calibration dataset when it is one) and split, the AP budget, ``no_eval`` to skip it,
+    the ``threads`` and ``bench_runs`` of the checks, ``keep_rejected`` out-of-budget
+    models."""
+
+    eval_dataset: Optional[Path] = None
+    eval_split: str = EVAL_SPLIT.default
+    max_ap_drop: float = DEFAULT_MAX_AP_DROP
+    no_eval: bool = False
+    threads: Optional[int] = None
+    bench_runs: int = 50
+    keep_rejected: bool = False
+
+
+# `--target` was where the INT8 model runs; it is --provider, spelled as everywhere.
+@click.command("quantize", **renamed({"--target": "--provider", "--calib": "--dataset",
+                                      "--eval": "--eval-dataset"}))
 @click.option("--int8", "int8", is_flag=True,
               help="Quantize to INT8: an INT8 ONNX model, or with --tensorrt an INT8 engine.")
-@click.option("--target", type=click.Choice(TARGETS), default="cpu", show_default=True,
-              help="--int8 for: cpu (ONNX Runtime on x86/ARM) or tensorrt (a Q/DQ model "
-                   "TensorRT builds directly: symmetric S8, float bias and DeformConv).")
+@option(PROVIDER, help="What runs the --int8 model: auto or cpu (ONNX Runtime on x86/ARM) "
+                      "or tensorrt (a Q/DQ model TensorRT builds directly: symmetric S8, "
+                      "float bias and DeformConv).")
 @click.option("--tensorrt", is_flag=True,
               help="Build a TensorRT engine (-o X.engine) on this device, with its sidecar "
                    "and timing cache beside it; --fp16 or --int8 for the precision.")
 @click.option("--fp16", is_flag=True, help="--tensorrt: allow FP16 kernels.")
-@click.option("--workspace", default="1G", show_default=True, metavar="SIZE",
-              help="--tensorrt: builder workspace limit (K/M/G).")
-@click.option("-n", "--dry-run", is_flag=True,
-              help="--tensorrt: print the build plan; build nothing (works without TensorRT).")
+@option(WORKSPACE)
+@option(DRY_RUN, help="--tensorrt: print the build plan; build nothing (works without "
+                      "TensorRT).")
 @click.option("--trt-version", default=None, metavar="X.Y",
               help="--tensorrt --dry-run: plan for this TensorRT (e.g. 8.5 for JetPack 5) "
                    "[default: the installed one, else 10.3].")
-@click.option("-m", "--model", required=True, type=click.Path(path_type=Path),
-              help="FP32 ONNX model from `edgeface export` (--tensorrt: also a Q/DQ model).")
-@click.option("--calib", "calib_dir", default=None, type=click.Path(path_type=Path),
-              help="Calibration images: a WIDERFace directory (images/, splits/) or any "
-                   "folder of images (needed by --int8).")
-@click.option("--split", default=None,
-              help="Calibration split under DIR/splits/ or a list file [default: 'calib' "
-                   "when DIR has splits/calib.txt, else every image].")
+@option(MODEL, required=True,
+        help="FP32 ONNX model from `edgeface export` (--tensorrt: also a Q/DQ model).")
+@option(DATASET, help="Calibration images: a WIDERFace directory (images/, splits/) or any "
+                      "folder of images (needed by --int8).")
+@option(SPLIT)
 @click.option("--num-images", type=click.IntRange(1), default=None,
               help="Calibrate on N images spread over the split [default: all].")
 @click.option("--method", type=click.Choice(METHODS), default=DEFAULT_METHOD,
@@ -76,38 +120,34 @@ def _is_widerface(root: Path) -> bool:
               help="Nodes or blocks (e.g. inner.body.stage1) to keep in float, comma "
                    "separated; 'auto': if the AP budget is missed, search for the fewest "
                    "blocks that meet it; 'none' [default: auto with the guard, else none].")
-@click.option("--eval", "eval_dir", type=click.Path(path_type=Path), default=None,
-              help="WIDERFace directory for the accuracy guard [default: --calib when it is "
-                   "one].")
-@click.option("--eval-split", default="eval", show_default=True,
-              help="Evaluation split (must not share images with the calibration split).")
+@option(EVAL_DATASET)
+@option(EVAL_SPLIT)
 @click.option("--max-ap-drop", type=FiniteRange(0, 100), default=DEFAULT_MAX_AP_DROP,
               show_default=True, help="Largest AP loss allowed per setting, in points.")
 @click.option("--no-eval", is_flag=True,
               help="Skip the accuracy guard (the report then says AP was not checked).")
-@click.option("--threads", type=click.IntRange(1), default=None,
-              help="Threads for evaluation and the latency check [default: the runtime's].")
+@option(THREADS, help="Threads for evaluation and the latency check [default: the "
+                     "runtime's, the cores available].")
 @click.option("--bench-runs", type=click.IntRange(0), default=50, show_default=True,
               help="Latency runs per model, FP32 and INT8 alternating (0: skip).")
 @click.option("--keep-rejected", is_flag=True,
               help="Keep an out-of-budget model as <output>.rejected.onnx (+ .json).")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="INT8 .onnx to write, the report beside it as .json (--tensorrt: the "
-                   ".engine).")
-@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-def quantize(int8: bool, target: str, tensorrt: bool, fp16: bool, workspace: str,
-             dry_run: bool, trt_version: str | None, model: Path, calib_dir: Path | None,
+@option(OUTPUT, required=True, help="INT8 .onnx to write, the report beside it as .json "
+                                    "(--tensorrt: the .engine).")
+@option(FORCE)
+def quantize(int8: bool, provider: str, tensorrt: bool, fp16: bool, workspace: int,
+             dry_run: bool, trt_version: str | None, model: Path, dataset: Path | None,
              split: str | None, num_images: int | None, method: str, percentile: float,
              per_channel: bool, reduce_range: bool, activation_type: str, weight_type: str,
-             exclude: str | None, eval_dir: Path | None, eval_split: str, max_ap_drop: float,
-             no_eval: bool, threads: int | None, bench_runs: int, keep_rejected: bool,
-             output: Path, force: bool) -> None:
+             exclude: str | None, eval_dataset: Path | None, eval_split: str,
+             max_ap_drop: float, no_eval: bool, threads: int | None, bench_runs: int,
+             keep_rejected: bool, output: Path, force: bool) -> None:
     """Quantize an FP32 ONNX export to INT8, calibrated on real images, with an accuracy guard.
 
     ONNX Runtime static quantization (QDQ). Deformable convolutions stay float. FP32 and INT8
     are evaluated on WIDERFace; a model losing more than --max-ap-drop AP points in any of
     easy/medium/hard is not written (exit 1). Prints a report and writes it beside the model.
-    --target tensorrt writes the Q/DQ model TensorRT consumes (symmetric signed INT8,
+    --provider tensorrt writes the Q/DQ model TensorRT consumes (symmetric signed INT8,
     per-channel weights, zero points 0, float bias, DeformConv float), same guard.
 
     --tensorrt builds an engine on this device (TensorRT's Python bindings and cuda-python);
@@ -118,6 +158,10 @@ def quantize(int8: bool, target: str, tensorrt: bool, fp16: bool, workspace: str
     from edgeface.quantize.config import Int8Config
     from edgeface.quantize.tensorrt_qdq import check_tensorrt_qdq, tensorrt_int8_config
 
+    target = _int8_target(provider)
+    calib = CalibSettings(dataset, split, num_images)
+    guard = GuardSettings(eval_dataset, eval_split, max_ap_drop, no_eval, threads, bench_runs,
+                          keep_rejected)
     if not (int8 or tensorrt):
         raise ConfigError("give --int8 (an INT8 ONNX model) or --tensorrt (a TensorRT engine)")
     if (dry_run or trt_version) and not tensorrt:
@@ -151,20 +195,18 @@ def quantize(int8: bool, target: str, tensorrt: bool, fp16: bool, workspace: str
             log.info(msg)
 
     def int8_pipeline(dst: Path, config: Int8Config) -> Path:
-        _quantize_onnx(model, dst, calib_dir, split, num_images, config, excl, eval_dir,
-                       eval_split, max_ap_drop, no_eval, threads, bench_runs, keep_rejected,
-                       force, say)
+        _quantize_onnx(model, dst, calib, config, excl, guard, force, say)
         return dst
 
     if tensorrt:
-        _build_tensorrt(model, output, fp16=fp16, int8=int8, calib_dir=calib_dir, split=split,
-                        num_images=num_images, workspace=workspace, dry_run=dry_run,
+        _build_tensorrt(model, output, fp16=fp16, int8=int8, calib=calib,
+                        workspace=workspace, dry_run=dry_run,
                         trt_version=trt_version, force=force, say=say,
                         quantize=lambda dst: int8_pipeline(
                             dst, tensorrt_int8_config(method, percentile)))
         return
-    if calib_dir is None:
-        raise ConfigError("--int8 needs calibration images: --calib DIR")
+    if dataset is None:
+        raise ConfigError("--int8 needs calibration images: --dataset DIR")
     if target == "tensorrt":
         config = tensorrt_int8_config(method, percentile)
     else:
@@ -178,10 +220,16 @@ def quantize(int8: bool, target: str, tensorrt: bool, fp16: bool, workspace: str
                    f"quantize --tensorrt -m {output.name} -o {output.stem}.engine")
 
 
-def _quantize_onnx(model: Path, output: Path, calib_dir: Path | None, split: str | None,
-                   num_images: int | None, config: Any, excl: str | list[str] | tuple,
-                   eval_dir: Path | None, eval_split: str, max_ap_drop: float, no_eval: bool,
-                   threads: int | None, bench_runs: int, keep_rejected: bool, force: bool,
+def _int8_target(provider: str) -> str:
+    """What the --int8 model is made for: TensorRT, or ONNX Runtime's CPU (auto)."""
+    if provider not in TARGETS and provider != "auto":
+        raise ConfigError(f"--provider {provider}: an INT8 model is made for "
+                          f"{' or '.join(TARGETS)} (auto: cpu)")
+    return "tensorrt" if provider == "tensorrt" else "cpu"
+
+
+def _quantize_onnx(model: Path, output: Path, calib: CalibSettings, config: Any,
+                   excl: str | list[str] | tuple, guard: GuardSettings, force: bool,
                    say: Callable[[str], None]) -> None:
     """The `--int8` pipeline (quantize_int8) with the CLI's guard settings; prints the
     report."""
@@ -191,25 +239,27 @@ def _quantize_onnx(model: Path, output: Path, calib_dir: Path | None, split: str
     from edgeface.quantize.int8 import quantize_int8
     from edgeface.quantize.report import report_path
 
+    calib_dir, no_eval = calib.dataset, guard.no_eval
     if calib_dir is None:
-        raise ConfigError("--int8 needs calibration images: --calib DIR")
-    eval_root = eval_dir or (calib_dir if _is_widerface(calib_dir) else None)
+        raise ConfigError("--int8 needs calibration images: --dataset DIR")
+    eval_root = guard.eval_dataset or (calib_dir if _is_widerface(calib_dir) else None)
     if no_eval:
         if excl == "auto":
             raise ConfigError("--exclude auto needs the accuracy guard; drop --no-eval")
         eval_ds = None
     elif eval_root is None:
-        raise ConfigError("the accuracy guard needs WIDERFace data: give --eval DIR (or "
-                          "--no-eval to skip it)")
+        raise ConfigError("the accuracy guard needs WIDERFace data: give --eval-dataset DIR "
+                          "(or --no-eval to skip it)")
     else:
-        eval_ds = load_widerface(eval_root, eval_split)
-    calib = open_image_set(calib_dir, split)
+        eval_ds = load_widerface(eval_root, guard.eval_split)
+    images = open_image_set(calib_dir, calib.split)
     try:
-        report = quantize_int8(model, output, calib, config, num_images=num_images,
+        report = quantize_int8(model, output, images, config, num_images=calib.num_images,
                                eval_dataset=eval_ds,
-                               max_ap_drop=None if no_eval else max_ap_drop, exclude=excl,
-                               threads=threads, bench_runs=bench_runs,
-                               keep_rejected=keep_rejected, force=force, progress=None,
+                               max_ap_drop=None if no_eval else guard.max_ap_drop,
+                               exclude=excl, threads=guard.threads,
+                               bench_runs=guard.bench_runs,
+                               keep_rejected=guard.keep_rejected, force=force, progress=None,
                                log_fn=say)
     except AccuracyBudgetExceeded as exc:
         if exc.report is not None:
@@ -233,21 +283,17 @@ def _check_fixed_settings(ctx: click.Context) -> None:
 
 
 def _build_tensorrt(model: Path, output: Path, *, fp16: bool, int8: bool,
-                    calib_dir: Path | None, split: str | None, num_images: int | None,
-                    workspace: str, dry_run: bool, trt_version: str | None, force: bool,
-                    say: Callable[[str], None], quantize: Callable[[Path], Path]) -> None:
-    """`--tensorrt`: plan (and with --dry-run print) the build, then run it."""
-    from edgeface.common.sizes import parse_size
+                    calib: CalibSettings, workspace: Optional[int], dry_run: bool,
+                    trt_version: str | None, force: bool, say: Callable[[str], None],
+                    quantize: Callable[[Path], Path]) -> None:
+    """`--tensorrt`: plan (and with --dry-run print) the build, then run it. ``workspace``
+    in bytes (the option's check parsed it)."""
     from edgeface.errors import EdgefaceError, MissingDependency
     from edgeface.inference.backends.tensorrt_backend import load_tensorrt
     from edgeface.quantize.tensorrt_plan import plan_build
 
-    try:
-        ws = parse_size(workspace)
-    except ConfigError as exc:
-        raise ConfigError(f"--workspace: {exc}") from None
-    if not ws:
-        raise ConfigError(f"--workspace {workspace!r}: give a size such as 512M or 1G")
+    if not workspace:  # 0/off: the check's "none", which a builder cannot take
+        raise ConfigError("--workspace: give a size such as 512M or 1G")
     if trt_version and not dry_run:
         raise ConfigError("--trt-version only plans (with --dry-run); a build uses the "
                           "installed TensorRT")
@@ -261,11 +307,11 @@ def _build_tensorrt(model: Path, output: Path, *, fp16: bool, int8: bool,
     installed = str(trt.__version__) if trt is not None else None
 
     def plan_for(src: Path):  # noqa: ANN202 - a BuildPlan
-        return plan_build(src, output, fp16=fp16, int8=int8, calib=calib_dir,
+        return plan_build(src, output, fp16=fp16, int8=int8, calib=calib.dataset,
                           trt_version=trt_version or installed,
                           trt_installed=installed is not None and trt_version in (None,
                                                                                   installed),
-                          workspace=ws)
+                          workspace=workspace)
 
     plan = plan_for(model)
     if dry_run:
@@ -284,8 +330,8 @@ def _build_tensorrt(model: Path, output: Path, *, fp16: bool, int8: bool,
     elif plan.int8_mode == "calibrator":
         from edgeface.calibration.calib_data import CalibrationSet, open_image_set
 
-        calib_set = CalibrationSet(open_image_set(plan.calib, split), plan.info.input_size,
-                                   plan.info.mean, num_images)
+        calib_set = CalibrationSet(open_image_set(plan.calib, calib.split),
+                                   plan.info.input_size, plan.info.mean, calib.num_images)
         calib_blobs = calib_set.blobs()
     from edgeface.quantize.tensorrt_build import build_engine
 
