@@ -227,10 +227,6 @@ def quantize_int8(
         return report
 
 
-class _Guard:
-    """Scores models on the evaluation split against FP32 and records every trial."""
-
-
 def _describe_reader(reader: Any) -> str:
     root = getattr(reader, "root", None)
     split = getattr(reader, "split", None)
