@@ -12,10 +12,7 @@ import click
 
 from edgeface.cli.options import option, renamed
 from edgeface.errors import EXIT_FAILURE, EdgefaceError
-from edgeface.runtime.settings import DETECTION, DetectionSettings
-from edgeface.runtime.sinks import sink_options
-
-_JSON = next(o for o in sink_options() if o.key == "json")  # run's --json, the same records
+from edgeface.runtime.settings import DETECTION, JSON, DetectionSettings
 
 
 def _with_detection(f: Any) -> Any:
@@ -28,7 +25,7 @@ def _with_detection(f: Any) -> Any:
                                     "--nms": "--nms-threshold"}))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @_with_detection
-@option(_JSON, help="Write one JSON line per image here ('-' for stdout).")
+@option(JSON, help="Write one JSON line per image here ('-' for stdout).")
 @click.option("--annotate", "annotate_dir", type=click.Path(path_type=Path, file_okay=False),
               default=None, metavar="DIR",
               help="Write annotated copies of the images into this directory.")

@@ -10,7 +10,7 @@ import click
 
 from edgeface.cli.options import CONFIG, option
 from edgeface.errors import EdgefaceError
-from edgeface.runtime.sinks import sink_options
+from edgeface.runtime.settings import JSON
 from edgeface.system.doctor import (
     Probe,
     default_checks,
@@ -74,13 +74,12 @@ def load_model(model: str, provider: str) -> str:
     return f"loads ({backend.name}" + (f", {', '.join(providers)}" if providers else "") + ")"
 
 
-_JSON = next(o for o in sink_options() if o.key == "json")  # run's --json
 
 
 @click.command("doctor")
 @option(CONFIG, help="The service config to check [default: /etc/edgeface/config.yaml, else "
                      "~/.config/edgeface/config.yaml, when present].")
-@option(_JSON, help="One JSON document instead of text, to this file or '-' (or a bare "
+@option(JSON, help="One JSON document instead of text, to this file or '-' (or a bare "
                     "--json) for stdout.")
 @click.pass_context
 def doctor(ctx: click.Context, config: Optional[Path], json: Optional[Path]) -> None:

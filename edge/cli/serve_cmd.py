@@ -13,14 +13,14 @@ import click
 from edgeface.cli.options import option
 from edgeface.runtime.settings import (
     DETECTION,
+    HTTP,
+    HTTP_API_RATE,
+    HTTP_API_TOTAL_RATE,
     MAX_IMAGE_PIXELS,
     DetectionSettings,
     LimitSettings,
 )
-from edgeface.runtime.sinks import sink_options
 
-#: run's HTTP output flags: serve listens where `run --http` would, limited the same way.
-_HTTP = {o.key: o for o in sink_options() if o.key.startswith("http")}
 DEFAULT_BIND = "127.0.0.1:8080"
 
 
@@ -31,12 +31,12 @@ def _with_detection(f: Any) -> Any:
 
 
 @click.command("serve")
-@option(_HTTP["http"], help=f"Where to listen [default: {DEFAULT_BIND}]; beyond loopback "
+@option(HTTP, help=f"Where to listen [default: {DEFAULT_BIND}]; beyond loopback "
                             "EDGEFACE_API_TOKEN is required.")
 @_with_detection
 @option(MAX_IMAGE_PIXELS)
-@option(_HTTP["http_api_rate"])
-@option(_HTTP["http_api_total_rate"])
+@option(HTTP_API_RATE)
+@option(HTTP_API_TOTAL_RATE)
 def serve(http: str | None, http_api_rate: float, http_api_total_rate: float,
           max_image_pixels: int | None, **values: Any) -> None:
     """Serve POST /detect (faces in uploaded images) without a camera.

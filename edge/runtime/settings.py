@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional
 
 from edgeface.inference.backends import default_threads
 from edgeface.inference.backends.registry import PROVIDERS
+from edgeface.runtime.http import limits as L
 from edgeface.runtime.options import Option, boolean, choice, memory, number, string, wxh
 
 #: Faces kept per frame or image after NMS. One default for run, detect and serve: the
@@ -78,6 +79,29 @@ MAX_IMAGE_PIXELS = Option(
 
 #: Resource limits.
 LIMITS = (MEMORY_LIMIT, MAX_IMAGE_PIXELS)
+
+
+# Outputs that other commands share with `run`'s: declared here, with no sink imported, so
+# that `detect --help` and `serve --help` load no sink (and no OpenCV).
+#: One meaning in every command (run, detect, doctor): JSON to this file, or to stdout for
+#: '-' or a bare --json.
+JSON = Option("json", "--json", string, metavar="PATH|-", path=True, cli="optional",
+              flag_value="-",
+              help="JSON lines, one per frame, to a file (appended) or '-' (or a bare "
+                   "--json) for stdout [default: stdout when no other output is given].")
+HTTP = Option("http", "--http", string, metavar="[HOST:]PORT",
+              help="Serve the page (/), /stream.mjpg, /snapshot.jpg, /detections, /events, "
+                   "/status, /healthz, /metrics and POST /detect (host defaults to "
+                   "127.0.0.1; beyond loopback EDGEFACE_API_TOKEN is required).")
+HTTP_API_RATE = Option(
+    "http_api_rate", "--http-api-rate", number(0.01, 10000), L.API_CLIENT_RATE, metavar="N",
+    help="POST /detect requests per second per client address (twice that in a burst); more "
+         "get 429.")
+HTTP_API_TOTAL_RATE = Option(
+    "http_api_total_rate", "--http-api-total-rate", number(0.01, 10000), L.API_GLOBAL_RATE,
+    metavar="N", help="POST /detect requests per second from all clients together.")
+#: run's outputs that detect, doctor and serve spell the same.
+SHARED_OUTPUTS = (JSON, HTTP, HTTP_API_RATE, HTTP_API_TOTAL_RATE)
 
 
 def _pick(cls: type, values: Mapping[str, Any]) -> dict[str, Any]:

@@ -23,10 +23,17 @@ from edgeface.cli.options import (
 )
 from edgeface.inference.postprocess import PostprocessConfig
 from edgeface.runtime.config import check_values, output_options, top_options
-from edgeface.runtime.settings import DETECTION, LIMITS, MAX_DETECTIONS, DetectionSettings
+from edgeface.runtime.settings import (
+    DETECTION,
+    LIMITS,
+    MAX_DETECTIONS,
+    SHARED_OUTPUTS,
+    DetectionSettings,
+)
 
 GROUPS = {"detection": DETECTION, "limits": LIMITS, "dataset": DATASET_GROUP,
-          "checkpoint": CHECKPOINT_GROUP, "output": OUTPUT_GROUP, "config": (CONFIG,)}
+          "checkpoint": CHECKPOINT_GROUP, "output": OUTPUT_GROUP, "config": (CONFIG,),
+          "shared outputs": SHARED_OUTPUTS}
 #: `run` keeps values unchecked and unset (None) until merged with its config file.
 RAW = {"run"}
 

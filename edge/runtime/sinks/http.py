@@ -9,8 +9,14 @@ from edgeface.inference.results import FrameResult
 from edgeface.runtime.http import limits as L
 from edgeface.runtime.http.latest import LatestSink
 from edgeface.runtime.lend import DEFAULT_SHARE, DetectorLender
-from edgeface.runtime.options import Option, boolean, number, string
-from edgeface.runtime.settings import DetectionSettings, LimitSettings
+from edgeface.runtime.options import Option, boolean, number
+from edgeface.runtime.settings import (
+    HTTP,
+    HTTP_API_RATE,
+    HTTP_API_TOTAL_RATE,
+    DetectionSettings,
+    LimitSettings,
+)
 from edgeface.runtime.sinks.base import SinkContext, SinkKind
 from edgeface.runtime.sinks.registry import register_sink
 
@@ -89,10 +95,7 @@ def _build(values: Mapping[str, Any], context: SinkContext) -> HttpSink:
 
 
 register_sink(SinkKind("http", (
-    Option("http", "--http", string, metavar="[HOST:]PORT",
-           help="Serve the page (/), /stream.mjpg, /snapshot.jpg, /detections, /events, "
-                "/status, /healthz, /metrics and POST /detect (host defaults to 127.0.0.1; "
-                "beyond loopback EDGEFACE_API_TOKEN is required)."),
+    HTTP,  # declared with the vocabulary: `serve` spells them the same
     Option("http_api", "--http-api", boolean, True, cli="bool",
            help="POST /detect beside the camera (images decoded at idle priority, their "
                 "inference run by the camera loop between frames)."),
@@ -100,11 +103,6 @@ register_sink(SinkKind("http", (
            metavar="F",
            help="Most of the camera loop's time that POST /detect inference may take "
                 "(a camera running flat out kept 0.92 of its frame rate at 0.05, measured)."),
-    Option("http_api_rate", "--http-api-rate", number(0.01, 10000, lo_open=False),
-           L.API_CLIENT_RATE, metavar="N",
-           help="POST /detect requests per second per client address (twice that in a "
-                "burst); more get 429."),
-    Option("http_api_total_rate", "--http-api-total-rate", number(0.01, 10000),
-           L.API_GLOBAL_RATE, metavar="N",
-           help="POST /detect requests per second from all clients together."),
+    HTTP_API_RATE,
+    HTTP_API_TOTAL_RATE,
 ), _build))

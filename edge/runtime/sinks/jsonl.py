@@ -12,7 +12,8 @@ from typing import Any, Mapping, Optional, TextIO, Union
 from edgeface.common.sizes import short_size
 from edgeface.errors import EdgefaceError
 from edgeface.inference.results import FrameResult
-from edgeface.runtime.options import Option, memory, number, string
+from edgeface.runtime.options import Option, memory, number
+from edgeface.runtime.settings import JSON
 from edgeface.runtime.sinks.base import SinkContext, SinkKind
 from edgeface.runtime.sinks.registry import register_sink
 
@@ -176,12 +177,7 @@ def _build(values: Mapping[str, Any], context: SinkContext) -> JsonLinesSink:
 
 
 register_sink(SinkKind("json", (
-    # One meaning in every command (run, detect, doctor): JSON to this file, or to stdout
-    # for '-' or a bare --json.
-    Option("json", "--json", string, metavar="PATH|-", path=True, cli="optional",
-           flag_value="-",
-           help="JSON lines, one per frame, to a file (appended) or '-' (or a bare --json) "
-                "for stdout [default: stdout when no other output is given]."),
+    JSON,  # declared with the vocabulary: `detect` and `doctor` spell it the same
     # json_max_size: rotate the JSON-lines file past this size (null: never).
     Option("json_max_size", "--json-max-size", memory(1 << 10), metavar="SIZE",
            help="Rotate the JSON-lines file before it passes this size (e.g. 50M): "
