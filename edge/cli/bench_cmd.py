@@ -25,7 +25,7 @@ def _frame_size(value: str) -> tuple[int, int] | None:
 @click.group("bench", invoke_without_command=True,
              **renamed({"--out": "--output-dir", "--conf": "--confidence-threshold",
                        "--images": "--dataset"}, group=True))
-@option(MODEL, multiple=True, metavar="[LABEL=]MODEL", check=lambda key, v: v, as_path=False,
+@option(MODEL, multiple=True, metavar="[LABEL=]MODEL", as_path=False,
         help="Model to measure (repeatable); LABEL= names it in tables.")
 @option(THREADS, check=check_threads_list, metavar="1,2,4",
         help="Thread counts to measure [default: 1 and all available cores].")

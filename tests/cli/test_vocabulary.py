@@ -7,6 +7,7 @@ everywhere; a retired spelling still works, with one deprecation line naming the
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 
 import click
@@ -219,3 +220,14 @@ def test_target_is_now_the_provider_vocabulary(tmp_path, capsys):
     err = capsys.readouterr().err
     assert rc == 2 and "--target is deprecated, use --provider" in err
     assert "--provider cuda: an INT8 model is made for cpu or tensorrt" in err
+
+
+def test_doctor_json_is_runs_json_a_file_or_stdout(tmp_path, capsys, monkeypatch):
+    """`--json` is a destination everywhere; doctor's bare `--json` still prints."""
+    monkeypatch.setattr("edgeface.cli.doctor_cmd.default_config", lambda: None)
+    out = tmp_path / "doctor.json"
+    main(["doctor", "--json", str(out)])
+    assert capsys.readouterr().out == ""
+    written = json.loads(out.read_text())
+    main(["doctor", "--json"])
+    assert json.loads(capsys.readouterr().out)["verdict"] == written["verdict"]
