@@ -112,7 +112,10 @@ def memory(lo: int = 1, hi: int = 1 << 40) -> Check:
     Sizes are parsed here once: everything after the check holds an int."""
 
     def check(key: str, v: Any) -> Optional[int]:
-        n = parse_size(v)
+        try:
+            n = parse_size(v)
+        except ConfigError as exc:  # name the flag or key: one line says which value
+            raise ConfigError(f"{key}: {exc}") from None
         if n is not None and not lo <= n <= hi:
             raise ConfigError(f"{key}: {_short(v)} is outside {format_size(lo)}.."
                               f"{format_size(hi)}")
