@@ -70,12 +70,13 @@ def end_to_end(detector, video: Path, out: Path) -> tuple[float, float, int, dic
 
     Timed from opening the source (its capture thread starts decoding then) to the end."""
     from edgeface.runtime.loop import Runtime
+    from edgeface.runtime.settings import LoopSettings
     from edgeface.runtime.sinks import JsonLinesSink
     from edgeface.runtime.sources import open_source
 
     c0, t0 = time.process_time(), time.perf_counter()
     rt = Runtime(open_source(video, prepare=detector.prepare), detector, [JsonLinesSink(out)],
-                 status_interval=0)
+                 settings=LoopSettings(status_interval=0))
     stats = rt.run()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     rt.close()

@@ -5,7 +5,7 @@ where it runs, which command options it accepts, the settings it fixes, and the 
 make it (``"module:function"``, imported only when used: the TensorRT builder needs TensorRT).
 ``edgeface quantize`` picks the format from its flags (:func:`select_format`), refuses an
 option the format does not accept (:func:`check_options`) and runs the format's pipeline.
-Options are named as the command's parameters (``calib_dir`` is ``--calib``).
+Options are named as the command's parameters (``dataset`` is ``--dataset``).
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from edgeface.errors import ConfigError
 COMMON = frozenset({"model", "output", "force", "int8", "tensorrt"})
 
 # The calibration reader, and the INT8 pipeline with its accuracy guard.
-CALIBRATION = frozenset({"calib_dir", "split", "num_images", "method", "percentile"})
-GUARD = frozenset({"exclude", "eval_dir", "eval_split", "max_ap_drop", "no_eval", "threads",
+CALIBRATION = frozenset({"dataset", "split", "num_images", "method", "percentile"})
+GUARD = frozenset({"exclude", "eval_dataset", "eval_split", "max_ap_drop", "no_eval", "threads",
                    "bench_runs", "keep_rejected"})
 CPU_INT8 = frozenset({"per_channel", "reduce_range", "activation_type", "weight_type"})
 TENSORRT_BUILD = frozenset({"workspace", "dry_run", "trt_version"})
@@ -70,14 +70,14 @@ class Format:
         return " ".join(self.flags)
 
 
-_INT8_OPTIONS = CALIBRATION | GUARD | {"target"}
+_INT8_OPTIONS = CALIBRATION | GUARD | {"provider"}
 FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("int8", "an INT8 ONNX model (QDQ) for ONNX Runtime", ("--int8",), ".int8.onnx",
            (".onnx",), "CPU: x86 (VNNI) or ARM, ONNX Runtime", "host",
            _INT8_OPTIONS | CPU_INT8, "int8", INT8_PIPELINE,
            int8_config="edgeface.quantize.config:Int8Config"),
     Format("int8-tensorrt", "an INT8 Q/DQ ONNX model for TensorRT",
-           ("--int8", "--target", "tensorrt"), ".trt-int8.onnx", (".onnx",),
+           ("--int8", "--provider", "tensorrt"), ".trt-int8.onnx", (".onnx",),
            "NVIDIA GPU: TensorRT builds it (>= 8.6); ONNX Runtime runs it too", "host",
            _INT8_OPTIONS | CPU_INT8, "int8", INT8_PIPELINE,
            int8_config="edgeface.quantize.targets:tensorrt_int8_config",
@@ -103,7 +103,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
 def select_format(*, int8: bool = False, tensorrt: bool = False, target: str = "cpu",
                   fp16: bool = False) -> Format:
     """The format the selecting flags name. ``--tensorrt --int8 --fp16`` is an INT8 engine
-    with FP16 kernels allowed; a format that does not take ``--fp16`` or ``--target``
+    with FP16 kernels allowed; a format that does not take ``--fp16`` or ``--provider``
     refuses it in :func:`check_options`."""
     if tensorrt:
         return FORMATS["tensorrt-int8" if int8 else "tensorrt-fp16" if fp16 else "tensorrt"]
@@ -115,7 +115,7 @@ def select_format(*, int8: bool = False, tensorrt: bool = False, target: str = "
 def check_options(fmt: Format, given: Mapping[str, Any], flag: Callable[[str], str]) -> None:
     """Refuse, in one line, an option ``fmt`` does not accept or a fixed setting given
     another value. ``given``: the options set on the command line, by parameter name, with
-    their values; ``flag``: parameter name -> its spelling (``calib_dir`` -> ``--calib``)."""
+    their values; ``flag``: parameter name -> its spelling (``dataset`` -> ``--dataset``)."""
     for name in sorted(given):
         if not fmt.accepts(name):
             users = _spellings(f for f in FORMATS.values() if f.accepts(name))

@@ -119,10 +119,11 @@ def _run_pipeline(detector: Any, source: str, warmup: int, runs: int) -> dict[st
     Files and folders loop so that ``warmup + runs`` frames are always available.
     """
     from edgeface.runtime.loop import Runtime
+    from edgeface.runtime.settings import LoopSettings
     from edgeface.runtime.sources import open_source
 
     with Runtime(open_source(source, loop=True, prepare=detector.prepare), detector, [],
-                 status_interval=0, record_latencies=True) as rt:
+                 settings=LoopSettings(status_interval=0, record_latencies=True)) as rt:
         if warmup:
             rt.run(max_frames=warmup)
         stats = rt.run(max_frames=runs)

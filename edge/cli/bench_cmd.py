@@ -6,57 +6,40 @@ from pathlib import Path
 
 import click
 
-from edgeface.cli.options import confidence_option, provider_option, renamed
+from edgeface.cli.options import DATASET, OUTPUT_DIR, option, renamed
 from edgeface.common.files import ensure_writable_dir
 from edgeface.errors import ConfigError, EdgefaceError
 from edgeface.inference.backends.registry import backend_for
+from edgeface.runtime.options import wxh
+from edgeface.runtime.settings import CONFIDENCE, MODEL, PROVIDER, THREADS, check_threads_list
+from edgeface.runtime.sources import SOURCE_OPTION
 
 DEFAULT_OUT = Path("benchmarks/results")
 
 
-def _threads(value: str | None) -> list[int] | None:
-    if value is None:
-        return None
-    try:
-        out = sorted({int(v) for v in value.split(",") if v.strip()})
-    except ValueError:
-        raise ConfigError(f"--threads: expected a comma-separated list of integers, got "
-                          f"{value!r}") from None
-    if not out or out[0] < 1:
-        raise ConfigError(f"--threads: thread counts must be >= 1, got {value!r}")
-    return out
-
-
 def _frame_size(value: str) -> tuple[int, int] | None:
-    if value == "stored":
-        return None
-    try:
-        w, h = (int(v) for v in value.lower().split("x"))
-    except ValueError:
-        raise ConfigError(f"--frame-size: expected WIDTHxHEIGHT or 'stored', got {value!r}") \
-            from None
-    if w < 16 or h < 16:
-        raise ConfigError(f"--frame-size: {value} is too small")
-    return w, h
+    # The one WxH check (as --size and --capture-size), 16 px a side at least.
+    return None if value == "stored" else wxh(16)("--frame-size", value)
 
 
 @click.group("bench", invoke_without_command=True,
-             **renamed({"--out": "--output-dir", "--conf": "--confidence-threshold"}, group=True))
-@click.option("-m", "--model", "models", multiple=True, metavar="[LABEL=]MODEL.onnx",
-              help="ONNX model to measure (repeatable); LABEL= names it in tables.")
-@click.option("--threads", default=None, metavar="1,2,4",
-              help="Thread counts to measure [default: 1 and all available cores].")
+             **renamed({"--out": "--output-dir", "--conf": "--confidence-threshold",
+                       "--images": "--dataset"}, group=True))
+@option(MODEL, multiple=True, metavar="[LABEL=]MODEL", as_path=False,
+        help="Model to measure (repeatable); LABEL= names it in tables.")
+@option(THREADS, check=check_threads_list, metavar="1,2,4",
+        help="Thread counts to measure [default: 1 and all available cores].")
 @click.option("--runs", default=200, show_default=True, type=click.IntRange(1),
               help="Measured frames per model and thread count.")
 @click.option("--warmup", default=20, show_default=True, type=click.IntRange(0),
               help="Frames run and discarded before measuring.")
 @click.option("--chunk", default=10, show_default=True, type=click.IntRange(1),
               help="Frames per turn when models are interleaved.")
-@click.option("--source", default=None, metavar="PATH|DIR|URL|N",
-              help="Pipeline mode: video file, image folder or camera run through the runtime.")
-@click.option("--images", "images", multiple=True, type=click.Path(path_type=Path),
-              help="Model-only mode: images (files/folders) to cycle [default: the shared "
-                   "WIDERFace-416 set when found, else synthetic frames].")
+@option(SOURCE_OPTION, metavar="PATH|DIR|URL|N",
+        help="Pipeline mode: video file, image folder or camera run through the runtime.")
+@option(DATASET, multiple=True, metavar="PATH",
+        help="Model-only mode: images (files/folders) to cycle (repeatable) [default: the "
+             "shared WIDERFace-416 set when found, else synthetic frames].")
 @click.option("--synthetic", is_flag=True, help="Use synthetic frames (no faces).")
 @click.option("--frame-size", default="640x480", show_default=True, metavar="WxH|stored",
               help="Frames are resized to this camera-like size before timing (so preprocess "
@@ -68,17 +51,16 @@ def _frame_size(value: str) -> tuple[int, int] | None:
 @click.option("--dcn-baseline/--no-dcn-baseline", default=True, show_default=True,
               help="Also measure each FP32 model with DeformConv on ONNX Runtime's "
                    "DeformConv, beside the DCN fast path, in the same interleaved run.")
-@provider_option(" Peers always run on the CPU.")
-@confidence_option(0.5, "Minimum face probability (postprocess cost depends on it).")
-@click.option("--output-dir", "out", default=DEFAULT_OUT, show_default=True,
-              type=click.Path(path_type=Path, file_okay=False),
-              help="Directory for the JSON result file.")
+@option(PROVIDER, help=PROVIDER.help + " Peers always run on the CPU.")
+@option(CONFIDENCE, help="Minimum face probability (postprocess cost depends on it).")
+@option(OUTPUT_DIR, help=f"Directory for the JSON result file [default: {DEFAULT_OUT}].")
 @click.option("--no-save", is_flag=True, help="Print the table only; write no result file.")
 @click.pass_context
-def bench(ctx: click.Context, models: tuple[str, ...], threads: str | None, runs: int,
-          warmup: int, chunk: int, source: str | None, images: tuple[Path, ...],
+def bench(ctx: click.Context, model: tuple[str, ...], threads: tuple[int, ...] | None,
+          runs: int, warmup: int, chunk: int, source: str | None, dataset: tuple[Path, ...],
           synthetic: bool, frame_size: str, frame_count: int, peers: bool, dcn_baseline: bool,
-          provider: str, confidence_threshold: float, out: Path, no_save: bool) -> None:
+          provider: str, confidence_threshold: float, output_dir: Path | None,
+          no_save: bool) -> None:
     """Measure latency (p50/p90/p99, pre/infer/post split), throughput and peak RSS.
 
     Each model and thread count runs in its own process; models are interleaved in chunks
@@ -94,11 +76,12 @@ def bench(ctx: click.Context, models: tuple[str, ...], threads: str | None, runs
     from edgeface.errors import MissingDependency
     from edgeface.inference.backends import default_threads
 
-    thread_list = _threads(threads) or sorted({1, default_threads()})  # flags first
+    thread_list = list(threads or sorted({1, default_threads()}))
+    out, images = output_dir or DEFAULT_OUT, dataset
     if not no_save:
         ensure_writable_dir(out, "--output-dir")  # before minutes of measuring
     size = _frame_size(frame_size)
-    specs = [parse_model_arg(m) for m in models]
+    specs = [parse_model_arg(m) for m in model]
     if dcn_baseline and provider in ("auto", "cpu"):
         from edgeface.bench.runs import dcn_baselines
 
@@ -122,7 +105,7 @@ def bench(ctx: click.Context, models: tuple[str, ...], threads: str | None, runs
     if source is None:
         frames = make_frame_spec(images or None, size, frame_count, synthetic=synthetic)
     elif images or synthetic:
-        raise ConfigError("--images/--synthetic are for model-only mode; --source runs "
+        raise ConfigError("--dataset/--synthetic are for model-only mode; --source runs "
                           "the frames of the source")
     for spec in specs:  # an unusable provider fails here, before any worker starts
         if spec.kind != "peer":

@@ -6,36 +6,31 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 
-from edgeface.cli.options import (
-    confidence_option,
-    nms_option,
-    provider_option,
-    renamed,
-    threads_option,
-)
+from edgeface.cli.options import option, renamed
 from edgeface.errors import EXIT_FAILURE, EdgefaceError
+from edgeface.runtime.settings import DETECTION, JSON, DetectionSettings
+
+
+def _with_detection(f: Any) -> Any:
+    for opt in reversed(DETECTION):
+        f = option(opt, required=opt.key == "model")(f)
+    return f
 
 
 @click.command("detect", **renamed({"--conf": "--confidence-threshold",
                                     "--nms": "--nms-threshold"}))
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-m", "--model", required=True, type=click.Path(path_type=Path),
-              help="Model from `edgeface export` or `edgeface quantize` (.onnx).")
-@confidence_option(0.5)
-@nms_option(0.4)
-@threads_option()
-@provider_option()
-@click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
-              metavar="PATH|-", help="Write one JSON line per image here ('-' for stdout).")
+@_with_detection
+@option(JSON, help="Write one JSON line per image here ('-' for stdout).")
 @click.option("--annotate", "annotate_dir", type=click.Path(path_type=Path, file_okay=False),
               default=None, metavar="DIR",
               help="Write annotated copies of the images into this directory.")
-def detect(inputs: tuple[Path, ...], model: Path, confidence_threshold: float,
-           nms_threshold: float, threads: int | None, provider: str, json_path: Path | None,
-           annotate_dir: Path | None) -> None:
+def detect(inputs: tuple[Path, ...], json: Path | None, annotate_dir: Path | None,
+           **values: Any) -> None:
     """Detect faces in IMAGE_OR_DIR... and print one line per image.
 
     A missing or unreadable file is reported and skipped; the exit status is then non-zero
@@ -43,11 +38,14 @@ def detect(inputs: tuple[Path, ...], model: Path, confidence_threshold: float,
     """
     import cv2
 
+    settings = DetectionSettings.from_values(values)
+    json_path = json
+    model = Path(settings.model)
+
     from edgeface.common.files import refuse_overwriting_inputs
     from edgeface.frames import Frame, FrameResult
     from edgeface.inference.detector import Detector
     from edgeface.inference.draw import annotate
-    from edgeface.inference.postprocess import PostprocessConfig
     from edgeface.media.images import ImageReadError, expand_inputs, read_image
     from edgeface.runtime.sinks import JsonLinesSink
 
@@ -58,9 +56,9 @@ def detect(inputs: tuple[Path, ...], model: Path, confidence_threshold: float,
     refuse_overwriting_inputs(
         {"--json": json_path, **{f"--annotate ({p.name})": a for p, a in annotated.items()}},
         {"--model": model, **{str(p): p for p in paths}})
-    detector = Detector.open(model, PostprocessConfig(conf_threshold=confidence_threshold,
-                                                      nms_threshold=nms_threshold),
-                             provider=provider, threads=threads)
+    detector = Detector.open(model, settings.postprocess(), provider=settings.provider,
+                             threads=settings.threads, input_size=settings.size,
+                             arena=settings.arena)
     if annotate_dir:
         try:
             annotate_dir.mkdir(parents=True, exist_ok=True)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import json
+import json as json_module
 from pathlib import Path
 from typing import Any, Optional
 
 import click
 
+from edgeface.cli.options import CONFIG, option
+from edgeface.errors import EdgefaceError
+from edgeface.runtime.settings import JSON
 from edgeface.system import doctor_host, doctor_stack
 from edgeface.system.doctor import (
     Check,
@@ -93,14 +96,15 @@ def load_model(model: str, provider: str) -> str:
     return f"loads ({backend.name}" + (f", {', '.join(providers)}" if providers else "") + ")"
 
 
+
+
 @click.command("doctor")
-@click.option("--config", "config", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, metavar="FILE",
-              help="The service config to check [default: /etc/edgeface/config.yaml, else "
-                   "~/.config/edgeface/config.yaml, when present].")
-@click.option("--json", "as_json", is_flag=True, help="One JSON document instead of text.")
+@option(CONFIG, help="The service config to check [default: /etc/edgeface/config.yaml, else "
+                     "~/.config/edgeface/config.yaml, when present].")
+@option(JSON, help="One JSON document instead of text, to this file or '-' (or a bare "
+                    "--json) for stdout.")
 @click.pass_context
-def doctor(ctx: click.Context, config: Optional[Path], as_json: bool) -> None:
+def doctor(ctx: click.Context, config: Optional[Path], json: Optional[Path]) -> None:
     """Check this machine and the configured service: Python, numpy, OpenCV, ONNX Runtime,
     picamera2, TensorRT, cameras, the memory cgroup, clocks, temperature and throttling,
     memory and disk; then whether the config's model loads on its provider and its source
@@ -114,9 +118,16 @@ def doctor(ctx: click.Context, config: Optional[Path], as_json: bool) -> None:
     findings = run_checks(probe, default_checks())
     spec = service_spec(config)
     findings += run_checks(probe, service_checks(spec, load_model))
-    if as_json:
+    if json is not None:
         extra: dict[str, Any] = {"config": spec.config, "host": header_line(probe)}
-        click.echo(json.dumps(to_json(findings, **extra), indent=1, default=str))
+        text = json_module.dumps(to_json(findings, **extra), indent=1, default=str)
+        if str(json) == "-":
+            click.echo(text)
+        else:
+            try:
+                json.write_text(text + "\n", encoding="utf-8")
+            except OSError as exc:
+                raise EdgefaceError(f"cannot write {json}: {exc.strerror or exc}") from None
     else:
         click.echo(render_text(findings, header_line(probe)))
     ctx.exit(exit_code(findings))

@@ -9,38 +9,38 @@ from pathlib import Path
 
 import click
 
-from edgeface.cli.options import provider_option, renamed, threads_option
+from edgeface.cli.options import (
+    ARCH,
+    DATASET,
+    OUTPUT_DIR,
+    SPLIT,
+    WEIGHTS,
+    option,
+    renamed,
+)
 from edgeface.errors import EXIT_FAILURE, ConfigError, EdgefaceError, ModelError, require
+from edgeface.runtime.settings import MODEL, PROVIDER, SIZE, THREADS
 
-
-def _parse_size(ctx, param, value: str | None) -> tuple[int, int] | None:
-    from edgeface.common.sizes import parse_wxh
-
-    return parse_wxh(value, param.opts[0])
+#: The split `eval` reads when --split is not given: the shared eval split.
+DEFAULT_SPLIT = "eval"
 
 
 @click.command("eval", **renamed({"-o": "--output-dir", "--out": "--output-dir",
-                                  "--providers": "--provider"}))
-@click.option("-m", "--model", type=click.Path(path_type=Path), default=None,
-              help="ONNX model (FP32 or INT8) to evaluate.")
-@click.option("--weights", type=click.Path(path_type=Path), default=None,
-              help="PyTorch checkpoint to evaluate instead (runs PyTorch; needs edgeface[export]).")
-@click.option("--arch", default=None,
-              help="Architecture of --weights (e.g. v1, eca_cbam) [default: detect].")
-@click.option("--widerface", "root", required=True, type=click.Path(path_type=Path),
-              help="WIDER FACE directory: images/, ground truth, optional splits/ and "
-                   "image_sizes.txt.")
-@click.option("--split", default="eval", show_default=True,
-              help="Split under DIR/splits/, a list file, or 'all'.")
-@click.option("--size", callback=_parse_size, default=None, metavar="WxH",
-              help="Network input size, N or WxH [default: the model's; 416 for --weights].")
-@click.option("--output-dir", "out", type=click.Path(path_type=Path, file_okay=False),
-              default=None, help="Output directory [default: results/eval-<model name>/].")
-@threads_option()
-@provider_option()
-def eval_cmd(model: Path | None, weights: Path | None, arch: str | None, root: Path, split: str,
-             size: tuple[int, int] | None, out: Path | None, threads: int | None,
-             provider: str) -> None:
+                                  "--providers": "--provider", "--widerface": "--dataset"}))
+@option(MODEL, help="ONNX model (FP32 or INT8) to evaluate.")
+@option(WEIGHTS, help="PyTorch checkpoint to evaluate instead (runs PyTorch; needs "
+                     "edgeface[export]).")
+@option(ARCH)
+@option(DATASET, required=True, help="WIDER FACE directory: images/, ground truth, optional "
+                                     "splits/ and image_sizes.txt.")
+@option(SPLIT)
+@option(SIZE)
+@option(OUTPUT_DIR, help="Output directory [default: results/eval-<model name>/].")
+@option(THREADS)
+@option(PROVIDER)
+def eval_cmd(model: Path | None, weights: Path | None, arch: str | None, dataset: Path,
+             split: str | None, size: tuple[int, int] | None, output_dir: Path | None,
+             threads: int | None, provider: str) -> None:
     """Evaluate a detector on WIDER FACE with the official protocol and print easy/medium/hard AP.
 
     Detection uses the usual evaluation settings (confidence 0.02, NMS 0.4, keep 750). Writes
@@ -62,7 +62,8 @@ def eval_cmd(model: Path | None, weights: Path | None, arch: str | None, root: P
         raise ModelError(f"model file not found: {source}")
 
     require("matplotlib", "eval", "draws the PR curves")  # before the run, not after it
-    dataset = load_widerface(root, split)
+    root, out = dataset, output_dir
+    dataset = load_widerface(root, split or DEFAULT_SPLIT)
     options = {"arch": arch} if weights is not None else {}
     backend = open_backend(source, provider=provider, threads=threads, input_size=size,
                            **options)

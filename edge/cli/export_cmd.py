@@ -6,17 +6,18 @@ from pathlib import Path
 
 import click
 
-from edgeface.cli.options import FiniteRange, size_option
+from edgeface.cli.options import ARCH, FORCE, OUTPUT, WEIGHTS, FiniteRange, option
 from edgeface.errors import EdgefaceError
+from edgeface.runtime.settings import SIZE
+
+#: A checkpoint's network size when --size is not given: FeatherFace's training size.
+DEFAULT_SIZE = (416, 416)
 
 
 @click.command("export")
-@click.option("--arch", default=None,
-              help="Architecture (v1, eca_cbam, cbam, eca_cbam_parallel) "
-                   "[default: recognised from the checkpoint].")
-@click.option("--weights", required=True, type=click.Path(path_type=Path),
-              help="PyTorch checkpoint (.pth / .tar).")
-@size_option("Input size N or WxH (multiples of 32).", default="416")
+@option(ARCH)
+@option(WEIGHTS, required=True)
+@option(SIZE, help="Network input size, N or WxH (multiples of 32) [default: 416x416].")
 @click.option("--dynamic", is_flag=True, help="Variable input height/width.")
 @click.option("--dcn", type=click.Choice(["onnx", "gridsample"]), default="onnx",
               show_default=True,
@@ -27,14 +28,12 @@ from edgeface.errors import EdgefaceError
                    "found, else synthetic].")
 @click.option("--tolerance", default=1e-3, show_default=True, type=FiniteRange(0, 1, min_open=True),
               help="Max |ONNX - PyTorch| allowed per output.")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="Output .onnx path.")
-@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-def export(arch: str | None, weights: Path, size: str, dynamic: bool, dcn: str,
+@option(OUTPUT, required=True, help="Output .onnx path.")
+@option(FORCE)
+def export(arch: str | None, weights: Path, size: tuple[int, int] | None, dynamic: bool, dcn: str,
            verify_images: Path | None, tolerance: float, output: Path, force: bool) -> None:
     """Export a FeatherFace checkpoint to ONNX and verify it against PyTorch."""
     from edgeface.common.files import ensure_writable_dir, refuse_overwriting_inputs
-    from edgeface.common.sizes import parse_wxh
     from edgeface.media.images import expand_inputs
     from edgeface.quantize.export import export_model
 
@@ -43,6 +42,6 @@ def export(arch: str | None, weights: Path, size: str, dynamic: bool, dcn: str,
         raise EdgefaceError(f"{output} exists; use --force to overwrite")
     ensure_writable_dir(output.parent, "-o/--output")
     images = list(expand_inputs([verify_images])) if verify_images else None
-    report = export_model(weights, output, arch=arch, size=parse_wxh(size, "--size"),
+    report = export_model(weights, output, arch=arch, size=size or DEFAULT_SIZE,
                           dynamic=dynamic, dcn=dcn, verify_images=images, tolerance=tolerance)
     click.echo(report.summary())

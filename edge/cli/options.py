@@ -1,14 +1,17 @@
-"""Options shared by several commands, so each is spelled (and checked) the same everywhere,
-and the renames of the 0.2 release: old spellings keep working, with a line on stderr."""
+"""The command line's one settings vocabulary: the click adapter that turns an
+:class:`~edgeface.runtime.options.Option` declaration into a flag, the dataset and output
+groups (detection and limits: :mod:`edgeface.runtime.settings`), and the renames: old
+spellings keep working for one release, with a line on stderr naming the new one."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import click
 
-from edgeface.inference.backends.registry import PROVIDERS
+from edgeface.runtime.options import Check, Option, boolean, string
 
 REMOVED_IN = "0.3"
 
@@ -26,41 +29,106 @@ class FiniteRange(click.FloatRange):
         return v
 
 
-def provider_option(help_extra: str = "") -> Callable:
-    """``--provider auto|cpu|cuda|tensorrt``: where the model runs."""
-    return click.option(
-        "--provider", type=click.Choice(PROVIDERS, case_sensitive=False), default="auto",
-        show_default=True,
-        help="Where the model runs: auto (CPU for .onnx, the GPU for a TensorRT .engine), "
-             "cpu, cuda or tensorrt (ONNX Runtime's providers for .onnx)." + help_extra)
+class DeclaredOption(click.Option):
+    """A click option made from an :class:`Option` declaration (kept as ``declaration``, so
+    that the vocabulary test can tell every flag's declaration)."""
+
+    def __init__(self, *args: Any, declaration: Option, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.declaration = declaration
 
 
-def threads_option(help_text: str = "Inference threads [default: the cores available].",
-                   **kwargs: Any) -> Callable:
-    return click.option("--threads", type=click.IntRange(1, 1024), default=None,
-                        help=help_text, **kwargs)
+def option(opt: Option, *, raw: bool = False, required: bool = False,
+           help: str | None = None, check: Check | None = None, multiple: bool = False,
+           metavar: str | None = None, as_path: bool = True) -> Callable:
+    """The one click adapter: the option for ``opt`` with its flag, default and check.
+
+    The check runs once, at parsing, and its value (an int for a size, a tuple for WxH, a
+    :class:`~pathlib.Path` for a path) is what the command receives; a bad value is one
+    error line naming the flag. ``raw``: `run` keeps values unparsed and unset-by-default
+    (None), to merge them with its config file and check them all together there.
+    ``help``/``check``/``metavar``/``multiple`` adapt a declaration to one command without
+    changing its meaning or its default.
+    """
+    text = opt.help if help is None else help
+    shown = "" if opt.default in (None, False) or required else f" [default: {opt.default}]"
+    kwargs: dict[str, Any] = {"cls": DeclaredOption, "declaration": opt, "help": text + shown}
+    decls = [opt.flag]
+    if opt.cli == "switch":
+        kwargs.update(is_flag=True, default=False, help=text)
+    elif opt.cli in ("bool", "tristate"):
+        name = opt.flag[2:]
+        decls = [f"--{name}/--no-{name}"]
+        kwargs.update(default=None if raw or opt.cli == "tristate" else opt.default)
+    else:
+        if opt.cli == "optional":
+            kwargs.update(is_flag=False, flag_value=str(opt.flag_value))
+        kwargs.update(default=None if raw else opt.default, metavar=metavar or opt.metavar,
+                      required=required, multiple=multiple)
+        if not raw:
+            kwargs["callback"] = _checker(opt, check or opt.check, as_path and opt.path)
+    if opt.short:
+        decls.insert(0, opt.short)
+    return click.option(*decls, opt.key, **kwargs)
 
 
-def size_option(help_text: str, default: str | None = None) -> Callable:
-    """``--size WxH`` (or N for a square): the network input size."""
-    return click.option("--size", default=default, metavar="WxH", help=help_text,
-                        show_default=default is not None)
+def _checker(opt: Option, check: Check, path: bool) -> Callable:
+    def one(value: Any) -> Any:
+        if value is None:
+            return None
+        value = check(opt.flag, value)
+        return Path(value).expanduser() if path and isinstance(value, str) else value
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if isinstance(value, tuple):  # multiple=True
+            return tuple(one(v) for v in value)
+        return one(value)
+
+    return callback
 
 
-def confidence_option(default: float, help_text: str = "Minimum face probability.") -> Callable:
-    return click.option("--confidence-threshold", "confidence_threshold",
-                        type=FiniteRange(0, 1), default=default, show_default=True,
-                        help=help_text)
+# ------------------------------------------------------------------ the shared vocabulary
+# Detection and limits: edgeface.runtime.settings (run's config file takes them too).
 
+DATASET = Option(
+    "dataset", "--dataset", string, metavar="DIR", path=True,
+    help="Images to read: a WIDER FACE directory (images/, ground truth, optional splits/ and "
+         "image_sizes.txt) or any folder of images.")
+SPLIT = Option(
+    "split", "--split", string, metavar="NAME|FILE",
+    help="Which images of --dataset: a split under DIR/splits/, a list file, or 'all' "
+         "[default: the command's: eval for `eval`; for `quantize` calib when DIR has "
+         "splits/calib.txt, else every image].")
+EVAL_DATASET = Option(
+    "eval_dataset", "--eval-dataset", string, metavar="DIR", path=True,
+    help="WIDER FACE directory for the accuracy guard [default: --dataset when it is one].")
+EVAL_SPLIT = Option(
+    "eval_split", "--eval-split", string, "eval",
+    help="Split of --eval-dataset (must not share images with the calibration split).")
+#: The dataset a command reads.
+DATASET_GROUP = (DATASET, SPLIT, EVAL_DATASET, EVAL_SPLIT)
 
-def nms_option(default: float) -> Callable:
-    return click.option("--nms-threshold", "nms_threshold",
-                        type=FiniteRange(0, 1, min_open=True), default=default,
-                        show_default=True, help="NMS IoU threshold.")
+OUTPUT = Option("output", "--output", string, metavar="PATH", path=True, short="-o",
+                help="File to write.")
+OUTPUT_DIR = Option("output_dir", "--output-dir", string, metavar="DIR", path=True,
+                    help="Directory to write into [default: the command's].")
+FORCE = Option("force", "--force", boolean, False, cli="switch",
+               help="Overwrite an existing output file.")
+DRY_RUN = Option("dry_run", "--dry-run", boolean, False, cli="switch", short="-n",
+                 help="Print what would be done; change nothing.")
+WEIGHTS = Option("weights", "--weights", string, metavar="FILE", path=True,
+                 help="PyTorch checkpoint (.pth / .tar); needs edgeface[export].")
+ARCH = Option("arch", "--arch", string, metavar="NAME",
+              help="Architecture of --weights (v1, eca_cbam, cbam, eca_cbam_parallel) "
+                   "[default: recognised from the checkpoint].")
+#: A PyTorch checkpoint, for the commands that read one.
+CHECKPOINT_GROUP = (WEIGHTS, ARCH)
 
+CONFIG = Option("config", "--config", string, metavar="FILE", path=True, short="-c",
+                help="YAML config file with the same keys as `edgeface run`'s flags.")
 
-def dry_run_option(help_text: str = "Print what would be done; change nothing.") -> Callable:
-    return click.option("-n", "--dry-run", is_flag=True, help=help_text)
+#: Where a command writes, and whether it may.
+OUTPUT_GROUP = (OUTPUT, OUTPUT_DIR, FORCE, DRY_RUN)
 
 
 class RenamedOptions(click.Command):

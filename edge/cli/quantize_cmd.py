@@ -1,5 +1,5 @@
 """`edgeface quantize`: FP32 ONNX -> INT8 (QDQ), calibrated, guarded, reported
-(``--int8``, for the CPU or, with ``--target tensorrt``, a Q/DQ model TensorRT builds directly);
+(``--int8``, for the CPU or, with ``--provider tensorrt``, a Q/DQ model TensorRT builds directly);
 ONNX -> a TensorRT engine on the device (``--tensorrt``, FP32/FP16/INT8, ``--dry-run`` plans).
 The flags pick a format from :data:`edgeface.quantize.formats.FORMATS`, which says which
 options it takes and what builds it."""
@@ -10,11 +10,22 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import click
 
-from edgeface.cli.options import FiniteRange
+from edgeface.cli.options import (
+    DATASET,
+    DRY_RUN,
+    EVAL_DATASET,
+    EVAL_SPLIT,
+    FORCE,
+    OUTPUT,
+    SPLIT,
+    FiniteRange,
+    option,
+    renamed,
+)
 from edgeface.errors import ConfigError
 from edgeface.quantize.config import (
     DEFAULT_MAX_AP_DROP,
@@ -25,6 +36,8 @@ from edgeface.quantize.config import (
 )
 from edgeface.quantize.formats import FORMATS, Format, resolve
 from edgeface.quantize.targets import TARGETS
+from edgeface.runtime.options import Option, memory
+from edgeface.runtime.settings import MODEL, PROVIDER, THREADS
 
 if TYPE_CHECKING:
     from edgeface.quantize.config import Int8Job
@@ -39,31 +52,34 @@ def _is_widerface(root: Path) -> bool:
         (root / d / GT_TXT).is_file() for d in (".", "ground_truth", "wider_face_split"))
 
 
-@click.command("quantize")
+# The builder's workspace: parsed to bytes once, by the same size check as --memory-limit.
+WORKSPACE = Option("workspace", "--workspace", memory(1 << 20), "1G", metavar="SIZE",
+                   help="--tensorrt: builder workspace limit (K/M/G).")
+
+
+# `--target` was where the INT8 model runs; it is --provider, spelled as everywhere.
+@click.command("quantize", **renamed({"--target": "--provider", "--calib": "--dataset",
+                                      "--eval": "--eval-dataset"}))
 @click.option("--int8", "int8", is_flag=True,
               help="Quantize to INT8: an INT8 ONNX model, or with --tensorrt an INT8 engine.")
-@click.option("--target", type=click.Choice(TARGETS), default="cpu", show_default=True,
-              help="--int8 for: cpu (ONNX Runtime on x86/ARM) or tensorrt (a Q/DQ model "
-                   "TensorRT builds directly: symmetric S8, float bias and DeformConv).")
+@option(PROVIDER, help="What runs the --int8 model: auto or cpu (ONNX Runtime on x86/ARM) "
+                      "or tensorrt (a Q/DQ model TensorRT builds directly: symmetric S8, "
+                      "float bias and DeformConv).")
 @click.option("--tensorrt", is_flag=True,
               help="Build a TensorRT engine (-o X.engine) on this device, with its sidecar "
                    "and timing cache beside it; --fp16 or --int8 for the precision.")
 @click.option("--fp16", is_flag=True, help="--tensorrt: allow FP16 kernels.")
-@click.option("--workspace", default="1G", show_default=True, metavar="SIZE",
-              help="--tensorrt: builder workspace limit (K/M/G).")
-@click.option("-n", "--dry-run", is_flag=True,
-              help="--tensorrt: print the build plan; build nothing (works without TensorRT).")
+@option(WORKSPACE)
+@option(DRY_RUN, help="--tensorrt: print the build plan; build nothing (works without "
+                      "TensorRT).")
 @click.option("--trt-version", default=None, metavar="X.Y",
               help="--tensorrt --dry-run: plan for this TensorRT (e.g. 8.5 for JetPack 5) "
                    "[default: the installed one, else 10.3].")
-@click.option("-m", "--model", required=True, type=click.Path(path_type=Path),
-              help="FP32 ONNX model from `edgeface export` (--tensorrt: also a Q/DQ model).")
-@click.option("--calib", "calib_dir", default=None, type=click.Path(path_type=Path),
-              help="Calibration images: a WIDERFace directory (images/, splits/) or any "
-                   "folder of images (needed by --int8).")
-@click.option("--split", default=None,
-              help="Calibration split under DIR/splits/ or a list file [default: 'calib' "
-                   "when DIR has splits/calib.txt, else every image].")
+@option(MODEL, required=True,
+        help="FP32 ONNX model from `edgeface export` (--tensorrt: also a Q/DQ model).")
+@option(DATASET, help="Calibration images: a WIDERFace directory (images/, splits/) or any "
+                      "folder of images (needed by --int8).")
+@option(SPLIT)
 @click.option("--num-images", type=click.IntRange(1), default=None,
               help="Calibrate on N images spread over the split [default: all].")
 @click.option("--method", type=click.Choice(METHODS), default=DEFAULT_METHOD,
@@ -83,38 +99,34 @@ def _is_widerface(root: Path) -> bool:
               help="Nodes or blocks (e.g. inner.body.stage1) to keep in float, comma "
                    "separated; 'auto': if the AP budget is missed, search for the fewest "
                    "blocks that meet it; 'none' [default: auto with the guard, else none].")
-@click.option("--eval", "eval_dir", type=click.Path(path_type=Path), default=None,
-              help="WIDERFace directory for the accuracy guard [default: --calib when it is "
-                   "one].")
-@click.option("--eval-split", default="eval", show_default=True,
-              help="Evaluation split (must not share images with the calibration split).")
+@option(EVAL_DATASET)
+@option(EVAL_SPLIT)
 @click.option("--max-ap-drop", type=FiniteRange(0, 100), default=DEFAULT_MAX_AP_DROP,
               show_default=True, help="Largest AP loss allowed per setting, in points.")
 @click.option("--no-eval", is_flag=True,
               help="Skip the accuracy guard (the report then says AP was not checked).")
-@click.option("--threads", type=click.IntRange(1), default=None,
-              help="Threads for evaluation and the latency check [default: the runtime's].")
+@option(THREADS, help="Threads for evaluation and the latency check [default: the "
+                     "runtime's, the cores available].")
 @click.option("--bench-runs", type=click.IntRange(0), default=50, show_default=True,
               help="Latency runs per model, FP32 and INT8 alternating (0: skip).")
 @click.option("--keep-rejected", is_flag=True,
               help="Keep an out-of-budget model as <output>.rejected.onnx (+ .json).")
-@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
-              help="INT8 .onnx to write, the report beside it as .json (--tensorrt: the "
-                   ".engine).")
-@click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-def quantize(int8: bool, target: str, tensorrt: bool, fp16: bool, workspace: str,
-             dry_run: bool, trt_version: str | None, model: Path, calib_dir: Path | None,
+@option(OUTPUT, required=True, help="INT8 .onnx to write, the report beside it as .json "
+                                    "(--tensorrt: the .engine).")
+@option(FORCE)
+def quantize(int8: bool, provider: str, tensorrt: bool, fp16: bool, workspace: int,
+             dry_run: bool, trt_version: str | None, model: Path, dataset: Path | None,
              split: str | None, num_images: int | None, method: str, percentile: float,
              per_channel: bool, reduce_range: bool, activation_type: str, weight_type: str,
-             exclude: str | None, eval_dir: Path | None, eval_split: str, max_ap_drop: float,
-             no_eval: bool, threads: int | None, bench_runs: int, keep_rejected: bool,
-             output: Path, force: bool) -> None:
+             exclude: str | None, eval_dataset: Path | None, eval_split: str,
+             max_ap_drop: float, no_eval: bool, threads: int | None, bench_runs: int,
+             keep_rejected: bool, output: Path, force: bool) -> None:
     """Quantize an FP32 ONNX export to INT8, calibrated on real images, with an accuracy guard.
 
     ONNX Runtime static quantization (QDQ). Deformable convolutions stay float. FP32 and INT8
     are evaluated on WIDERFace; a model losing more than --max-ap-drop AP points in any of
     easy/medium/hard is not written (exit 1). Prints a report and writes it beside the model.
-    --target tensorrt writes the Q/DQ model TensorRT consumes (symmetric signed INT8,
+    --provider tensorrt writes the Q/DQ model TensorRT consumes (symmetric signed INT8,
     per-channel weights, zero points 0, float bias, DeformConv float), same guard.
 
     --tensorrt builds an engine on this device (TensorRT's Python bindings and cuda-python);
@@ -125,7 +137,7 @@ def quantize(int8: bool, target: str, tensorrt: bool, fp16: bool, workspace: str
     from edgeface.quantize.formats import check_options, select_format
 
     ctx = click.get_current_context()
-    fmt = select_format(int8=int8, tensorrt=tensorrt, target=target, fp16=fp16)
+    fmt = select_format(int8=int8, tensorrt=tensorrt, target=_int8_target(provider), fp16=fp16)
     given = _given(ctx)
     check_options(fmt, given, lambda name: _flag(ctx, name, given[name]))
     refuse_overwriting_inputs({"-o/--output": output}, {"-m/--model": model})
@@ -137,7 +149,7 @@ def quantize(int8: bool, target: str, tensorrt: bool, fp16: bool, workspace: str
         from edgeface.errors import ModelError
 
         raise ModelError(f"model file not found: {model}")
-    data = Int8Data(calib_dir, split, eval_dir, eval_split, guard=not no_eval)
+    data = Int8Data(dataset, split, eval_dataset, eval_split, guard=not no_eval)
     job = _int8_job(fmt, ctx.params) if fmt.int8_config else None
     interactive = sys.stderr.isatty()
 
@@ -153,8 +165,8 @@ def quantize(int8: bool, target: str, tensorrt: bool, fp16: bool, workspace: str
                                trt_version=trt_version, force=force)
         _build_tensorrt(fmt, model, output, engine, data, job, say)
         return
-    if calib_dir is None:
-        raise ConfigError("--int8 needs calibration images: --calib DIR")
+    if dataset is None:
+        raise ConfigError("--int8 needs calibration images: --dataset DIR")
     _quantize_onnx(fmt, model, output, data, job, say)
     if fmt.check:
         resolve(fmt.check)(output)
@@ -162,13 +174,21 @@ def quantize(int8: bool, target: str, tensorrt: bool, fp16: bool, workspace: str
                    f"quantize --tensorrt -m {output.name} -o {output.stem}.engine")
 
 
+def _int8_target(provider: str) -> str:
+    """What the --int8 model is made for: TensorRT, or ONNX Runtime's CPU (auto)."""
+    if provider not in TARGETS and provider != "auto":
+        raise ConfigError(f"--provider {provider}: an INT8 model is made for "
+                          f"{' or '.join(TARGETS)} (auto: cpu)")
+    return "tensorrt" if provider == "tensorrt" else "cpu"
+
+
 @dataclass(frozen=True)
 class Int8Data:
     """The images an INT8 pipeline reads: calibration, and evaluation for the guard."""
 
-    calib_dir: Path | None
+    dataset: Path | None
     split: str | None
-    eval_dir: Path | None
+    eval_dataset: Path | None
     eval_split: str
     guard: bool  # False: --no-eval
 
@@ -179,7 +199,7 @@ class EngineRequest:
 
     fp16: bool
     int8: bool
-    workspace: str
+    workspace: Optional[int]  # bytes (the option's check parsed it)
     dry_run: bool
     trt_version: str | None
     force: bool
@@ -195,7 +215,7 @@ def _given(ctx: click.Context) -> dict[str, Any]:
 
 
 def _flag(ctx: click.Context, name: str, value: Any = None) -> str:
-    """A parameter's spelling as the user gave it: ``calib_dir`` -> ``--calib``,
+    """A parameter's spelling as the user gave it: ``dataset`` -> ``--dataset``,
     ``per_channel`` False -> ``--per-tensor``."""
     param = next(p for p in ctx.command.params if p.name == name)
     secondary = getattr(param, "secondary_opts", None)
@@ -244,19 +264,19 @@ def _quantize_onnx(fmt: Format, model: Path, output: Path, data: Int8Data, job: 
     from edgeface.calibration.widerface import load_widerface
     from edgeface.quantize.report import AccuracyBudgetExceeded, report_path
 
-    if data.calib_dir is None:
-        raise ConfigError("--int8 needs calibration images: --calib DIR")
-    eval_root = data.eval_dir or (data.calib_dir if _is_widerface(data.calib_dir) else None)
+    if data.dataset is None:
+        raise ConfigError("--int8 needs calibration images: --dataset DIR")
+    eval_root = data.eval_dataset or (data.dataset if _is_widerface(data.dataset) else None)
     if not data.guard:
         if job.auto_exclude:
             raise ConfigError("--exclude auto needs the accuracy guard; drop --no-eval")
         eval_ds = None
     elif eval_root is None:
-        raise ConfigError("the accuracy guard needs WIDERFace data: give --eval DIR (or "
-                          "--no-eval to skip it)")
+        raise ConfigError("the accuracy guard needs WIDERFace data: give --eval-dataset DIR "
+                          "(or --no-eval to skip it)")
     else:
         eval_ds = load_widerface(eval_root, data.eval_split)
-    calib = open_image_set(data.calib_dir, data.split)
+    calib = open_image_set(data.dataset, data.split)
     quantize_int8 = fmt.build_function()
     try:
         report = quantize_int8(model, output, calib, job, eval_dataset=eval_ds, log_fn=say)
@@ -272,17 +292,13 @@ def _quantize_onnx(fmt: Format, model: Path, output: Path, data: Int8Data, job: 
 def _build_tensorrt(fmt: Format, model: Path, output: Path, engine: EngineRequest,
                     data: Int8Data, job: Int8Job | None, say: Callable[[str], None]) -> None:
     """`--tensorrt`: plan (and with --dry-run print) the build, then run it."""
-    from edgeface.common.sizes import parse_size
     from edgeface.errors import EdgefaceError, MissingDependency
     from edgeface.inference.backends.tensorrt.plan import plan_build
     from edgeface.inference.backends.tensorrt.runtime import load_tensorrt
 
-    try:
-        ws = parse_size(engine.workspace)
-    except ConfigError as exc:
-        raise ConfigError(f"--workspace: {exc}") from None
-    if not ws:
-        raise ConfigError(f"--workspace {engine.workspace!r}: give a size such as 512M or 1G")
+    ws = engine.workspace
+    if not ws:  # 0/off: the check's "none", which a builder cannot take
+        raise ConfigError("--workspace: give a size such as 512M or 1G")
     if engine.trt_version and not engine.dry_run:
         raise ConfigError("--trt-version only plans (with --dry-run); a build uses the "
                           "installed TensorRT")
@@ -298,7 +314,7 @@ def _build_tensorrt(fmt: Format, model: Path, output: Path, engine: EngineReques
 
     def plan_for(src: Path):  # noqa: ANN202 - a BuildPlan
         return plan_build(src, output, fp16=engine.fp16, int8=engine.int8,
-                          calib=data.calib_dir, trt_version=wanted or installed,
+                          calib=data.dataset, trt_version=wanted or installed,
                           trt_installed=installed is not None and wanted in (None, installed),
                           workspace=ws)
 

@@ -14,53 +14,25 @@ from typing import Any, Callable
 import click
 
 import edgeface.http.sink  # noqa: F401  registers the HTTP output (--http) before its flags
-from edgeface.cli.options import renamed
+from edgeface.cli.options import CONFIG, option, renamed
 from edgeface.errors import EXIT_FAILURE, ConfigError, EdgefaceError, SourceError
-from edgeface.runtime.config import (
-    defaults,
-    load_config,
-    merge,
-    output_options,
-    top_options,
-)
-from edgeface.runtime.options import Option
-
-
-def click_option(opt: Option, default: Any = None) -> Callable:
-    """The click option for a runtime :class:`Option`. Values stay unparsed here: they are
-    checked after merging with the config file, by the same check as the file's values."""
-    shown = "" if default in (None, False) else f" [default: {default}]"
-    if opt.cli == "switch":
-        return click.option(opt.flag, opt.key, is_flag=True, default=False, help=opt.help)
-    if opt.cli in ("bool", "tristate"):
-        name = opt.flag[2:]
-        return click.option(f"--{name}/--no-{name}", opt.key, default=None,
-                            help=opt.help + shown)
-    kwargs: dict[str, Any] = {}
-    if opt.cli == "optional":
-        kwargs = {"is_flag": False, "flag_value": str(opt.flag_value)}
-    short = ["-m"] if opt.key == "model" else []
-    return click.option(*short, opt.flag, opt.key, default=None, metavar=opt.metavar,
-                        help=opt.help + shown, **kwargs)
+from edgeface.runtime.config import load_config, merge, output_options, top_options
 
 
 def _with_run_options(f: Callable) -> Callable:
-    options = [*top_options(), *output_options().values()]
-    values = defaults()
-    for opt in reversed(options):
-        default = values["outputs"].get(opt.key) if opt.key in values["outputs"] \
-            else values.get(opt.key)
-        f = click_option(opt, default)(f)
+    # Unchecked here (raw): checked after merging with the config file, by the same check
+    # as the file's values.
+    for opt in reversed([*top_options(), *output_options().values()]):
+        f = option(opt, raw=True)(f)
     return f
 
 
 @click.command("run", **renamed({"--conf": "--confidence-threshold",
                                  "--nms": "--nms-threshold", "--input-size": "--size"}))
-@click.option("-c", "--config", "config_path", type=click.Path(path_type=Path), default=None,
-              help="YAML file with the same keys as these flags; flags override it.")
+@option(CONFIG, help="YAML file with the same keys as these flags; flags override it.")
 @_with_run_options
 @click.pass_context
-def run(ctx: click.Context, config_path: Path | None, **flags: Any) -> None:
+def run(ctx: click.Context, config: Path | None, **flags: Any) -> None:
     """Run the face detector on a camera, video file, image folder or stream.
 
     Writes one JSON line per frame (timestamp, frame index, faces with box, score and five
@@ -73,19 +45,17 @@ def run(ctx: click.Context, config_path: Path | None, **flags: Any) -> None:
     """
     explicit = {name for name in flags
                 if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}
-    file_values = load_config(config_path) if config_path is not None else {}
+    file_values = load_config(config) if config is not None else {}
     opts = merge(file_values, flags, explicit)
-    opts["config_path"] = config_path
+    opts["config_path"] = config
     execute(opts)
 
 
 def execute(opts: dict[str, Any]) -> None:
     """Run with merged options (see :func:`edgeface.runtime.config.defaults` for the keys)."""
     from edgeface.common.files import refuse_overwriting_inputs
-    from edgeface.common.sizes import parse_size
     from edgeface.inference.backends import open_backend
     from edgeface.inference.detector import Detector
-    from edgeface.inference.postprocess import PostprocessConfig
     from edgeface.media.images import IMAGE_EXTENSIONS, pixel_budget
     from edgeface.runtime.config import check_values
     from edgeface.runtime.lend import DetectorLender
@@ -93,8 +63,9 @@ def execute(opts: dict[str, Any]) -> None:
     from edgeface.runtime.metrics import Metrics
     from edgeface.runtime.motion import MotionGate
     from edgeface.runtime.notify import Notifier
+    from edgeface.runtime.settings import DetectionSettings, LimitSettings, LoopSettings
     from edgeface.runtime.sinks import SinkContext, build_sinks, with_default_output
-    from edgeface.runtime.sources import open_source, selected, source_kinds
+    from edgeface.runtime.sources import CaptureSettings, open_source, selected, source_kinds
     from edgeface.runtime.tracking import Tracker
 
     opts = check_values(opts)
@@ -108,27 +79,26 @@ def execute(opts: dict[str, Any]) -> None:
          and (outputs_value := opts["outputs"].get(o.key))},
         {"--model": opts["model"], "--source": target if kind in ("auto", "file") else None,
          "--config": opts.get("config_path")}, folder_files=IMAGE_EXTENSIONS)
-    memory_limit = parse_size(opts["memory_limit"])
-    max_pixels = pixel_budget(memory_limit, opts["max_image_pixels"])
+    detection = DetectionSettings.from_values(opts)
+    limits = LimitSettings.from_values(opts)
+    max_pixels = pixel_budget(limits.memory_limit, limits.max_image_pixels)
     outputs = with_default_output(opts["outputs"])
 
-    backend = open_backend(opts["model"], provider=opts["provider"], threads=opts["threads"],
-                           input_size=opts["size"], arena=opts["arena"])
-    config = PostprocessConfig(conf_threshold=opts["confidence_threshold"],
-                               nms_threshold=opts["nms_threshold"],
-                               keep_top_k=opts["max_detections"])
-    detector = Detector(backend, config)
+    backend = open_backend(detection.model, provider=detection.provider,
+                           threads=detection.threads, input_size=detection.size,
+                           arena=detection.arena)
+    detector = Detector(backend, detection.postprocess())
     lender = DetectorLender(detector)  # for POST /detect, if the HTTP output serves it
 
     kind_options = {o.key: opts.get(o.key) for k in source_kinds().values() for o in k.options}
+    capture = CaptureSettings(opts["capture_size"], opts["capture_fps"], max_pixels,
+                              detector.input_size, kind_options)
     source = open_source(target, kind=kind, live=opts["live"], loop=opts["loop"],
-                         capture_size=opts["capture_size"], capture_fps=opts["capture_fps"],
-                         prepare=detector.prepare, options=kind_options,
-                         max_pixels=max_pixels, analysis_size=detector.input_size)
+                         capture=capture, prepare=detector.prepare)
     metrics = Metrics()
     try:
-        sinks = build_sinks(outputs, SinkContext(source.fps, metrics, source.name, opts,
-                                                 lender=lender))
+        sinks = build_sinks(outputs, SinkContext(source.fps, metrics, source.name, detection,
+                                                 limits, lender=lender))
     except BaseException:
         source.close()
         raise
@@ -136,8 +106,9 @@ def execute(opts: dict[str, Any]) -> None:
     gate, tracker = MotionGate.from_options(opts), Tracker.from_options(opts)
     _expose_stats(metrics, sinks, gate, tracker)
     notifier = Notifier.from_env()
-    runtime = Runtime(source, detector, sinks, memory_limit=memory_limit,
-                      status_interval=opts["status_interval"], notifier=notifier,
+    loop = LoopSettings(memory_limit=limits.memory_limit,
+                        status_interval=opts["status_interval"])
+    runtime = Runtime(source, detector, sinks, settings=loop, notifier=notifier,
                       metrics=metrics, status_stream=sys.stderr, gate=gate, tracker=tracker,
                       lender=lender)
     w, h = backend.info.input_size

@@ -10,40 +10,36 @@ from typing import Any
 
 import click
 
-from edgeface.cli.options import (
-    confidence_option,
-    nms_option,
-    provider_option,
-    size_option,
-    threads_option,
-)
+from edgeface.cli.options import option
 from edgeface.http import limits as L
+from edgeface.runtime.settings import (
+    DETECTION,
+    HTTP,
+    HTTP_API_RATE,
+    HTTP_API_TOTAL_RATE,
+    MAX_IMAGE_PIXELS,
+    DetectionSettings,
+    LimitSettings,
+)
+
+DEFAULT_BIND = "127.0.0.1:8080"
+
+
+def _with_detection(f: Any) -> Any:
+    for opt in reversed(DETECTION):
+        f = option(opt, required=opt.key == "model")(f)
+    return f
 
 
 @click.command("serve")
-@click.option("-m", "--model", required=True, type=click.Path(path_type=Path),
-              help="Model from `edgeface export` or `edgeface quantize` (.onnx).")
-@click.option("--http", "bind", default="127.0.0.1:8080", show_default=True,
-              metavar="[HOST:]PORT",
-              help="Where to listen; beyond loopback EDGEFACE_API_TOKEN is required.")
-@confidence_option(0.5)
-@nms_option(0.4)
-@click.option("--max-detections", type=click.IntRange(1, 10000), default=None, metavar="N",
-              help="Most faces reported per image [default: as `edgeface detect`, 750].")
-@threads_option()
-@provider_option()
-@size_option("Network input size [default: from the model].")
-@click.option("--max-image-pixels", type=click.IntRange(1, 10**10), default=None, metavar="N",
-              help=f"Largest image accepted, in pixels (declared size, checked before "
-                   f"decoding; over it: 413) [default: {L.API_MAX_PIXELS}].")
-@click.option("--http-api-rate", "rate", type=click.FloatRange(0.01, 10000),
-              default=L.API_CLIENT_RATE, show_default=True, metavar="N",
-              help="Requests per second per client address (twice that in a burst); more "
-                   "get 429. Spelled as in `edgeface run`.")
-@click.option("--http-api-total-rate", "total_rate", type=click.FloatRange(0.01, 10000),
-              default=L.API_GLOBAL_RATE, show_default=True, metavar="N",
-              help="Requests per second from all clients together.")
-def serve(model: Path, bind: str, rate: float, total_rate: float, **options: Any) -> None:
+@option(HTTP, help=f"Where to listen [default: {DEFAULT_BIND}]; beyond loopback "
+                            "EDGEFACE_API_TOKEN is required.")
+@_with_detection
+@option(MAX_IMAGE_PIXELS)
+@option(HTTP_API_RATE)
+@option(HTTP_API_TOTAL_RATE)
+def serve(http: str | None, http_api_rate: float, http_api_total_rate: float,
+          max_image_pixels: int | None, **values: Any) -> None:
     """Serve POST /detect (faces in uploaded images) without a camera.
 
     One image as the body, or up to 8 as multipart/form-data; the answer is one JSON record
@@ -53,7 +49,6 @@ def serve(model: Path, bind: str, rate: float, total_rate: float, **options: Any
     Exit codes: 0 stopped by a signal, 2 bad flags (or listening beyond loopback without
     EDGEFACE_API_TOKEN), 3 bad model.
     """
-    from edgeface.common.sizes import parse_wxh
     from edgeface.http.api import open_api
     from edgeface.http.auth import TokenAuth, check_bind
     from edgeface.http.latest import LatestSink
@@ -62,15 +57,17 @@ def serve(model: Path, bind: str, rate: float, total_rate: float, **options: Any
     from edgeface.runtime.metrics import Metrics
     from edgeface.runtime.notify import Notifier
 
-    host, port = parse_bind(bind)
+    detection = DetectionSettings.from_values(values)
+    model = Path(detection.model)
+    rate, total_rate = http_api_rate, http_api_total_rate
+    host, port = parse_bind(http or DEFAULT_BIND)
     auth = TokenAuth.from_env()
     check_bind(host, auth)  # before the model is loaded: a refusal is quick and one line
     limit_opencv_threads()
     quiet_opencv_logging()
-    if options["size"] is not None:
-        options["size"] = parse_wxh(options["size"], "--size")
-    api = open_api({"model": model, **options}, background=False, threads=options["threads"],
-                   limits=L.ApiLimits.rates(rate, total_rate))
+    # No memory limit of its own: the largest image is the API's cap (or the flag).
+    api = open_api(detection, LimitSettings(max_image_pixels=max_image_pixels),
+                   background=False, api=L.ApiLimits.rates(rate, total_rate))
     try:
         server = StatusServer(LatestSink(), Metrics(), host, port, api=api, auth=auth,
                               camera=False).start()

@@ -8,8 +8,9 @@ from typing import Any, Callable
 
 import click
 
-from edgeface.cli.options import renamed
+from edgeface.cli.options import DRY_RUN, FORCE, OUTPUT_DIR, option, renamed
 from edgeface.errors import EdgefaceError
+from edgeface.runtime.settings import MODEL
 from edgeface.service import plan as service_plan
 from edgeface.service.checks import require_live_system
 from edgeface.service.config_edit import parse_settings
@@ -61,30 +62,28 @@ def service() -> None:
 
 
 @service.command("install", **renamed({"--prefix": "--root"}))
-@click.option("-m", "--model", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="ONNX model to run. It is checked, copied to /var/lib/edgeface/models "
-                   "(--user: ~/.local/share/edgeface/models) and written into the config.")
+@option(MODEL, help="ONNX model to run. It is checked, copied to /var/lib/edgeface/models "
+                    "(--user: ~/.local/share/edgeface/models) and written into the config.")
 @click.option("--user", "user_mode", is_flag=True,
               help="A user service (~/.config/systemd/user) for desktop-session setups, e.g. "
                    "picamera2; run without sudo.")
 @click.option("--root", "root", type=click.Path(path_type=Path, file_okay=False),
               default=None, metavar="DIR", help=_ROOT_HELP)
-@click.option("-n", "--dry-run", is_flag=True, help=_DRY_HELP)
+@option(DRY_RUN, help=_DRY_HELP)
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
               help="Set a config key (YAML value), e.g. --set picamera=true, --set "
                    "provider=tensorrt, --set outputs.http=0.0.0.0:8080. Repeatable.")
-@click.option("--output-dir", default=None, metavar="DIR",
-              help="The service's only writable directory; file outputs must be inside it "
-                   "and relative ones in the config are placed in it "
-                   "[default: /var/lib/edgeface/detections].")
+@option(OUTPUT_DIR, as_path=False,
+        help="The service's only writable directory; file outputs must be inside it and "
+             "relative ones in the config are placed in it [default: "
+             "/var/lib/edgeface/detections].")
 @click.option("--gpu/--no-gpu", default=None,
               help="Allow the Jetson GPU device nodes [default: when the config uses the "
                    "cuda or tensorrt provider, or a csi camera].")
 @click.option("--python", default=None, metavar="PATH",
               help="Interpreter for ExecStart= [default: the one running this command].")
-@click.option("--force", is_flag=True,
-              help="Replace an existing config and env file with the templates, keeping "
-                   "the installed model (the old config is saved as config.yaml.bak).")
+@option(FORCE, help="Replace an existing config and env file with the templates, keeping "
+                    "the installed model (the old config is saved as config.yaml.bak).")
 @click.option("--no-start", is_flag=True, help="Enable at boot, but do not start now.")
 @_name_option(_NAME_HELP)
 def install(model: Path | None, user_mode: bool, root: Path | None, dry_run: bool,
@@ -118,7 +117,7 @@ def install(model: Path | None, user_mode: bool, root: Path | None, dry_run: boo
 @click.option("--user", "user_mode", is_flag=True, help="The user service.")
 @click.option("--root", "root", type=click.Path(path_type=Path, file_okay=False),
               default=None, metavar="DIR", help="Remove from below DIR instead of /.")
-@click.option("-n", "--dry-run", is_flag=True, help="Print the steps; change nothing.")
+@option(DRY_RUN, help="Print the steps; change nothing.")
 @click.option("--purge", is_flag=True,
               help="Also remove the config, env file, installed models and the sysusers.d / "
                    "tmpfiles.d entries. Detections and the system user are always kept.")

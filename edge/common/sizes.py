@@ -37,6 +37,14 @@ def format_size(n: int | float) -> str:
     return f"{n / (1 << 20):.1f} MB"
 
 
+def short_size(n: int) -> str:
+    """Bytes -> the shortest exact spelling :func:`parse_size` reads back (``1K``, ``512M``)."""
+    for unit in ("T", "G", "M", "K"):
+        if n and n % _UNITS[unit] == 0:
+            return f"{n // _UNITS[unit]}{unit}"
+    return str(n)
+
+
 def parse_wxh(value: Any, what: str = "size") -> Optional[tuple[int, int]]:
     """``416``, ``"416x320"``, ``[416, 320]`` -> (width, height); None stays None."""
     if value is None:

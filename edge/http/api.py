@@ -20,7 +20,7 @@ import math
 import time
 from collections import Counter
 from dataclasses import replace
-from typing import Any, Mapping, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -39,6 +39,7 @@ from edgeface.media.image_header import (
 )
 from edgeface.media.images import ImageReadError, decode_image, pixel_budget
 from edgeface.runtime.lend import LoanRefused
+from edgeface.runtime.settings import DetectionSettings, LimitSettings
 
 #: What the API decodes; anything else is 415, whatever the client says it is.
 FORMATS = ("jpeg", "png", "bmp")
@@ -199,30 +200,22 @@ def api_max_pixels(memory_limit: Optional[int], explicit: Optional[int]) -> int:
     return min(L.API_MAX_PIXELS, pixel_budget(memory_limit))
 
 
-def open_api(options: Mapping[str, Any], *, background: bool,
-             detector: Optional[FaceDetector] = None, threads: Optional[int] = None,
-             limits: Optional[L.ApiLimits] = None) -> DetectApi:
-    """A :class:`DetectApi` for ``options`` (``run``'s keys: model, size, thresholds,
-    provider, memory_limit, max_image_pixels) on ``detector``, else on a detector of its
-    own for them with ``threads``. ``limits``' pixel cap is replaced by the options' one."""
-    from edgeface.common.sizes import parse_size
-
-    max_pixels = api_max_pixels(parse_size(options.get("memory_limit")),
-                                options.get("max_image_pixels"))
+def open_api(detection: DetectionSettings, limits: Optional[LimitSettings] = None, *,
+             background: bool, detector: Optional[FaceDetector] = None,
+             api: Optional[L.ApiLimits] = None) -> DetectApi:
+    """A :class:`DetectApi` on ``detector``, else on a detector of its own for
+    ``detection``; ``api``'s limits (defaults: the constants), its largest image following
+    ``limits`` (the run's memory limit and pixel cap)."""
+    limits = limits or LimitSettings()
+    max_pixels = api_max_pixels(limits.memory_limit, limits.max_image_pixels)
     if detector is None:
-        detector = _open_detector(options, threads)
-    limits = replace(limits if limits is not None else L.ApiLimits(), max_pixels=max_pixels)
-    return DetectApi(detector, background=background, limits=limits)
+        detector = _open_detector(detection)
+    api = replace(api if api is not None else L.ApiLimits(), max_pixels=max_pixels)
+    return DetectApi(detector, background=background, limits=api)
 
 
-def _open_detector(options: Mapping[str, Any], threads: Optional[int]) -> FaceDetector:
+def _open_detector(s: DetectionSettings) -> FaceDetector:
     from edgeface.inference.detector import Detector
-    from edgeface.inference.postprocess import PostprocessConfig
 
-    given = {k: options.get(o) for k, o in (("conf_threshold", "confidence_threshold"),
-                                            ("nms_threshold", "nms_threshold"),
-                                            ("keep_top_k", "max_detections"))}
-    config = PostprocessConfig(**{k: v for k, v in given.items() if v is not None})
-    return Detector.open(options["model"], config, provider=options.get("provider", "auto"),
-                         threads=threads, input_size=options.get("size"),
-                         arena=options.get("arena", True))
+    return Detector.open(s.model, s.postprocess(), provider=s.provider, threads=s.threads,
+                         input_size=s.size, arena=s.arena)

@@ -9,7 +9,14 @@ from edgeface.frames import FrameResult
 from edgeface.http import limits as L
 from edgeface.http.latest import LatestSink
 from edgeface.runtime.lend import DEFAULT_SHARE, DetectorLender
-from edgeface.runtime.options import Option, boolean, number, string
+from edgeface.runtime.options import Option, boolean, number
+from edgeface.runtime.settings import (
+    HTTP,
+    HTTP_API_RATE,
+    HTTP_API_TOTAL_RATE,
+    DetectionSettings,
+    LimitSettings,
+)
 from edgeface.runtime.sinks.base import SinkContext, SinkKind
 from edgeface.runtime.sinks.registry import register_sink
 
@@ -20,11 +27,11 @@ class HttpSink:
 
     ``lender``: the camera's detector, lent between frames for ``POST /detect`` (its
     images are decoded at ``SCHED_IDLE``, their inference takes at most ``share`` of the
-    loop's time: :mod:`edgeface.runtime.lend`); ``options``: the run's, for the API's
-    limits. No lender, or ``api`` False: no ``POST /detect``.
+    loop's time: :mod:`edgeface.runtime.lend`); ``limits``: the run's, for the API's
+    largest image. No lender, or ``api`` False: no ``POST /detect``.
     """
 
-    def __init__(self, bind: str, metrics: Any, *, options: Optional[Mapping[str, Any]] = None,
+    def __init__(self, bind: str, metrics: Any, *, limits: Optional[LimitSettings] = None,
                  lender: Optional[DetectorLender] = None, api: bool = True,
                  share: float = DEFAULT_SHARE, client_rate: float = L.API_CLIENT_RATE,
                  total_rate: float = L.API_GLOBAL_RATE, device: str = ""):
@@ -42,8 +49,10 @@ class HttpSink:
         self.api = None
         if api and lender is not None:
             lender.share = share
-            self.api = open_api(options or {}, background=True, detector=lender,
-                                limits=L.ApiLimits.rates(client_rate, total_rate))
+            # The lender's detector answers: the API needs only the run's limits.
+            self.api = open_api(DetectionSettings(), limits or LimitSettings(),
+                                background=True, detector=lender,
+                                api=L.ApiLimits.rates(client_rate, total_rate))
             metrics.add_stats("api_lent", lender.stats, ("waiting", "share"))
         self.feed = EventFeed(device=device)
         try:
@@ -78,7 +87,7 @@ class HttpSink:
 
 
 def _build(values: Mapping[str, Any], context: SinkContext) -> HttpSink:
-    return HttpSink(values["http"], context.metrics, options=context.options,
+    return HttpSink(values["http"], context.metrics, limits=context.limits,
                     lender=context.lender, api=values.get("http_api", True) is not False,
                     share=values.get("http_api_share") or DEFAULT_SHARE,
                     client_rate=values.get("http_api_rate") or L.API_CLIENT_RATE,
@@ -87,10 +96,7 @@ def _build(values: Mapping[str, Any], context: SinkContext) -> HttpSink:
 
 
 register_sink(SinkKind("http", (
-    Option("http", "--http", string, metavar="[HOST:]PORT",
-           help="Serve the page (/), /stream.mjpg, /snapshot.jpg, /detections, /events, "
-                "/status, /healthz, /metrics and POST /detect (host defaults to 127.0.0.1; "
-                "beyond loopback EDGEFACE_API_TOKEN is required)."),
+    HTTP,  # declared with the vocabulary: `serve` spells them the same
     Option("http_api", "--http-api", boolean, True, cli="bool",
            help="POST /detect beside the camera (images decoded at idle priority, their "
                 "inference run by the camera loop between frames)."),
@@ -98,11 +104,6 @@ register_sink(SinkKind("http", (
            metavar="F",
            help="Most of the camera loop's time that POST /detect inference may take "
                 "(a camera running flat out kept 0.92 of its frame rate at 0.05, measured)."),
-    Option("http_api_rate", "--http-api-rate", number(0.01, 10000, lo_open=False),
-           L.API_CLIENT_RATE, metavar="N",
-           help="POST /detect requests per second per client address (twice that in a "
-                "burst); more get 429."),
-    Option("http_api_total_rate", "--http-api-total-rate", number(0.01, 10000),
-           L.API_GLOBAL_RATE, metavar="N",
-           help="POST /detect requests per second from all clients together."),
+    HTTP_API_RATE,
+    HTTP_API_TOTAL_RATE,
 ), _build))

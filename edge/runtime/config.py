@@ -17,19 +17,9 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from edgeface.errors import ConfigError
-from edgeface.inference.backends import default_threads
-from edgeface.inference.backends.registry import PROVIDERS
 from edgeface.runtime.motion import MOTION_OPTIONS
-from edgeface.runtime.options import (
-    Option,
-    boolean,
-    choice,
-    memory,
-    number,
-    resolve_path,
-    string,
-    wxh,
-)
+from edgeface.runtime.options import Option, number, resolve_path
+from edgeface.runtime.settings import DETECTION, LIMITS
 from edgeface.runtime.sinks import sink_options
 from edgeface.runtime.sources import selector_options, selectors_given, source_options
 from edgeface.runtime.sources.stream import URL_RE
@@ -39,38 +29,8 @@ from edgeface.runtime.tracking import TRACK_OPTIONS
 MAX_CONFIG_BYTES = 64 << 10
 
 
-def _threads(key: str, v: Any) -> int:
-    # More threads than 4x the cores only adds contention and memory (one arena each).
-    return number(1, default_threads() * 4, integer=True)(key, v)
-
-
 RUN_OPTIONS = (
-    Option("model", "--model", string, metavar="MODEL", path=True,
-           help="Model from `edgeface export` or `edgeface quantize` (.onnx FP32 or INT8)."),
-    Option("size", "--size", wxh(32, 4096), metavar="WxH",
-           help="Network input size [default: from the model, 416x416]."),
-    Option("confidence_threshold", "--confidence-threshold", number(0, 1), 0.5, metavar="0..1",
-           help="Minimum face probability."),
-    Option("nms_threshold", "--nms-threshold", number(0, 1, lo_open=True), 0.4, metavar="0..1",
-           help="NMS IoU threshold."),
-    Option("max_detections", "--max-detections", number(1, 10000, integer=True), 100,
-           metavar="N",
-           help="Most faces reported per frame."),
-    Option("threads", "--threads", _threads, metavar="N",
-           help="Inference threads [default: the cores available; at most 4x the cores]."),
-    Option("provider", "--provider", choice(*PROVIDERS), "auto", metavar="|".join(PROVIDERS),
-           help="Where the model runs: auto (CPU for .onnx, the GPU for a TensorRT .engine), "
-                "cpu, cuda or tensorrt."),
-    # ONNX Runtime's CPU arena: measured smaller and steadier in the full runtime than
-    # glibc malloc under its many threads (benchmarks/runtime_memory.py).
-    Option("arena", "--arena", boolean, True, cli="bool",
-           help="ONNX Runtime CPU memory arena."),
-    Option("memory_limit", "--memory-limit", memory(1 << 20), "512M", metavar="SIZE",
-           help="Exit with code 5 when resident memory exceeds this (e.g. 512M; 0: off)."),
-    Option("max_image_pixels", "--max-image-pixels", number(1, 10**10, integer=True),
-           metavar="N", help="Largest image or frame accepted, in pixels; a larger one is "
-                             "refused before it is decoded [default: memory limit / 16 bytes, "
-                             "33.5M at 512M; 100M without a limit]."),
+    *DETECTION, *LIMITS,
     Option("status_interval", "--status-interval", number(0, 86400), 10.0, metavar="SECONDS",
            help="Seconds between status lines on stderr (0: none)."),
     Option("max_frames", "--max-frames", number(1, 10**12, integer=True), metavar="N",
@@ -218,11 +178,6 @@ def check_values(opts: Mapping[str, Any]) -> dict[str, Any]:
             outs[key] = opt.check(opt.flag, outs[key])
     checked["outputs"] = outs
     return checked
-
-
-def sources_given(values: Mapping[str, Any]) -> list[str]:
-    """The source keys that are set (``camera: 0`` is set; ``picamera: false`` is not)."""
-    return selectors_given(values)
 
 
 def _resolve_source(value: str, base: Optional[Path]) -> str:

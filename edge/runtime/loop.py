@@ -18,7 +18,6 @@ from typing import Optional, Sequence, TextIO
 
 import numpy as np
 
-from edgeface.common.sizes import parse_size
 from edgeface.common.stats import percentiles
 from edgeface.errors import EdgefaceError
 from edgeface.frames import Detections, FrameResult, Timing
@@ -28,6 +27,7 @@ from edgeface.runtime.memory import MemoryGuard, peak_rss_bytes
 from edgeface.runtime.metrics import STAGES, Metrics
 from edgeface.runtime.motion import MotionGate
 from edgeface.runtime.notify import Notifier
+from edgeface.runtime.settings import LoopSettings
 from edgeface.runtime.sinks import Sink
 from edgeface.runtime.sources import FrameSource, SourceTimeout
 from edgeface.runtime.tracking import Tracker
@@ -76,14 +76,13 @@ class RunStats:
 class Runtime:
     """Run ``detector`` on every frame of ``source`` and hand results to ``sinks``.
 
-    ``memory_limit`` (bytes or a size like ``"512M"``): exit with
-    :class:`~edgeface.errors.MemoryLimitExceeded` (exit code 5) when RSS goes above it.
-    ``status_interval`` seconds between status lines on ``status_stream`` (0: none).
+    ``settings``: the memory limit (exit with :class:`~edgeface.errors.MemoryLimitExceeded`,
+    code 5, when RSS goes above it), the status interval, the read timeout and whether to
+    record every latency (:class:`~edgeface.runtime.settings.LoopSettings`). Status lines
+    go to ``status_stream``.
     ``notifier``: sd_notify READY/WATCHDOG/STATUS (see :mod:`edgeface.notify`).
     ``lender``: other threads' inferences (the image API) that the loop runs on its own
     detector between frames, within the lender's time budget.
-    ``record_latencies``: keep every frame's stage latencies in ``RunStats.latencies``
-    (for benchmarks; otherwise only the last few thousand are kept).
     The runtime owns ``source`` and ``sinks``: :meth:`close` (or ``with``) closes them.
     """
 
@@ -93,13 +92,10 @@ class Runtime:
         detector: FaceDetector,
         sinks: Sequence[Sink] = (),
         *,
-        memory_limit: int | str | None = None,
-        status_interval: float = 10.0,
+        settings: Optional[LoopSettings] = None,
         notifier: Optional[Notifier] = None,
         metrics: Optional[Metrics] = None,
         status_stream: Optional[TextIO] = None,
-        record_latencies: bool = False,
-        read_timeout: float = 0.25,
         gate: Optional[MotionGate] = None,
         tracker: Optional[Tracker] = None,
         lender: Optional[DetectorLender] = None,
@@ -107,15 +103,16 @@ class Runtime:
         self.source = source
         self.detector = detector
         self.sinks = list(sinks)
-        limit = parse_size(memory_limit) if isinstance(memory_limit, str) else memory_limit
+        settings = settings or LoopSettings()
+        limit = settings.memory_limit
         self.guard = MemoryGuard(limit)
-        self.status_interval = status_interval
+        self.status_interval = settings.status_interval
         self.notifier = notifier or Notifier(None)
         self.metrics = metrics or Metrics()
         self.metrics.memory_limit = limit
         self.status_stream = status_stream
-        self.record_latencies = record_latencies
-        self.read_timeout = read_timeout
+        self.record_latencies = settings.record_latencies
+        self.read_timeout = settings.read_timeout
         self.gate = gate
         self.tracker = tracker
         self.lender = lender  # the image API's inferences, run between frames

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import os
 import reprlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from edgeface.common.sizes import format_size, parse_size, parse_wxh
@@ -38,7 +38,8 @@ class Option:
     flag_value: Any = None
     #: Path values are relative to the config file's folder.
     path: bool = False
-    aliases: tuple[str, ...] = field(default_factory=tuple)  # other flag spellings
+    #: A one-letter spelling beside ``flag`` (``-m`` for ``--model``).
+    short: Optional[str] = None
 
 
 # --------------------------------------------------------------------------- checks
@@ -107,14 +108,18 @@ def wxh(lo: int = 1, hi: int = 16384) -> Check:
 
 
 def memory(lo: int = 1, hi: int = 1 << 40) -> Check:
-    """A size like ``512M`` (``0``/``off``: none), in [lo, hi] bytes when set."""
+    """A size like ``512M`` (``0``/``off``: none) -> bytes in [lo, hi], or None for none.
+    Sizes are parsed here once: everything after the check holds an int."""
 
-    def check(key: str, v: Any) -> Any:
-        n = parse_size(v)
+    def check(key: str, v: Any) -> Optional[int]:
+        try:
+            n = parse_size(v)
+        except ConfigError as exc:  # name the flag or key: one line says which value
+            raise ConfigError(f"{key}: {exc}") from None
         if n is not None and not lo <= n <= hi:
             raise ConfigError(f"{key}: {_short(v)} is outside {format_size(lo)}.."
                               f"{format_size(hi)}")
-        return v
+        return n
 
     return check
 

@@ -134,13 +134,13 @@ def edit_config(text: str, values: Mapping[str, Any], output_dir: str | None) ->
     Setting one source key (camera, picamera, csi, source) clears the others. Relative
     file outputs of the template are placed in ``output_dir``, where the service may write.
     """
-    from edgeface.runtime.config import sources_given
+    from edgeface.runtime.sources import selectors_given
 
     values = dict(values)
-    given = sources_given(values)
+    given = selectors_given(values)
     if given:
         data = yaml.safe_load(text) or {}
-        for k in sources_given(data):
+        for k in selectors_given(data):
             if k not in values:
                 values[k] = False if k == "picamera" else None
     for key, value in values.items():

@@ -34,21 +34,21 @@ def _run(capsys, *argv) -> tuple[int, str, str]:
 def test_usage_errors(capsys, tmp_path, widerface_416):
     pytest.importorskip("matplotlib", reason="needs matplotlib: pip install '.[eval]'")
     pytest.importorskip("scipy", reason="needs scipy: pip install '.[eval]'")
-    code, _, err = _run(capsys, "--widerface", widerface_416)
+    code, _, err = _run(capsys, "--dataset", widerface_416)
     assert code == 2 and "exactly one of --model" in err
     model = tmp_path / "m.onnx"
-    code, _, err = _run(capsys, "--model", model, "--widerface", widerface_416)
+    code, _, err = _run(capsys, "--model", model, "--dataset", widerface_416)
     assert code == 3 and "model file not found" in err
     model.write_bytes(b"x")
-    code, _, err = _run(capsys, "--model", model, "--weights", model, "--widerface", widerface_416)
+    code, _, err = _run(capsys, "--model", model, "--weights", model, "--dataset", widerface_416)
     assert code == 2 and "exactly one" in err
-    code, _, err = _run(capsys, "--model", model, "--widerface", widerface_416, "--split", "nope")
+    code, _, err = _run(capsys, "--model", model, "--dataset", widerface_416, "--split", "nope")
     assert code == 2 and "split 'nope' not found (available: calib, eval" in err
-    code, _, err = _run(capsys, "--model", model, "--widerface", tmp_path)
+    code, _, err = _run(capsys, "--model", model, "--dataset", tmp_path)
     assert code == 2 and "no images/ directory" in err
-    code, _, err = _run(capsys, "--model", model, "--widerface", widerface_416, "--size", "4x")
+    code, _, err = _run(capsys, "--model", model, "--dataset", widerface_416, "--size", "4x")
     assert code == 2 and "invalid --size '4x': expected WIDTHxHEIGHT" in err
-    code, _, err = _run(capsys, "--model", model, "--widerface", widerface_416, "--split", "calib")
+    code, _, err = _run(capsys, "--model", model, "--dataset", widerface_416, "--split", "calib")
     assert code == 3 and "not a loadable ONNX model" in err
 
 
@@ -59,7 +59,7 @@ def _summary(out_dir: Path) -> dict:
 @pytest.mark.slow
 def test_onnx_eval_writes_results(capsys, monkeypatch, tmp_path, v1_onnx, widerface_416, few):
     monkeypatch.chdir(tmp_path)
-    code, out, err = _run(capsys, "-m", v1_onnx, "--widerface", widerface_416, "--split", few)
+    code, out, err = _run(capsys, "-m", v1_onnx, "--dataset", widerface_416, "--split", few)
     assert code == 0, err
     res = tmp_path / "results" / f"eval-{v1_onnx.stem}"
     for s in ("easy", "medium", "hard"):
@@ -92,7 +92,7 @@ def test_onnx_eval_writes_results(capsys, monkeypatch, tmp_path, v1_onnx, widerf
     # same directory, other images: the previous run's prediction files do not linger
     other = tmp_path / "other.txt"
     other.write_text((widerface_416 / "splits" / "calib.txt").read_text().split()[0] + "\n")
-    code, _, err = _run(capsys, "-m", v1_onnx, "--widerface", widerface_416, "--split", other,
+    code, _, err = _run(capsys, "-m", v1_onnx, "--dataset", widerface_416, "--split", other,
                         "--output-dir", res)
     assert code == 0, err
     assert len(list((res / "predictions").glob("*/*.txt"))) == 1
@@ -103,7 +103,7 @@ def test_pytorch_and_onnx_agree(capsys, tmp_path, v1_onnx, v1_weights, widerface
     aps = {}
     for flag, path in (("--model", v1_onnx), ("--weights", v1_weights)):
         out_dir = tmp_path / flag.strip("-")
-        code, _, err = _run(capsys, flag, path, "--widerface", widerface_416, "--split", few,
+        code, _, err = _run(capsys, flag, path, "--dataset", widerface_416, "--split", few,
                             "--output-dir", out_dir,
                             *(["--arch", "v1"] if flag == "--weights" else []))
         assert code == 0, err
@@ -126,7 +126,7 @@ def test_unreadable_image_fails_after_scoring_the_rest(capsys, tmp_path, v1_onnx
         (root / "images" / n).symlink_to(widerface_416 / "images" / n)
     (root / "images" / names[2]).write_bytes(b"\xff\xd8 truncated")  # names[3] is missing
     out_dir = tmp_path / "res"
-    code, out, err = _run(capsys, "-m", v1_onnx, "--widerface", root, "--split", few,
+    code, out, err = _run(capsys, "-m", v1_onnx, "--dataset", root, "--split", few,
                           "--output-dir", out_dir)
     assert code == 1
     assert Path(names[2]).name in err and Path(names[3]).name in err

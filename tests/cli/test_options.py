@@ -65,7 +65,7 @@ def test_shared_flags_mean_one_thing_everywhere():
     """-v is verbosity, -n is dry-run, -o is an output file, -m is the model, and the
     retired spellings are not declared anywhere."""
     meaning = {"-n": {"dry_run"}, "-m": {"model", "models"}, "-o": {"output"},
-               "-c": {"config_path"}}
+               "-c": {"config"}}
     retired = {"--conf", "--nms", "--input-size", "--providers", "--out", "--prefix"}
     for name, cmd in _all_commands().items():
         opts = _options(cmd)

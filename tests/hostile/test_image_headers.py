@@ -306,8 +306,10 @@ def test_the_api_answers_400_for_each_lie(tmp_path):
     from edgeface.http.latest import LatestSink
     from edgeface.http.server import StatusServer
     from edgeface.runtime.metrics import Metrics
+    from edgeface.runtime.settings import DetectionSettings
 
-    api = open_api({"model": tiny_onnx(tmp_path / "tiny.onnx")}, background=False, threads=1)
+    api = open_api(DetectionSettings(model=str(tiny_onnx(tmp_path / "tiny.onnx")), threads=1),
+                   background=False)
     server = StatusServer(LatestSink(), Metrics(), "127.0.0.1", 0, api=api,
                           camera=False).start()
     try:

@@ -42,7 +42,7 @@ def _sha(path: Path) -> str:
 def int8_model(v1_onnx, widerface_416, tmp_path_factory) -> tuple[Path, dict]:
     """V1 quantized on 4 calibration images, guard skipped, a short latency check."""
     out = tmp_path_factory.mktemp("int8") / "v1.int8.onnx"
-    code = main(["quantize", "--int8", "-m", str(v1_onnx), "--calib", str(widerface_416),
+    code = main(["quantize", "--int8", "-m", str(v1_onnx), "--dataset", str(widerface_416),
                  "--num-images", str(N_CALIB), "--no-eval", "--bench-runs", "3",
                  "--threads", "1", "-o", str(out)])
     assert code == 0
@@ -186,7 +186,7 @@ def test_guard_rejects_without_writing(capsys, monkeypatch, tmp_path, v1_onnx, w
     no output file."""
     calls = _fake_evaluation(monkeypatch, v1_onnx, 0.55)
     out = tmp_path / "m.int8.onnx"
-    code, stdout, err = _run(capsys, "--int8", "-m", v1_onnx, "--calib", widerface_416,
+    code, stdout, err = _run(capsys, "--int8", "-m", v1_onnx, "--dataset", widerface_416,
                              "--num-images", 2, "--exclude", "none", "--bench-runs", 0,
                              "-o", out)
     assert code == 1 and err.count("\n") == 1, err
@@ -234,26 +234,26 @@ def test_bad_inputs_one_line_each(capsys, tmp_path, v1_onnx, widerface_416):
     empty = tmp_path / "empty"
     empty.mkdir()
     args = ["--int8", "--no-eval", "--bench-runs", "0"]
-    code, _, err = _run(capsys, *args, "-m", v1_onnx, "--calib", empty, "-o", tmp_path / "a")
+    code, _, err = _run(capsys, *args, "-m", v1_onnx, "--dataset", empty, "-o", tmp_path / "a")
     assert code == 2 and err.count("\n") == 1 and "no images in" in err
 
     not_onnx = tmp_path / "model.onnx"
     not_onnx.write_text("this is not a model\n")
-    code, _, err = _run(capsys, *args, "-m", not_onnx, "--calib", widerface_416,
+    code, _, err = _run(capsys, *args, "-m", not_onnx, "--dataset", widerface_416,
                         "-o", tmp_path / "b.onnx")
     assert code == 3 and err.count("\n") == 1 and "model.onnx" in err, err
 
     existing = tmp_path / "exists.onnx"
     existing.write_bytes(b"keep me")
-    code, _, err = _run(capsys, *args, "-m", v1_onnx, "--calib", widerface_416, "-o", existing)
+    code, _, err = _run(capsys, *args, "-m", v1_onnx, "--dataset", widerface_416, "-o", existing)
     assert code == 2 and err.count("\n") == 1 and "--force" in err
     assert existing.read_bytes() == b"keep me"
 
-    code, _, err = _run(capsys, "-m", v1_onnx, "--calib", widerface_416, "-o", tmp_path / "c")
+    code, _, err = _run(capsys, "-m", v1_onnx, "--dataset", widerface_416, "-o", tmp_path / "c")
     assert code == 2 and "--int8" in err
 
-    code, _, err = _run(capsys, "--int8", "-m", v1_onnx, "--calib", empty, "-o", tmp_path / "d")
-    assert code == 2 and err.count("\n") == 1 and "--eval DIR" in err
+    code, _, err = _run(capsys, "--int8", "-m", v1_onnx, "--dataset", empty, "-o", tmp_path / "d")
+    assert code == 2 and err.count("\n") == 1 and "--eval-dataset DIR" in err
 
 
 @pytest.mark.slow
@@ -263,7 +263,7 @@ def test_unreadable_calibration_images(capsys, tmp_path, v1_onnx):
     (calib / "a.jpg").write_bytes(b"not a jpeg")
     (calib / "b.png").write_bytes(b"")
     code, _, err = _run(capsys, "--int8", "--no-eval", "--bench-runs", "0", "-m", v1_onnx,
-                        "--calib", calib, "-o", tmp_path / "x.onnx")
+                        "--dataset", calib, "-o", tmp_path / "x.onnx")
     assert code == 2 and err.count("\n") == 1, err
     assert "none of the 2 calibration images could be read" in err
     assert not (tmp_path / "x.onnx").exists()

@@ -62,14 +62,14 @@ def test_dry_run_prints_the_full_plan_without_tensorrt(capsys, tmp_path, model, 
 def test_dry_run_for_jetpack_5_and_6_0(capsys, tmp_path, model, monkeypatch):
     hide_modules(monkeypatch, "tensorrt")
     code, out, _ = _run(capsys, "--tensorrt", "-n", "--trt-version", "8.5.2", "--int8",
-                        "--calib", tmp_path, "-m", model, "-o", tmp_path / "t.engine")
+                        "--dataset", tmp_path, "-m", model, "-o", tmp_path / "t.engine")
     assert code == 0
     assert "create_network(1 << int(NetworkDefinitionCreationFlag.EXPLICIT_BATCH))" in out
     assert "IInt8EntropyCalibrator2" in out and "t.engine." in out and ".calib" in out
     assert "no IProgressMonitor before TensorRT 9" in out
     assert "a real build here would stop: TensorRT's Python bindings" in out
     code, out, _ = _run(capsys, "--tensorrt", "-n", "--trt-version", "8.6.2", "--int8",
-                        "--calib", tmp_path, "-m", model, "-o", tmp_path / "t.engine")
+                        "--dataset", tmp_path, "-m", model, "-o", tmp_path / "t.engine")
     assert code == 0 and "quantized for TensorRT" in out and "t.qdq.onnx" in out
 
 
@@ -99,10 +99,10 @@ def test_bad_requests_one_line_each(capsys, tmp_path, model):
          "written as .engine or .plan"),
         (["--tensorrt", "-n", "--int8", "-m", model, "-o", tmp_path / "t.engine"], EXIT_USAGE,
          "--int8 on an FP32 model needs calibration images"),
-        (["--fp16", "--int8", "-m", model, "--calib", tmp_path, "-o", tmp_path / "a.onnx"],
+        (["--fp16", "--int8", "-m", model, "--dataset", tmp_path, "-o", tmp_path / "a.onnx"],
          EXIT_USAGE, "--fp16 does not apply to an INT8 ONNX model (QDQ) for ONNX Runtime "
          "(--int8); it is for --tensorrt --fp16"),
-        (["--int8", "-n", "-m", model, "--calib", tmp_path, "-o", tmp_path / "a.onnx"],
+        (["--int8", "-n", "-m", model, "--dataset", tmp_path, "-o", tmp_path / "a.onnx"],
          EXIT_USAGE, "--dry-run does not apply to an INT8 ONNX model (QDQ) for ONNX Runtime "
          "(--int8); it is for --tensorrt"),
         (["--tensorrt", "--trt-version", "8.5", "-m", model, "-o", tmp_path / "t.engine"],
@@ -182,7 +182,7 @@ def test_build_calls_follow_trt85_api_with_the_entropy_calibrator_against_a_fake
     beside the engine and reused by the next build."""
     trt, cudart = install_fakes(monkeypatch, FakeTensorRT("8.5.2"))
     engine = tmp_path / "tiny.engine"
-    code, out, err = _run(capsys, "--tensorrt", "--int8", "--calib", widerface_416,
+    code, out, err = _run(capsys, "--tensorrt", "--int8", "--dataset", widerface_416,
                           "--num-images", 3, "-m", model, "-o", engine)
     assert code == 0, err
     calls = dict(trt.calls)
@@ -203,7 +203,7 @@ def test_build_calls_follow_trt85_api_with_the_entropy_calibrator_against_a_fake
     assert cudart.memory == {}  # the calibrator's device buffer is freed after the build
 
     trt.calls.clear()
-    code, _, _ = _run(capsys, "--tensorrt", "--int8", "--calib", widerface_416, "--force",
+    code, _, _ = _run(capsys, "--tensorrt", "--int8", "--dataset", widerface_416, "--force",
                       "--num-images", 3, "-m", model, "-o", engine)
     assert code == 0 and dict(trt.calls)["calibrator.batches"] == (0, 1)  # from the cache
 

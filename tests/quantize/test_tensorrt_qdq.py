@@ -1,4 +1,4 @@
-"""`edgeface quantize --int8 --target tensorrt`: the Q/DQ model TensorRT consumes, made and
+"""`edgeface quantize --int8 --provider tensorrt`: the Q/DQ model TensorRT consumes, made and
 checked for real here (ONNX Runtime on the CPU runs it; the accuracy guard scores it on the
 shared evaluation split). Only the TensorRT build of it needs a device."""
 
@@ -48,7 +48,7 @@ def test_tensorrt_config_decides_ort_arguments():
 def trt_qdq(v1_onnx, widerface_416, tmp_path_factory) -> tuple[Path, dict]:
     """V1 quantized for TensorRT on 4 calibration images through the CLI, guard skipped."""
     out = tmp_path_factory.mktemp("trt") / "v1.trt-int8.onnx"
-    code = main(["quantize", "--int8", "--target", "tensorrt", "-m", str(v1_onnx), "--calib",
+    code = main(["quantize", "--int8", "--provider", "tensorrt", "-m", str(v1_onnx), "--dataset",
                  str(widerface_416), "--num-images", "4", "--no-eval", "--bench-runs", "0",
                  "--threads", "1", "-o", str(out)])
     assert code == 0
@@ -186,12 +186,12 @@ def test_tensorrt_target_refuses_contradicting_flags(capsys, tmp_path, widerface
     model = tiny_onnx(tmp_path / "t.onnx", size=(64, 64))
     for flag in (["--activation-type", "u8"], ["--reduce-range"], ["--per-tensor"],
                  ["--weight-type", "u8"]):
-        code = main(["quantize", "--int8", "--target", "tensorrt", *flag, "-m", str(model),
-                     "--calib", str(widerface_416), "--no-eval", "-o", str(tmp_path / "o.onnx")])
+        code = main(["quantize", "--int8", "--provider", "tensorrt", *flag, "-m", str(model),
+                     "--dataset", str(widerface_416), "--no-eval", "-o", str(tmp_path / "o.onnx")])
         err = capsys.readouterr().err
         assert code == EXIT_USAGE and err.count("\n") == 1 and "drop --" in err, (flag, err)
     # The same values as the target's are fine (and the defaults are not "given").
-    code = main(["quantize", "--int8", "--target", "tensorrt", "--activation-type", "s8",
-                 "-m", str(model), "--calib", str(tmp_path / "none"), "--no-eval",
+    code = main(["quantize", "--int8", "--provider", "tensorrt", "--activation-type", "s8",
+                 "-m", str(model), "--dataset", str(tmp_path / "none"), "--no-eval",
                  "-o", str(tmp_path / "o.onnx")])
     assert code == EXIT_USAGE and "drop --" not in capsys.readouterr().err

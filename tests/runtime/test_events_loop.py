@@ -17,6 +17,7 @@ from edgeface.inference.detector import detect_timed
 from edgeface.runtime.loop import Runtime
 from edgeface.runtime.metrics import Metrics
 from edgeface.runtime.motion import MotionGate
+from edgeface.runtime.settings import LoopSettings
 from edgeface.runtime.sinks import JsonLinesSink
 from edgeface.runtime.sources import open_source
 from edgeface.runtime.tracking import Tracker
@@ -93,7 +94,8 @@ def test_gated_frames_keep_the_track_and_one_face_is_one_track(clip, tmp_path):
     gate = MotionGate(hold_s=0.0, interval_s=3600.0)
     tracker = Tracker(min_hits=2, max_misses=2, min_absent_s=0.0)
     with Runtime(open_source(clip, prepare=det.prepare), det, [JsonLinesSink(out), catcher],
-                 status_interval=0, metrics=metrics, gate=gate, tracker=tracker) as rt:
+                 settings=LoopSettings(status_interval=0), metrics=metrics, gate=gate,
+                 tracker=tracker) as rt:
         stats = rt.run()
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert stats.frames == len(records) == 90
@@ -118,7 +120,7 @@ def test_a_face_still_there_at_the_end_gets_its_end_event_at_shutdown(tmp_path):
     out = tmp_path / "o.jsonl"
     t0 = time.time()
     with Runtime(open_source(clip, prepare=det.prepare), det, [JsonLinesSink(out), catcher],
-                 status_interval=0, tracker=Tracker(min_hits=2)) as rt:
+                 settings=LoopSettings(status_interval=0), tracker=Tracker(min_hits=2)) as rt:
         rt.run()
     last = catcher.results[-1]
     assert last.only_events and [e.type for e in last.events] == ["end"]

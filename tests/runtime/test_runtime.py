@@ -15,6 +15,7 @@ from edgeface.errors import EXIT_MEMORY, EdgefaceError, MemoryLimitExceeded
 from edgeface.http.latest import LatestSink
 from edgeface.inference.detector import Detector
 from edgeface.runtime.loop import Runtime
+from edgeface.runtime.settings import LoopSettings
 from edgeface.runtime.sinks import JsonLinesSink
 from edgeface.runtime.sources import ThreadedSource, open_source
 
@@ -52,7 +53,8 @@ def test_every_frame_of_a_file_in_order(video, tmp_path):
         return detector.prepare(image)
 
     with Runtime(open_source(video, prepare=prepare), detector, [JsonLinesSink(out)],
-                 status_interval=1e-6, status_stream=status, record_latencies=True) as rt:
+                 settings=LoopSettings(status_interval=1e-6, record_latencies=True),
+                 status_stream=status) as rt:
         stats = rt.run()
     records = [json.loads(line) for line in out.read_text().splitlines()]
     frames = decode_video(video)
@@ -99,7 +101,7 @@ def test_stop_from_another_thread_finishes_and_flushes(video, tmp_path):
 def test_memory_limit_exits_with_code_5_after_flushing(video, tmp_path):
     out = tmp_path / "out.jsonl"
     rt = Runtime(open_source(video), Detector(FakeBackend()), [JsonLinesSink(out,
-                 flush_each=False)], memory_limit="1M")
+                 flush_each=False)], settings=LoopSettings(memory_limit=1 << 20))
     with pytest.raises(MemoryLimitExceeded, match=r"exceeds the limit of 1.0 MB") as e:
         rt.run()
     rt.close()
@@ -113,7 +115,7 @@ def test_flaky_live_source_is_reopened_and_the_loop_keeps_going():
     notifier = RecordingNotifier()
     latest = LatestSink()
     with Runtime(src, Detector(FakeBackend()), [latest], notifier=notifier,
-                 read_timeout=0.01) as rt:
+                 settings=LoopSettings(read_timeout=0.01)) as rt:
         stats = rt.run(duration=0.6)
     assert stats.reconnects == 1 and reader.opens == 3
     assert stats.frames > 5 and latest.latest()[1].frame.index >= 5  # frames after the gap

@@ -8,11 +8,12 @@ thread.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Optional, Protocol
 
 from edgeface.frames import FrameResult
 from edgeface.runtime.options import Option
+from edgeface.runtime.settings import DetectionSettings, LimitSettings
 
 
 class Sink(Protocol):
@@ -37,8 +38,9 @@ class SinkContext:
     source_fps: Optional[float] = None  # the source's nominal frame rate (video files)
     metrics: Any = None  # edgeface.runtime.metrics.Metrics, for the HTTP server
     source_name: str = ""
-    #: The run's merged options (model, detection settings, limits).
-    options: Mapping[str, Any] = field(default_factory=dict)
+    #: The run's checked detection settings and limits (for the image API).
+    detection: DetectionSettings = DetectionSettings()
+    limits: LimitSettings = LimitSettings()
     #: The camera's detector, lent between frames (edgeface.runtime.lend.DetectorLender),
     #: for the HTTP server's POST /detect.
     lender: Any = None

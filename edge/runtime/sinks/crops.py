@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Union
 
 from edgeface.common.files import atomic_write
-from edgeface.common.sizes import format_size, parse_size
+from edgeface.common.sizes import format_size
 from edgeface.errors import ConfigError, EdgefaceError
 from edgeface.frames import FrameResult
 from edgeface.runtime.options import Option, memory, number, string
@@ -189,7 +189,7 @@ def _crops_size(key: str, v: Any) -> Any:
 
 def _build(values: Mapping[str, Any], context: SinkContext) -> CropsSink:
     return CropsSink(values["crops"], keep=values.get("crops_keep") or 1000,
-                     max_bytes=parse_size(values.get("crops_max_size")))
+                     max_bytes=values.get("crops_max_size"))  # bytes, from the check
 
 
 register_sink(SinkKind("crops", (

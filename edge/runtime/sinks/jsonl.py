@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, TextIO, Union
 
-from edgeface.common.sizes import parse_size
+from edgeface.common.sizes import short_size
 from edgeface.errors import EdgefaceError
 from edgeface.frames import FrameResult
-from edgeface.runtime.options import Option, memory, number, string
+from edgeface.runtime.options import Option, memory, number
+from edgeface.runtime.settings import JSON
 from edgeface.runtime.sinks.base import SinkContext, SinkKind
 from edgeface.runtime.sinks.registry import register_sink
 
@@ -170,16 +171,13 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def _build(values: Mapping[str, Any], context: SinkContext) -> JsonLinesSink:
-    max_text = values.get("json_max_size")
-    max_bytes = parse_size(max_text) if max_text else None
+    max_bytes = values.get("json_max_size")  # bytes: the option's check parsed the size
     return JsonLinesSink(values["json"], keep=values.get("json_keep") or 3,
-                         max_bytes=max_bytes, max_text=str(max_text or ""))
+                         max_bytes=max_bytes, max_text=short_size(max_bytes) if max_bytes else "")
 
 
 register_sink(SinkKind("json", (
-    Option("json", "--json", string, metavar="PATH|-", path=True,
-           help="JSON lines, one per frame, to a file (appended) or '-' for stdout "
-                "[default: stdout when no other output is given]."),
+    JSON,  # declared with the vocabulary: `detect` and `doctor` spell it the same
     # json_max_size: rotate the JSON-lines file past this size (null: never).
     Option("json_max_size", "--json-max-size", memory(1 << 10), metavar="SIZE",
            help="Rotate the JSON-lines file before it passes this size (e.g. 50M): "

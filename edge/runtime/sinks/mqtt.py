@@ -24,6 +24,7 @@ import random
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 from edgeface.errors import ConfigError, MissingDependency, require
@@ -92,6 +93,19 @@ def _live_only() -> Any:
     return SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_DO_NOT_SEND)
 
 
+@dataclass(frozen=True)
+class MqttTiming:
+    """The connection's clock: MQTT ``keepalive`` seconds, ``reconnect_delay`` (first, most)
+    seconds between tries, ``announce_delay`` the most seconds a (re)connect waits at random
+    before announcing (so that many devices restarting together do not answer at once),
+    ``close_timeout`` seconds :meth:`MqttSink.close` spends sending what is queued."""
+
+    keepalive: int = 30
+    reconnect_delay: tuple[float, float] = (1.0, 60.0)
+    announce_delay: float = 2.0
+    close_timeout: float = 2.0
+
+
 class MqttSink:
     """Publishes track events to an MQTT broker (see the module docstring for the topics).
 
@@ -107,9 +121,8 @@ class MqttSink:
     def __init__(self, url: str, *, device: Optional[str] = None, prefix: str = "edgeface",
                  discovery: bool = True, discovery_prefix: str = "homeassistant",
                  ca_file: Optional[str] = None, password: Optional[str] = None,
-                 snapshots: bool = True, queue_size: int = 100, keepalive: int = 30,
-                 reconnect_delay: tuple[float, float] = (1.0, 60.0),
-                 announce_delay: float = 2.0, close_timeout: float = 2.0):
+                 snapshots: bool = True, queue_size: int = 100,
+                 timing: MqttTiming = MqttTiming()):
         mqtt = _paho()
         self.broker = parse_broker_url(url)
         self.topics = Topics(check_topic_prefix("mqtt_prefix", prefix),
@@ -122,8 +135,8 @@ class MqttSink:
                                  if discovery else None)
         self.snapshots = snapshots
         self.queue_size = queue_size
-        self.announce_delay = announce_delay
-        self.close_timeout = close_timeout
+        self.announce_delay = timing.announce_delay
+        self.close_timeout = timing.close_timeout
         self._live = LiveTracks()
         self._backlog = EventBacklog(queue_size)
         self._need_announce = False  # connected, but online/discovery/count not yet sent
@@ -154,7 +167,7 @@ class MqttSink:
             self._tls(c, ca_file)
         elif ca_file:
             raise ConfigError("mqtt_ca_file is set but the broker address is not mqtts://")
-        c.reconnect_delay_set(*reconnect_delay)
+        c.reconnect_delay_set(*timing.reconnect_delay)
         # paho's own bound (default: none): it holds at most IN_FLIGHT events, the state of
         # a connect (availability, 3 configs, the count) and a snapshot, so this never bites.
         c.max_queued_messages_set(IN_FLIGHT + 32)
@@ -163,7 +176,7 @@ class MqttSink:
         c.on_message = self._on_message
         self._mqtt, self._client = mqtt, c
         self._worker = Worker(f"mqtt-{self.topics.device}", self._handle, queue_size)
-        c.connect_async(self.broker.host, self.broker.port, keepalive=keepalive,
+        c.connect_async(self.broker.host, self.broker.port, keepalive=timing.keepalive,
                         clean_start=True, properties=_connect_properties())
         c.loop_start()  # paho's thread: connects, reconnects with backoff, does all I/O
 

@@ -159,26 +159,23 @@ def open_source(
     kind: str = "auto",
     live: Optional[bool] = None,
     loop: bool = False,
-    capture_size: Optional[tuple[int, int]] = None,
-    capture_fps: Optional[float] = None,
+    capture: CaptureSettings = CaptureSettings(),
     reconnect: Optional[bool] = None,
     prefetch: int = 2,
     backoff: tuple[float, float] = (0.5, 10.0),
     prepare: Optional[Prepare] = None,
-    options: Optional[Mapping[str, Any]] = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    analysis_size: Optional[tuple[int, int]] = None,
 ) -> ThreadedSource:
     """Open a frame source (``kind="auto"``: see :func:`classify`).
 
     ``live`` defaults to True for cameras and streams, False for files and folders.
     ``reconnect`` (reopen with backoff when the source fails) defaults to True for live
-    kinds. ``loop`` restarts a file or folder at its end. ``capture_size`` (width, height)
-    and ``capture_fps`` are requested from cameras. ``prepare`` (the detector's
-    preprocessing) runs on every image in the capture thread. ``options``: kind-specific
-    settings by config key. A frame, image or stream over ``max_pixels`` is refused (an
-    image before it is decoded). ``analysis_size`` (the detector's input size) lets a source
-    that can scale in hardware deliver the detector a small copy of each frame. Raises
+    kinds. ``loop`` restarts a file or folder at its end. ``capture``
+    (:class:`CaptureSettings`): the size and frame rate requested from cameras, the most
+    pixels a frame, image or stream may have (over it: refused, an image before it is
+    decoded), the detector's input size (a source that can scale in hardware delivers the
+    detector a small copy of each frame) and the kind-specific settings by config key.
+    ``prepare`` (the detector's preprocessing) runs on every image in the capture thread.
+    Raises
     :class:`SourceError` (exit 4) if the source cannot be opened, :class:`MissingDependency`
     if it needs software that is not installed.
     """
@@ -191,15 +188,13 @@ def open_source(
     entry = SOURCES.get(kind)
     live = entry.live if live is None else live
     reconnect = entry.live if reconnect is None else reconnect
-    settings = CaptureSettings(capture_size, capture_fps, max_pixels, analysis_size,
-                               dict(options or {}))
-    reader, name = entry.make_reader(target, settings)
+    reader, name = entry.make_reader(target, capture)
     pace = None
     if live and not entry.live:
         # A file played as a live source is paced like a camera delivering it.
         fps_of = getattr(reader, "fps", None)
-        pace = capture_fps or (fps_of() if callable(fps_of) else 0) or 30.0
+        pace = capture.fps or (fps_of() if callable(fps_of) else 0) or 30.0
         reader.close()
     return ThreadedSource(reader, name, live=live, reconnect=reconnect, loop=loop,
                           pace_fps=pace, prefetch=prefetch, backoff=backoff, prepare=prepare,
-                          max_pixels=max_pixels)
+                          max_pixels=capture.max_pixels)

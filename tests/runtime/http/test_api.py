@@ -26,6 +26,7 @@ from edgeface.http.limits import ApiLimits
 from edgeface.http.server import StatusServer
 from edgeface.inference.detector import Detector
 from edgeface.runtime.metrics import Metrics
+from edgeface.runtime.settings import DetectionSettings
 
 TOKEN = "t0k3n-for-the-tests-0123456789"
 
@@ -86,8 +87,8 @@ def serve(model):
 
     def make(token=None, camera=False, feed=None, detector=None, **limits):
         if detector is None:
-            api = open_api({"model": model}, background=False, threads=1,
-                           limits=ApiLimits(**limits))
+            api = open_api(DetectionSettings(model=str(model), threads=1), background=False,
+                           api=ApiLimits(**limits))
         else:
             api = DetectApi(detector, background=False, limits=ApiLimits(**limits))
         server = StatusServer(LatestSink(), Metrics(), "127.0.0.1", 0, api=api, feed=feed,

@@ -20,6 +20,7 @@ from edgeface.http.latest import LatestSink
 from edgeface.http.limits import ApiLimits, HttpLimits
 from edgeface.http.server import StatusServer
 from edgeface.runtime.metrics import Metrics
+from edgeface.runtime.settings import DetectionSettings
 
 
 @pytest.fixture(scope="module")
@@ -32,8 +33,8 @@ def serve(model):
     made = []
 
     def make(body_grace=1.0, body_min_rate=8 * 1024, **limits):
-        api = open_api({"model": model}, background=False, threads=1,
-                       limits=ApiLimits(**limits))
+        api = open_api(DetectionSettings(model=str(model), threads=1), background=False,
+                       api=ApiLimits(**limits))
         server = StatusServer(LatestSink(), Metrics(), "127.0.0.1", 0, api=api,
                               auth=TokenAuth(None), camera=False,
                               limits=HttpLimits(body_grace=body_grace,

@@ -18,7 +18,7 @@ from mosquitto import Broker, Subscriber
 
 pytest.importorskip("paho.mqtt.client", reason="paho-mqtt (the mqtt extra) is not installed")
 
-from edgeface.runtime.sinks.mqtt import MqttSink  # noqa: E402
+from edgeface.runtime.sinks.mqtt import MqttSink, MqttTiming  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,7 @@ def unique() -> str:
 
 def open_sink(url, **kw) -> MqttSink:
     kw.setdefault("device", unique())
-    kw.setdefault("announce_delay", 0.0)
-    kw.setdefault("reconnect_delay", (0.05, 0.2))
+    kw.setdefault("timing", MqttTiming(announce_delay=0.0, reconnect_delay=(0.05, 0.2)))
     sink = MqttSink(url, **kw)
     assert wait_until(lambda: sink.connected, 5), f"not connected: {sink.last_error}"
     return sink
@@ -230,7 +229,8 @@ def test_snapshots_are_not_queued_while_disconnected(tmp_path):
 def test_a_broker_that_never_answers_costs_nothing_at_close(tmp_path):
     from mosquitto import free_port
 
-    sink = MqttSink(f"mqtt://127.0.0.1:{free_port()}", device=unique(), close_timeout=1.0)
+    sink = MqttSink(f"mqtt://127.0.0.1:{free_port()}", device=unique(),
+                    timing=MqttTiming(close_timeout=1.0))
     for r in lifecycle(3):
         sink.write(r)
     assert not sink.connected

@@ -14,7 +14,7 @@ from runtime_fakes import edgeface_cmd, synthetic_frames, tiny_onnx, write_video
 pytest.importorskip("paho.mqtt.client", reason="paho-mqtt (the mqtt extra) is not installed")
 
 from edgeface.errors import ConfigError  # noqa: E402
-from edgeface.runtime.sinks.mqtt import MqttSink  # noqa: E402
+from edgeface.runtime.sinks.mqtt import MqttSink, MqttTiming  # noqa: E402
 from edgeface.runtime.sinks.mqtt_topics import check_topic_prefix, topic_name  # noqa: E402
 
 
@@ -26,8 +26,7 @@ def broker(tmp_path_factory):
 
 
 def open_sink(url, **kw) -> MqttSink:
-    kw.setdefault("announce_delay", 0.0)
-    kw.setdefault("reconnect_delay", (0.05, 0.2))
+    kw.setdefault("timing", MqttTiming(announce_delay=0.0, reconnect_delay=(0.05, 0.2)))
     sink = MqttSink(url, **kw)
     assert wait_until(lambda: sink.connected, 5), f"not connected: {sink.last_error}"
     return sink
@@ -99,10 +98,11 @@ BIG = 20 * 1024 * 1024  # a retained or live message on homeassistant/status
 
 SINK_CHILD = """
 import sys, time
-from edgeface.runtime.sinks.mqtt import MqttSink
+from edgeface.runtime.sinks.mqtt import MqttSink, MqttTiming
 def hwm():
     return next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
-sink = MqttSink(sys.argv[1], device=sys.argv[2], announce_delay=0.0, snapshots=False)
+sink = MqttSink(sys.argv[1], device=sys.argv[2], snapshots=False,
+                timing=MqttTiming(announce_delay=0.0))
 while not sink.connected:
     time.sleep(0.01)
 print(hwm(), flush=True)

@@ -17,7 +17,7 @@ from mosquitto import Broker, Subscriber, free_port
 
 pytest.importorskip("paho.mqtt.client", reason="paho-mqtt (the mqtt extra) is not installed")
 
-from edgeface.runtime.sinks.mqtt import MqttSink  # noqa: E402
+from edgeface.runtime.sinks.mqtt import MqttSink, MqttTiming  # noqa: E402
 
 # The sink retries every 2 s, so that the test's subscriber (reconnecting every 0.2 s at
 # most) is subscribed again before the sink sends its backlog.
@@ -71,8 +71,8 @@ def assert_retained_state(port: int, device: str, count: bytes) -> None:
 def test_an_outage_at_start(tmp_path):
     device = "r" + uuid.uuid4().hex[:8]
     broker = Broker(tmp_path, port=free_port())  # not started: the broker is down
-    sink = MqttSink(broker.url, device=device, queue_size=QUEUE, reconnect_delay=SLOW_RETRY,
-                    announce_delay=0.0, snapshots=False)
+    sink = MqttSink(broker.url, device=device, queue_size=QUEUE, snapshots=False,
+                    timing=MqttTiming(reconnect_delay=SLOW_RETRY, announce_delay=0.0))
     sub = None
     try:
         write(sink, 100, "start")  # alive through the outage
@@ -111,8 +111,8 @@ def test_an_outage_in_the_middle_and_every_reconnect(tmp_path):
     device = "r" + uuid.uuid4().hex[:8]
     broker = Broker(tmp_path).start()
     sub = Subscriber(broker.port, [f"edgeface/{device}/#"])
-    sink = MqttSink(broker.url, device=device, queue_size=QUEUE, reconnect_delay=SLOW_RETRY,
-                    announce_delay=0.0, snapshots=False)
+    sink = MqttSink(broker.url, device=device, queue_size=QUEUE, snapshots=False,
+                    timing=MqttTiming(reconnect_delay=SLOW_RETRY, announce_delay=0.0))
     try:
         assert wait_until(lambda: sink.connected, 10), sink.last_error
         for t in range(5):  # five tracks start and reach the broker
@@ -156,8 +156,8 @@ def test_a_broker_that_never_answers_is_logged(caplog):
         silent.listen(16)
         url = f"mqtt://127.0.0.1:{silent.getsockname()[1]}"
         with caplog.at_level(logging.WARNING, logger="edgeface.runtime.sinks.mqtt"):
-            sink = MqttSink(url, device="silent", keepalive=1, reconnect_delay=(0.2, 0.2),
-                            close_timeout=1.0)
+            sink = MqttSink(url, device="silent", timing=MqttTiming(
+                                keepalive=1, reconnect_delay=(0.2, 0.2), close_timeout=1.0))
             try:
                 assert wait_until(lambda: sink.last_error, 10)
                 assert wait_until(lambda: sink.stats()["disconnects"] == 0 and len(

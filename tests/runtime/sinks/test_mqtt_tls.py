@@ -12,7 +12,7 @@ from mosquitto import Broker, Subscriber, make_passwd, make_tls
 
 pytest.importorskip("paho.mqtt.client", reason="paho-mqtt (the mqtt extra) is not installed")
 
-from edgeface.runtime.sinks.mqtt import MqttSink  # noqa: E402
+from edgeface.runtime.sinks.mqtt import MqttSink, MqttTiming  # noqa: E402
 
 USER, PASSWORD = "edgeface", "s3cret pass"
 
@@ -31,8 +31,8 @@ def tls_broker(tmp_path_factory):
 
 def open_sink(broker, ca, password=PASSWORD, host="127.0.0.1", **kw):
     return MqttSink(f"mqtts://{USER}@{host}:{broker.port}", device="tlsdev", ca_file=str(ca),
-                    password=password, discovery=False, reconnect_delay=(0.05, 0.2),
-                    close_timeout=1.0, **kw)
+                    password=password, discovery=False,
+                    timing=MqttTiming(reconnect_delay=(0.05, 0.2), close_timeout=1.0), **kw)
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost"])

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from edgeface.inference.detector import Detector
-from edgeface.runtime.sources import open_source
+from edgeface.runtime.sources import CaptureSettings, open_source
 from edgeface.runtime.sources.camera import camera_format, fourcc_text
 from edgeface.runtime.sources.picamera import lores_size, yuv420_to_bgr
 
@@ -72,7 +72,7 @@ def fake_v4l2(monkeypatch):
 def test_camera_is_asked_for_mjpg_before_its_size_and_rate(fake_v4l2, caplog):
     fake_v4l2(("YUYV", "MJPG"))
     caplog.set_level(logging.INFO)
-    src = open_source(0, kind="camera", capture_size=(1280, 720), capture_fps=30)
+    src = open_source(0, kind="camera", capture=CaptureSettings((1280, 720), 30))
     try:
         cap = FakeVideoCaptureNoCamera.instances[-1]
         props = [p for p, _ in cap.sets]
@@ -97,7 +97,8 @@ def test_a_camera_without_mjpg_keeps_working_and_says_what_it_delivers(fake_v4l2
 
 def test_explicit_format_is_requested_and_a_refusal_is_a_warning(fake_v4l2, caplog):
     fake_v4l2(("MJPG",))
-    src = open_source(0, kind="camera", options={"camera_format": "YUYV"})
+    src = open_source(0, kind="camera",
+                      capture=CaptureSettings(options={"camera_format": "YUYV"}))
     src.close()
     cap = FakeVideoCaptureNoCamera.instances[-1]
     assert cap.sets[0] == (cv2.CAP_PROP_FOURCC, FOURCC["YUYV"])
@@ -224,8 +225,8 @@ def test_picamera_detects_on_lores_and_reports_main_pixels(fake_picamera2):
         seen.append((image.shape, frame_size))
         return Detector.prepare(FakeDetectorInfo(), image, frame_size)
 
-    src = open_source("picamera", capture_size=(1280, 720), prepare=prepare,
-                      analysis_size=(416, 416))
+    src = open_source("picamera", prepare=prepare,
+                      capture=CaptureSettings((1280, 720), analysis_size=(416, 416)))
     try:
         frame = src.read(timeout=5)
     finally:
@@ -241,7 +242,7 @@ def test_picamera_detects_on_lores_and_reports_main_pixels(fake_picamera2):
 
 
 def test_picamera_without_an_analysis_size_captures_main_only(fake_picamera2):
-    src = open_source("picamera", capture_size=(640, 480))
+    src = open_source("picamera", capture=CaptureSettings((640, 480)))
     try:
         assert src.read(timeout=5).image.shape == (480, 640, 3)
     finally:

@@ -15,6 +15,7 @@ from runtime_fakes import FakeReader, decode_video, synthetic_frames, write_vide
 from edgeface.errors import EXIT_SOURCE, MissingDependency, SourceError
 from edgeface.runtime.capture_priority import BackgroundSwitch, can_leave_idle
 from edgeface.runtime.sources import (
+    CaptureSettings,
     SourceTimeout,
     ThreadedSource,
     as_bgr,
@@ -331,7 +332,7 @@ def test_live_file_ends_at_eof_without_reconnecting():
 
 
 def test_live_file_playback_is_paced(video):
-    with open_source(video, live=True, capture_fps=100) as src:
+    with open_source(video, live=True, capture=CaptureSettings(fps=100)) as src:
         t0 = time.monotonic()
         n = len(drain(src, timeout=2))
         elapsed = time.monotonic() - t0
