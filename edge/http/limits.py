@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from edgeface.runtime.settings import HTTP_API_RATE, HTTP_API_TOTAL_RATE
+
 #: Open connections at once (idle keep-alive and half-sent ones included). systemd gives a
 #: service a soft RLIMIT_NOFILE of 1024; half of it leaves the rest to the model, camera,
 #: video and log files. An idle connection costs one file descriptor and ~7 KB of memory
@@ -145,14 +147,12 @@ API_UPLOAD_BYTES = 32 << 20
 #: of time, so on a saturated board a request may not get a turn, and a client must hear
 #: that in bounded time.
 API_QUEUE_TIMEOUT = 15.0
-#: Requests per second per client address (token bucket, ``API_CLIENT_BURST`` deep), and
-#: for all clients together; past either: 429 + Retry-After. One V1 inference at 416x416 on
-#: one core takes ~27 ms on x86-64 (measured) and an estimated 100-150 ms on a Pi 4 core,
-#: plus decoding: 10 requests/s of one image is about what one idle Pi core serves
-#: (`serve`; inside `run` the camera's share, `--http-api-share`, bounds it further).
-API_CLIENT_RATE = 5.0
+#: Requests per second per client address and for all clients together (token buckets,
+#: twice as deep): the ``--http-api-rate`` / ``--http-api-total-rate`` defaults, declared with
+#: those flags in :mod:`edgeface.runtime.settings`, where the reason for the numbers is.
+API_CLIENT_RATE = HTTP_API_RATE.default
 API_CLIENT_BURST = 10
-API_GLOBAL_RATE = 10.0
+API_GLOBAL_RATE = HTTP_API_TOTAL_RATE.default
 API_GLOBAL_BURST = 20
 #: Client addresses whose buckets are remembered (the least recently seen are forgotten:
 #: a forgotten client starts with a full bucket, which is what an idle one has anyway).

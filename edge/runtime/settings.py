@@ -14,7 +14,6 @@ from typing import Any, Mapping, Optional
 
 from edgeface.inference.backends import default_threads
 from edgeface.inference.backends.registry import PROVIDERS
-from edgeface.runtime.http import limits as L
 from edgeface.runtime.options import Option, boolean, choice, memory, number, string, wxh
 
 #: Faces kept per frame or image after NMS. One default for run, detect and serve: the
@@ -93,12 +92,17 @@ HTTP = Option("http", "--http", string, metavar="[HOST:]PORT",
               help="Serve the page (/), /stream.mjpg, /snapshot.jpg, /detections, /events, "
                    "/status, /healthz, /metrics and POST /detect (host defaults to "
                    "127.0.0.1; beyond loopback EDGEFACE_API_TOKEN is required).")
+#: POST /detect requests per second per client address (token bucket twice as deep), and
+#: for all clients together; past either: 429 + Retry-After. One V1 inference at 416x416 on
+#: one core takes ~27 ms on x86-64 (measured) and an estimated 100-150 ms on a Pi 4 core,
+#: plus decoding: 10 requests/s of one image is about what one idle Pi core serves
+#: (`serve`; inside `run` the camera's share, `--http-api-share`, bounds it further).
 HTTP_API_RATE = Option(
-    "http_api_rate", "--http-api-rate", number(0.01, 10000), L.API_CLIENT_RATE, metavar="N",
+    "http_api_rate", "--http-api-rate", number(0.01, 10000), 5.0, metavar="N",
     help="POST /detect requests per second per client address (twice that in a burst); more "
          "get 429.")
 HTTP_API_TOTAL_RATE = Option(
-    "http_api_total_rate", "--http-api-total-rate", number(0.01, 10000), L.API_GLOBAL_RATE,
+    "http_api_total_rate", "--http-api-total-rate", number(0.01, 10000), 10.0,
     metavar="N", help="POST /detect requests per second from all clients together.")
 #: run's outputs that detect, doctor and serve spell the same.
 SHARED_OUTPUTS = (JSON, HTTP, HTTP_API_RATE, HTTP_API_TOTAL_RATE)

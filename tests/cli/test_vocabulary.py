@@ -14,7 +14,7 @@ import click
 import pytest
 from requires import needs_runtime
 
-from edgeface.cli import _COMMANDS, cli, main
+from edgeface.cli import COMMANDS as REGISTERED, cli, main
 from edgeface.cli.options import (
     CHECKPOINT_GROUP,
     CONFIG,
@@ -42,7 +42,7 @@ RAW = {"run"}
 def _commands() -> dict[str, click.Command]:
     ctx = click.Context(cli)
     found = {}
-    for name in _COMMANDS:
+    for name in REGISTERED.names():
         cmd = cli.get_command(ctx, name)
         found[name] = cmd
         for sub, subcmd in getattr(cmd, "commands", {}).items():

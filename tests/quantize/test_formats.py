@@ -15,9 +15,9 @@ from edgeface.quantize import formats as qf
 
 PARAMS = {p.name: p for p in quantize_command.params}
 # A value for each option that takes one (flags take none); one the parser accepts.
-SAMPLE = {"target": "tensorrt", "workspace": "1G", "trt_version": "8.6", "calib_dir": "d",
+SAMPLE = {"provider": "tensorrt", "workspace": "1G", "trt_version": "8.6", "dataset": "d",
           "split": "calib", "num_images": "3", "method": "minmax", "percentile": "99.9",
-          "activation_type": "s8", "weight_type": "s8", "exclude": "none", "eval_dir": "e",
+          "activation_type": "s8", "weight_type": "s8", "exclude": "none", "eval_dataset": "e",
           "eval_split": "eval", "max_ap_drop": "1", "threads": "1", "bench_runs": "0"}
 FORMATS = list(qf.FORMATS.values())
 
@@ -27,7 +27,10 @@ def _flags_to_kwargs(flags: tuple[str, ...]) -> dict[str, object]:
     it = iter(flags)
     for f in it:
         name = f.lstrip("-")
-        kw[name] = next(it) if name == "target" else True
+        if name == "provider":  # what select_format calls the INT8 model's target
+            kw["target"] = next(it)
+        else:
+            kw[name] = True
     return kw
 
 
@@ -57,7 +60,7 @@ def test_entry_is_consistent(fmt):
     if fmt.via is not None:
         made_first = qf.FORMATS[fmt.via]
         assert made_first.pipeline == "int8" and made_first.int8_config is not None
-        assert fmt.options >= made_first.options - {"target"}  # it takes their options
+        assert fmt.options >= made_first.options - {"provider"}  # it takes their options
     if fmt.pipeline == "int8":
         assert fmt.int8_config is not None and ".onnx" in fmt.extensions
 
@@ -101,7 +104,7 @@ def test_the_command_refuses_each_option_in_one_line(fmt, capsys, tmp_path):
     refused = sorted(set(PARAMS) - fmt.options - qf.COMMON)
     assert refused or fmt.name == "tensorrt-int8"
     for name in refused:
-        if name in ("fp16", "target") and qf.select_format(
+        if name in ("fp16", "provider") and qf.select_format(
                 **_flags_to_kwargs((*fmt.flags, *_argv(name)))) is not fmt:
             continue  # a selecting flag: it names another format (tensorrt + --fp16)
         argv = ["quantize", *fmt.flags, *_argv(name), "-m", str(tmp_path / "missing.onnx"),
@@ -114,11 +117,11 @@ def test_the_command_refuses_each_option_in_one_line(fmt, capsys, tmp_path):
 
 
 def test_the_message_says_which_format_takes_it(capsys, tmp_path):
-    code = main(["quantize", "--tensorrt", "--calib", str(tmp_path), "-m",
+    code = main(["quantize", "--tensorrt", "--dataset", str(tmp_path), "-m",
                  str(tmp_path / "m.onnx"), "-o", str(tmp_path / "m.engine")])
     err = capsys.readouterr().err
     assert code == EXIT_USAGE
-    assert err == ("edgeface: error: --calib does not apply to an FP32 TensorRT engine "
+    assert err == ("edgeface: error: --dataset does not apply to an FP32 TensorRT engine "
                    "(--tensorrt); it is for --int8\n")
 
 
