@@ -14,7 +14,8 @@ import click
 import pytest
 from requires import needs_runtime
 
-from edgeface.cli import COMMANDS as REGISTERED, cli, main
+from edgeface.cli import COMMANDS as REGISTERED
+from edgeface.cli import cli, main
 from edgeface.cli.options import (
     CHECKPOINT_GROUP,
     CONFIG,
