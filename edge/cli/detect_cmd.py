@@ -11,6 +11,7 @@ import click
 
 from edgeface.cli.options import (
     confidence_option,
+    family_option,
     nms_option,
     provider_option,
     renamed,
@@ -28,14 +29,15 @@ from edgeface.errors import EXIT_FAILURE, EdgefaceError
 @nms_option(0.4)
 @threads_option()
 @provider_option()
+@family_option()
 @click.option("--json", "json_path", type=click.Path(path_type=Path), default=None,
               metavar="PATH|-", help="Write one JSON line per image here ('-' for stdout).")
 @click.option("--annotate", "annotate_dir", type=click.Path(path_type=Path, file_okay=False),
               default=None, metavar="DIR",
               help="Write annotated copies of the images into this directory.")
 def detect(inputs: tuple[Path, ...], model: Path, confidence_threshold: float,
-           nms_threshold: float, threads: int | None, provider: str, json_path: Path | None,
-           annotate_dir: Path | None) -> None:
+           nms_threshold: float, threads: int | None, provider: str, family: str | None,
+           json_path: Path | None, annotate_dir: Path | None) -> None:
     """Detect faces in IMAGE_OR_DIR... and print one line per image.
 
     A missing or unreadable file is reported and skipped; the exit status is then non-zero
@@ -61,7 +63,7 @@ def detect(inputs: tuple[Path, ...], model: Path, confidence_threshold: float,
         {"--model": model, **{str(p): p for p in paths}})
     detector = Detector.open(model, PostprocessConfig(conf_threshold=confidence_threshold,
                                                       nms_threshold=nms_threshold),
-                             provider=provider, threads=threads)
+                             provider=provider, threads=threads, family=family)
     if annotate_dir:
         try:
             annotate_dir.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from edgeface.cli.options import provider_option, renamed, threads_option
+from edgeface.cli.options import family_option, provider_option, renamed, threads_option
 from edgeface.errors import EXIT_FAILURE, ConfigError, EdgefaceError, ModelError, require
 
 
@@ -38,9 +38,10 @@ def _parse_size(ctx, param, value: str | None) -> tuple[int, int] | None:
               default=None, help="Output directory [default: results/eval-<model name>/].")
 @threads_option()
 @provider_option()
+@family_option()
 def eval_cmd(model: Path | None, weights: Path | None, arch: str | None, root: Path, split: str,
              size: tuple[int, int] | None, out: Path | None, threads: int | None,
-             provider: str) -> None:
+             provider: str, family: str | None) -> None:
     """Evaluate a detector on WIDER FACE with the official protocol and print easy/medium/hard AP.
 
     Detection uses the usual evaluation settings (confidence 0.02, NMS 0.4, keep 750). Writes
@@ -52,23 +53,27 @@ def eval_cmd(model: Path | None, weights: Path | None, arch: str | None, root: P
     from edgeface.calibration.widerface import load_widerface, write_predictions
     from edgeface.common.files import sha256_file
     from edgeface.inference.backends import open_backend
+    from edgeface.inference.detector import family_options
 
     if (model is None) == (weights is None):
         raise ConfigError("give exactly one of --model (ONNX) or --weights (PyTorch checkpoint)")
     if arch and weights is None:
         raise ConfigError("--arch applies to --weights only (an ONNX model names its own)")
+    if family and weights is not None:
+        raise ConfigError("--family applies to --model only (a checkpoint is FeatherFace's)")
     source = model or weights
     if not source.is_file():
         raise ModelError(f"model file not found: {source}")
 
     require("matplotlib", "eval", "draws the PR curves")  # before the run, not after it
     dataset = load_widerface(root, split)
-    options = {"arch": arch} if weights is not None else {}
+    options = {"arch": arch} if weights is not None else family_options(source, family)
     backend = open_backend(source, provider=provider, threads=threads, input_size=size,
                            **options)
     fmt = "pytorch" if backend.name == "pytorch" else source.suffix.lstrip(".").lower()
     w, h = backend.info.input_size
-    click.echo(f"evaluating {source.name} ({backend.name}, {backend.info.arch}, {w}x{h}) on "
+    click.echo(f"evaluating {source.name} ({backend.name}, {backend.info.family} "
+               f"{backend.info.arch}, {w}x{h}) on "
                f"{dataset.root} split {dataset.split}: {len(dataset)} images", err=True)
 
     result = evaluate_detector(backend, dataset, progress=None)

@@ -35,6 +35,19 @@ def provider_option(help_extra: str = "") -> Callable:
              "cpu, cuda or tensorrt (ONNX Runtime's providers for .onnx)." + help_extra)
 
 
+def family_option() -> Callable:
+    """``--family NAME``: the model family of a foreign ONNX file (one without edgeface
+    metadata); an edgeface export names its own."""
+    from edgeface.inference.families import family_names
+
+    return click.option("--family", type=click.Choice(family_names()), default=None,
+                        help=FAMILY_HELP)
+
+
+FAMILY_HELP = ("Model family of an ONNX file made elsewhere, without edgeface metadata "
+               "[default: the one the model names].")
+
+
 def threads_option(help_text: str = "Inference threads [default: the cores available].",
                    **kwargs: Any) -> Callable:
     return click.option("--threads", type=click.IntRange(1, 1024), default=None,

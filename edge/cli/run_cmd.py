@@ -82,7 +82,7 @@ def execute(opts: dict[str, Any]) -> None:
     from edgeface.common.files import refuse_overwriting_inputs
     from edgeface.common.sizes import parse_size
     from edgeface.inference.backends import open_backend
-    from edgeface.inference.detector import Detector
+    from edgeface.inference.detector import Detector, family_options
     from edgeface.inference.postprocess import PostprocessConfig
     from edgeface.media.images import IMAGE_EXTENSIONS, pixel_budget
     from edgeface.runtime.config import check_values
@@ -111,7 +111,8 @@ def execute(opts: dict[str, Any]) -> None:
     outputs = with_default_output(opts["outputs"])
 
     backend = open_backend(opts["model"], provider=opts["provider"], threads=opts["threads"],
-                           input_size=opts["size"], arena=opts["arena"])
+                           input_size=opts["size"], arena=opts["arena"],
+                           **family_options(opts["model"], opts.get("family")))
     config = PostprocessConfig(conf_threshold=opts["confidence_threshold"],
                                nms_threshold=opts["nms_threshold"],
                                keep_top_k=opts["max_detections"])

@@ -19,6 +19,7 @@ from typing import Any, Mapping, Optional
 from edgeface.errors import ConfigError
 from edgeface.inference.backends import default_threads
 from edgeface.inference.backends.registry import PROVIDERS
+from edgeface.inference.families import family_names
 from edgeface.runtime.motion import MOTION_OPTIONS
 from edgeface.runtime.options import (
     Option,
@@ -61,6 +62,9 @@ RUN_OPTIONS = (
     Option("provider", "--provider", choice(*PROVIDERS), "auto", metavar="|".join(PROVIDERS),
            help="Where the model runs: auto (CPU for .onnx, the GPU for a TensorRT .engine), "
                 "cpu, cuda or tensorrt."),
+    Option("family", "--family", choice(*family_names()), metavar="|".join(family_names()),
+           help="Model family of an ONNX file made elsewhere, without edgeface metadata "
+                "[default: the one the model names]."),
     # ONNX Runtime's CPU arena: measured smaller and steadier in the full runtime than
     # glibc malloc under its many threads (benchmarks/runtime_memory.py).
     Option("arena", "--arena", boolean, True, cli="bool",
