@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -75,14 +75,6 @@ def retinaface_onnx_bytes() -> bytes:
     return WEIGHTS
 
 
-def retinaface_mean() -> tuple[float, float, float]:
-    """The BGR mean the package subtracts (``retinaface.preprocess.MEAN``)."""
-    _peer_module("retinaface-mnet025")
-    from retinaface.preprocess import MEAN
-
-    return tuple(float(v) for v in MEAN)
-
-
 def retinaface_session(threads: int | None = None):
     """An ONNX Runtime session for the peer with the runtime's own session options.
 
@@ -103,8 +95,7 @@ class RetinaFaceBackend:
     def __init__(self, threads: int | None = None, input_size: tuple[int, int] = (416, 416)):
         self.session = retinaface_session(threads)
         self.threads = threads
-        self.info = replace(RETINAFACE.info.with_input_size(*input_size),
-                            mean=retinaface_mean())
+        self.info = RETINAFACE.info.with_input_size(*input_size)
 
     def infer(self, blob: np.ndarray) -> RawOutputs:
         """The graph's outputs as they are: the family's decode reads ``conf`` [A, 2]."""

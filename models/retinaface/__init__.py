@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgeface.errors import ModelError, require
@@ -48,24 +48,14 @@ def source_bytes() -> bytes:
     return bytes(WEIGHTS)
 
 
-def package_mean() -> tuple[float, float, float]:
-    """The BGR mean the package's own preprocessing subtracts."""
-    require("retinaface", "peers", f"`pip install {PACKAGE}` also works")
-    from retinaface.preprocess import MEAN
-
-    return tuple(float(v) for v in MEAN)
-
-
 def identify(data: bytes) -> bool:
     """Whether ``data`` is the model this recipe knows."""
     return hashlib.sha256(data).hexdigest() == SOURCE_SHA256
 
 
-def model_info(input_size: tuple[int, int] = (416, 416),
-               mean: tuple[float, float, float] | None = None) -> ModelInfo:
-    """The metadata written with the model: the family's decode at ``input_size``."""
-    info = FAMILY.info.with_input_size(*input_size)
-    return info if mean is None else replace(info, mean=tuple(mean))
+def model_info(input_size: tuple[int, int] = (416, 416)) -> ModelInfo:
+    """The metadata written with the model: the family's decode and mean at ``input_size``."""
+    return FAMILY.info.with_input_size(*input_size)
 
 
 def with_metadata(model: bytes, metadata: dict[str, str]) -> bytes:
@@ -90,7 +80,7 @@ def write_model(output: str | os.PathLike, input_size: tuple[int, int] = (416, 4
                          f"{SOURCE_SHA256[:12]}... this recipe knows (another {PACKAGE} "
                          "version?); its outputs cannot be trusted to follow the "
                          f"{FAMILY.name} contract")
-    info = model_info(input_size, package_mean())
+    info = model_info(input_size)
     try:
         version = dist.version(PACKAGE)
     except dist.PackageNotFoundError:

@@ -71,8 +71,7 @@ def test_both_families_are_registered():
 
 def test_retinaface_reads_the_face_column_of_its_two_class_softmax():
     ff = families.get_family("featherface").info.with_input_size(*SIZE)
-    rf = replace(families.get_family("retinaface-mnet025").info.with_input_size(*SIZE),
-                 mean=ff.mean)
+    rf = families.get_family("retinaface-mnet025").info.with_input_size(*SIZE)
     loc, scores, landm = _raw(ff)
     conf = np.stack([1 - scores, scores], axis=1)  # [A, 2]: background, face
     a, b = _detect(ff, (loc, scores, landm)), _detect(rf, (loc, conf, landm))
