@@ -207,3 +207,16 @@ def test_retinaface_runs_through_detect_and_run(rf_model, shared_dir, tmp_path):
     frames = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(frames) == 4
     assert [len(f["faces"]) for f in frames] == [len(r["faces"]) for r in records]
+
+
+def test_export_takes_a_checkpoint_or_a_family(tmp_path, capsys):
+    from edgeface.cli import main
+
+    out = str(tmp_path / "m.onnx")
+    assert main(["export", "-o", out]) == 2
+    assert main(["export", "--family", "retinaface-mnet025", "--weights", "x.pth", "-o", out]) == 2
+    assert main(["export", "--family", "retinaface-mnet025", "--dynamic", "-o", out]) == 2
+    err = capsys.readouterr().err
+    assert "give --weights (a FeatherFace checkpoint) or --family (retinaface-mnet025)" in err
+    assert "--dynamic and --verify-images apply to --weights" in err
+    assert not (tmp_path / "m.onnx").exists()
