@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_torch:
         import torch
 
-        from edgeface.models import load_checkpoint
+        from edgeface.models.featherface import load_checkpoint
 
         torch_model, _ = load_checkpoint(args.weights, "v1")
         torch_model.eval()

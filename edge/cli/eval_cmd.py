@@ -19,7 +19,7 @@ from edgeface.cli.options import (
     renamed,
 )
 from edgeface.errors import EXIT_FAILURE, ConfigError, EdgefaceError, ModelError, require
-from edgeface.runtime.settings import MODEL, PROVIDER, SIZE, THREADS
+from edgeface.runtime.settings import FAMILY, MODEL, PROVIDER, SIZE, THREADS
 
 #: The split `eval` reads when --split is not given: the shared eval split.
 DEFAULT_SPLIT = "eval"
@@ -38,9 +38,10 @@ DEFAULT_SPLIT = "eval"
 @option(OUTPUT_DIR, help="Output directory [default: results/eval-<model name>/].")
 @option(THREADS)
 @option(PROVIDER)
+@option(FAMILY)
 def eval_cmd(model: Path | None, weights: Path | None, arch: str | None, dataset: Path,
              split: str | None, size: tuple[int, int] | None, output_dir: Path | None,
-             threads: int | None, provider: str) -> None:
+             threads: int | None, provider: str, family: str | None) -> None:
     """Evaluate a detector on WIDER FACE with the official protocol and print easy/medium/hard AP.
 
     Detection uses the usual evaluation settings (confidence 0.02, NMS 0.4, keep 750). Writes
@@ -52,11 +53,14 @@ def eval_cmd(model: Path | None, weights: Path | None, arch: str | None, dataset
     from edgeface.calibration.widerface import load_widerface, write_predictions
     from edgeface.common.files import sha256_file
     from edgeface.inference.backends import open_backend
+    from edgeface.inference.detector import family_options
 
     if (model is None) == (weights is None):
         raise ConfigError("give exactly one of --model (ONNX) or --weights (PyTorch checkpoint)")
     if arch and weights is None:
         raise ConfigError("--arch applies to --weights only (an ONNX model names its own)")
+    if family and weights is not None:
+        raise ConfigError("--family applies to --model only (a checkpoint is FeatherFace's)")
     source = model or weights
     if not source.is_file():
         raise ModelError(f"model file not found: {source}")
@@ -64,12 +68,13 @@ def eval_cmd(model: Path | None, weights: Path | None, arch: str | None, dataset
     require("matplotlib", "eval", "draws the PR curves")  # before the run, not after it
     root, out = dataset, output_dir
     dataset = load_widerface(root, split or DEFAULT_SPLIT)
-    options = {"arch": arch} if weights is not None else {}
+    options = {"arch": arch} if weights is not None else family_options(source, family)
     backend = open_backend(source, provider=provider, threads=threads, input_size=size,
                            **options)
     fmt = "pytorch" if backend.name == "pytorch" else source.suffix.lstrip(".").lower()
     w, h = backend.info.input_size
-    click.echo(f"evaluating {source.name} ({backend.name}, {backend.info.arch}, {w}x{h}) on "
+    click.echo(f"evaluating {source.name} ({backend.name}, {backend.info.family} "
+               f"{backend.info.arch}, {w}x{h}) on "
                f"{dataset.root} split {dataset.split}: {len(dataset)} images", err=True)
 
     result = evaluate_detector(backend, dataset, progress=None)

@@ -55,7 +55,7 @@ def execute(opts: dict[str, Any]) -> None:
     """Run with merged options (see :func:`edgeface.runtime.config.defaults` for the keys)."""
     from edgeface.common.files import refuse_overwriting_inputs
     from edgeface.inference.backends import open_backend
-    from edgeface.inference.detector import Detector
+    from edgeface.inference.detector import Detector, family_options
     from edgeface.media.images import IMAGE_EXTENSIONS, pixel_budget
     from edgeface.runtime.config import check_values
     from edgeface.runtime.lend import DetectorLender
@@ -86,7 +86,8 @@ def execute(opts: dict[str, Any]) -> None:
 
     backend = open_backend(detection.model, provider=detection.provider,
                            threads=detection.threads, input_size=detection.size,
-                           arena=detection.arena)
+                           arena=detection.arena,
+                           **family_options(detection.model, detection.family))
     detector = Detector(backend, detection.postprocess())
     lender = DetectorLender(detector)  # for POST /detect, if the HTTP output serves it
 

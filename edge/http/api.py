@@ -218,4 +218,4 @@ def _open_detector(s: DetectionSettings) -> FaceDetector:
     from edgeface.inference.detector import Detector
 
     return Detector.open(s.model, s.postprocess(), provider=s.provider, threads=s.threads,
-                         input_size=s.size, arena=s.arena)
+                         input_size=s.size, arena=s.arena, family=s.family)

@@ -1,4 +1,4 @@
-"""The detection pipeline for one image: preprocess -> backend -> postprocess.
+"""The detection pipeline for one image: preprocess -> backend -> the family's decode + NMS.
 
 :class:`FaceDetector` is the one protocol the runtime, ``bench`` and the peer detectors
 share: ``prepare`` (the preprocessing alone, which the runtime runs in its capture thread),
@@ -13,12 +13,12 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edgeface.errors import ModelError
+from edgeface.errors import ConfigError, ModelError
 from edgeface.frames import Detections, Timing
-from edgeface.inference.backends import InferenceBackend, open_backend
-from edgeface.inference.postprocess import PostprocessConfig, postprocess
+from edgeface.inference.backends import InferenceBackend, backend_for, open_backend
+from edgeface.inference.families import get_family
+from edgeface.inference.postprocess import PostprocessConfig
 from edgeface.inference.preprocess import preprocess
-from edgeface.inference.priors import prior_boxes
 
 
 class FaceDetector(Protocol):
@@ -50,24 +50,27 @@ def detect_timed(detector: FaceDetector, image_bgr: np.ndarray) -> tuple[Detecti
 
 
 class Detector:
-    """Detect faces in BGR images with any :class:`InferenceBackend`."""
+    """Detect faces in BGR images with any :class:`InferenceBackend`: the backend's
+    ``info.family`` (:mod:`edgeface.inference.families`) decodes its outputs."""
 
     def __init__(self, backend: InferenceBackend, config: PostprocessConfig | None = None):
         self.backend = backend
         self.info = backend.info
         self.input_size = tuple(self.info.input_size)
         self.config = config or PostprocessConfig()
-        w, h = self.info.input_size
-        self.priors = prior_boxes(w, h, tuple(map(tuple, self.info.min_sizes)),
-                                  tuple(self.info.steps))
+        self.family = get_family(self.info.family, ModelError)
+        self.decode = self.family.decoder(self.info)
 
     @classmethod
     def open(cls, model: str | os.PathLike, config: PostprocessConfig | None = None, *,
              provider: str = "auto", threads: int | None = None,
-             input_size: tuple[int, int] | None = None, **options: Any) -> Detector:
-        """A detector for a model file, on the backend the registry chooses for it."""
+             input_size: tuple[int, int] | None = None, family: str | None = None,
+             **options: Any) -> Detector:
+        """A detector for a model file, on the backend the registry chooses for it.
+        ``family``: the family of a foreign ONNX file (see :func:`family_options`)."""
         return cls(open_backend(model, provider=provider, threads=threads,
-                                input_size=input_size, **options), config)
+                                input_size=input_size, **options,
+                                **family_options(model, family)), config)
 
     def detect(self, image_bgr: np.ndarray) -> Detections:
         return self.detect_timed(image_bgr)[0]
@@ -85,13 +88,19 @@ class Detector:
         """Inference and postprocessing on what :meth:`prepare` returned."""
         blob, scale = prepared
         t0 = time.perf_counter()
-        loc, scores, landm = self.backend.infer(blob)
+        raw = self.backend.infer(blob)
         t1 = time.perf_counter()
-        if not (loc.shape == (len(self.priors), 4) and scores.shape == (len(self.priors),)
-                and landm.shape == (len(self.priors), 10)):  # a dynamic graph, checked here
-            raise ModelError(f"the model's outputs {loc.shape}, {scores.shape}, {landm.shape} "
-                             f"do not match its {len(self.priors)} priors (metadata min_sizes "
-                             "and steps)")
-        dets = postprocess(loc, scores, landm, self.priors, self.info.input_size, scale,
-                           self.info.variance, self.config)
+        dets = self.decode(raw, scale, self.config)
         return dets, Timing(preprocess_s, t1 - t0, time.perf_counter() - t1)
+
+
+def family_options(model: str | os.PathLike, family: str | None) -> dict[str, str]:
+    """``open_backend`` options for ``--family``: the ONNX Runtime backend's ``family``
+    names the family of an ONNX file without edgeface metadata; other formats (a TensorRT
+    engine's sidecar, a checkpoint) always know theirs."""
+    if family is None:
+        return {}
+    if backend_for(model).name != "onnxruntime":
+        raise ConfigError(f"--family applies to a foreign .onnx model; {os.fspath(model)} "
+                          "names its own family")
+    return {"family": family}

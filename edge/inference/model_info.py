@@ -30,9 +30,12 @@ INPUT_NAME = "input"
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """Everything pre/post-processing needs to know about a model."""
+    """Everything pre/post-processing needs to know about a model. ``family`` names the
+    output contract and decode (:mod:`edgeface.inference.families`); exports from before
+    the key existed are FeatherFace's."""
 
     arch: str = "unknown"
+    family: str = "featherface"
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE  # (width, height)
     dynamic: bool = False
     input_layout: str = "NCHW"
@@ -57,8 +60,10 @@ class ModelInfo:
         return out
 
     @classmethod
-    def from_metadata(cls, meta: Mapping[str, str]) -> ModelInfo:
-        """Inverse of :meth:`to_metadata`; unknown ``edgeface.*`` keys land in ``extra``.
+    def from_metadata(cls, meta: Mapping[str, str], base: ModelInfo | None = None
+                      ) -> ModelInfo:
+        """Inverse of :meth:`to_metadata`; unknown ``edgeface.*`` keys land in ``extra``,
+        and keys the metadata lacks keep ``base``'s values (a family's defaults).
 
         Raises :class:`~edgeface.errors.ModelError` for a value that is not small, valid
         JSON; :meth:`check` then judges what the values mean."""
@@ -81,6 +86,8 @@ class ModelInfo:
             except (ValueError, TypeError, RecursionError) as exc:
                 raise ModelError(f"model metadata {key} is not a valid value ({exc})"[:300]
                                  ) from None
+        if base is not None:
+            return replace(base, **kwargs, extra={**base.extra, **extra})
         return cls(**kwargs, extra=extra)
 
     def anchors(self) -> int:
@@ -104,6 +111,8 @@ class ModelInfo:
                     and all(isinstance(x, (int, float)) and not isinstance(x, bool)
                             and math.isfinite(x) for x in v))
 
+        if not isinstance(self.family, str) or not self.family:
+            return f"family {self.family!r} must be a family name"
         size = self.input_size
         if not nums(size, 2) or not all(isinstance(x, int) and 16 <= x <= 8192 for x in size):
             return f"input_size {size!r} must be two integers in 16..8192"

@@ -14,8 +14,10 @@ def prior_boxes(
     height: int,
     min_sizes: tuple[tuple[int, ...], ...],
     steps: tuple[int, ...],
+    clip: bool = False,
 ) -> np.ndarray:
-    """Priors ``[A, 4]`` as (cx, cy, w, h) normalised to the input size.
+    """Priors ``[A, 4]`` as (cx, cy, w, h) normalised to the input size; ``clip`` clamps
+    them to [0, 1] (RetinaFace's ``cfg['clip']``, off in its MobileNet and ResNet configs).
 
     Order matches the heads: level by level (stride 8, 16, 32), then row-major over the
     feature map (y, x), then the level's anchor sizes. The array is read-only (it is cached).
@@ -33,5 +35,7 @@ def prior_boxes(
         level[..., 3] = np.asarray(sizes, dtype=np.float32) / height
         out.append(level.reshape(-1, 4))
     priors = np.concatenate(out)
+    if clip:
+        np.clip(priors, 0.0, 1.0, out=priors)
     priors.setflags(write=False)
     return priors

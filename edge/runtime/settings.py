@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional
 
 from edgeface.inference.backends import default_threads
 from edgeface.inference.backends.registry import PROVIDERS
+from edgeface.inference.families import family_names
 from edgeface.runtime.options import Option, boolean, choice, memory, number, string, wxh
 
 #: Faces kept per frame or image after NMS. One default for run, detect and serve: the
@@ -63,8 +64,13 @@ PROVIDER = Option("provider", "--provider", choice(*PROVIDERS), "auto",
 ARENA = Option("arena", "--arena", boolean, True, cli="bool",
                help="ONNX Runtime CPU memory arena.")
 
+FAMILY = Option("family", "--family", choice(*family_names()), metavar="|".join(family_names()),
+                help="Model family of an ONNX file made elsewhere, without edgeface metadata "
+                     "[default: the one the model names].")
+
 #: The detector's settings, in the order the commands list them.
-DETECTION = (MODEL, SIZE, CONFIDENCE, NMS, MAX_DETECTIONS_OPTION, THREADS, PROVIDER, ARENA)
+DETECTION = (MODEL, SIZE, CONFIDENCE, NMS, MAX_DETECTIONS_OPTION, THREADS, PROVIDER, FAMILY,
+             ARENA)
 
 MEMORY_LIMIT = Option("memory_limit", "--memory-limit", memory(1 << 20), "512M",
                       metavar="SIZE",
@@ -124,6 +130,7 @@ class DetectionSettings:
     max_detections: int = MAX_DETECTIONS
     threads: Optional[int] = None
     provider: str = PROVIDER.default
+    family: Optional[str] = None  # a foreign ONNX file's; an edgeface export names its own
     arena: bool = ARENA.default
 
     @classmethod

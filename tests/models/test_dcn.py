@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="needs torch: pip install '.[export]'")
 
-from edgeface.models.dcn import (
+from edgeface.models.featherface.dcn import (
     ModulatedDeformConv2d,
     dcn_mode,
     deform_conv2d,

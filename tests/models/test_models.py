@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="needs torch: pip install '.[export]'")
 
-from edgeface.models import (
+from edgeface.models.featherface import (
     ANCHOR_MIN_SIZES,
     ARCHITECTURES,
     STRIDES,

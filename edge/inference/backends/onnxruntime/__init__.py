@@ -10,7 +10,7 @@ SPEC = BackendSpec(
     "edgeface.inference.backends.onnxruntime.runtime:OnnxRuntimeBackend",
     "install ONNX Runtime: pip install 'edgeface[cpu]' (on a Jetson, JetPack's "
     "onnxruntime-gpu wheel instead)",
-    options=("threads", "arena", "fp16", "cache_dir"),
+    options=("threads", "arena", "fp16", "cache_dir", "family"),
     gpu_providers=("cuda", "tensorrt"),
     builds_on_open=("tensorrt",),  # the TensorRT provider builds its engine in the session
     doctor_checks=(("onnxruntime", "edgeface.system.doctor_stack:check_onnxruntime"),

@@ -18,7 +18,7 @@ from edgeface.errors import ModelError
 from edgeface.inference import ort_floor
 from edgeface.inference.backends.base import RawOutputs, default_threads
 from edgeface.inference.backends.tensorrt.cache import WORKSPACE_BYTES, default_cache_dir
-from edgeface.inference.model_info import INPUT_NAME, OUTPUT_NAMES, ModelInfo
+from edgeface.inference.model_info import INPUT_NAME, META_PREFIX, ModelInfo
 from edgeface.system.onnxruntime_floor import runs_deformconv
 
 # --provider -> ONNX Runtime execution providers, most preferred first (CPU always last).
@@ -209,9 +209,11 @@ class OnnxRuntimeBackend:
         arena: bool = True,
         fp16: bool | None = None,
         cache_dir: str | os.PathLike | None = None,
+        family: str | None = None,
     ):
         """``fp16`` and ``cache_dir``: for ``provider="tensorrt"`` only (see
-        :func:`tensorrt_provider_options`)."""
+        :func:`tensorrt_provider_options`). ``family``: the model family of a file without
+        edgeface metadata (:mod:`edgeface.inference.families`)."""
         import onnxruntime as ort
 
         path = Path(model_path)
@@ -247,7 +249,7 @@ class OnnxRuntimeBackend:
                     path, ort.__version__, provider.lower()) from None
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ModelError(f"{path} is not a loadable ONNX model: {first[:200]}") from None
-        self.info = self._read_info(input_size)
+        self.info = self._read_info(input_size, family)
         self.providers = self.session.get_providers()
 
     def _fast_dcn(self, path: Path, provider: str, so: Any) -> Any:
@@ -266,25 +268,21 @@ class OnnxRuntimeBackend:
             runner.notice(str(self.dcn_reason))
         return session
 
-    def _read_info(self, input_size: tuple[int, int] | None) -> ModelInfo:
+    def _read_info(self, input_size: tuple[int, int] | None, family: str | None) -> ModelInfo:
+        from edgeface.inference.families import family_names, read_info
+
         meta = self.session.get_modelmeta().custom_metadata_map
         inputs = self.session.get_inputs()
-        outputs = [o.name for o in self.session.get_outputs()]
-        if len(inputs) != 1 or inputs[0].name != INPUT_NAME or tuple(outputs) != OUTPUT_NAMES:
-            raise ModelError(
-                f"{self.path} is not an edgeface detector export (inputs "
-                f"{[i.name for i in inputs]}, outputs {outputs}; expected '{INPUT_NAME}' -> "
-                f"{list(OUTPUT_NAMES)}). Create one with `edgeface export`.")
-        shape = inputs[0].shape
-        if len(shape) != 4 or shape[1] != 3:
-            raise ModelError(f"{self.path}: expected an NCHW input with 3 channels, got {shape}")
         try:
-            info = ModelInfo.from_metadata(meta)
+            fam, info = read_info(meta, family)
         except ModelError as exc:
             raise ModelError(f"{self.path}: {exc}") from None
+        shape = inputs[0].shape if len(inputs) == 1 else None
+        if shape is not None and (len(shape) != 4 or shape[1] != 3):
+            raise ModelError(f"{self.path}: expected an NCHW input with 3 channels, got {shape}")
         if info.input_layout != "NCHW":
             raise ModelError(f"{self.path}: unsupported input layout {info.input_layout!r}")
-        h, w = shape[2], shape[3]
+        h, w = shape[2:] if shape is not None else (None, None)
         fixed = isinstance(h, int) and isinstance(w, int)
         if fixed:
             if input_size and tuple(input_size) != (w, h):
@@ -294,28 +292,16 @@ class OnnxRuntimeBackend:
         elif input_size:
             info = info.with_input_size(*input_size)
         try:
-            info.check()
-            self._check_outputs(info)
+            fam.check_io([i.name for i in inputs],
+                         [(o.name, o.shape) for o in self.session.get_outputs()], info)
         except ModelError as exc:
-            raise ModelError(f"{self.path}: {exc}") from None
+            if family or any(k.startswith(META_PREFIX) for k in meta):
+                raise ModelError(f"{self.path}: {exc}") from None
+            raise ModelError(  # no edgeface metadata: made elsewhere, or not a detector
+                f"{self.path} is not an edgeface detector export ({exc}). Create one with "
+                "`edgeface export`, or name the family of a model exported elsewhere with "
+                f"--family ({'|'.join(family_names())})") from None
         return info
-
-    def _check_outputs(self, info: ModelInfo) -> None:
-        """The outputs' shapes against the metadata: [1, A, 4], [1, A], [1, A, 10] with A
-        the priors of this input size (checked where the graph fixes the shapes)."""
-        expected = {"boxes": (4,), "scores": (), "landmarks": (10,)}
-        anchors = info.anchors()
-        for out in self.session.get_outputs():
-            shape = list(out.shape)
-            tail = expected[out.name]
-            if len(shape) != 2 + len(tail) or any(
-                    isinstance(d, int) and d != want for d, want in zip(shape[2:], tail)):
-                raise ModelError(f"output {out.name!r} has shape {shape}; expected "
-                                 f"[1, A{''.join(f', {t}' for t in tail)}]")
-            if isinstance(shape[1], int) and shape[1] != anchors:
-                raise ModelError(f"output {out.name!r} has {shape[1]} anchors, but the "
-                                 f"metadata's min_sizes and steps give {anchors} at "
-                                 f"{info.input_size[0]}x{info.input_size[1]}")
 
     def infer(self, blob: np.ndarray) -> RawOutputs:
         loc, scores, landm = self.session.run(None, {INPUT_NAME: blob})

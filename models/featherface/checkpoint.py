@@ -12,7 +12,7 @@ from typing import Any, Dict, Mapping, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-from edgeface.models.featherface import ARCHITECTURES, build_model, count_parameters
+from edgeface.models.featherface.network import ARCHITECTURES, build_model, count_parameters
 
 __all__ = [
     "CheckpointError",

@@ -12,8 +12,8 @@ from typing import Callable, Dict, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from edgeface.models.attention import CBAM, ECACBAM
-from edgeface.models.blocks import (
+from edgeface.models.featherface.attention import CBAM, ECACBAM
+from edgeface.models.featherface.blocks import (
     SSH,
     BboxHead,
     BiFPN,

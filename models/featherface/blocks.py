@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from edgeface.models.dcn import ModulatedDeformConv2d
+from edgeface.models.featherface.dcn import ModulatedDeformConv2d
 
 # ---------------------------------------------------------------------------------------------
 # Backbone

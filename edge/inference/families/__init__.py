@@ -1,0 +1,86 @@
+"""Detector families: which output contract and decode a model has.
+
+A model names its family in its metadata (``edgeface.family``; exports from before the key
+are FeatherFace's); a foreign ONNX file without edgeface metadata needs ``--family``.
+:class:`~edgeface.inference.detector.Detector` is preprocess + backend + the family's
+decode + NMS. A new family is one module with a ``FAMILY`` and one line below.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Protocol, Sequence
+
+import numpy as np
+
+from edgeface.errors import ConfigError, ModelError
+from edgeface.inference.families import featherface, retinaface
+from edgeface.inference.model_info import META_PREFIX, ModelInfo
+from edgeface.inference.postprocess import Detections, PostprocessConfig
+
+
+class Decoder(Protocol):
+    def __call__(self, raw: Sequence[np.ndarray], scale: tuple[float, float],
+                 config: PostprocessConfig) -> Detections:  # pragma: no cover - protocol
+        ...
+
+
+class Family(Protocol):
+    """What the backends and the detector need from a family."""
+
+    name: str
+    label: str
+    info: ModelInfo  # defaults for what the model's metadata does not say
+
+    def check_io(self, inputs: Sequence[str], outputs: Sequence[tuple[str, Sequence]],
+                 info: ModelInfo) -> None:  # pragma: no cover - protocol
+        ...
+
+    def decoder(self, info: ModelInfo) -> Decoder:  # pragma: no cover - protocol
+        ...
+
+
+_FAMILIES: dict[str, Family] = {}
+
+
+def register_family(family: Family) -> None:
+    """Add (or replace) a family under its name."""
+    _FAMILIES[family.name] = family
+
+
+def unregister_family(name: str) -> None:
+    _FAMILIES.pop(name, None)
+
+
+def family_names() -> list[str]:
+    return list(_FAMILIES)
+
+
+def get_family(name: str, error: type[Exception] = ConfigError) -> Family:
+    """The family called ``name``; ``error`` (ConfigError for a flag, ModelError for a
+    model's metadata) with one line naming the known ones otherwise."""
+    try:
+        return _FAMILIES[name]
+    except (KeyError, TypeError):
+        raise error(f"unknown model family {name!r} (known: {', '.join(_FAMILIES)})") from None
+
+
+def read_info(meta: Mapping[str, str], flag: str | None = None) -> tuple[Family, ModelInfo]:
+    """The family and :class:`ModelInfo` of a model from its ``edgeface.*`` metadata.
+
+    ``flag`` (``--family``) names the family of a model whose metadata does not: a foreign
+    ONNX file. It cannot contradict the model's own ``edgeface.family``.
+    """
+    own = ModelInfo.from_metadata(meta)
+    named = META_PREFIX + "family" in meta
+    if flag is not None:
+        family = get_family(flag, ConfigError)
+        if named and own.family != flag:
+            raise ConfigError(f"--family {flag} contradicts the model's own family "
+                              f"{own.family!r}; leave --family out")
+    else:
+        family = get_family(own.family, ModelError)
+    return family, ModelInfo.from_metadata(meta, base=family.info)
+
+
+register_family(featherface.FAMILY)
+register_family(retinaface.FAMILY)
