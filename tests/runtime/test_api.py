@@ -19,7 +19,6 @@ from runtime_fakes import tiny_onnx
 
 from edgeface.inference.detector import Detector, Timing
 from edgeface.inference.postprocess import Detections
-from edgeface.runtime.http.api import DetectApi, open_api
 from edgeface.runtime.http.auth import COOKIE, TokenAuth
 from edgeface.runtime.http.feed import EventFeed
 from edgeface.runtime.http.latest import LatestSink
@@ -76,27 +75,6 @@ def post(server, body, content_type="image/jpeg", **headers):
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     return tiny_onnx(tmp_path_factory.mktemp("api") / "tiny.onnx")
-
-
-@pytest.fixture
-def serve(model):
-    """``serve(token=None, **api_limits)`` -> a started server with the API (no camera)."""
-    made = []
-
-    def make(token=None, camera=False, feed=None, detector=None, **limits):
-        if detector is None:
-            api = open_api({"model": model}, background=False, threads=1, **limits)
-        else:
-            api = DetectApi(detector, background=False, **limits)
-        server = StatusServer(LatestSink(), Metrics(), "127.0.0.1", 0, api=api, feed=feed,
-                              auth=TokenAuth(token), camera=camera).start()
-        made.append((server, api))
-        return server
-
-    yield make
-    for server, api in made:
-        server.close()
-        api.close()
 
 
 def test_batch_of_three_formats_gives_one_record_each_in_order(serve, model):

@@ -4,6 +4,7 @@ cut with 408 after the grace, and the bytes of bodies arriving at once are bound
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import socket
@@ -14,12 +15,6 @@ import numpy as np
 import pytest
 from runtime_fakes import tiny_onnx
 
-from edgeface.runtime.http.api import open_api
-from edgeface.runtime.http.auth import TokenAuth
-from edgeface.runtime.http.latest import LatestSink
-from edgeface.runtime.http.server import StatusServer
-from edgeface.runtime.metrics import Metrics
-
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
@@ -27,21 +22,10 @@ def model(tmp_path_factory):
 
 
 @pytest.fixture
-def serve(model):
-    made = []
-
-    def make(body_grace=1.0, body_min_rate=8 * 1024, **limits):
-        api = open_api({"model": model}, background=False, threads=1, **limits)
-        server = StatusServer(LatestSink(), Metrics(), "127.0.0.1", 0, api=api,
-                              auth=TokenAuth(None), camera=False, body_grace=body_grace,
-                              body_min_rate=body_min_rate).start()
-        made.append((server, api))
-        return server
-
-    yield make
-    for server, api in made:
-        server.close()
-        api.close()
+def serve(serve):
+    """The shared factory (tests/conftest.py) with a short grace and a 8 KB/s minimum rate:
+    the cut comes in a second, not the server's default five."""
+    return functools.partial(serve, body_grace=1.0, body_min_rate=8 * 1024)
 
 
 def jpeg() -> bytes:

@@ -18,13 +18,6 @@ from edgeface.runtime.sinks.mqtt import MqttSink  # noqa: E402
 from edgeface.runtime.sinks.mqtt_topics import check_topic_prefix, topic_name  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = Broker(tmp_path_factory.mktemp("mosquitto")).start()
-    yield b
-    b.stop()
-
-
 def open_sink(url, **kw) -> MqttSink:
     kw.setdefault("announce_delay", 0.0)
     kw.setdefault("reconnect_delay", (0.05, 0.2))
