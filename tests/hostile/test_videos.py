@@ -46,9 +46,10 @@ def avi_chunks(path: Path) -> list[tuple[int, int]]:
     return [(movi + off, n) for cid, _, off, n in entries if cid[2:] in (b"dc", b"db")]
 
 
-def read_all(path: Path) -> tuple[list[tuple[int, int]], int, list[str]]:
+def read_all(path: Path) -> tuple[list[tuple[int, int]], int, list[str], int]:
     """((index the reader gave, original index) of each clean frame returned, frames counted
-    corrupt, messages). The reader's index is the runtime's: frames returned plus counted."""
+    corrupt, messages, frames returned or counted in all). The reader's index is the
+    runtime's: frames returned plus counted."""
     reader = VideoFileReader(str(path), cv2.CAP_ANY, path.name)
     reader.open()
     seen, corrupt, why, index = [], 0, [], 0
@@ -62,7 +63,7 @@ def read_all(path: Path) -> tuple[list[tuple[int, int]], int, list[str]]:
                 why.append(str(exc))
                 continue
             if image is None:
-                return seen, corrupt, why
+                return seen, corrupt, why, index
             d = np.abs(REF - image[::8, ::8].astype(np.int16)).mean(axis=(1, 2, 3))
             if d.min() < 5:  # a clean frame (a concealed one is garbage: ~10-60)
                 seen.append((index, int(d.argmin())))
@@ -92,27 +93,42 @@ def test_an_avi_that_loses_chunks_numbers_every_frame_by_its_place(tmp_path, at,
     gone = [k for k, (pos, n) in enumerate(avi_chunks(clip)) if start <= pos + 8 < start + size]
     bad = damaged(clip, at, size)
     assert [tuple(r) for r in lost_frames(bad)] == [(gone[0], gone[-1] + 1)]
-    seen, corrupt, why = read_all(bad)
+    seen, corrupt, why, total = read_all(bad)
     returned(seen, corrupt)
     assert seen[-1] == (N - 1, N - 1)
+    assert total == N
     garbage = N - corrupt - len(seen)  # frames decoded from half-zeroed data: concealed
     assert set(gone) <= set(range(N)) - {real for _, real in seen} and garbage <= 2, why
     assert len(gone) <= corrupt <= len(gone) + 1, (gone, corrupt, why)
 
 
+def goes_on_after_a_failed_read(path: Path) -> bool:
+    """Whether this OpenCV build's next read() after a failed one returns the next frame
+    (4.11, 5.1: the failed read consumed its frame) rather than staying stuck."""
+    cap = cv2.VideoCapture(str(path))
+    try:
+        while cap.read()[0]:
+            pass
+        return any(cap.read()[0] for _ in range(8))
+    finally:
+        cap.release()
+
+
 def test_an_avi_whose_frame_data_is_damaged_counts_each_lost_frame(tmp_path):
-    """Chunk headers whole, the JPEG data of frames 100-104 zeroed: read() fails at 100,
-    and the search seeks. OpenCV's seek starts 16 frames before its target and fails when
-    that is in the damage (measured on 5.1: seeks to 101-117 fail, 121 lands), so up to 16
-    good frames after the run are counted corrupt too: counted, numbered right, none twice."""
+    """Chunk headers whole, the JPEG data of frames 100-104 zeroed: read() fails at 100.
+    Where the next read goes on, each failed read is one frame: exactly 5, measured on
+    OpenCV 4.11 and 5.1. Elsewhere the search seeks, and OpenCV's seek starts 16 frames
+    before its target and fails inside the damage: up to 16 good frames after the run are
+    counted too. Either way: counted, numbered right, none twice."""
     clip = write_video(tmp_path / "clip.avi", FRAMES, fps=25)
     data = bytearray(clip.read_bytes())
     for pos, n in avi_chunks(clip)[100:105]:
         data[pos + 8:pos + 8 + n] = bytes(n)
     (tmp_path / "bad.avi").write_bytes(bytes(data))
-    seen, corrupt, why = read_all(tmp_path / "bad.avi")
+    seen, corrupt, why, total = read_all(tmp_path / "bad.avi")
     returned(seen, corrupt)
-    assert 5 <= corrupt <= 5 + 16 and len(seen) == N - corrupt, why
+    most = 5 if goes_on_after_a_failed_read(tmp_path / "bad.avi") else 5 + 16
+    assert 5 <= corrupt <= most and len(seen) == N - corrupt and total == N, why
     assert why[0].startswith("frames 100-"), why
 
 
@@ -121,18 +137,22 @@ def test_an_mp4_damaged_in_the_middle_numbers_every_frame_by_its_place(tmp_path)
     concealed with its predecessor's picture, a copy of a frame already seen (not read
     twice: it is the decoder's output for its own place)."""
     clip = write_video(tmp_path / "clip.mp4", FRAMES, fps=25)
-    seen, corrupt, why = read_all(damaged(clip, 0.3, 60000))
+    seen, corrupt, why, total = read_all(damaged(clip, 0.3, 60000))
     copies = [(at, real) for at, real in seen if at != real]
     assert all(real < at and (real, real) in seen for at, real in copies), copies
     assert len(copies) <= 2 and corrupt > 20 and seen[-1] == (N - 1, N - 1), why
 
 
-def test_an_mp4_damaged_to_its_end_counts_the_frames_it_cannot_read(tmp_path):
+def test_an_mp4_damaged_near_its_end_counts_the_frames_it_cannot_read(tmp_path):
+    """53 KB zeroed from 0.87 of the file (not the moov): frames 262-281 do not decode and
+    are counted where they were (a failed read consumes its frame: the next read goes on,
+    OpenCV 4.11 and 5.1); the rest decode (concealed: garbage until a keyframe) under
+    their own numbers."""
     clip = write_video(tmp_path / "clip.mp4", FRAMES, fps=25)
-    seen, corrupt, why = read_all(damaged(clip, 0.87, 53659))  # frames 262-299, not moov
-    assert len({real for _, real in seen}) == len(seen) and corrupt + len(seen) >= N - 1
-    assert all(real <= at for at, real in seen)
-    assert corrupt > 30 and "nothing decodes from there to the end" in why[-1], why
+    seen, corrupt, why, total = read_all(damaged(clip, 0.87, 53659))
+    assert len({real for _, real in seen}) == len(seen) and total == N
+    assert all(real <= at for at, real in seen) and not any(262 <= at < 282 for at, _ in seen)
+    assert corrupt >= 20 and all("could not" in w for w in why), why
 
 
 @pytest.mark.parametrize("suffix, frac", [(".avi", 0.5), (".mkv", 0.5), (".avi", 0.77),
@@ -144,11 +164,11 @@ def test_a_cut_video_says_so_exits_1_and_numbers_every_frame(tmp_path, suffix, f
     data = clip.read_bytes()
     cut = tmp_path / f"cut{suffix}"
     cut.write_bytes(data[:int(len(data) * frac)])
-    seen, corrupt, why = read_all(cut)
+    seen, corrupt, why, total = read_all(cut)
     returned(seen, corrupt)
     whole = len(seen)  # frames wholly in the file (a half frame may decode as garbage)
     assert [real for _, real in seen] == list(range(whole)) and corrupt >= 120 - whole - 1
-    assert "it declares 120" in why[-1], why
+    assert "it declares 120" in why[-1] and total == 120, why
     model = tiny_onnx(tmp_path / "tiny.onnx")
     out = tmp_path / "o.jsonl"
     p = run_edgeface("run", "-m", str(model), "--source", str(cut), "--json", str(out))
@@ -175,7 +195,7 @@ def test_a_cut_mp4_is_one_line(tmp_path):
 def test_healthy_videos_read_whole_with_no_corrupt_frame(tmp_path, suffix, fps):
     clip = write_video(tmp_path / f"ok{suffix}", FRAMES[:90], fps=fps,
                        fourcc="MJPG" if suffix == ".mkv" else None)
-    seen, corrupt, why = read_all(clip)
+    seen, corrupt, why, total = read_all(clip)
     assert seen == [(k, k) for k in range(90)] and corrupt == 0, why
     if suffix == ".avi":
         assert lost_frames(clip) == []

@@ -40,6 +40,11 @@ _UNKNOWN_END_PROBE = 4096
 _ON_GRID = 0.05
 #: Frames that decode again after a seek and are skipped, at most, before giving up there.
 _MAX_REPLAYED = 4096
+#: Reads tried again after a failed one before searching by seeks. OpenCV 5.1 consumes the
+#: undecodable frame and the next read goes on (with its timestamp), where the seek search
+#: would start 16 frames back and fail inside the damage; older builds skip such frames
+#: inside one read, or stay stuck (then the retries fail at once and the search follows).
+_RETRY_READS = 32
 #: A file shorter than its header says by more than this many frames is reported as cut
 #: (a count estimated from the duration may be off by a frame or two).
 _TRUNCATED_SLACK = 2
@@ -83,9 +88,13 @@ class VideoFileReader(CvCaptureReader):
             return None
         if self._pending is not None:
             return self._give(self._pending, self._pending_ms)
+        failed, total = 0, self._frame_count()
         for _ in range(_MAX_REPLAYED):
             ok, image = self._cap.read()
             if not ok:
+                failed += 1
+                if failed <= _RETRY_READS and self._next + failed < total:
+                    continue  # a build whose failed read still consumed the frame
                 break
             ms = self._pos_ms()
             if self._last_ms is not None:
@@ -94,7 +103,8 @@ class VideoFileReader(CvCaptureReader):
                 elif self._timestamps:
                     continue  # returned already: the decoder went back (after a seek)
             place = self._place(ms)
-            at = place if place is not None and place > self._next else self._next
+            # its place by timestamp; without one, each failed read was one frame
+            at = max(place, self._next) if place is not None else self._next + failed
             seems, at = at, self._past_holes(at, place) if self._holes else at
             if at > self._next:  # dropped by the decoder, or chunks lost
                 self._pending, self._pending_ms = image, ms
