@@ -103,3 +103,24 @@ def v1_onnx(tmp_path_factory, v1_weights) -> Path:
     out = tmp_path_factory.mktemp("export") / "v1.onnx"
     export_model(v1_weights, out, arch="v1")
     return out
+
+
+@pytest.fixture(scope="module")
+def broker(tmp_path_factory):
+    """A real Mosquitto broker on a free loopback port, for a test module."""
+    from mosquitto import Broker
+
+    b = Broker(tmp_path_factory.mktemp("mosquitto")).start()
+    yield b
+    b.stop()
+
+
+@pytest.fixture
+def serve(model):
+    """``serve(...)`` -> a started in-process server with POST /detect on the requesting
+    module's ``model`` fixture (tests/api_servers.py says what it takes)."""
+    from api_servers import ApiServers
+
+    servers = ApiServers(model)
+    yield servers
+    servers.close()

@@ -83,10 +83,14 @@ def _jpeg(data: bytes) -> tuple[int, int]:
 
 
 def check_jpeg_data(data: bytes) -> None:
-    """The work and data behind a JPEG's header, after its size passed the pixel budget:
-    one frame, at most :data:`MAX_JPEG_SCANS` scans, an end-of-image marker, and at least
-    one bit of entropy-coded data per 8x8 block for Huffman frames (a 4 KB file claiming
-    4000x3000 decodes to gray filler with a warning, not an error). Raises HeaderError."""
+    """The work and data behind a JPEG's header, after its size passed the pixel budget, in
+    one marker walk: one frame, at most :data:`MAX_JPEG_SCANS` scans, every segment whole,
+    scans that reach an end-of-image marker, and at least one bit of entropy-coded data per
+    8x8 block for Huffman frames (a 4 KB file claiming 4000x3000 decodes to gray filler with
+    a warning, not an error). OpenCV 4.5.5 and 4.6.0 decode a JPEG cut anywhere into an
+    image grey below the cut (libjpeg only warns), 4.11 and 5.x refuse it: every cut is
+    refused here, so every build refuses it. Bytes after the end-of-image marker (a phone's
+    trailer) are not looked at. Raises HeaderError."""
     if sniff_format(data) != "jpeg":
         return
     try:
@@ -100,14 +104,32 @@ def check_jpeg_data(data: bytes) -> None:
 _MARKER = re.compile(b"\xff[^\x00\xd0-\xd7\xff]")
 
 
+class _Corrupt(Exception):
+    """A walk that cannot go on: the header reader says 0x0, the full check says why."""
+
+
 def _jpeg_walk(data: bytes, full: bool) -> tuple[int, int]:
+    try:
+        return _walk(data, full)
+    except _Corrupt as exc:
+        if not full:
+            return 0, 0
+        raise HeaderError(f"not a decodable image (JPEG {exc})") from None
+
+
+def _walk(data: bytes, full: bool) -> tuple[int, int]:
+    """Segments are skipped by their length (EXIF thumbnails, whole JPEGs inside APP1, are
+    not the image); a scan's entropy-coded data is skipped to its next marker. ``full``
+    walks to the end-of-image marker; else the walk stops at the first scan."""
     i, n = 2, len(data)
     width = height = 0
     sof: int | None = None
     blocks = scans = coded = 0
-    while i + 2 <= n:
+    while True:
+        if i + 2 > n:
+            raise _Corrupt("truncated: no end-of-image marker")
         if data[i] != 0xFF:
-            return 0, 0
+            raise _Corrupt(f"corrupt: no marker at byte {i}")
         marker = data[i + 1]
         if marker == 0xFF:  # fill byte
             i += 1
@@ -117,15 +139,17 @@ def _jpeg_walk(data: bytes, full: bool) -> tuple[int, int]:
             continue
         if marker == 0xD9:  # end of image
             break
-        if marker == 0xDA and sof is None:  # scan data before any frame header
-            return 0, 0
+        if marker == 0xDA and sof is None:
+            raise _Corrupt("corrupt: scan data before any frame header")
         if marker == 0xDA and not full:
             return width, height
+        if i + 4 > n:
+            raise _Corrupt("truncated in a marker")
         (length,) = struct.unpack(">H", data[i + 2:i + 4])
         if length < 2:
-            return 0, 0
+            raise _Corrupt(f"corrupt: a segment of length {length}")
         if full and i + 2 + length > n:
-            raise HeaderError("not a decodable image (JPEG truncated in a marker segment)")
+            raise _Corrupt("truncated in a marker segment")
         if marker in _SOF:
             if sof is not None:
                 raise HeaderError("not a decodable image (JPEG with several frame headers)")
@@ -140,12 +164,10 @@ def _jpeg_walk(data: bytes, full: bool) -> tuple[int, int]:
                 raise HeaderError(f"not a decodable image (progressive JPEG with more than "
                                   f"{MAX_JPEG_SCANS} scans: refused before decoding)")
             m = _MARKER.search(data, i)
-            end = m.start() if m else n
-            coded += end - i
-            i = end
-    else:
-        if full:
-            raise HeaderError("not a decodable image (JPEG truncated: no end-of-image marker)")
+            if m is None:
+                raise _Corrupt("truncated in its image data: no end-of-image marker")
+            coded += m.start() - i
+            i = m.start()
     if not full:
         return width, height
     if sof is None or scans == 0:
@@ -168,41 +190,6 @@ def _jpeg_blocks(components: bytes, width: int, height: int) -> int:
 
 def _ceil(a: int, b: int) -> int:
     return -(-a // b)
-
-
-# In entropy-coded data 0xFF is followed by 0x00 (a stuffed byte) or RST0-7 (D0-D7); any
-# other byte after 0xFF (0xFF fill included) starts the next marker.
-_NEXT_MARKER = re.compile(rb"\xff(?=[^\x00\xd0-\xd7\xff])")
-
-
-def jpeg_complete(data: bytes) -> bool:
-    """Whether a JPEG's scans reach its end-of-image marker. OpenCV 4.5.5 and 4.6.0 decode
-    a truncated JPEG into an image grey below the cut (libjpeg only warns); 4.11 and 5.x
-    refuse it. Checking here makes every build refuse it. Segments are skipped by length
-    (EXIF thumbnails, whose own EOI is not the image's); entropy-coded data is skipped to
-    its next marker; bytes after EOI (a phone's trailer) are not looked at."""
-    i, n = 2, len(data)
-    while i + 2 <= n:
-        if data[i] != 0xFF:
-            return False
-        marker = data[i + 1]
-        if marker == 0xD9:
-            return True
-        if marker == 0xFF or marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
-            i += 1 if marker == 0xFF else 2
-            continue
-        if i + 4 > n:
-            return False
-        (length,) = struct.unpack(">H", data[i + 2:i + 4])
-        if length < 2:
-            return False
-        i += 2 + length
-        if marker == 0xDA:  # start of scan: its entropy-coded data runs to the next marker
-            found = _NEXT_MARKER.search(data, i)
-            if found is None:
-                return False
-            i = found.start()
-    return False
 
 
 def _bmp(data: bytes) -> tuple[int, int]:

@@ -209,6 +209,38 @@ def test_a_jpeg_holding_less_than_its_header_claims_is_refused(make, match):
         decode_image(data)
 
 
+def cut_corpus() -> dict[str, bytes]:
+    """Small JPEGs of every layout the walk meets: baseline, progressive, gray, restart
+    markers, an EXIF thumbnail (a whole JPEG, EOI included, inside APP1)."""
+    thumb = jpeg(16, 16, seed=2)
+    app1 = b"Exif\0\0" + thumb
+    main = jpeg(40, 24, seed=3)
+    ok, rst = cv2.imencode(".jpg", np.full((24, 40, 3), 90, np.uint8),
+                           [cv2.IMWRITE_JPEG_RST_INTERVAL, 1])
+    assert ok
+    return {"baseline": jpeg(40, 24), "progressive": jpeg(40, 24, progressive=True),
+            "progressive smooth gray": jpeg(64, 32, True, gray=True, smooth=True),
+            "restart markers": rst.tobytes(),
+            "exif thumbnail": (main[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2)
+                               + app1 + main[2:])}
+
+
+@pytest.mark.parametrize("name", list(cut_corpus()))
+def test_a_jpeg_cut_at_any_byte_is_refused_in_one_line_and_whole_it_decodes(name):
+    """Every prefix, not a sample: OpenCV 4.5/4.6 decode a cut JPEG to gray below the cut
+    (200 with 0 faces from the API); one marker walk must refuse them all."""
+    data = cut_corpus()[name]
+    assert decode_image(data).shape[:2] == (read_header(data).height, read_header(data).width)
+    assert decode_image(data + b"a phone's trailer \xff\xd8").shape == decode_image(data).shape
+    for cut in range(len(data) - 1):  # the last byte is EOI's D9: a cut keeps its FF
+        with pytest.raises(ImageReadError) as info:
+            decode_image(data[:cut])
+        assert "\n" not in str(info.value) and len(str(info.value)) < 200, (cut, info.value)
+        with pytest.raises(HeaderError):  # the API's checks: its 400, before the job queue
+            read_header(data[:cut])
+            check_jpeg_data(data[:cut])
+
+
 # ------------------------------------------------------------ the differential corpus
 
 # 4:4:4 JPEGs where this OpenCV can write them: IMWRITE_JPEG_SAMPLING_FACTOR is missing in
@@ -317,6 +349,9 @@ def test_the_api_answers_400_for_each_lie(tmp_path):
                  "scan bomb": (repeat_scan(jpeg(1600, 1200, True, smooth=True), 20000),
                                "scans"),
                  "no EOI": (jpeg(160, 120)[:-2], "end-of-image"),
+                 **{f"cut at {k}/7": (jpeg(160, 120, progressive=True)[
+                     :len(jpeg(160, 120, progressive=True)) * k // 7], "truncated")
+                    for k in range(1, 7)},
                  "good": (jpeg(160, 120), None)}
         for name, (body, match) in cases.items():
             c = http.client.HTTPConnection(server.host, server.port, timeout=30)

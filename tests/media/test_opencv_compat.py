@@ -10,7 +10,7 @@ import types
 import numpy as np
 import pytest
 
-from edgeface.media.image_header import jpeg_complete
+from edgeface.media.image_header import HeaderError, check_jpeg_data, read_header
 from edgeface.media.opencv_compat import capture_params, set_log_level_error
 
 
@@ -68,6 +68,15 @@ def _jpeg(**params) -> bytes:
     ok, buf = cv2.imencode(".jpg", img, flags)
     assert ok
     return buf.tobytes()
+
+
+def jpeg_complete(data: bytes) -> bool:
+    try:
+        read_header(data)
+        check_jpeg_data(data)
+    except HeaderError:
+        return False
+    return True
 
 
 @pytest.mark.parametrize("params", [{}, {"IMWRITE_JPEG_PROGRESSIVE": 1},

@@ -76,6 +76,13 @@ def _paho() -> Any:
     return client
 
 
+#: 132, Unsupported protocol version: a 3.1.1-only broker (Mosquitto < 1.6). No 3.1.1
+#: fallback: it has neither the Maximum Packet Size nor the retain handling that keep a
+#: 150 MB retained status from being read whole (issue 23, class 3).
+_NEEDS_V5 = (" (edgeface needs MQTT 5, for its inbound packet limit: Mosquitto >= 1.6, "
+             "EMQX, HiveMQ, VerneMQ; upgrade the broker)")
+
+
 def _connect_properties() -> Any:
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
@@ -284,7 +291,8 @@ class MqttSink:
                     properties: Any) -> None:
         self._answered = True
         if reason_code.is_failure:
-            self._down(f"broker refused the connection: {reason_code}")
+            self._down(f"broker refused the connection: {reason_code}"
+                       + (_NEEDS_V5 if getattr(reason_code, "value", None) == 132 else ""))
             return
         self.connected = True
         self.connects += 1

@@ -7,8 +7,11 @@ file has frames left, finds the first frame after the damage that decodes, repor
 frames in between as corrupt (so the run says how many and exits 1) and goes on to the real
 end. Each frame's place is its timestamp, not a count of the frames returned: frames the
 decoder dropped silently are counted where they were lost, and a frame decoded again after a
-seek (which can land before its target) is never returned twice. A file that ends before
-the frames its header declares (cut short) reports the missing ones as corrupt too.
+seek (which can land before its target) is never returned twice. An AVI whose chunk
+headers were damaged is worse: FFmpeg resyncs to the next whole chunk and numbers it as if
+nothing was lost, timestamps included; the file's index says which frames lost their chunk
+(:mod:`avi_index`), and reading jumps over them. A file that ends before the frames its
+header declares (cut short) reports the missing ones as corrupt too.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy as np
 from edgeface.errors import SourceError
 from edgeface.media.images import IMAGE_EXTENSIONS
 from edgeface.media.opencv_compat import capture_params
+from edgeface.runtime.sources.avi_index import lost_frames
 from edgeface.runtime.sources.base import CorruptFrame, Reader
 from edgeface.runtime.sources.capture import CvCaptureReader
 from edgeface.runtime.sources.folder import ImageFolderReader
@@ -36,6 +40,11 @@ _UNKNOWN_END_PROBE = 4096
 _ON_GRID = 0.05
 #: Frames that decode again after a seek and are skipped, at most, before giving up there.
 _MAX_REPLAYED = 4096
+#: Reads tried again after a failed one before searching by seeks. OpenCV 5.1 consumes the
+#: undecodable frame and the next read goes on (with its timestamp), where the seek search
+#: would start 16 frames back and fail inside the damage; older builds skip such frames
+#: inside one read, or stay stuck (then the retries fail at once and the search follows).
+_RETRY_READS = 32
 #: A file shorter than its header says by more than this many frames is reported as cut
 #: (a count estimated from the duration may be off by a frame or two).
 _TRUNCATED_SLACK = 2
@@ -56,15 +65,36 @@ class VideoFileReader(CvCaptureReader):
         self._timestamps = False  # seen increasing: this file and backend give them
         fps = self.fps()
         self._grid = fps if 0 < fps < 1000 else 0.0
+        self._holes = lost_frames(self.target) or []  # AVI frames whose chunk is gone
+        self._shift = 0  # frames lost in runs before here that timestamps do not count
+
+    def _past_holes(self, at: int, place: Optional[int]) -> int:
+        """The index of a frame that seems to be frame ``at``, given the runs the AVI index
+        says are gone: FFmpeg resyncs over a run to the next whole chunk and numbers it as
+        if nothing was lost (this build; a demuxer that numbers by the index gives ``at``
+        past the run already, and it stays)."""
+        while self._holes and self._holes[0][1] <= self._next:
+            self._holes.pop(0)
+        while self._holes and self._holes[0][0] <= at:
+            first, end = self._holes.pop(0)
+            moved = at if at >= end else end + at - first
+            if place is not None:
+                self._shift += moved - at  # later timestamps are short by as many frames
+            at = moved
+        return at
 
     def read(self) -> Optional[np.ndarray]:
         if self._cap is None or self._ended:
             return None
         if self._pending is not None:
             return self._give(self._pending, self._pending_ms)
+        failed, total = 0, self._frame_count()
         for _ in range(_MAX_REPLAYED):
             ok, image = self._cap.read()
             if not ok:
+                failed += 1
+                if failed <= _RETRY_READS and self._next + failed < total:
+                    continue  # a build whose failed read still consumed the frame
                 break
             ms = self._pos_ms()
             if self._last_ms is not None:
@@ -73,9 +103,13 @@ class VideoFileReader(CvCaptureReader):
                 elif self._timestamps:
                     continue  # returned already: the decoder went back (after a seek)
             place = self._place(ms)
-            if place is not None and place > self._next:  # dropped by the decoder
+            # its place by timestamp; without one, each failed read was one frame
+            at = max(place, self._next) if place is not None else self._next + failed
+            seems, at = at, self._past_holes(at, place) if self._holes else at
+            if at > self._next:  # dropped by the decoder, or chunks lost
                 self._pending, self._pending_ms = image, ms
-                self._lost(place, "could not be decoded (damaged)")
+                self._lost(at, "lost their chunks (damaged)" if at != seems else
+                               "could not be decoded (damaged)")
             return self._give(image, ms)
         total = self._frame_count()
         if total - self._next > _TRUNCATED_SLACK and self._is_last(total - 1):
@@ -126,7 +160,7 @@ class VideoFileReader(CvCaptureReader):
         index = self._grid_index(ms)
         if index is None or self._base is None or not self._timestamps:
             return None
-        return index - self._base
+        return index - self._base + self._shift
 
     def _is_last(self, index: int) -> bool:
         """Whether frame ``index`` is the frame returned last (the capture is then spent)."""
@@ -169,6 +203,8 @@ class VideoFileReader(CvCaptureReader):
         place = self._place(self._pending_ms)
         if place is not None and place > failed:
             good = place  # where the seek really landed
+        if self._holes:  # a seek reads the last 16 frames before its target: over a run
+            good = self._past_holes(good, place)
         log.debug("%s: frames %d-%d damaged, resuming at %d", self.describe, failed,
                   good - 1, good)
         return good

@@ -18,15 +18,12 @@ import pytest
 from runtime_fakes import tiny_onnx
 
 from edgeface.frames import Detections, Timing
-from edgeface.http.api import DetectApi, open_api
 from edgeface.http.auth import COOKIE, TokenAuth
 from edgeface.http.feed import EventFeed
 from edgeface.http.latest import LatestSink
-from edgeface.http.limits import ApiLimits
 from edgeface.http.server import StatusServer
 from edgeface.inference.detector import Detector
 from edgeface.runtime.metrics import Metrics
-from edgeface.runtime.settings import DetectionSettings
 
 TOKEN = "t0k3n-for-the-tests-0123456789"
 
@@ -78,28 +75,6 @@ def post(server, body, content_type="image/jpeg", **headers):
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     return tiny_onnx(tmp_path_factory.mktemp("api") / "tiny.onnx")
-
-
-@pytest.fixture
-def serve(model):
-    """``serve(token=None, **api_limits)`` -> a started server with the API (no camera)."""
-    made = []
-
-    def make(token=None, camera=False, feed=None, detector=None, **limits):
-        if detector is None:
-            api = open_api(DetectionSettings(model=str(model), threads=1), background=False,
-                           api=ApiLimits(**limits))
-        else:
-            api = DetectApi(detector, background=False, limits=ApiLimits(**limits))
-        server = StatusServer(LatestSink(), Metrics(), "127.0.0.1", 0, api=api, feed=feed,
-                              auth=TokenAuth(token), camera=camera).start()
-        made.append((server, api))
-        return server
-
-    yield make
-    for server, api in made:
-        server.close()
-        api.close()
 
 
 def test_batch_of_three_formats_gives_one_record_each_in_order(serve, model):

@@ -4,6 +4,7 @@ cut with 408 after the grace, and the bytes of bodies arriving at once are bound
 
 from __future__ import annotations
 
+import functools
 import http.client
 import json
 import socket
@@ -14,14 +15,6 @@ import numpy as np
 import pytest
 from runtime_fakes import tiny_onnx
 
-from edgeface.http.api import open_api
-from edgeface.http.auth import TokenAuth
-from edgeface.http.latest import LatestSink
-from edgeface.http.limits import ApiLimits, HttpLimits
-from edgeface.http.server import StatusServer
-from edgeface.runtime.metrics import Metrics
-from edgeface.runtime.settings import DetectionSettings
-
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
@@ -29,23 +22,10 @@ def model(tmp_path_factory):
 
 
 @pytest.fixture
-def serve(model):
-    made = []
-
-    def make(body_grace=1.0, body_min_rate=8 * 1024, **limits):
-        api = open_api(DetectionSettings(model=str(model), threads=1), background=False,
-                       api=ApiLimits(**limits))
-        server = StatusServer(LatestSink(), Metrics(), "127.0.0.1", 0, api=api,
-                              auth=TokenAuth(None), camera=False,
-                              limits=HttpLimits(body_grace=body_grace,
-                                                body_min_rate=body_min_rate)).start()
-        made.append((server, api))
-        return server
-
-    yield make
-    for server, api in made:
-        server.close()
-        api.close()
+def serve(serve):
+    """The shared factory (tests/conftest.py) with a short grace and a 8 KB/s minimum rate:
+    the cut comes in a second, not the server's default five."""
+    return functools.partial(serve, body_grace=1.0, body_min_rate=8 * 1024)
 
 
 def jpeg() -> bytes:

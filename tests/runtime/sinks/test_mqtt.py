@@ -21,13 +21,6 @@ pytest.importorskip("paho.mqtt.client", reason="paho-mqtt (the mqtt extra) is no
 from edgeface.runtime.sinks.mqtt import MqttSink, MqttTiming  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = Broker(tmp_path_factory.mktemp("mosquitto")).start()
-    yield b
-    b.stop()
-
-
 def unique() -> str:
     return "t" + uuid.uuid4().hex[:8]
 

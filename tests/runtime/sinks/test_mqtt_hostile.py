@@ -18,13 +18,6 @@ from edgeface.runtime.sinks.mqtt import MqttSink, MqttTiming  # noqa: E402
 from edgeface.runtime.sinks.mqtt_topics import check_topic_prefix, topic_name  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory):
-    b = Broker(tmp_path_factory.mktemp("mosquitto")).start()
-    yield b
-    b.stop()
-
-
 def open_sink(url, **kw) -> MqttSink:
     kw.setdefault("timing", MqttTiming(announce_delay=0.0, reconnect_delay=(0.05, 0.2)))
     sink = MqttSink(url, **kw)
@@ -184,3 +177,36 @@ def test_only_a_short_status_payload_is_compared(broker):
         assert announces_after(b" Online\n") == 1
     finally:
         sink.close()
+
+
+def test_a_broker_without_mqtt5_is_one_line_that_says_to_upgrade(caplog):
+    """Mosquitto < 1.6 answers an MQTT 5 CONNECT with the 3.1.1 CONNACK 'unacceptable
+    protocol version' (return code 1) and closes; a fake of that answer stands in for it
+    (no such broker here). No 3.1.1 fallback: it lacks the Maximum Packet Size and the
+    retain handling that bound class 3's retained status."""
+    import socket
+    import threading
+
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def mqtt311_only_broker_fake() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(4096)
+                conn.sendall(b"\x20\x02\x00\x01")  # CONNACK, 3.1.1 return code 1
+
+    threading.Thread(target=mqtt311_only_broker_fake, daemon=True).start()
+    caplog.set_level(logging.WARNING)
+    sink = MqttSink(f"127.0.0.1:{srv.getsockname()[1]}", device="old", announce_delay=0.0,
+                    snapshots=False)
+    try:
+        assert wait_until(lambda: "needs MQTT 5" in sink.last_error, 10), sink.last_error
+        lines = [r.getMessage() for r in caplog.records if "needs MQTT 5" in r.getMessage()]
+        assert len(lines) == 1 and "\n" not in lines[0] and not sink.connected
+    finally:
+        sink.close()
+        srv.close()
