@@ -13,9 +13,10 @@ from typing import Mapping, Protocol, Sequence
 import numpy as np
 
 from edgeface.errors import ConfigError, ModelError
+from edgeface.frames import Detections
 from edgeface.inference.families import featherface, retinaface
 from edgeface.inference.model_info import META_PREFIX, ModelInfo
-from edgeface.inference.postprocess import Detections, PostprocessConfig
+from edgeface.inference.postprocess import PostprocessConfig
 
 
 class Decoder(Protocol):

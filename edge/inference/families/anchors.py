@@ -14,8 +14,9 @@ from typing import Sequence
 import numpy as np
 
 from edgeface.errors import ModelError
+from edgeface.frames import Detections
 from edgeface.inference.model_info import INPUT_NAME, ModelInfo
-from edgeface.inference.postprocess import Detections, PostprocessConfig, postprocess
+from edgeface.inference.postprocess import PostprocessConfig, postprocess
 from edgeface.inference.priors import prior_boxes
 
 
