@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping
 
 from edgeface.errors import ConfigError
+from edgeface.inference.backends.tensorrt import SPEC as TENSORRT
+from edgeface.inference.backends.tensorrt.qdq import TENSORRT_FIXED
 
 # Options every format accepts: the model, the output and the two flags that pick a kind.
 COMMON = frozenset({"model", "output", "force", "int8", "tensorrt"})
@@ -28,11 +30,11 @@ TENSORRT_BUILD = frozenset({"workspace", "dry_run", "trt_version"})
 
 # What TensorRT's ONNX parser reads: symmetric S8 Q/DQ, weights per channel, no reduce_range
 # (edgeface.quantize.targets explains each; its tensorrt_int8_config sets them).
-TENSORRT_QDQ_FIXED: Mapping[str, Any] = {"activation_type": "s8", "weight_type": "s8",
-                                         "per_channel": True, "reduce_range": False}
+TENSORRT_QDQ_FIXED: Mapping[str, Any] = TENSORRT_FIXED
 
 INT8_PIPELINE = "edgeface.quantize.int8:quantize_int8"
-TENSORRT_BUILDER = "edgeface.inference.backends.tensorrt.build:build_engine"
+# The TensorRT backend's spec names its engine builder; the table asks it, keeps no copy.
+TENSORRT_BUILDER = TENSORRT.engine_builder
 
 
 @dataclass(frozen=True)

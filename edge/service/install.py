@@ -36,7 +36,7 @@ from edgeface.service.checks import (
 from edgeface.service.config_edit import check_config, edit_config
 from edgeface.service.layout import Layout, enabled_cameras, render_tmpfiles, reroot
 from edgeface.service.plan import Plan
-from edgeface.service.tensorrt_cache import (
+from edgeface.service.prebuild import (
     TensorRTPrebuild,
     check_engine_model,
     is_engine,

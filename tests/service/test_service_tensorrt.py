@@ -26,7 +26,7 @@ from edgeface.common.files import sha256_file
 from edgeface.errors import EXIT_BAD_MODEL
 from edgeface.inference.backends.tensorrt.cache import DeviceFacts, engine_document
 from edgeface.inference.model_info import ModelInfo, sidecar_path
-from edgeface.service import install, plan, tensorrt_cache, units
+from edgeface.service import install, plan, prebuild, units
 from edgeface.service.layout import Layout
 
 THIS_PYTHON = ["--python", sys.executable]
@@ -92,7 +92,7 @@ def fake_build(monkeypatch, commands) -> list[dict]:
         return Backend()
 
     monkeypatch.setattr("edgeface.inference.backends.open_backend", open_backend)
-    monkeypatch.setattr(tensorrt_cache, "chown_tree",
+    monkeypatch.setattr(prebuild, "chown_tree",
                         lambda top, user: built[-1].update(chown=(Path(top), user)))
     return built
 
@@ -104,7 +104,7 @@ def test_live_install_builds_the_engine_before_the_service_starts(
     cache is handed to the service user; the unit no longer needs the long start timeout."""
     monkeypatch.setattr(install, "group_exists", lambda name: True)
     monkeypatch.setattr(install, "access_problems", lambda paths: [])
-    monkeypatch.setattr(tensorrt_cache.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(prebuild.os, "geteuid", lambda: 0)
     req = install.InstallRequest(model=model, settings={"provider": "tensorrt"},
                                  python=sys.executable)
     p = install.plan_install(req)
@@ -207,11 +207,11 @@ def test_stale_engine_is_refused_at_install(tmp_path, commands, monkeypatch, cap
 def test_env_flag_and_cache_dirs(tmp_path):
     env = tmp_path / "e.env"
     env.write_text("# comment\nEDGEFACE_TENSORRT_FP16='yes'\nOTHER=1\n")
-    assert tensorrt_cache.env_flag(env, "EDGEFACE_TENSORRT_FP16")
-    assert not tensorrt_cache.env_flag(env, "MISSING")
-    assert not tensorrt_cache.env_flag(tmp_path / "none.env", "X")
+    assert prebuild.env_flag(env, "EDGEFACE_TENSORRT_FP16")
+    assert not prebuild.env_flag(env, "MISSING")
+    assert not prebuild.env_flag(tmp_path / "none.env", "X")
     lay = Layout.user(environ={"HOME": "/home/pi"})
-    assert tensorrt_cache.service_cache_dir(lay, {"HOME": "/home/pi", "CACHE_DIRECTORY": "/x"}
+    assert prebuild.service_cache_dir(lay, {"HOME": "/home/pi", "CACHE_DIRECTORY": "/x"}
                                             ) == Path("/home/pi/.cache/edgeface")
-    assert tensorrt_cache.service_cache_dir(Layout.system()) == Path("/var/cache/edgeface")
-    assert tensorrt_cache.is_engine("a.ENGINE") and not tensorrt_cache.is_engine("a.onnx")
+    assert prebuild.service_cache_dir(Layout.system()) == Path("/var/cache/edgeface")
+    assert prebuild.is_engine("a.ENGINE") and not prebuild.is_engine("a.onnx")

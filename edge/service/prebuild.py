@@ -1,7 +1,9 @@
-"""TensorRT models in a service install: an engine is checked against this device and
+"""Device-bound models in a service install (the service's side; the TensorRT code itself is
+in :mod:`edgeface.inference.backends.tensorrt`): an engine is checked against this device and
 installed with its sidecar; ONNX Runtime's TensorRT engine for an ONNX model is built at
 install time, into the cache directory the service reads (``CacheDirectory=edgeface``), so
-that no start or restart of the service builds it.
+that no start or restart of the service builds it. Which model is which, the backend specs
+say.
 """
 
 from __future__ import annotations
