@@ -87,7 +87,7 @@ def quantize(fp32: Path, out: Path) -> tuple[Path | None, str]:
     the accuracy guard is skipped: this measures memory, not AP). If the default calibration
     method fails, min-max calibration is tried (same graph, same memory footprint)."""
     base = [sys.executable, "-m", "edgeface.cli", "quantize", "--int8", "-m", str(fp32),
-            "--calib", str(WIDERFACE_416), "--no-eval", "--bench-runs", "0", "-o", str(out),
+            "--dataset", str(WIDERFACE_416), "--no-eval", "--bench-runs", "0", "-o", str(out),
             "--force"]
     for extra in ([], ["--method", "minmax"]):
         r = subprocess.run(base + extra, capture_output=True, text=True, cwd=REPO)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """TensorRT-target INT8 (issue 14): FP32 vs the Q/DQ model TensorRT consumes, scored on the CPU.
 
-Runs ``edgeface quantize --int8 --target tensorrt``'s own pipeline (``quantize_int8`` with
+Runs ``edgeface quantize --int8 --provider tensorrt``'s own pipeline (``quantize_int8`` with
 ``tensorrt_int8_config()``: symmetric signed INT8 activations and weights, per-channel
 weights, zero points 0, float bias, DeformConv float) on the shared WIDERFace-416 data:
 calibration split ``calib`` (50 images), accuracy guard on split ``eval`` (100 images),

@@ -1,3 +1,3 @@
 """edgeface: FeatherFace face detection from a PyTorch checkpoint to an edge service."""
 
-__version__ = "0.1.0"
+__version__ = "0.3.0"

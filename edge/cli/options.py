@@ -13,7 +13,7 @@ import click
 
 from edgeface.runtime.options import Check, Option, boolean, string
 
-REMOVED_IN = "0.3"
+REMOVED_IN = "0.4"
 
 
 class FiniteRange(click.FloatRange):

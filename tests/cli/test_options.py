@@ -19,9 +19,9 @@ def test_rewrite_keeps_values_and_warns_once(capsys):
                     "--confidence-threshold", "0.4", "--", "--conf"]
     err = capsys.readouterr().err.splitlines()
     assert err == ["edgeface: warning: --conf is deprecated, use --confidence-threshold (the "
-                   "old spelling goes in 0.3)",
+                   "old spelling goes in 0.4)",
                    "edgeface: warning: --input-size is deprecated, use --size (the old "
-                   "spelling goes in 0.3)"]
+                   "spelling goes in 0.4)"]
 
 
 @needs_runtime

@@ -207,7 +207,7 @@ def test_old_dataset_and_target_spellings_warn_once(argv, old, new, capsys):
     assert main(argv) == 0
     err = [line for line in capsys.readouterr().err.splitlines() if "deprecated" in line]
     assert err == [f"edgeface: warning: {old} is deprecated, use {new} (the old spelling "
-                   "goes in 0.3)"]
+                   "goes in 0.4)"]
 
 
 @needs_runtime
