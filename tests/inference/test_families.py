@@ -3,6 +3,7 @@ metadata or ``--family``; RetinaFace-MobileNet0.25 end to end through detect and
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 from dataclasses import replace
@@ -53,16 +54,8 @@ def _detect(info: ModelInfo, raw: tuple[np.ndarray, ...]):
 @pytest.fixture
 def scoped_family():
     """Registers a test family for one test only."""
-    added = []
-
-    def add(family):
-        families.register_family(family)
-        added.append(family.name)
-        return family
-
-    yield add
-    for name in added:
-        families.unregister_family(name)
+    with contextlib.ExitStack() as stack:
+        yield lambda family: stack.enter_context(families.FAMILIES.scoped(family))
 
 
 def test_both_families_are_registered():

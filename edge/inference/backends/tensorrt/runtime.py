@@ -44,7 +44,8 @@ from edgeface.inference.backends.tensorrt.cuda import (
     device_properties,
     load_cudart,
 )
-from edgeface.inference.model_info import INPUT_NAME, OUTPUT_NAMES, ModelInfo, read_sidecar
+from edgeface.inference.families import get_family
+from edgeface.inference.model_info import INPUT_NAME, ModelInfo, read_sidecar
 
 log = logging.getLogger(__name__)
 
@@ -140,14 +141,21 @@ class TensorRTBackend:
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
-        if inputs != [INPUT_NAME] or sorted(outputs) != sorted(OUTPUT_NAMES):
-            raise ModelError(f"{self.path} is not an edgeface detector engine (inputs {inputs},"
-                             f" outputs {outputs}; expected '{INPUT_NAME}' -> "
-                             f"{list(OUTPUT_NAMES)})")
+        # The model's family (from the sidecar) owns the output contract: names, order and
+        # the dimensions after [1, anchors].
+        family = get_family(self.info.family, ModelError)
         w, h = self.info.input_size
         anchors = self.info.anchors()
-        expected = {INPUT_NAME: (1, 3, h, w), "boxes": (1, anchors, 4), "scores": (1, anchors),
-                    "landmarks": (1, anchors, 10)}
+        want = [o.name for o in family.outputs]  # TensorRT's tensor order need not be it
+        ordered = sorted(outputs, key=lambda n: want.index(n) if n in want else len(want))
+        try:
+            family.check_io(inputs, [(n, (1, anchors, *self._tail(family, n)))
+                                     for n in ordered], self.info)
+        except ModelError as exc:
+            raise ModelError(f"{self.path} is not an edgeface detector engine: {exc}") from None
+        self._outputs = want
+        expected = {INPUT_NAME: (1, 3, h, w),
+                    **{o.name: (1, anchors, *o.tail) for o in family.outputs}}
         self._fix_input_shape(expected[INPUT_NAME])
         for name in names:
             # The context's shapes: a dynamic engine's are resolved by set_input_shape.
@@ -163,6 +171,12 @@ class TensorRTBackend:
         self._stream = call(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
         for _ in range(len(STAGES) + 1):  # one by one: close() destroys those made so far
             self._events.append(call(cudart, cudart.cudaEventCreate(), "cudaEventCreate"))
+
+    @staticmethod
+    def _tail(family: Any, name: str) -> tuple[int, ...]:
+        """The family's dimensions after [1, A] for output ``name`` (none for a name it does
+        not have: check_io then names the mismatch)."""
+        return next((o.tail for o in family.outputs if o.name == name), ())
 
     def _fix_input_shape(self, want: tuple[int, ...]) -> None:
         """A dynamic engine (``export --dynamic``: -1 dims) runs at the metadata's size: set it
@@ -191,7 +205,7 @@ class TensorRTBackend:
         if not self.context.execute_async_v3(stream_handle=int(stream)):
             raise ModelError(f"{self.path}: TensorRT could not enqueue the inference")
         call(cudart, cudart.cudaEventRecord(ev[2], stream), "cudaEventRecord")
-        for name in OUTPUT_NAMES:
+        for name in self._outputs:
             self._buffers[name].download(stream)
         call(cudart, cudart.cudaEventRecord(ev[3], stream), "cudaEventRecord")
         call(cudart, cudart.cudaStreamSynchronize(stream), "cudaStreamSynchronize")
@@ -202,9 +216,8 @@ class TensorRTBackend:
             self._sums[stage] += ms / 1000.0
         self.frames += 1
         # Copies: the host buffers are overwritten by the next frame.
-        loc, scores, landm = (self._buffers[n].host[0].astype(np.float32, copy=True)
-                              for n in OUTPUT_NAMES)
-        return loc, scores, landm
+        return tuple(self._buffers[n].host[0].astype(np.float32, copy=True)
+                     for n in self._outputs)
 
     def stage_summary(self) -> dict[str, Any]:
         """Frames run and the mean GPU time of each stage, in milliseconds."""
