@@ -27,8 +27,11 @@ ORIN = DeviceFacts(tensorrt="10.3.0", gpu_name="Orin", compute_capability="8.7",
                    gpu_memory_mb=7168, l4t=None, jetpack=None)
 
 
+TINY = ModelInfo(arch="tiny-test")
+
+
 def write_engine(onnx: Path, engine: Path, device: DeviceFacts = ORIN,
-                 info: ModelInfo = ModelInfo(arch="tiny-test"), profile: dict | None = None,
+                 info: ModelInfo = TINY, profile: dict | None = None,
                  **over) -> Path:
     """A fake engine (what FakeTensorRT builds) and its sidecar, as if built on ``device``
     from ``onnx`` with ``info`` at 64x64 (``profile``: a dynamic input's shapes)."""
