@@ -8,7 +8,7 @@ import onnx_writer as ow
 import pytest
 from dcn_reference import random_offsets, session
 
-from edgeface.inference.dcn import graph_cut, runner, sampler
+from edgeface.inference.dcn import graph_cut, proto, runner, sampler
 
 pytestmark = pytest.mark.skipif(not sampler.available(),
                                 reason=str(sampler.unavailable_reason()))
@@ -51,8 +51,8 @@ def _qdq_deformconv(c: int, o: int, s: int, xs: float, xzp: int, wq: np.ndarray,
     inits = [ow.tensor("xs", ow.FLOAT, [], [xs]),
              ow.repeated_ints(1, []) + ow.int_field(2, UINT8) + ow.packed_ints(5, [xzp])
              + ow.str_field(8, "xzp"),
-             graph_cut._tensor("wq", wq), graph_cut._tensor("ws", ws),
-             graph_cut._tensor("wzp", np.zeros(o, np.int8)),
+             proto._tensor("wq", wq), proto._tensor("ws", ws),
+             proto._tensor("wzp", np.zeros(o, np.int8)),
              ow.tensor("b", ow.FLOAT, [o], bias.tolist())]
     nodes = [ow.node("QuantizeLinear", ["x", "xs", "xzp"], ["xq"]),
              ow.node("DequantizeLinear", ["xq", "xs", "xzp"], ["xd"]),
