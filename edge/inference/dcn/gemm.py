@@ -9,7 +9,15 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from edgeface.inference.dcn.proto import _FLOAT, CutError, _Node, _node, _tensor, _tensor_array
+from edgeface.inference.dcn.proto import (
+    _FLOAT,
+    CutError,
+    _Node,
+    _node,
+    _parse_node,
+    _tensor,
+    _tensor_array,
+)
 
 
 @dataclass
@@ -31,6 +39,9 @@ class Dcn:
     stride: Tuple[int, int]
     pads: Tuple[int, int, int, int]
     dilation: Tuple[int, int]
+    # x is another DCN's output, which its GEMM leaves in NHWC: the sampler reads it as is
+    x_nhwc: bool = False
+    output: str = ""  # the GEMM's output: the DeformConv's, in NHWC
     # (scale, zero point): the sampler writes uint8 columns quantized so (QDQ models)
     quant: Optional[Tuple[float, int]] = None
     # cols -> the DeformConv's output: its own small model, run right after the sampling,
@@ -104,10 +115,11 @@ def _reduce_range(w: _Weight) -> _Weight:
 def _gemm(index: int, cols: str, out: str, w: _Weight, bias: str, inits: Dict[str, bytes],
           x_dq: Optional[_Node], reduce_range: bool
           ) -> Tuple[List[bytes], List[bytes], Optional[Tuple[float, int]]]:
-    """Nodes and new initializers computing the DeformConv output [N, O, OH, OW] from the
-    columns [N, OH, OW, K*C], and the columns' quantization when the sampler is to write
-    them as uint8."""
-    pre, mm = f"{out}__dcn", f"{out}__dcn_mm"
+    """Nodes and new initializers computing the DeformConv output in NHWC, [N, OH, OW, O], as
+    ``out`` from the columns [N, OH, OW, K*C], and the columns' quantization when the sampler
+    is to write them as uint8."""
+    pre = f"{out}__dcn"
+    mm = f"{pre}_mm" if bias else out
     quantized = w.scale is not None and x_dq is not None and len(x_dq.inputs) == 3 and \
         _const(x_dq.inputs[1], inits).size == 1
     quant = None
@@ -143,14 +155,15 @@ def _gemm(index: int, cols: str, out: str, w: _Weight, bias: str, inits: Dict[st
         inits_out = [_tensor(f"{pre}_wmat", matrix)]
         nodes = [_node("MatMul", [cols, f"{pre}_wmat"], [mm], f"dcn{index}_matmul")]
     if bias:
-        nodes.append(_node("Add", [mm, bias], [f"{mm}_b"], f"dcn{index}_bias"))
-        mm = f"{mm}_b"
-    nodes.append(_node("Transpose", [mm], [out], f"dcn{index}_nchw", perm=[0, 3, 1, 2]))
+        nodes.append(_node("Add", [mm, bias], [out], f"dcn{index}_bias"))
     return nodes, inits_out, quant
 
 
 def _dcn_from(node: _Node, inits: Dict[str, bytes], producers: Dict[str, _Node], index: int,
-              quantize_columns: bool, reduce_range: bool) -> Tuple[Dcn, List[bytes], List[bytes]]:
+              quantize_columns: bool, reduce_range: bool
+              ) -> Tuple[Dcn, List[bytes], List[bytes], _Node]:
+    """The DCN, its GEMM's nodes (columns -> the output in NHWC, ``<output>__nhwc``) and new
+    initializers, and the Transpose node that gives the DeformConv's own (NCHW) output."""
     a = node.attrs
     if (a.get("group") or 1) != 1 or (a.get("offset_group") or 1) != 1:
         raise CutError("a DeformConv has group or offset_group != 1")
@@ -160,8 +173,11 @@ def _dcn_from(node: _Node, inits: Dict[str, bytes], producers: Dict[str, _Node],
     cols = f"{out}__dcn_cols"
     w = _weight(w_name, inits, producers)
     x_dq = _const_dq(x, inits, producers, data=False) if quantize_columns else None
-    nodes, new_inits, quant = _gemm(index, cols, out, w, bias, inits, x_dq, reduce_range)
+    nhwc = f"{out}__nhwc"
+    nodes, new_inits, quant = _gemm(index, cols, nhwc, w, bias, inits, x_dq, reduce_range)
     dcn = Dcn(x, offset, mask or None, cols, w.shape[2:],
               tuple(a.get("strides") or (1, 1)), tuple(a.get("pads") or (0, 0, 0, 0)),
-              tuple(a.get("dilations") or (1, 1)), quant)
-    return dcn, nodes, new_inits
+              tuple(a.get("dilations") or (1, 1)), output=nhwc, quant=quant)
+    nchw = _parse_node(memoryview(_node("Transpose", [nhwc], [out], f"dcn{index}_nchw",
+                                        perm=[0, 3, 1, 2])))
+    return dcn, nodes, new_inits, nchw

@@ -104,11 +104,16 @@ def _read(model_bytes: bytes) -> _Graph:
 
 def _with_constants(group: List[_Node], constants: Dict[str, _Node],
                     order: Dict[int, int]) -> List[_Node]:
-    """``group`` preceded by the constant nodes (computed from initializers alone: weight
-    DequantizeLinear, Constant) that it reads. Each part computes its own: passed from
-    segment 0 as float tensors, the dequantized weights kept ONNX Runtime from fusing
-    DequantizeLinear -> Conv -> QuantizeLinear into QLinearConv after the cut, so the 18
-    convolutions behind the DCNs ran in float (2.8 of 37 ms of the INT8 model, profiled)."""
+    """``group`` preceded by the nodes that each part computes for itself, those it reads:
+
+    * constant nodes (of initializers alone: weight DequantizeLinear, Constant). Computed in
+      segment 0 and passed on as float tensors, the dequantized weights kept ONNX Runtime
+      from fusing DequantizeLinear -> Conv -> QuantizeLinear into QLinearConv after the cut:
+      the 18 convolutions behind the DCNs ran in float (2.8 of 37 ms of the INT8 model).
+    * the Transpose of a DCN's NHWC output to its NCHW name. In the part that reads it,
+      ONNX Runtime cancels it against the NCHW -> NHWC Transpose it puts before its NHWC
+      (QLinear) convolutions; the sampler reads the NHWC output itself.
+    """
     produced = {o for n in group for o in n.outputs}
     todo = [i for n in group for i in n.inputs if i in constants and i not in produced]
     found: Dict[int, _Node] = {}
@@ -129,7 +134,7 @@ def _gemm_part(g: _Graph, dcn: Dcn, gemm: List[bytes], new_inits: List[bytes], i
     body = (b"".join(_len_field(1, n.raw) for n in nodes) + _str(2, f"dcn{index}_gemm")
             + b"".join(_len_field(5, t) for t in used + new_inits)
             + _len_field(11, _value_info(dcn.cols, _UINT8 if dcn.quant else _FLOAT))
-            + _len_field(12, g.io_info.get(out) or _value_info(out)))
+            + _len_field(12, _value_info(out)))
     return Segment(b"".join(g.head) + _len_field(7, body), [dcn.cols], [out])
 
 
@@ -183,7 +188,11 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
     folded = {n.inputs[1] for n in nodes if n.op == "DeformConv" and len(n.inputs) > 1
               and uses.get(n.inputs[1]) == 1 and _const_dq(n.inputs[1], inits, producers)}
     order = {id(n): k for k, n in enumerate(nodes)}
-    constants: Dict[str, _Node] = {}  # output -> its node, for nodes of initializers only
+    # output -> its node, for the nodes each part computes itself (:func:`_with_constants`)
+    constants: Dict[str, _Node] = {}
+    constant: set = set()  # outputs of nodes of initializers alone
+    nhwc: Dict[str, str] = {}  # a DCN's output -> its GEMM's NHWC output
+    groups_tail: List[_Node] = []
     level: Dict[str, int] = {}
     groups: List[List[_Node]] = [[]]  # the nodes of each segment
     stages: List[List[Dcn]] = [[]]
@@ -191,18 +200,26 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
         if node.outputs and node.outputs[0] in folded:
             continue
         if node.op != "DeformConv" and node.outputs and all(
-                i in inits or i in constants for i in node.inputs if i):
+                i in inits or i in constant for i in node.inputs if i):
+            constant.update(node.outputs)
             constants.update((o, node) for o in node.outputs)
             continue
         lv = max((level.get(i, 0) for i in node.inputs if i), default=0)
         if node.op == "DeformConv" and node.domain in ("", "ai.onnx"):
             index = sum(map(len, stages))
-            dcn, gemm, new_inits = _dcn_from(node, inits, producers, index, quantize_columns,
-                                             reduce_range)
+            dcn, gemm, new_inits, nchw = _dcn_from(node, inits, producers, index,
+                                                   quantize_columns, reduce_range)
+            if dcn.x in nhwc:
+                dcn.x, dcn.x_nhwc = nhwc[dcn.x], True
+            nhwc[node.outputs[0]] = dcn.output
+            constants[node.outputs[0]] = nchw
+            order[id(nchw)] = order[id(node)]
+            if node.outputs[0] in g.outputs:  # no part reads it: the last one gives it
+                groups_tail.append(nchw)
             while len(stages) <= lv + 1:
                 stages.append([])
                 groups.append([])
-            dcn.gemm = _gemm_part(g, dcn, gemm, new_inits, index, node.outputs[0], constants,
+            dcn.gemm = _gemm_part(g, dcn, gemm, new_inits, index, dcn.output, constants,
                                   order)
             stages[lv].append(dcn)
             level[node.outputs[0]] = lv + 1
@@ -217,5 +234,6 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
         # up to 0.4 (measured); ONNX Runtime's DeformConv runs it as written.
         raise CutError("a Q/DQ model whose DeformConv weights are not int8 (a TensorRT "
                        "target?) keeps ONNX Runtime's DeformConv")
+    groups[-1] += groups_tail
     return CutModel(_segments(g, groups, stages, constants, order), stages,
                     [i for i in g.inputs if i not in inits], g.outputs)

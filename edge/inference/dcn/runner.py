@@ -140,7 +140,7 @@ class FastDcnSession:
         that later frames call it straight (it still checks every buffer's size)."""
         x, off = env[d.x], env[d.offset]
         mask = env[d.mask] if d.mask else None
-        n, c, h, w = x.shape
+        n, h, w, c = x.shape if d.x_nhwc else (x.shape[0], x.shape[2], x.shape[3], x.shape[1])
         (kh, kw), (sh, sw), (dh, dw) = d.kernel, d.stride, d.dilation
         pt, pl, pb, pr = d.pads
         oh = sampler.output_size(h, kh, sh, pt, pb, dh)
@@ -150,7 +150,7 @@ class FastDcnSession:
             if a is not None and (a.dtype != np.float32 or a.shape != shape):
                 raise ValueError(f"DCN input {name!r}: {a.dtype} {a.shape}, expected float32 "
                                  f"{shape}")
-        xt = self._buffer(d.x, (n, h, w, c))
+        xt = None if d.x_nhwc else self._buffer(d.x, (n, h, w, c))
         cols = self._columns((n, oh, ow, kh * kw * c), np.uint8 if d.quant else np.float32)
         return (xt, cols, (n, c, h, w, self.threads),
                 (n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, self.threads,
@@ -171,13 +171,15 @@ class FastDcnSession:
                     self._prepare(d, env)  # may grow the shared buffer: prepare again then
                     call = self._calls[key] = self._prepare(d, env)
                 xt, cols, nhwc_args, sample_args = call
-                if d.x not in done:
+                if d.x_nhwc:  # another DCN's GEMM output, NHWC already
+                    xt = np.ascontiguousarray(env[d.x])
+                elif d.x not in done:
                     ext.to_nhwc(np.ascontiguousarray(env[d.x]), xt, *nhwc_args)
                     done.add(d.x)
                 ext.sample(xt, np.ascontiguousarray(env[d.offset]),
                            np.ascontiguousarray(env[d.mask]) if d.mask else None, cols,
                            *sample_args)
-                env[d.gemm.outputs[0]] = gemm.run(d.gemm.outputs, {d.cols: cols})[0]
+                env[d.output] = gemm.run(d.gemm.outputs, {d.cols: cols})[0]
         names = self.output_names if output_names is None else output_names
         return [env[name] for name in names]
 
