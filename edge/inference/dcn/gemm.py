@@ -10,7 +10,6 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from edgeface.inference.dcn.proto import (
-    _FLOAT,
     CutError,
     _Node,
     _node,
@@ -119,7 +118,7 @@ def _gemm(index: int, cols: str, out: str, w: _Weight, bias: str, inits: Dict[st
     ``out`` from the columns [N, OH, OW, K*C], and the columns' quantization when the sampler
     is to write them as uint8."""
     pre = f"{out}__dcn"
-    mm = f"{pre}_mm" if bias else out
+    mm = f"{pre}_mm"
     quantized = w.scale is not None and x_dq is not None and len(x_dq.inputs) == 3 and \
         _const(x_dq.inputs[1], inits).size == 1
     quant = None
@@ -145,15 +144,28 @@ def _gemm(index: int, cols: str, out: str, w: _Weight, bias: str, inits: Dict[st
         else:  # int8 activations: ONNX Runtime quantizes the float columns
             lhs = f"{pre}_colq"
             nodes = [_node("QuantizeLinear", [cols, xs, xzp], [lhs], f"dcn{index}_colq")]
-        nodes += [_node("MatMulInteger", [lhs, f"{pre}_wq", xzp]
-                        + ([] if zero else [f"{pre}_wzp"]), [f"{pre}_i32"], f"dcn{index}_mmi"),
-                  _node("Cast", [f"{pre}_i32"], [f"{pre}_f"], f"dcn{index}_cast", to=_FLOAT),
-                  _node("Mul", [f"{pre}_f", f"{pre}_scale"], [mm], f"dcn{index}_scale")]
+        nodes.append(_node("MatMulInteger", [lhs, f"{pre}_wq", xzp]
+                           + ([] if zero else [f"{pre}_wzp"]), [f"{pre}_i32"],
+                           f"dcn{index}_mmi"))
+        acc = f"{pre}_i32"
+        if bias in inits:
+            # the bias in accumulator units, added in int32, and one per-channel
+            # DequantizeLinear: two passes over the output where Cast, Mul and Add made three
+            # (rounded to half of x_scale * w_scale: below one column step times one weight step)
+            step = (x_scale * w.scale).astype(np.float64)
+            bq = np.clip(np.rint(_const(bias, inits).astype(np.float64) / step),
+                         -2 ** 31, 2 ** 31 - 1).astype(np.int32)
+            inits_out.append(_tensor(f"{pre}_bq", bq))
+            nodes.append(_node("Add", [acc, f"{pre}_bq"], [f"{pre}_i32b"], f"dcn{index}_bias"))
+            acc, bias = f"{pre}_i32b", ""
+        nodes.append(_node("DequantizeLinear", [acc, f"{pre}_scale"], [mm if bias else out],
+                           f"dcn{index}_dq", axis=3))
     else:
         matrix = w.matrix if w.scale is None else \
             ((w.matrix.astype(np.float32) - w.zero_point) * w.scale).astype(np.float32)
         inits_out = [_tensor(f"{pre}_wmat", matrix)]
-        nodes = [_node("MatMul", [cols, f"{pre}_wmat"], [mm], f"dcn{index}_matmul")]
+        nodes = [_node("MatMul", [cols, f"{pre}_wmat"], [mm if bias else out],
+                       f"dcn{index}_matmul")]
     if bias:
         nodes.append(_node("Add", [mm, bias], [out], f"dcn{index}_bias"))
     return nodes, inits_out, quant

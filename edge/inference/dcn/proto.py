@@ -60,7 +60,8 @@ def _node(op: str, inputs: List[str], outputs: List[str], name: str, domain: str
 
 def _tensor(name: str, a: np.ndarray) -> bytes:
     """TensorProto: dims=1, data_type=2, name=8, raw_data=9 (little-endian)."""
-    code = {np.dtype(np.float32): _FLOAT, np.dtype(np.int8): _INT8}[a.dtype]
+    code = {np.dtype(np.float32): _FLOAT, np.dtype(np.int8): _INT8,
+            np.dtype(np.int32): 6}[a.dtype]
     a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
     return (b"".join(_int_field(1, d) for d in a.shape) + _int_field(2, code)
             + _str(8, name) + _len_field(9, a.tobytes()))
