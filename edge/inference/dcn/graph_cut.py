@@ -192,7 +192,6 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
     constants: Dict[str, _Node] = {}
     constant: set = set()  # outputs of nodes of initializers alone
     nhwc: Dict[str, str] = {}  # a DCN's output -> its GEMM's NHWC output
-    groups_tail: List[_Node] = []
     level: Dict[str, int] = {}
     groups: List[List[_Node]] = [[]]  # the nodes of each segment
     stages: List[List[Dcn]] = [[]]
@@ -214,8 +213,6 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
             nhwc[node.outputs[0]] = dcn.output
             constants[node.outputs[0]] = nchw
             order[id(nchw)] = order[id(node)]
-            if node.outputs[0] in g.outputs:  # no part reads it: the last one gives it
-                groups_tail.append(nchw)
             while len(stages) <= lv + 1:
                 stages.append([])
                 groups.append([])
@@ -234,6 +231,8 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
         # up to 0.4 (measured); ONNX Runtime's DeformConv runs it as written.
         raise CutError("a Q/DQ model whose DeformConv weights are not int8 (a TensorRT "
                        "target?) keeps ONNX Runtime's DeformConv")
-    groups[-1] += groups_tail
+    # a graph output that no part reads (a constant, a DCN's output): the last part gives it
+    groups[-1] += list({id(constants[o]): constants[o] for o in g.outputs
+                        if o in constants}.values())
     return CutModel(_segments(g, groups, stages, constants, order), stages,
                     [i for i in g.inputs if i not in inits], g.outputs)
