@@ -1,6 +1,7 @@
 """Each DeformConv as a GEMM over the sampler's columns: the weight reordered to
 ``[kh*kw*C, O]``, float (``MatMul``) or, in a QDQ model, int8 (``MatMulInteger`` on uint8
-columns), then bias and the NCHW output."""
+columns, the bias added in int32, then one per-channel DequantizeLinear), its output left in
+NHWC."""
 
 from __future__ import annotations
 

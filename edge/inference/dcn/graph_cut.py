@@ -6,15 +6,17 @@ segments of standard ops, run in order, with the compiled sampler between them:
 * a non-DCN node runs in segment ``L`` = the highest level of its inputs (graph inputs and
   weights are level 0); a DeformConv whose inputs reach level ``L`` is sampled after segment
   ``L``, and its output has level ``L + 1``. FeatherFace V1 thus runs as 4 segments with 3
-  sampling stages (the SSH chains are 3 DCNs deep), 5 DCNs per stage.
+  sampling stages (the SSH chains are 3 DCNs deep), 5 DCNs per stage. Nodes of initializers
+  alone (weight DequantizeLinear, Constant) run in every part that reads them.
 * each DeformConv becomes the sampler's columns ``[N, OH, OW, K*C]`` -> a small GEMM model
-  (``MatMul`` with the reordered weight ``[K*C, O]``, or for a QDQ model ``MatMulInteger``
-  on uint8 columns and int8 weights, then ``Add`` bias and ``Transpose`` to NCHW) under the
-  original output name, which segment ``L + 1`` takes as an input. The GEMM runs in MLAS
-  right after its sampling, so one columns buffer serves every DCN.
+  (:mod:`.gemm`: ``MatMul`` with the reordered weight ``[K*C, O]``, or for a QDQ model
+  ``MatMulInteger`` on uint8 columns and int8 weights) whose output, ``<name>__nhwc``, stays
+  NHWC; each later part that reads the DeformConv's output transposes it to NCHW under the
+  original name. The GEMM runs in MLAS right after its sampling, so one columns buffer
+  serves every DCN.
 
-The model is read and segments are written straight in the protobuf wire format (as
-:mod:`edgeface.inference.onnx_proto` does), so the device needs no ``onnx`` package: nodes and
+The model is read and segments are written straight in the protobuf wire format
+(:mod:`.proto`), so the device needs no ``onnx`` package: nodes and
 initializers are copied byte for byte. Field numbers are from ``onnx/onnx.proto``.
 """
 
