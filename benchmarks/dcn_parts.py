@@ -1,5 +1,5 @@
 """Where a frame of the DCN fast form goes: thread CPU time of each ONNX Runtime segment,
-each DCN GEMM, the sampler and the NCHW -> NHWC copies, at 1 thread.
+each stage's DCN GEMMs and the sampler per shape, at 1 thread.
 
 Thread CPU time, not wall time: on a shared machine (load 10 on 2 cores) wall times of
 the same frame varied 2x, CPU times of the parts by a few percent. Reported per part:
@@ -39,9 +39,6 @@ class _Timed:
     def sample(self, *args):
         return self._call("sample", *args)
 
-    def to_nhwc(self, *args):
-        return self._call("to_nhwc", *args)
-
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -55,8 +52,8 @@ def main() -> None:
                     for d, g in stage])
                   for i, (s, ins, outs, stage) in enumerate(fast._plan)]
     sampler._load()
-    sampler._module = _Timed(sampler._module, lambda n, a: (
-        f"sample C={a[7]} {a[5]}x{a[6]}" if n == "sample" else "to_nhwc"), times)
+    sampler._module = _Timed(sampler._module, lambda n, a: f"sample C={a[7]} {a[5]}x{a[6]}",
+                             times)
     x = np.random.default_rng(0).random((1, 3, 416, 416)).astype(np.float32) * 255 - 128
     total = []
     for _ in range(args.runs):

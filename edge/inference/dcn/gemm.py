@@ -31,7 +31,7 @@ class Segment:
 class Dcn:
     """One DeformConv, as the runner executes it: sampled into ``cols``, then ``gemm``."""
 
-    x: str
+    x: str  # NHWC: a segment's Transpose of the DeformConv input, or another DCN's GEMM output
     offset: str
     mask: Optional[str]
     cols: str  # the segment input its columns fill
@@ -39,8 +39,6 @@ class Dcn:
     stride: Tuple[int, int]
     pads: Tuple[int, int, int, int]
     dilation: Tuple[int, int]
-    # x is another DCN's output, which its GEMM leaves in NHWC: the sampler reads it as is
-    x_nhwc: bool = False
     output: str = ""  # the GEMM's output: the DeformConv's, in NHWC
     # (scale, zero point): the sampler writes uint8 columns quantized so (QDQ models)
     quant: Optional[Tuple[float, int]] = None
