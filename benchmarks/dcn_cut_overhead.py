@@ -19,7 +19,7 @@ import types
 import numpy as np
 
 from edgeface.inference.backends.onnxruntime.runtime import session_options
-from edgeface.inference.dcn import graph_cut, runner, sampler
+from edgeface.inference.dcn import proto, runner, sampler
 
 
 class _Recorded:
@@ -55,17 +55,17 @@ def main() -> None:
     fast._plan = [(_Recorded(s) if s else None, i, o, [(d, _Recorded(g)) for d, g in st])
                   for s, i, o, st in fast._plan]
     fast.run(None, {"input": x})  # records every part's outputs
-    sampler._module = types.SimpleNamespace(to_nhwc=lambda *a: None, sample=lambda *a: None)
+    sampler._module = types.SimpleNamespace(sample=lambda *a: None)
     glue = _median_us(lambda: fast.run(None, {"input": x}), args.runs)
 
     import onnxruntime as ort
 
-    ident = graph_cut._node("Identity", ["x"], ["y"], "id")
-    g = (graph_cut._len_field(1, ident) + graph_cut._str(2, "g")
-         + graph_cut._len_field(11, graph_cut._value_info("x"))
-         + graph_cut._len_field(12, graph_cut._value_info("y")))
-    model = (graph_cut._int_field(1, 9) + graph_cut._len_field(7, g)
-             + graph_cut._len_field(8, graph_cut._int_field(2, 19)))
+    ident = proto._node("Identity", ["x"], ["y"], "id")
+    g = (proto._len_field(1, ident) + proto._str(2, "g")
+         + proto._len_field(11, proto._value_info("x"))
+         + proto._len_field(12, proto._value_info("y")))
+    model = (proto._int_field(1, 9) + proto._len_field(7, g)
+             + proto._len_field(8, proto._int_field(2, 19)))
     sess = ort.InferenceSession(model, session_options(1), providers=["CPUExecutionProvider"])
     a = np.zeros(1, np.float32)
     call = _median_us(lambda: sess.run(["y"], {"x": a}), args.runs)

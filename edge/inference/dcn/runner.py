@@ -64,8 +64,9 @@ def _lean(so: Any) -> Any:
 
 class FastDcnSession:
     """ONNX Runtime segments run in order, the sampler between them (it runs only while
-    ONNX Runtime's pool is idle: the segments are sequential). The NHWC copies and the
-    columns live in buffers allocated on the first frame and reused (per input shape).
+    ONNX Runtime's pool is idle: the segments are sequential). The sampler reads NHWC
+    inputs that the segments (or the GEMMs) give; the columns live in one buffer allocated
+    on the first frame and reused (per input shape).
 
     ``run``, ``get_inputs``, ``get_outputs``, ``get_modelmeta`` and ``get_providers`` mirror
     ``onnxruntime.InferenceSession``. ``sess_options`` is changed for the parts (one shared
@@ -91,7 +92,6 @@ class FastDcnSession:
         self._sessions = [session(seg.model) if seg.outputs else None
                           for seg in self.cut.segments]
         stages = [[(d, session(d.gemm.model)) for d in stage] for stage in self.cut.stages]
-        self._buffers: Dict[Tuple[str, Tuple[int, ...]], np.ndarray] = {}
         self._shared: Dict[Any, np.ndarray] = {}  # the one columns buffer per dtype
         self._calls: Dict[tuple, tuple] = {}
         self.input_names = list(self.cut.graph_inputs)
@@ -119,12 +119,6 @@ class FastDcnSession:
     def get_providers(self) -> List[str]:
         return ["CPUExecutionProvider"]
 
-    def _buffer(self, key: str, shape: Tuple[int, ...]) -> np.ndarray:
-        buf = self._buffers.get((key, shape))
-        if buf is None:
-            buf = self._buffers[(key, shape)] = np.empty(shape, np.float32)
-        return buf
-
     def _columns(self, shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
         """A view of the shared columns buffer; growing it drops the prepared calls, whose
         views point into the old one (the first frame only)."""
@@ -140,7 +134,7 @@ class FastDcnSession:
         that later frames call it straight (it still checks every buffer's size)."""
         x, off = env[d.x], env[d.offset]
         mask = env[d.mask] if d.mask else None
-        n, c, h, w = x.shape
+        n, h, w, c = x.shape  # NHWC: a segment's Transpose, or another DCN's GEMM
         (kh, kw), (sh, sw), (dh, dw) = d.kernel, d.stride, d.dilation
         pt, pl, pb, pr = d.pads
         oh = sampler.output_size(h, kh, sh, pt, pb, dh)
@@ -150,11 +144,9 @@ class FastDcnSession:
             if a is not None and (a.dtype != np.float32 or a.shape != shape):
                 raise ValueError(f"DCN input {name!r}: {a.dtype} {a.shape}, expected float32 "
                                  f"{shape}")
-        xt = self._buffer(d.x, (n, h, w, c))
         cols = self._columns((n, oh, ow, kh * kw * c), np.uint8 if d.quant else np.float32)
-        return (xt, cols, (n, c, h, w, self.threads),
-                (n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, self.threads,
-                 *((float(d.quant[0]), float(d.quant[1])) if d.quant else ())))
+        return (cols, (n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, self.threads,
+                       *((float(d.quant[0]), float(d.quant[1])) if d.quant else ())))
 
     def run(self, output_names: Optional[Sequence[str]],
             feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
@@ -163,21 +155,17 @@ class FastDcnSession:
         for sess, seg_in, seg_out, stage in self._plan:
             if sess is not None:
                 env.update(zip(seg_out, sess.run(seg_out, {n: env[n] for n in seg_in})))
-            done = set()  # one NHWC copy per input, shared by its DCNs
             for d, gemm in stage:
                 key = (d.cols, env[d.x].shape, env[d.offset].shape)
                 call = self._calls.get(key)
                 if call is None:
                     self._prepare(d, env)  # may grow the shared buffer: prepare again then
                     call = self._calls[key] = self._prepare(d, env)
-                xt, cols, nhwc_args, sample_args = call
-                if d.x not in done:
-                    ext.to_nhwc(np.ascontiguousarray(env[d.x]), xt, *nhwc_args)
-                    done.add(d.x)
-                ext.sample(xt, np.ascontiguousarray(env[d.offset]),
+                cols, sample_args = call
+                ext.sample(np.ascontiguousarray(env[d.x]), np.ascontiguousarray(env[d.offset]),
                            np.ascontiguousarray(env[d.mask]) if d.mask else None, cols,
                            *sample_args)
-                env[d.gemm.outputs[0]] = gemm.run(d.gemm.outputs, {d.cols: cols})[0]
+                env[d.output] = gemm.run(d.gemm.outputs, {d.cols: cols})[0]
         names = self.output_names if output_names is None else output_names
         return [env[name] for name in names]
 
