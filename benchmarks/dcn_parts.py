@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from edgeface.inference.backends.onnxruntime_backend import session_options
+from edgeface.inference.backends.onnxruntime.runtime import session_options
 from edgeface.inference.dcn import runner, sampler
 
 

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from edgeface.bench.peers import retinaface_session
-from edgeface.inference.backends.onnxruntime_backend import session_options
+from edgeface.inference.backends.onnxruntime.runtime import session_options
 from edgeface.inference.dcn import runner
 
 
