@@ -1,5 +1,5 @@
 """Every plugin table is one :class:`~edgeface.common.registry.Registry`: backends, sources,
-sinks, commands, doctor checks and bench peers.
+sinks, commands, doctor checks, bench peers and model families.
 
 One test walks every registered entry of every registry and checks what the rest of
 edgeface relies on; one registers a fake of each kind in a scope, shows it used end to end
@@ -140,6 +140,19 @@ def test_every_bench_peer_says_what_it_is():
     for name, peer in PEERS.items():
         assert peer.name == name and peer.label and peer.module and peer.package, name
         assert peer.allows.strip(), f"{name}: record what its API lets us control"
+
+
+def test_every_model_family_owns_a_complete_output_contract():
+    from edgeface.inference.families import FAMILIES, get_family
+
+    assert "featherface" in FAMILIES
+    for name, fam in FAMILIES.items():
+        assert fam.name == name and fam.label and get_family(name) is fam
+        names = [o.name for o in fam.outputs]
+        assert len(names) == 3 and len(set(names)) == 3, name  # boxes, scores, landmarks
+        info = fam.info
+        assert info.family == name and len(info.mean) == 3 and info.anchors() > 0, name
+        assert callable(fam.decoder(info)), name
 
 
 # -- a fake of each kind, in a scope ------------------------------------------------------
