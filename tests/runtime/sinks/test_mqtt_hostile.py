@@ -201,8 +201,8 @@ def test_a_broker_without_mqtt5_is_one_line_that_says_to_upgrade(caplog):
 
     threading.Thread(target=mqtt311_only_broker_fake, daemon=True).start()
     caplog.set_level(logging.WARNING)
-    sink = MqttSink(f"127.0.0.1:{srv.getsockname()[1]}", device="old", announce_delay=0.0,
-                    snapshots=False)
+    sink = MqttSink(f"127.0.0.1:{srv.getsockname()[1]}", device="old", snapshots=False,
+                    timing=MqttTiming(announce_delay=0.0))
     try:
         assert wait_until(lambda: "needs MQTT 5" in sink.last_error, 10), sink.last_error
         lines = [r.getMessage() for r in caplog.records if "needs MQTT 5" in r.getMessage()]
