@@ -1,11 +1,12 @@
-# The README's commands. `make demo` sets up and runs the main job; `make test` runs the tests.
+# The README's commands. `make demo` sets up and runs the main job; `make test` runs the tests;
+# `make docs` builds the documentation site (docs/ -> site/), strictly, as CI does.
 PYTHON ?= python3
 VENV ?= .venv
 SHARED ?= ../shared
 BIN = $(VENV)/bin
 OUT ?= out
 
-.PHONY: setup export export-gridsample demo test test-arm test-pi test-trixie test-apt-opencv test-floor lint clean
+.PHONY: setup docs export export-gridsample demo test test-arm test-pi test-trixie test-apt-opencv test-floor lint clean
 
 $(BIN)/edgeface: setup.cfg setup.py pyproject.toml edge/inference/dcn/_sampler.c
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +15,17 @@ $(BIN)/edgeface: setup.cfg setup.py pyproject.toml edge/inference/dcn/_sampler.c
 	touch $@
 
 setup: $(BIN)/edgeface
+
+# The docs extra (mkdocs + material, pinned in setup.cfg), once per change of setup.cfg.
+$(BIN)/mkdocs: setup.cfg $(BIN)/edgeface
+	$(BIN)/pip install --quiet -e '.[docs]'
+	touch $@
+
+# --strict: a broken link or anchor, or a page missing from mkdocs.yml's nav, fails the build.
+# The build needs no network (the theme's web font is fetched by the reader's browser). Not
+# --quiet: it hides the warnings from the strict count, and a broken link would pass.
+docs: $(BIN)/mkdocs
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The V1 export that the target checks run on both sides (x86-64 host and aarch64 root).
 MODEL = $(OUT)/featherface_v1.onnx
@@ -75,4 +87,4 @@ test-floor: export export-gridsample
 	    EDGEFACE_SHARED=$(abspath $(SHARED)) bash tests/targets/floor_check.sh
 
 clean:
-	rm -rf $(OUT) .pytest_cache
+	rm -rf $(OUT) .pytest_cache site
