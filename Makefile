@@ -60,7 +60,7 @@ test: setup
 # test-arm: the device runtime on aarch64 Debian under qemu-user gives the x86-64 detections,
 # and the suite passes there without torch. test-pi / test-trixie: on Raspberry Pi OS
 # Bookworm's / Trixie's layering (apt numpy 1.24 / 2.2 + a --system-site-packages venv), the
-# README's install keeps apt's numpy, and `edgeface run` and the torch-free suite work there.
+# docs' install route keeps apt's numpy, and `edgeface run` and the torch-free suite work there.
 # test-apt-opencv: natively on this Debian 12 host, apt's python3-opencv 4.6 and numpy 1.24 under
 # the base install in a --system-site-packages venv; `edgeface run` and the torch-free suite.
 test-arm: export

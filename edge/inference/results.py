@@ -1,5 +1,5 @@
 """One processed frame and its JSON record: the one schema `detect`, `run` and the HTTP API
-write (documented in the README, "Detection records")."""
+write (documented in docs/detect.md, "Detection records")."""
 
 from __future__ import annotations
 
