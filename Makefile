@@ -16,15 +16,17 @@ $(BIN)/edgeface: setup.cfg setup.py pyproject.toml edge/inference/dcn/_sampler.c
 
 setup: $(BIN)/edgeface
 
-# The docs extra (mkdocs + material, pinned in setup.cfg), once per change of setup.cfg.
-$(BIN)/mkdocs: setup.cfg $(BIN)/edgeface
+# The docs extra (mkdocs + material, pinned in setup.cfg), once per change of setup.cfg. A
+# stamp rather than bin/mkdocs: `touch` on a file pip did not write would fake the install.
+DOCS_STAMP = $(VENV)/.docs-extra
+$(DOCS_STAMP): setup.cfg $(BIN)/edgeface
 	$(BIN)/pip install --quiet -e '.[docs]'
 	touch $@
 
 # --strict: a broken link or anchor, or a page missing from mkdocs.yml's nav, fails the build.
 # The build needs no network (the theme's web font is fetched by the reader's browser). Not
 # --quiet: it hides the warnings from the strict count, and a broken link would pass.
-docs: $(BIN)/mkdocs
+docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The V1 export that the target checks run on both sides (x86-64 host and aarch64 root).
