@@ -1,11 +1,12 @@
-# The README's commands. `make demo` sets up and runs the main job; `make test` runs the tests.
+# The README's commands. `make demo` sets up and runs the main job; `make test` runs the tests;
+# `make docs` builds the documentation site (docs/ -> site/), strictly, as CI does.
 PYTHON ?= python3
 VENV ?= .venv
 SHARED ?= ../shared
 BIN = $(VENV)/bin
 OUT ?= out
 
-.PHONY: setup export export-gridsample demo test test-arm test-pi test-trixie test-apt-opencv test-floor lint clean
+.PHONY: setup docs export export-gridsample demo test test-arm test-pi test-trixie test-apt-opencv test-floor lint clean
 
 $(BIN)/edgeface: setup.cfg setup.py pyproject.toml edge/inference/dcn/_sampler.c
 	$(PYTHON) -m venv $(VENV)
@@ -14,6 +15,19 @@ $(BIN)/edgeface: setup.cfg setup.py pyproject.toml edge/inference/dcn/_sampler.c
 	touch $@
 
 setup: $(BIN)/edgeface
+
+# The docs extra (mkdocs + material, pinned in setup.cfg), once per change of setup.cfg. A
+# stamp rather than bin/mkdocs: `touch` on a file pip did not write would fake the install.
+DOCS_STAMP = $(VENV)/.docs-extra
+$(DOCS_STAMP): setup.cfg $(BIN)/edgeface
+	$(BIN)/pip install --quiet -e '.[docs]'
+	touch $@
+
+# --strict: a broken link or anchor, or a page missing from mkdocs.yml's nav, fails the build.
+# The build needs no network (the theme's web font is fetched by the reader's browser). Not
+# --quiet: it hides the warnings from the strict count, and a broken link would pass.
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 # The V1 export that the target checks run on both sides (x86-64 host and aarch64 root).
 MODEL = $(OUT)/featherface_v1.onnx
@@ -48,7 +62,7 @@ test: setup
 # test-arm: the device runtime on aarch64 Debian under qemu-user gives the x86-64 detections,
 # and the suite passes there without torch. test-pi / test-trixie: on Raspberry Pi OS
 # Bookworm's / Trixie's layering (apt numpy 1.24 / 2.2 + a --system-site-packages venv), the
-# README's install keeps apt's numpy, and `edgeface run` and the torch-free suite work there.
+# docs' install route keeps apt's numpy, and `edgeface run` and the torch-free suite work there.
 # test-apt-opencv: natively on this Debian 12 host, apt's python3-opencv 4.6 and numpy 1.24 under
 # the base install in a --system-site-packages venv; `edgeface run` and the torch-free suite.
 test-arm: export
@@ -75,4 +89,4 @@ test-floor: export export-gridsample
 	    EDGEFACE_SHARED=$(abspath $(SHARED)) bash tests/targets/floor_check.sh
 
 clean:
-	rm -rf $(OUT) .pytest_cache
+	rm -rf $(OUT) .pytest_cache site

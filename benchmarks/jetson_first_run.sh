@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # First run on a real Jetson (JetPack 6): one command, a few minutes (mostly the engine
-# builds), one output file to send back. The Jetson row of the README's bench table comes
+# builds), one output file to send back. The Jetson row of the docs' bench table comes
 # from it.
 #
 # NOT RUN ON A JETSON YET: edgeface is developed on machines without a GPU or TensorRT.
 # What has run: shellcheck and --dry-run (tests/bench/test_jetson_first_run.py). Every step
 # below records its exit status and the script goes on, so one file shows everything.
 #
-# On the Jetson, after README "On a Jetson" (the venv, numpy 1.x, onnxruntime-gpu, the
+# On the Jetson, after docs/install.md "On a Jetson" (the venv, numpy 1.x, onnxruntime-gpu, the
 # jetson60/jetson61 extra), from a copy of the repository, with two exports made on a host
 # that has torch:
 #   edgeface export --arch v1 --weights featherface_v1_mobilenet0.25_Final.pth -o v1.onnx
@@ -109,7 +109,7 @@ step python-stack "$PY" -c 'import sys, numpy, cv2
 print("python", sys.version.split()[0], "numpy", numpy.__version__, numpy.__file__)
 print("cv2", cv2.__version__, cv2.__file__)
 print([l.strip() for l in cv2.getBuildInformation().splitlines() if "GStreamer" in l])
-assert numpy.__version__.split(".")[0] == "1", "numpy 2 shadows apt numpy: README On a Jetson"'
+assert numpy.__version__.split(".")[0] == "1", "numpy 2 shadows apt numpy: docs/install.md#on-a-jetson"'
 step cuda "$PY" -c 'from edgeface.inference.backends.tensorrt.cuda import load_cudart
 from edgeface.system.jetpack import driver_runtime
 cudart = load_cudart()

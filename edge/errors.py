@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Exit codes (documented in the README, relied upon by systemd's Restart= logic).
+# Exit codes (documented in docs/exit-codes.md, relied upon by systemd's Restart= logic).
 EXIT_OK = 0
 EXIT_FAILURE = 1  # generic runtime failure, or some inputs failed (e.g. `detect` on a bad image)
 EXIT_USAGE = 2  # bad command line or configuration (click uses 2 as well)

@@ -130,7 +130,7 @@ class TrackEvent:
 @dataclass
 class FrameResult:
     """One processed frame: the frame, the faces found in it and how long that took. Its
-    JSON record is the one schema `detect`, `run` and the HTTP API write (README,
+    JSON record is the one schema `detect`, `run` and the HTTP API write (docs/detect.md,
     "Detection records")."""
 
     frame: Frame

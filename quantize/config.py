@@ -16,7 +16,7 @@ from edgeface.errors import ConfigError, EdgefaceError
 
 METHODS = ("minmax", "entropy", "percentile")
 QUANT_TYPES = ("u8", "s8")
-# Defaults chosen by measurement (benchmarks/int8.py --sweep; README "INT8 quantization").
+# Defaults chosen by measurement (benchmarks/int8.py --sweep; docs/quantize.md).
 DEFAULT_METHOD = "percentile"
 DEFAULT_PERCENTILE = 99.99
 DEFAULT_PER_CHANNEL = True

@@ -3,6 +3,6 @@
 (model, threads) on the ``frames`` (real or synthetic images); ``stats`` summarizes the
 stage times, ``records`` identifies and labels each model, ``results`` holds the result
 schema, validation and files, ``tables`` renders Markdown, ``report`` merges result files
-into the README; ``op_profile`` gives per-operator time shares (ONNX Runtime profiler) and
-``peers`` the detectors measured beside FeatherFace.
+into the docs' table (docs/bench.md); ``op_profile`` gives per-operator time shares (ONNX
+Runtime profiler) and ``peers`` the detectors measured beside FeatherFace.
 """

@@ -1,4 +1,5 @@
-"""Merge benchmark result files into the README's per-platform table and a latency chart.
+"""Merge benchmark result files into the docs' per-platform table (docs/bench.md) and a
+latency chart.
 
 The table is generated from ``benchmarks/results/*.json`` only: platforms without a result
 file are listed as "not yet measured", never with figures from elsewhere.
@@ -174,12 +175,12 @@ def _report_row(name: str, r: Mapping[str, Any], ratios: Mapping[Any, Any],
     return "| " + " | ".join(cells) + " |"
 
 
-def update_readme(readme: str | os.PathLike, section: str, check: bool = False) -> bool:
+def update_page(page: str | os.PathLike, section: str, check: bool = False) -> bool:
     """Replace the text between :data:`BEGIN` and :data:`END`; returns whether it changed.
 
     With ``check`` nothing is written.
     """
-    p = Path(readme)
+    p = Path(page)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:

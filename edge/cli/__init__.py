@@ -58,7 +58,7 @@ for _entry in (
 # Jetson or Raspberry Pi OS image provides): say which to install where.
 _RUNTIME_HINT = ("install the runtime for this device: pip install 'edgeface[cpu]' (laptops, "
                  "generic boards, Raspberry Pi OS Trixie), 'edgeface[pi]' (Raspberry Pi OS "
-                 "Bookworm), or on a Jetson JetPack's packages (README, On a Jetson)")
+                 "Bookworm), or on a Jetson JetPack's packages (docs/install.md#on-a-jetson)")
 _MISSING = {"cv2": _RUNTIME_HINT, "onnxruntime": _RUNTIME_HINT,
             "torch": "pip install 'edgeface[export]'", "onnx": "pip install 'edgeface[export]'",
             "scipy": "pip install 'edgeface[eval]'", "matplotlib": "pip install 'edgeface[eval]'"}

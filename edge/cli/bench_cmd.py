@@ -121,35 +121,39 @@ def bench(ctx: click.Context, model: tuple[str, ...], threads: tuple[int, ...] |
         click.echo(f"\nwrote {path}", err=True)
 
 
-@bench.command("report")
+@bench.command("report", **renamed({"--readme": "--page"}))
 @click.option("--results", "results_dir", default=DEFAULT_OUT, show_default=True,
               type=click.Path(path_type=Path, file_okay=False),
               help="Directory of result files to merge.")
 @click.option("--chart", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Write a latency bar chart PNG here [default: RESULTS/latency.png].")
+              help="Write a latency bar chart PNG here [default: img/latency.png beside "
+                   "--page, else RESULTS/latency.png].")
 @click.option("--no-chart", is_flag=True, help="Skip the chart (no matplotlib needed).")
-@click.option("--readme", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Rewrite the section between <!-- bench:begin --> and <!-- bench:end -->.")
+@click.option("--page", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Rewrite the section between <!-- bench:begin --> and <!-- bench:end --> "
+                   "of this docs page (docs/bench.md).")
 @click.option("--check", is_flag=True,
-              help="With --readme: fail (exit 1) if the section is out of date; write nothing.")
-def report(results_dir: Path, chart: Path | None, no_chart: bool, readme: Path | None,
+              help="With --page: fail (exit 1) if the section is out of date; write nothing.")
+def report(results_dir: Path, chart: Path | None, no_chart: bool, page: Path | None,
            check: bool) -> None:
     """Merge all result files into one per-platform table (and a latency chart)."""
-    from edgeface.bench.report import build_report, load_results, update_readme, write_chart
+    from edgeface.bench.report import build_report, load_results, update_page, write_chart
 
     docs = load_results(results_dir)
-    chart_path = None if no_chart else (chart or results_dir / "latency.png")
-    rel_base = readme.parent if readme else Path.cwd()
+    # The site can only show an image inside its docs folder: the page's chart goes beside it.
+    default_chart = page.parent / "img" / "latency.png" if page else results_dir / "latency.png"
+    chart_path = None if no_chart else (chart or default_chart)
+    rel_base = page.parent if page else Path.cwd()
     md = build_report(docs, chart=chart_path, relative_to=rel_base)
-    if readme is not None:
-        changed = update_readme(readme, md, check=check)
+    if page is not None:
+        changed = update_page(page, md, check=check)
         if check:
             if changed:
-                raise ConfigError(f"{readme}: benchmark section is out of date; run "
-                                  f"`edgeface bench report --readme {readme}`", 1)
-            click.echo(f"{readme}: benchmark section is up to date", err=True)
+                raise ConfigError(f"{page}: benchmark section is out of date; run "
+                                  f"`edgeface bench report --page {page}`", 1)
+            click.echo(f"{page}: benchmark section is up to date", err=True)
             return
-        click.echo(f"{'updated' if changed else 'unchanged'}: {readme}", err=True)
+        click.echo(f"{'updated' if changed else 'unchanged'}: {page}", err=True)
     if chart_path is not None and not check:
         write_chart(docs, chart_path)
         click.echo(f"wrote {chart_path}", err=True)

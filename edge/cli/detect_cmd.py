@@ -1,5 +1,5 @@
 """`edgeface detect`: faces in still images, one line per image; the JSON records are the
-ones `edgeface run` writes (see the README, "Detection records")."""
+ones `edgeface run` writes (see docs/detect.md, "Detection records")."""
 
 from __future__ import annotations
 

@@ -90,7 +90,8 @@ WORKSPACE = Option("workspace", "--workspace", memory(1 << 20), "1G", metavar="S
 @click.option("--per-channel/--per-tensor", default=True, show_default=True,
               help="Weight scales per output channel or per tensor.")
 @click.option("--reduce-range/--no-reduce-range", default=DEFAULT_REDUCE_RANGE,
-              show_default=True, help="7-bit weights (measured better AP here; see README).")
+              show_default=True,
+              help="7-bit weights (measured better AP here; see docs/quantize.md).")
 @click.option("--activation-type", type=click.Choice(["u8", "s8"]), default="u8",
               show_default=True, help="Activation integer type (u8: x86 fast path).")
 @click.option("--weight-type", type=click.Choice(["s8", "u8"]), default="s8",

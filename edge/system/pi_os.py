@@ -1,4 +1,4 @@
-"""Raspberry Pi OS releases and the install route each needs (README: On a Raspberry Pi).
+"""Raspberry Pi OS releases and the install route each needs (docs/install.md#on-a-raspberry-pi).
 
 What differs between releases is apt's numpy, which python3-picamera2 and
 python3-simplejpeg are compiled against, so the venv (``--system-site-packages``) must keep
@@ -47,7 +47,7 @@ class PiRoute:
 
     @property
     def install(self) -> str:
-        """The README's pip command for this release (after writing numpy-pin.txt)."""
+        """The install page's pip command for this release (after writing numpy-pin.txt)."""
         return f"pip install 'edgeface[{self.extra}]' -c numpy-pin.txt"
 
     @property

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from requires import needs_runtime
 
-from edgeface.bench.report import BEGIN, END, build_report, load_results, merge, update_readme
+from edgeface.bench.report import BEGIN, END, build_report, load_results, merge, update_page
 from edgeface.bench.results import (
     RESULT_KIND,
     SCHEMA_VERSION,
@@ -233,34 +233,42 @@ def test_report_rejects_a_corrupt_bench_file(tmp_path):
         load_results(tmp_path)
 
 
-def test_update_readme_between_markers(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# Title\n\n{BEGIN}\nold table\n{END}\n\nAfter.\n")
-    assert update_readme(readme, "| new |", check=True) is True
-    assert "old table" in readme.read_text()  # check writes nothing
-    assert update_readme(readme, "| new |") is True
-    assert readme.read_text() == f"# Title\n\n{BEGIN}\n| new |\n{END}\n\nAfter.\n"
-    assert update_readme(readme, "| new |") is False
-    readme.write_text("no markers\n")
+def test_update_page_between_markers(tmp_path):
+    page = tmp_path / "bench.md"
+    page.write_text(f"# Title\n\n{BEGIN}\nold table\n{END}\n\nAfter.\n")
+    assert update_page(page, "| new |", check=True) is True
+    assert "old table" in page.read_text()  # check writes nothing
+    assert update_page(page, "| new |") is True
+    assert page.read_text() == f"# Title\n\n{BEGIN}\n| new |\n{END}\n\nAfter.\n"
+    assert update_page(page, "| new |") is False
+    page.write_text("no markers\n")
     with pytest.raises(ConfigError, match="markers"):
-        update_readme(readme, "x")
+        update_page(page, "x")
 
 
-def test_report_command_writes_readme_and_chart(tmp_path):
+def test_report_command_writes_the_docs_page_and_its_chart(tmp_path, capsys):
+    """The chart goes beside the page (a docs site shows only images inside its folder)."""
     pytest.importorskip("matplotlib", reason="the chart needs matplotlib: pip install '.[eval]'")
     results = tmp_path / "results"
     save_result(make_doc(), results)
-    readme = tmp_path / "README.md"
-    readme.write_text(f"{BEGIN}\n{END}\n")
-    args = ["bench", "report", "--results", str(results), "--readme", str(readme)]
+    page = tmp_path / "docs" / "bench.md"
+    page.parent.mkdir()
+    page.write_text(f"{BEGIN}\n{END}\n")
+    args = ["bench", "report", "--results", str(results), "--page", str(page)]
     assert main(args) == 0
-    text = readme.read_text()
+    text = page.read_text()
     assert "not yet measured" in text and "FeatherFace V1 FP32" in text
-    assert "(results/latency.png)" in text
-    assert (results / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "(img/latency.png)" in text
+    assert (page.parent / "img" / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (results / "latency.png").exists()
     assert main(args + ["--check"]) == 0
-    readme.write_text(text.replace("FeatherFace V1 FP32", "edited by hand"))
+    page.write_text(text.replace("FeatherFace V1 FP32", "edited by hand"))
     assert main(args + ["--check"]) == 1
+    capsys.readouterr()
+    # The 0.2 spelling still works, with one deprecation line.
+    assert main(["bench", "report", "--results", str(results), "--readme", str(page),
+                 "--no-chart"]) == 0
+    assert "--readme is deprecated, use --page" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- CLI

@@ -2,7 +2,7 @@
 whose surface tests/inference/test_tensorrt_contract.py holds to the real bindings:
 
 1. cuda-python pinned to the JetPack minor; error 35 named as a driver/runtime mismatch;
-2. README's Jetson route holds numpy 1.x before onnxruntime-gpu;
+2. the docs' Jetson route (docs/install.md) holds numpy 1.x before onnxruntime-gpu;
 3. ... and takes the onnxruntime-gpu index of the L4T release (doctor: test_doctor_jetson.py);
 4. ``--dynamic`` engines run (the context gets the input shape);
 5. a timing cache TensorRT refuses (another GPU or TensorRT) is replaced, never fatal;
@@ -106,17 +106,21 @@ def test_error_35_building_an_engine_is_not_blamed_on_the_video_group(monkeypatc
            "12.2" in msg and "video" not in msg and ei.value.exit_code == EXIT_USAGE
 
 
-# 2. and 3. README's Jetson route -------------------------------------------------------------
+# 2. and 3. the docs' Jetson route (docs/install.md) ------------------------------------------
+
+INSTALL_PAGE = ROOT / "docs" / "install.md"
+
 
 def jetson_route() -> list[str]:
-    readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("## On a Jetson\n"):]
-    section = section[:section.index("\n## ", 5)]
+    page = INSTALL_PAGE.read_text()
+    section = page[page.index("## On a Jetson\n"):]
+    end = section.find("\n## ", 5)  # the next section, or the end of the page
+    section = section if end < 0 else section[:end]
     (block,) = re.findall(r"```bash\n(.*?)```", section, re.DOTALL)
     return block.splitlines()
 
 
-def test_readme_jetson_route_installs_numpy_1_first_and_holds_it():
+def test_install_page_jetson_route_installs_numpy_1_first_and_holds_it():
     """apt's numpy 1.21.5 is older than onnxruntime-gpu needs: pip would install numpy 2 and
     apt's OpenCV (built against 1.x) would stop importing."""
     lines = jetson_route()
@@ -128,9 +132,9 @@ def test_readme_jetson_route_installs_numpy_1_first_and_holds_it():
     name = constraints.split(">")[-1].split()[0]
     assert all(f"-c {name}" in lines[i] for i in pips), "every pip install holds numpy 1.x"
     assert any("import numpy, cv2" in line for line in lines)  # checked after the install
-    readme = (ROOT / "README.md").read_text()
-    assert "cuda-python>=12.2,<13" not in readme and "JetPack provides ONNX Runtime" not in \
-        readme and "does **not** provide ONNX Runtime" in readme
+    page = INSTALL_PAGE.read_text()
+    assert "cuda-python>=12.2,<13" not in page and "JetPack provides ONNX Runtime" not in \
+        page and "does **not** provide ONNX Runtime" in page
 
 
 @pytest.mark.parametrize("first_line, index, extra", [
@@ -138,7 +142,7 @@ def test_readme_jetson_route_installs_numpy_1_first_and_holds_it():
     ("# R36 (release), REVISION: 4.0, GCID: 37537400, BOARD: generic", "cu126", "jetson61"),
     ("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic", "cu126", "jetson61"),
 ])
-def test_readme_jetson_route_picks_the_index_of_the_l4t_release(tmp_path, first_line, index,
+def test_install_page_jetson_route_picks_the_index_of_the_l4t_release(tmp_path, first_line, index,
                                                                extra):
     """JetPack 6.0 (L4T 36.3) gets cu122: cu126's providers need cuDNN 9 and TensorRT 10.
     The route's own `case` runs here against the release file of each JetPack."""

@@ -9,7 +9,7 @@
 # Native, on this x86-64 Debian 12 host's /usr/bin/python3 (3.11): the apt OpenCV build and
 # its numpy are what this row is about, not the CPU (test-arm and the Pi rows cover aarch64).
 # Installs python3-opencv, python3-numpy, python3-venv and python3-dev (so that the DCN fast
-# path's sampler builds, as on a device with the README's build deps) with apt: needs root
+# path's sampler builds, as on a device with the docs' build deps) with apt: needs root
 # the first time, and Debian 12. See tests/targets/README.md.
 set -euo pipefail
 CHECK_NAME=test-apt-opencv

@@ -30,7 +30,7 @@ HOST_ONLY = {"torch", "onnx", "onnxscript", "scipy", "matplotlib", "retinaface",
 # (node id without parameters, predicate on the test's parameters, modules any one of which
 # makes it runnable, why). Keep this short; better, the tests should importorskip.
 ASSERTS_NEED = [
-    ("tests/test_bench.py::test_report_command_writes_readme_and_chart", None,
+    ("tests/bench/test_bench.py::test_report_command_writes_the_docs_page_and_its_chart", None,
      ("matplotlib",), "bench report draws a chart"),
     ("tests/test_bench.py::test_cli_errors_are_one_line",
      lambda params: "--peers" in params.get("args", ()),

@@ -18,7 +18,7 @@
 #            (tests/targets/np1ext/np1ext.c) standing in for picamera2/simplejpeg;
 #   naive    (Bookworm) `pip install '.[cpu]'` in a --system-site-packages venv: must pull
 #            numpy 2 and break np1ext -- shown first, so the check is known to be able to fail;
-#   route    the README's install (pin file + the release's extra): numpy must stay the
+#   route    docs/install.md's route (pin file + the release's extra): numpy must stay the
 #            system's (not a copy), np1ext must import and work;
 #   job      in that venv: `edgeface detect`, then `edgeface run` end to end (a folder ->
 #            JSON lines; a video file -> JSON lines, and MJPEG over HTTP), then the torch-free
@@ -64,7 +64,7 @@ naive_install_breaks() {
         || die "np1ext failed to import, but not with NumPy's 1.x-vs-2.x message (see $OUT_DIR/naive-import-error.txt)"
 }
 
-# The README's commands: pin numpy to the system's (so that no dependency can replace it),
+# docs/install.md's commands: pin numpy to the system's (so that no dependency can replace it),
 # then install the release's extra.
 documented_install() {
     make_venv "$PIVENV"

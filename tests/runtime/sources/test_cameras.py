@@ -2,7 +2,7 @@
 a fake picamera2 following picamera2's documented API (the ISP-scaled lores stream).
 
 Neither fake is the real hardware: on a device, `edgeface doctor` lists the cameras and
-`edgeface run --camera 0` / `--picamera` exercises them (README, "On a Raspberry Pi").
+`edgeface run --camera 0` / `--picamera` exercises them (docs/install.md, "On a Raspberry Pi").
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ build_np1ext() {
         || die "np1ext does not work even with the system numpy"
 }
 
-# make_venv VENV: `python3 -m venv --system-site-packages VENV` and the README's pin file
+# make_venv VENV: `python3 -m venv --system-site-packages VENV` and docs/install.md's pin file
 # ($PIN, numpy==<the numpy that venv sees>), so that no dependency can replace apt's numpy.
 make_venv() {
     in_root python3 -m venv --system-site-packages "$1"

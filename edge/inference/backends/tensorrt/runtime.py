@@ -23,7 +23,7 @@ the GPU, not Python) are kept per frame (:attr:`TensorRTBackend.last_stages`) an
 (:meth:`TensorRTBackend.stage_summary`, logged when the backend is closed).
 
 Not run on a Jetson yet: the tests drive it against fakes of TensorRT and the CUDA runtime
-(tests/inference/test_tensorrt_backend.py); README "TensorRT" says how to check it on one.
+(tests/inference/test_tensorrt_backend.py); docs/tensorrt.md says how to check it on one.
 """
 
 from __future__ import annotations
