@@ -45,7 +45,10 @@ def test_a_non_editable_wheel_carries_the_pages(tmp_path):
                            "--no-build-isolation", "-w", str(tmp_path), str(src)],
                           capture_output=True, text=True, timeout=600,
                           env={**os.environ, "EDGEFACE_NO_DCN_EXT": "1"})
-    if done.returncode != 0 and "No module named" in done.stderr:
+    # Without build isolation the venv's own setuptools builds the wheel: an old one needs
+    # the `wheel` package for bdist_wheel (the JetPack-floor venv has neither it nor network).
+    if done.returncode != 0 and ("No module named" in done.stderr
+                                 or "invalid command 'bdist_wheel'" in done.stderr):
         pytest.skip(f"cannot build a wheel here: {done.stderr.strip().splitlines()[-1]}")
     assert done.returncode == 0, done.stderr[-2000:]
     (wheel,) = tmp_path.glob("edgeface-*.whl")
