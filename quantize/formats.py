@@ -16,6 +16,9 @@ from typing import Any, Callable, Iterable, Mapping
 
 from edgeface.errors import ConfigError
 from edgeface.inference.backends.tensorrt import SPEC as TENSORRT
+
+# What TensorRT's ONNX parser reads: symmetric S8 Q/DQ, weights per channel, no reduce_range
+# (edgeface.quantize.targets explains each; its tensorrt_int8_config sets them).
 from edgeface.inference.backends.tensorrt.qdq import TENSORRT_FIXED
 
 # Options every format accepts: the model, the output and the two flags that pick a kind.
@@ -27,10 +30,6 @@ GUARD = frozenset({"exclude", "eval_dataset", "eval_split", "max_ap_drop", "no_e
                    "bench_runs", "keep_rejected"})
 CPU_INT8 = frozenset({"per_channel", "reduce_range", "activation_type", "weight_type"})
 TENSORRT_BUILD = frozenset({"workspace", "dry_run", "trt_version"})
-
-# What TensorRT's ONNX parser reads: symmetric S8 Q/DQ, weights per channel, no reduce_range
-# (edgeface.quantize.targets explains each; its tensorrt_int8_config sets them).
-TENSORRT_QDQ_FIXED: Mapping[str, Any] = TENSORRT_FIXED
 
 INT8_PIPELINE = "edgeface.quantize.int8:quantize_int8"
 # The TensorRT backend's spec names its engine builder; the table asks it, keeps no copy.
@@ -83,7 +82,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            "NVIDIA GPU: TensorRT builds it (>= 8.6); ONNX Runtime runs it too", "host",
            _INT8_OPTIONS | CPU_INT8, "int8", INT8_PIPELINE,
            int8_config="edgeface.quantize.targets:tensorrt_int8_config",
-           fixed=TENSORRT_QDQ_FIXED,
+           fixed=TENSORRT_FIXED,
            check="edgeface.quantize.targets:check_tensorrt_qdq"),
     Format("tensorrt", "an FP32 TensorRT engine", ("--tensorrt",), ".fp32.engine",
            (".engine", ".plan"), "NVIDIA GPU (this device)", "device", TENSORRT_BUILD,
@@ -98,7 +97,7 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
            TENSORRT_BUILD | CALIBRATION | GUARD | CPU_INT8 | {"fp16"}, "tensorrt",
            TENSORRT_BUILDER,
            int8_config="edgeface.quantize.targets:tensorrt_int8_config",
-           fixed=TENSORRT_QDQ_FIXED, via="int8-tensorrt"),
+           fixed=TENSORRT_FIXED, via="int8-tensorrt"),
 )}
 
 

@@ -166,8 +166,6 @@ def quantize(int8: bool, provider: str, tensorrt: bool, fp16: bool, workspace: i
                                trt_version=trt_version, force=force)
         _build_tensorrt(fmt, model, output, engine, data, job, say)
         return
-    if dataset is None:
-        raise ConfigError("--int8 needs calibration images: --dataset DIR")
     _quantize_onnx(fmt, model, output, data, job, say)
     if fmt.check:
         resolve(fmt.check)(output)
