@@ -12,9 +12,10 @@ from edgeface.runtime.settings import HTTP_API_RATE, HTTP_API_TOTAL_RATE
 #: service a soft RLIMIT_NOFILE of 1024; half of it leaves the rest to the model, camera,
 #: video and log files. An idle connection costs one file descriptor and ~7 KB of memory
 #: (200 idle sockets: +1.4 MB, benchmarks/results/http_servers.md), so 512 are ~3.5 MB.
-#: Past it a new connection takes the slot of the one that has waited longest for a request
-#: head (idle or half-sent); when every one is busy with a request it gets a quick 503
-#: (``/healthz`` is still answered, see below).
+#: Past it a new connection whose request head has arrived takes the slot of the one that
+#: has waited longest for a request head (idle or half-sent); when every one is busy with a
+#: request it gets a quick 503 (``/healthz`` is still answered, see below). One whose head
+#: has not arrived is refused (edgeface.http.acceptor): it never evicts another.
 MAX_CONNECTIONS = 512
 #: Connections past the cap whose request head is still read (for ``/healthz``, answered;
 #: anything else 503) instead of closed at once. Each waits at most ``OVERFLOW_TIMEOUT``.

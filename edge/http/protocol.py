@@ -1,8 +1,8 @@
 """HTTP/1.1 over asyncio streams, hardened for a small device: every connection has a
 deadline for its request head, its keep-alive idle time and each write; connections are
-capped (at the cap a new one takes the place of the one that has waited longest for its
-request head, idle or half-sent; with none waiting: 503, but ``/healthz`` is still
-answered); request heads are bounded
+capped (at the cap a new one whose request head has arrived takes the place of the one
+that has waited longest for its head, idle or half-sent; with none waiting: 503, but
+``/healthz`` is still answered; :mod:`.acceptor` refuses the rest); request heads are bounded
 (431); HEAD never gets a body; a client that stops reading is dropped, never waited on;
 refusals (4xx but 429) are paced like requests, so a client looping on them costs little.
 
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 _END = b"\r\n\r\n"
 _SMALL = 16 * 1024  # bodies up to this go out in the same write as the head
 _OVERLOADED_BODY = b'{"error":"too many connections","status":503}'
-_OVERLOADED = (b"HTTP/1.1 503 Service Unavailable\r\nServer: edgeface\r\n"
+OVERLOADED = (b"HTTP/1.1 503 Service Unavailable\r\nServer: edgeface\r\n"
                b"Content-Type: application/json\r\nContent-Length: %d\r\nRetry-After: 1\r\n"
                b"Connection: close\r\n\r\n%s" % (len(_OVERLOADED_BODY), _OVERLOADED_BODY))
 
@@ -90,19 +90,38 @@ class HttpConnections:
         self._date = (0, "")
 
     # -- connections -------------------------------------------------------------------
-    async def __call__(self, reader: asyncio.StreamReader,
-                       writer: asyncio.StreamWriter) -> None:
+    def at_cap(self, arriving: int = 0) -> bool:
+        """Whether every connection slot is taken, counting ``arriving`` connections accepted
+        but not yet here (a newcomer would need to evict one)."""
+        return self._lanes[False] + arriving >= self.limits.max_connections
+
+    def would_refuse(self, head_ready: bool) -> bool:
+        """Whether a new connection would get only the 503: no free slot in either lane, and
+        none it may take (only a newcomer whose request head has arrived evicts a waiting
+        connection: a reconnecting half-sent one must not churn the others out)."""
+        if self.closing:
+            return True
+        for lane, cap in ((False, self.limits.max_connections),
+                          (True, self.limits.overflow_connections)):
+            if self._lanes[lane] < cap or (head_ready and self._waiting[lane]):
+                return False
+        return True
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                       may_evict: bool = True) -> None:
+        """Serve one connection. ``may_evict`` False (its request head had not arrived when
+        it was accepted at the cap): it takes a free slot or none."""
         task = asyncio.current_task()
         assert task is not None
         c = self.counters
         c.connections_total += 1
         overflow = (self._lanes[False] >= self.limits.max_connections
-                    and not self._evict_oldest(False))
+                    and not (may_evict and self._evict_oldest(False)))
         if overflow:
             c.refused_total += 1
             if self.closing or (self._lanes[True] >= self.limits.overflow_connections
-                                and not self._evict_oldest(True)):
-                writer.write(_OVERLOADED)
+                                and not (may_evict and self._evict_oldest(True))):
+                writer.write(OVERLOADED)
                 writer.close()
                 return
         self._lanes[overflow] += 1

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Optional
 
 from edgeface.errors import ConfigError, EdgefaceError
 from edgeface.http import limits as L
+from edgeface.http.acceptor import Acceptor
 from edgeface.http.auth import TokenAuth, check_bind
 from edgeface.http.encoder import FrameEncoder
 from edgeface.http.latest import LatestSink
@@ -98,6 +99,23 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _finish_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """End what is left on the loop (a task cut by the shutdown's timeout, a transport's
+    last callbacks), then close it: nothing is left for the garbage collector to finalise at
+    interpreter exit, where it printed tracebacks on Python 3.13."""
+    try:
+        tasks = asyncio.all_tasks(loop)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            loop.run_until_complete(asyncio.wait(tasks, timeout=1.0))
+        for _ in range(2):  # connection_lost() callbacks are scheduled with call_soon
+            loop.run_until_complete(asyncio.sleep(0))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+    finally:
+        loop.close()
+
+
 class StatusServer:
     """Serves a :class:`LatestSink` and :class:`Metrics` from a background thread.
 
@@ -139,7 +157,7 @@ class StatusServer:
         self.host, self.port = self._sock.getsockname()[:2]
         latest.add_listener(self.mjpeg.frame_written)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._server: Optional[asyncio.AbstractServer] = None
+        self._acceptor: Optional[Acceptor] = None
         self._thread: Optional[threading.Thread] = None
         self._ready = threading.Event()
         self._closed = False
@@ -153,7 +171,7 @@ class StatusServer:
     def start(self) -> StatusServer:
         self._thread = threading.Thread(target=self._run, name="http", daemon=True)
         self._thread.start()
-        if not self._ready.wait(10) or self._server is None:
+        if not self._ready.wait(10) or self._acceptor is None:
             self.close()
             raise EdgefaceError(f"the HTTP server on {self.url} did not start")
         atexit.register(self.close)  # never leave an encode running into interpreter exit
@@ -165,24 +183,22 @@ class StatusServer:
         try:
             self.encoder.start(loop)
             self.mjpeg.start(loop)
-            self._server = loop.run_until_complete(asyncio.start_server(
-                self.connections, sock=self._sock, limit=self.limits.max_header_bytes,
-                backlog=L.BACKLOG))
-            self._sock = None  # the asyncio server owns (and closes) it now
+            acceptor = Acceptor(self._sock, self.connections, self.limits.max_header_bytes)
+            acceptor.start(loop)
+            self._acceptor, self._sock = acceptor, None  # it owns (and closes) the socket
         except Exception:
             log.exception("the HTTP server failed to start")
         finally:
             self._ready.set()
         try:
-            if self._server is not None:
+            if self._acceptor is not None:
                 loop.run_forever()
         finally:
-            loop.run_until_complete(loop.shutdown_asyncgens())
-            loop.close()
+            _finish_loop(loop)
 
     async def _shutdown(self) -> None:
-        if self._server is not None:
-            self._server.close()  # no new connections
+        if self._acceptor is not None:
+            await self._acceptor.close()  # no new connections
         self.mjpeg.close()
         await self.connections.close(self.limits.shutdown_grace)
 

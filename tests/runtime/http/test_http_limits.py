@@ -190,7 +190,8 @@ def test_healthz_is_answered_while_half_sent_heads_fill_every_slot(make_server):
     """The issue's 530 clients at a smaller scale: 100 half-sent heads for a cap of 64 and an
     overflow lane of 16, each sent again as soon as the server closes it (before: the
     overflow lane was refilled within milliseconds of each 1 s timeout, and most probes got
-    503 "too many connections")."""
+    503 "too many connections"). The extra 20 are refused (raw 503) after a grace for their
+    head, never given a slot by eviction."""
     import select
 
     server, latest, metrics = make_server(max_connections=64, header_timeout=5.0)
@@ -218,7 +219,10 @@ def test_healthz_is_answered_while_half_sent_heads_fill_every_slot(make_server):
         time.sleep(1.5)  # past the overflow lane's timeout: its 16 are refilled
         codes = [request(server, "GET", "/healthz", timeout=2)[0] for _ in range(20)]
         assert codes == [200] * 20, codes
-        assert metrics.http.evicted_total >= 20
+        # only a newcomer whose head has arrived (a probe) evicts: the reconnecting
+        # half-sent heads are refused instead of churning one another out (issue 23: 2,400
+        # evictions a second took half a core)
+        assert metrics.http.evicted_total <= 20 and metrics.http.refused_total > 0
         # the attackers keep the cap full; a replacement may be in flight at any instant
         # (63 was read once under emulation), so wait for the slot to be retaken
         wait_open(metrics, 64)
