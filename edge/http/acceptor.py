@@ -37,12 +37,15 @@ ACCEPT_BATCH = 64
 #: A client sends its head right after the handshake; on loopback the accept can win that
 #: race by microseconds, and a LAN round trip is a few ms: 0.1 s covers both.
 HEAD_GRACE = 0.1
-#: Newcomers waiting out ``HEAD_GRACE`` at once; past it they are refused at once.
+#: Newcomers waiting out ``HEAD_GRACE`` at once (each holds a file descriptor); past it the
+#: one waiting longest is decided early.
 GRACE_MAX = 64
 #: Raw refusals per second (and burst) before the server pauses accepting: a refusal is an
-#: accept, a send and a close, ~20 us of the loop; 200/s keeps that under 1 % of a core
-#: whatever the clients do, and a probe behind 72 reconnecting clients waits ~0.4 s.
-REFUSAL_RATE, REFUSAL_BURST = 200.0, 20.0
+#: accept, two peeks, a send and a close, ~30 us of the loop; 500/s keeps that near 1.5 %
+#: of an x86-64 core (~6 % of a Pi 4's) whatever the clients do. A probe queued behind 72
+#: reconnecting clients waits ~0.15 s (at 200/s: p50 172 ms, p95 421 ms under the hostile
+#: load of benchmarks/http_load.py).
+REFUSAL_RATE, REFUSAL_BURST = 500.0, 50.0
 #: Seconds accepting pauses after accept() fails for want of file descriptors or memory
 #: (asyncio's own server waits 1 s).
 EXHAUSTED_PAUSE = 1.0
@@ -105,12 +108,24 @@ class Acceptor:
             if not self.connections.at_cap(len(self._opening)):
                 self._open(conn, True)
                 continue
-            ready = _head_arrived(conn)
-            if not ready and len(self._grace) < GRACE_MAX:  # its head may be on its way
-                assert self._loop is not None
-                self._grace[conn] = self._loop.call_later(HEAD_GRACE, self._look_again, conn)
-            elif not self._admit(conn, ready):
+            if _head_arrived(conn):
+                if not self._admit(conn, True):
+                    return
+            elif not self._wait_for_head(conn):
                 return
+
+    def _wait_for_head(self, conn: socket.socket) -> bool:
+        """Give ``conn`` ``HEAD_GRACE`` s for its head; when ``GRACE_MAX`` already wait, the
+        one waiting longest is decided now (a probe behind 72 reconnecting half-sent heads
+        got a 503 when newcomers were refused at once instead). False: refusals pause."""
+        go_on = True
+        if len(self._grace) >= GRACE_MAX:
+            oldest = next(iter(self._grace))
+            self._grace.pop(oldest).cancel()
+            go_on = self._admit(oldest, _head_arrived(oldest))
+        assert self._loop is not None
+        self._grace[conn] = self._loop.call_later(HEAD_GRACE, self._look_again, conn)
+        return go_on
 
     def _look_again(self, conn: socket.socket) -> None:
         del self._grace[conn]
