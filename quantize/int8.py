@@ -50,6 +50,7 @@ from edgeface.quantize.graph import (
 )
 from edgeface.quantize.guard import AccuracyGuard, auto_exclude
 from edgeface.quantize.latency import measure_latency
+from edgeface.quantize.merge import merge_sibling_convs
 from edgeface.quantize.ort_quant import build_model, calibrate, preprocess_model, save_ranges
 from edgeface.quantize.report import (
     AccuracyBudgetExceeded,
@@ -174,6 +175,8 @@ def _preprocess(run: _Run) -> None:
     run.pre = run.tmp / "pre.onnx"
     preprocess_model(run.model, run.pre)
     run.pre_proto = load_model(run.pre)
+    if merge_sibling_convs(run.pre_proto):
+        require_onnx().save(run.pre_proto, str(run.pre))
     run.blocks = node_blocks(run.pre_proto)
     run.excluded_nodes = expand_exclusions(run.job.requested, run.blocks, run.pre_proto)
 
