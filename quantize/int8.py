@@ -40,6 +40,7 @@ from edgeface.common.files import atomic_copy, sha256_file
 from edgeface.errors import ConfigError, ModelError
 from edgeface.inference.backends import default_threads, open_backend
 from edgeface.quantize.config import Int8Job
+from edgeface.quantize.fold import fold_scalings
 from edgeface.quantize.graph import (
     expand_exclusions,
     float_nodes,
@@ -175,7 +176,9 @@ def _preprocess(run: _Run) -> None:
     run.pre = run.tmp / "pre.onnx"
     preprocess_model(run.model, run.pre)
     run.pre_proto = load_model(run.pre)
-    if merge_sibling_convs(run.pre_proto):
+    # exact float rewrites that leave the INT8 graph fewer operators (quantize/merge.py,
+    # quantize/fold.py)
+    if merge_sibling_convs(run.pre_proto) + fold_scalings(run.pre_proto):
         require_onnx().save(run.pre_proto, str(run.pre))
     run.blocks = node_blocks(run.pre_proto)
     run.excluded_nodes = expand_exclusions(run.job.requested, run.blocks, run.pre_proto)

@@ -88,7 +88,7 @@ def merge_sibling_convs(proto: Any) -> int:
         weights = [numpy_helper.to_array(inits[c.input[1]]) for c in group]
         biases = [numpy_helper.to_array(inits[c.input[2]]) if len(c.input) > 2 and c.input[2]
                   else np.zeros(w.shape[0], w.dtype) for c, w in zip(group, weights)]
-        base, stem = 0, f"{first.name}_merged"
+        base, stem = 0, f"{first.output[0]}_merged"
         for c, w in zip(group, weights):
             for r in consumers[c.output[0]]:
                 start, end = _channel_slice(r, inits, w.shape[0])
@@ -100,7 +100,7 @@ def merge_sibling_convs(proto: Any) -> int:
                 r.input[0], r.input[1], r.input[2] = first.output[0], names[0], names[1]
             base += w.shape[0]
             if c is not first:
-                removed.add(c.name)
+                removed.add(c.output[0])
         reshaped.add(first.output[0])
         for suffix, arr in (("w", np.concatenate(weights)), ("b", np.concatenate(biases))):
             t = numpy_helper.from_array(arr, f"{stem}_{suffix}")
@@ -109,7 +109,7 @@ def merge_sibling_convs(proto: Any) -> int:
         del first.input[:]
         first.input.extend([x, f"{stem}_w", f"{stem}_b"])
     if removed:
-        kept = [n for n in g.node if n.name not in removed]
+        kept = [n for n in g.node if not n.output or n.output[0] not in removed]
         del g.node[:]
         g.node.extend(kept)
         read = {i for n in g.node for i in n.input} | {o.name for o in g.output}
