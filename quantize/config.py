@@ -34,7 +34,7 @@ FLOAT_OP_TYPES = frozenset({"DeformConv"})
 QUANTIZED_OP_TYPES = (
     "Conv", "ConvTranspose", "MatMul", "Gemm", "Add", "Mul", "Relu", "LeakyRelu", "Sigmoid",
     "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Resize", "Concat", "Where",
-    "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Gather", "Softmax", "Split", "Slice",
+    "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Gather", "Softmax", "Split", "Slice", "Pad",
 )
 QDQ_OP_TYPES = frozenset({"QuantizeLinear", "DequantizeLinear"})
 

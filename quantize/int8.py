@@ -39,6 +39,7 @@ from edgeface.calibration.calib_data import CalibrationSet, check_disjoint
 from edgeface.common.files import atomic_copy, sha256_file
 from edgeface.errors import ConfigError, ModelError
 from edgeface.inference.backends import default_threads, open_backend
+from edgeface.quantize.border_pool import fold_border_pools
 from edgeface.quantize.config import Int8Job
 from edgeface.quantize.fold import fold_scalings
 from edgeface.quantize.graph import (
@@ -177,8 +178,9 @@ def _preprocess(run: _Run) -> None:
     preprocess_model(run.model, run.pre)
     run.pre_proto = load_model(run.pre)
     # exact float rewrites that leave the INT8 graph fewer operators (quantize/merge.py,
-    # quantize/fold.py)
-    if merge_sibling_convs(run.pre_proto) + fold_scalings(run.pre_proto):
+    # quantize/fold.py, quantize/border_pool.py)
+    if merge_sibling_convs(run.pre_proto) + fold_scalings(run.pre_proto) + \
+            fold_border_pools(run.pre_proto):
         require_onnx().save(run.pre_proto, str(run.pre))
     run.blocks = node_blocks(run.pre_proto)
     run.excluded_nodes = expand_exclusions(run.job.requested, run.blocks, run.pre_proto)
