@@ -35,6 +35,7 @@ QUANTIZED_OP_TYPES = (
     "Conv", "ConvTranspose", "MatMul", "Gemm", "Add", "Mul", "Relu", "LeakyRelu", "Sigmoid",
     "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Resize", "Concat", "Where",
     "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Gather", "Softmax", "Split", "Slice", "Pad",
+    "Expand",
 )
 QDQ_OP_TYPES = frozenset({"QuantizeLinear", "DequantizeLinear"})
 

@@ -61,6 +61,7 @@ from edgeface.quantize.report import (
     report_path,
     write_json,
 )
+from edgeface.quantize.upsample import spell_upsampling
 
 SAMPLE_BLOBS = 8  # calibration inputs kept for the block search and the latency check
 
@@ -178,9 +179,10 @@ def _preprocess(run: _Run) -> None:
     preprocess_model(run.model, run.pre)
     run.pre_proto = load_model(run.pre)
     # exact float rewrites that leave the INT8 graph fewer operators (quantize/merge.py,
-    # quantize/fold.py, quantize/border_pool.py)
+    # quantize/fold.py, quantize/border_pool.py, quantize/upsample.py), in this order: the
+    # scalings fold through a Resize, not through its channels-last spelling
     if merge_sibling_convs(run.pre_proto) + fold_scalings(run.pre_proto) + \
-            fold_border_pools(run.pre_proto):
+            fold_border_pools(run.pre_proto) + spell_upsampling(run.pre_proto):
         require_onnx().save(run.pre_proto, str(run.pre))
     run.blocks = node_blocks(run.pre_proto)
     run.excluded_nodes = expand_exclusions(run.job.requested, run.blocks, run.pre_proto)
