@@ -178,14 +178,18 @@ def _preprocess(run: _Run) -> None:
     run.pre = run.tmp / "pre.onnx"
     preprocess_model(run.model, run.pre)
     run.pre_proto = load_model(run.pre)
-    # exact float rewrites that leave the INT8 graph fewer operators (quantize/merge.py,
-    # quantize/fold.py, quantize/border_pool.py, quantize/upsample.py), in this order: the
-    # scalings fold through a Resize, not through its channels-last spelling
-    if merge_sibling_convs(run.pre_proto) + fold_scalings(run.pre_proto) + \
-            fold_border_pools(run.pre_proto) + spell_upsampling(run.pre_proto):
+    if run.job.config.cpu_graph_rewrites and _rewrite(run.pre_proto):
         require_onnx().save(run.pre_proto, str(run.pre))
     run.blocks = node_blocks(run.pre_proto)
     run.excluded_nodes = expand_exclusions(run.job.requested, run.blocks, run.pre_proto)
+
+
+def _rewrite(proto: Any) -> int:
+    """The exact float rewrites that leave the INT8 graph fewer operators for ONNX Runtime's
+    CPU kernels; how many nodes they replaced. In this order: the scalings fold through a
+    Resize, not through its channels-last spelling."""
+    return (merge_sibling_convs(proto) + fold_scalings(proto) + fold_border_pools(proto)
+            + spell_upsampling(proto))
 
 
 def _calibrate(run: _Run) -> None:
