@@ -31,7 +31,8 @@ def tensorrt_int8_config(method: str = DEFAULT_METHOD,
                          percentile: float = DEFAULT_PERCENTILE) -> Int8Config:
     """The Int8Config of a Q/DQ model TensorRT consumes directly."""
     return Int8Config(method=method, percentile=percentile, symmetric_activations=True,
-                      dcn_weights_int8=False, extra_options=dict(TENSORRT_EXTRA_OPTIONS),
+                      dcn_weights_int8=False, cpu_graph_rewrites=False,
+                      extra_options=dict(TENSORRT_EXTRA_OPTIONS),
                       **TENSORRT_FIXED)
 
 

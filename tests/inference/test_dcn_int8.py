@@ -1,4 +1,4 @@
-"""INT8 DCN fast path: in a QDQ model the DeformConv GEMM runs as MatMulInteger on uint8
+"""INT8 DCN fast path: in a QDQ model the DeformConv GEMM runs as MatMulIntegerToFloat on uint8
 columns the sampler quantizes itself, with the DeformConv input's own scale and zero point."""
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ def test_a_qdq_deformconv_runs_as_an_integer_gemm():
     (dcn,), = fast.stages[:1]
     assert dcn.quant is not None and dcn.quant[1] == xzp and abs(dcn.quant[0] - xs) < 1e-9
     seg = dcn.gemm.model
-    assert b"MatMulInteger" in seg and b"MatMulNBits" not in seg
-    assert b"QuantizeLinear" not in seg
+    assert b"MatMulIntegerToFloat" in seg and b"MatMulNBits" not in seg
+    assert b"QuantizeLinear" not in seg and b"DequantizeLinear" not in seg  # one GEMM node
     assert not any(b"DeformConv" in s.model for s in fast.segments)
     got = runner.FastDcnSession(fast).run(None, feeds)[0]
     # each column is off by at most half a step of x's scale, each 7-bit weight by half of

@@ -3,6 +3,8 @@ FeatherFace V1's 15 layer shapes and on general strides, pads and dilations."""
 
 from __future__ import annotations
 
+import platform
+
 import numpy as np
 import pytest
 from dcn_reference import deform_conv_model, gemm, reference_inputs, session
@@ -114,3 +116,47 @@ def test_disable_switch(monkeypatch):
     with pytest.raises(RuntimeError, match=sampler.DISABLE_ENV):
         sampler.sample_columns(np.zeros((1, 3, 3, 1), np.float32),
                                np.zeros((1, 18, 3, 3), np.float32), None)
+
+
+@pytest.fixture(scope="module")
+def portable_twin(tmp_path_factory):
+    """The sampler compiled with the x86-64-v3 clones off: the baseline (SSE2) code that a
+    CPU without AVX2 runs, and the same C that aarch64 builds."""
+    import importlib.util
+    import shutil
+    import subprocess
+    import sysconfig
+    from pathlib import Path
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        pytest.skip("no gcc to build the portable twin with")
+    src = Path(sampler.__file__).with_name("_sampler.c")
+    out = tmp_path_factory.mktemp("twin") / "_sampler.so"
+    subprocess.run([gcc, "-shared", "-fPIC", "-O3", "-fno-trapping-math", "-pthread",
+                    "-DEDGEFACE_DCN_NO_CLONES", f"-I{sysconfig.get_paths()['include']}",
+                    str(src), "-o", str(out)], check=True)
+    spec = importlib.util.spec_from_file_location("twin._sampler", out)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
+                    reason="the AVX2 clone exists on x86-64 only")
+@pytest.mark.parametrize("c", [14, 56, 5])
+def test_portable_twin_matches_the_cpu_dispatched_build(portable_twin, c):
+    twin = portable_twin
+    rng = np.random.default_rng(c)
+    x, _, _, offset, mask = reference_inputs(rng, 1, c, 13, 13, 4, 3, 3, 13, 13)
+    x = sampler.to_nhwc(x)
+    args = (1, 13, 13, c, 13, 13, 3, 3, 1, 1, 1, 1, 1, 1, 1)
+    want = sampler.sample_columns(x, offset, mask)
+    got = np.empty_like(want)
+    twin.sample(x, offset, mask, got, *args)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)  # FMA rounds once, SSE2 twice
+    want8, got8 = (np.empty(want.shape, np.uint8) for _ in range(2))
+    sampler.extension().sample(x, offset, mask, want8, *args, 0.02, 100.0)
+    twin.sample(x, offset, mask, got8, *args, 0.02, 100.0)
+    diff = np.abs(got8.astype(int) - want8.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3  # a rounding tie, rarely

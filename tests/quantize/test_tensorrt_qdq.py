@@ -40,6 +40,7 @@ def test_tensorrt_config_decides_ort_arguments():
     assert args["extra_options"] == TENSORRT_EXTRA_OPTIONS
     assert args["extra_options"]["QuantizeBias"] is False
     assert cfg.symmetric_activations and not cfg.dcn_weights_int8
+    assert not cfg.cpu_graph_rewrites  # measured for ONNX Runtime's CPU kernels only
     assert "activations S8 / weights S8" in cfg.describe()
     assert tensorrt_int8_config("minmax").method == "minmax"
 

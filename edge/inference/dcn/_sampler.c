@@ -109,8 +109,8 @@ static inline __attribute__((always_inline)) void blend4(
  * SSE2 and NEON both have min/max for (float or int32 clamps compiled to mask juggling on
  * SSE2: 0.64 and 0.37 ns a value, this 0.20). Exact for |value * inv + zp| < 2^15; columns
  * of a DeformConv input quantized with its own scale stay in [-1, 256]. */
-static void quantize_u8(unsigned char *restrict o, const float *restrict v, long count,
-                        float inv, float zp)
+static inline __attribute__((always_inline)) void quantize_u8(
+    unsigned char *restrict o, const float *restrict v, long count, float inv, float zp)
 {
     for (long i = 0; i < count; i++) {
         float f = v[i] * inv + zp + 12582912.0f;
@@ -167,7 +167,8 @@ static inline __attribute__((always_inline)) void sample_range_c(const job_t *j,
     }
 }
 
-static void sample_range_with(const job_t *j, float *scratch)
+static inline __attribute__((always_inline)) void sample_range_with(const job_t *j,
+                                                                   float *scratch)
 {
     switch (j->c) {
     case 14:
@@ -184,14 +185,27 @@ static void sample_range_with(const job_t *j, float *scratch)
     }
 }
 
-static void sample_range(const job_t *j)
+/* On x86-64 with glibc the hot loops are also compiled for x86-64-v3 (AVX2 + FMA: 8 floats
+ * a vector, a * b + c in one instruction), picked at load time by the CPU (an ifunc); other
+ * CPUs, and the portable twin on x86-64, run the baseline build (SSE2; NEON on aarch64).
+ * Measured on a 2-core AVX2 EPYC (thread CPU, V1's 15 samplings a frame): uint8 columns
+ * 2.03 against 3.29 ms, float 1.58 against 2.34 ms. gcc >= 12 only: its dispatcher tests
+ * the ISA level (__builtin_cpu_supports("x86-64-v3")); other compilers build the twin. */
+#if defined(__x86_64__) && defined(__GLIBC__) && defined(__GNUC__) && !defined(__clang__) && \
+    __GNUC__ >= 12 && !defined(EDGEFACE_DCN_NO_CLONES)
+#define HOT_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define HOT_CLONES
+#endif
+
+HOT_CLONES static void sample_range(const job_t *j)
 {
     sample_range_with(j, NULL);
 }
 
 /* A tile's float columns (TILE * kh * kw * c floats: 63 KB at 56 channels) on the heap of
  * the worker; on allocation failure the range is left unwritten and `failed` set. */
-static void sample_range_u8(const job_t *j)
+HOT_CLONES static void sample_range_u8(const job_t *j)
 {
     float *scratch = malloc(sizeof(float) * TILE * j->kh * j->kw * j->c);
     if (scratch == NULL) {

@@ -10,7 +10,7 @@ segments of standard ops, run in order, with the compiled sampler between them:
   alone (weight DequantizeLinear, Constant) run in every part that reads them.
 * each DeformConv becomes the sampler's columns ``[N, OH, OW, K*C]`` -> a small GEMM model
   (:mod:`.gemm`: ``MatMul`` with the reordered weight ``[K*C, O]``, or for a QDQ model
-  ``MatMulInteger`` on uint8 columns and int8 weights) whose output, ``<name>__nhwc``, stays
+  ``MatMulIntegerToFloat`` on uint8 columns and int8 weights) whose output, ``<name>__nhwc``, stays
   NHWC; each later part that reads the DeformConv's output transposes it to NCHW under the
   original name. The GEMM runs in MLAS right after its sampling, so one columns buffer
   serves every DCN.
@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
-from edgeface.inference.dcn.gemm import Dcn, Segment, _const_dq, _dcn_from
+from edgeface.inference.dcn.gemm import MS_DOMAIN, Dcn, Segment, _const_dq, _dcn_from
 from edgeface.inference.dcn.proto import (
     _FLOAT,
     _UINT8,
@@ -128,17 +128,29 @@ def _with_constants(group: List[_Node], constants: Dict[str, _Node],
     return sorted(found.values(), key=lambda n: order[id(n)]) + group
 
 
+def _imports(head: List[bytes], domain: str) -> bool:
+    """Whether the model fields ``head`` have an opset_import (8) of ``domain``."""
+    for field_bytes in head:
+        for fn, _, fv in _fields(memoryview(field_bytes)):
+            if fn == 8 and any(n == 1 and _text(v) == domain for n, _, v in _fields(fv)):
+                return True
+    return False
+
+
 def _gemm_part(g: _Graph, dcn: Dcn, gemm: List[bytes], new_inits: List[bytes], index: int,
                out: str, constants: Dict[str, _Node], order: Dict[int, int]) -> Segment:
     nodes = _with_constants([_parse_node(memoryview(b)) for b in gemm], constants, order)
     made = {o for n in nodes for o in n.outputs}
     used = [g.inits[i] for i in dict.fromkeys(i for n in nodes for i in n.inputs)
             if i in g.inits and i not in made]
+    head = b"".join(g.head)
+    if any(n.domain == MS_DOMAIN for n in nodes) and not _imports(g.head, MS_DOMAIN):
+        head += _len_field(8, _str(1, MS_DOMAIN) + _int_field(2, 1))  # opset_import
     body = (b"".join(_len_field(1, n.raw) for n in nodes) + _str(2, f"dcn{index}_gemm")
             + b"".join(_len_field(5, t) for t in used + new_inits)
             + _len_field(11, _value_info(dcn.cols, _UINT8 if dcn.quant else _FLOAT))
             + _len_field(12, _value_info(out)))
-    return Segment(b"".join(g.head) + _len_field(7, body), [dcn.cols], [out])
+    return Segment(head + _len_field(7, body), [dcn.cols], [out])
 
 
 def _segments(g: _Graph, groups: List[List[_Node]], stages: List[List[Dcn]],
