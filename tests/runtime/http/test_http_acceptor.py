@@ -93,9 +93,11 @@ def test_at_the_cap_half_sent_newcomers_are_refused_paced_and_never_evict(monkey
             c.close()
         elapsed = time.monotonic() - t0
         refused = metrics.http.refused_total
-        # a probe whose head arrives whole still gets a slot (it evicts the oldest waiting)
+        # a probe whose head arrives whole still gets a slot (evicting the oldest waiting, or
+        # in the overflow lane when the accept beat its head by microseconds); the hundreds
+        # of half-sent newcomers never evict
         assert _healthz(server.port) == 200
-        assert metrics.http.evicted_total == 1
+        assert metrics.http.evicted_total <= 1
         assert refused >= 5
         budget = acceptor.REFUSAL_BURST + acceptor.REFUSAL_RATE * (elapsed + 0.2)
         assert refused <= budget, (refused, tried, elapsed)
