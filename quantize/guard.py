@@ -16,6 +16,7 @@ import numpy as np
 
 from edgeface.errors import ConfigError
 from edgeface.inference.backends import open_backend
+from edgeface.inference.dcn.runner import notices_held
 from edgeface.inference.model_info import INPUT_NAME
 from edgeface.quantize.config import Int8Config
 from edgeface.quantize.ort_quant import quantize_qdq
@@ -160,7 +161,8 @@ def auto_exclude(guard: AccuracyGuard, pre: Path, ranges_path: Path, config: Int
         path = tmp / "probe.onnx"
         quantize_qdq(pre, path, ranges_path, config, list(base_nodes) + list(nodes))
         # The whole batched outputs, like ``ref``: the session, not Backend.infer.
-        sess = open_backend(path, provider="cpu", threads=fp32_backend.threads).session
+        with notices_held():
+            sess = open_backend(path, provider="cpu", threads=fp32_backend.threads).session
         return float(np.mean([output_error(r, sess.run(None, {INPUT_NAME: b}))
                               for r, b in zip(ref, blobs)]))
 

@@ -120,3 +120,17 @@ def test_without_the_extension_the_same_detections_through_onnxruntime(v1_onnx,
         for fa, fb in zip(a, b):
             np.testing.assert_allclose(fa["box"], fb["box"], atol=1e-2)
             assert abs(fa["score"] - fb["score"]) <= 2e-4  # both rounded to 4 digits
+
+
+def test_notices_held_keeps_quantize_probes_quiet_and_then_says_it(monkeypatch, capsys):
+    """quantize's ranking probes (bare Q/DQ models the fast path refuses) said "DCN fast path
+    off" mid-quantize, although its output runs on the fast path."""
+    from edgeface.inference.dcn import runner
+
+    monkeypatch.setattr(runner, "_noticed", set())
+    with runner.notices_held():
+        runner.notice("a probe")
+    assert capsys.readouterr().err == ""
+    runner.notice("a probe")  # outside: said, once
+    runner.notice("a probe")
+    assert capsys.readouterr().err.count("DCN fast path off") == 1

@@ -3,9 +3,10 @@ DeformConv with a one-line notice when the compiled sampler is missing."""
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -171,12 +172,25 @@ class FastDcnSession:
 
 
 _noticed: set = set()
+_held = [0]
+
+
+@contextlib.contextmanager
+def notices_held() -> Iterator[None]:
+    """No notice within: for models nobody will run (quantize's ranking probes are bare Q/DQ
+    models whose DeformConv weights stay float; the fast path refusing them said "DCN fast
+    path off" in the middle of a quantize whose output runs on it)."""
+    _held[0] += 1
+    try:
+        yield
+    finally:
+        _held[0] -= 1
 
 
 def notice(reason: str) -> None:
     """The one line saying that ONNX Runtime's DeformConv runs instead (once per reason and
     process: a guard or a bench opens the same model many times)."""
-    if reason not in _noticed:
+    if reason not in _noticed and not _held[0]:
         _noticed.add(reason)
         print(f"edgeface: note: DCN fast path off, using ONNX Runtime's DeformConv: {reason}",
               file=sys.stderr)
