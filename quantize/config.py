@@ -34,7 +34,7 @@ FLOAT_OP_TYPES = frozenset({"DeformConv"})
 QUANTIZED_OP_TYPES = (
     "Conv", "ConvTranspose", "MatMul", "Gemm", "Add", "Mul", "Relu", "LeakyRelu", "Sigmoid",
     "Clip", "MaxPool", "AveragePool", "GlobalAveragePool", "Resize", "Concat", "Where",
-    "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Gather", "Softmax", "Split", "Slice", "Pad",
+    "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Gather", "Softmax", "Split", "Slice",
     "Expand",
 )
 QDQ_OP_TYPES = frozenset({"QuantizeLinear", "DequantizeLinear"})
@@ -61,7 +61,7 @@ class Int8Config:
     strip_debug_metadata: bool = True  # drop per-node metadata and value_info
     compact: bool = True  # same numerics, smaller file: see compact_model
     # exact rewrites of the FP32 graph before calibration that leave ONNX Runtime's CPU
-    # kernels less to do (quantize/merge.py, fold.py, border_pool.py, upsample.py); off for
+    # kernels less to do (quantize/merge.py, fold.py, upsample.py); off for
     # TensorRT, which fuses on its own and where they were not measured
     cpu_graph_rewrites: bool = True
     # ONNX Runtime quantize_static extra_options, e.g. {"ActivationSymmetric": True,

@@ -11,6 +11,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from requires import needs_deformconv  # noqa: E402
 
 from edgeface.quantize.fold import fold_scalings  # noqa: E402
 
@@ -65,6 +66,7 @@ def test_no_fold_where_it_would_change_the_result(branch, c, reader):
     assert sum(n.op_type == "Mul" for n in model.graph.node) == 1
 
 
+@needs_deformconv
 def test_mask_factor_folds_into_the_deformconv_weight():
     rng = np.random.default_rng(2)
     f = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
