@@ -11,6 +11,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx_graphs import run_cpu, tiny_model  # noqa: E402
 from requires import needs_deformconv  # noqa: E402
 
 from edgeface.quantize.fold import fold_scalings  # noqa: E402
@@ -34,17 +35,12 @@ def _model(c: float, branch: str, reader: bool = False):
     nodes += [helper.make_node("Mul", [src, "c"], ["scaled"], name="scale"),
               helper.make_node("Identity", ["scaled"], ["out"])]  # a graph output stays
     outs = ["out"] + (["y"] if reader else [])
-    graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+    return tiny_model(
+        nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
-    model.ir_version = 9
-    return model
 
 
-def _run(model, feeds):
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, feeds)
+_run = run_cpu
 
 
 @pytest.mark.parametrize("branch,c", [("conv", -0.7), ("resize", -0.7), ("where", 0.46)])

@@ -10,6 +10,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx_graphs import run_cpu, tiny_model  # noqa: E402
 
 from edgeface.quantize.merge import merge_sibling_convs  # noqa: E402
 
@@ -35,17 +36,14 @@ def _model(extra_reader: bool = False, group: int = 1):
     if extra_reader:
         nodes.append(helper.make_node("Sigmoid", ["y1"], ["z"]))
         outs.append("z")
-    graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 5, 5])],
-        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    return model
+    return tiny_model(
+        nodes, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, 5, 5])],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, None) for o in outs], inits,
+        opset=17, ir_version=8)
 
 
 def _run(model, x):
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, {"x": x})
+    return run_cpu(model, {"x": x})
 
 
 def test_siblings_merge_into_one_conv_with_the_same_outputs():

@@ -10,6 +10,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx_graphs import run_cpu, tiny_model  # noqa: E402
 
 from edgeface.quantize.upsample import spell_upsampling  # noqa: E402
 
@@ -25,17 +26,12 @@ def _model(dtype: int, how: str, mode: str = "nearest"):
     nodes = [helper.make_node("Resize", inputs, ["y"], mode=mode, name="up",
                               coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
              helper.make_node("Identity", ["y"], ["out"])]
-    graph = helper.make_graph(
-        nodes, "g", [helper.make_tensor_value_info("x", dtype, shape)],
-        [helper.make_tensor_value_info("out", dtype, None)], [arg])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)])
-    model.ir_version = 9
-    return model
+    return tiny_model(nodes, [helper.make_tensor_value_info("x", dtype, shape)],
+                      [helper.make_tensor_value_info("out", dtype, None)], [arg])
 
 
 def _run(model, x):
-    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    return sess.run(None, {"x": x})[0]
+    return run_cpu(model, {"x": x})[0]
 
 
 @pytest.mark.parametrize("dtype", [TensorProto.FLOAT, TensorProto.UINT8], ids=["f32", "u8"])
