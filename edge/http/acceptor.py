@@ -27,6 +27,7 @@ import time
 from typing import Optional
 
 from edgeface.http.protocol import OVERLOADED, HttpConnections
+from edgeface.http.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class Acceptor:
         # watched (it had sent nothing at accept: its head is decided the moment it arrives)
         self._grace: dict[socket.socket, tuple[asyncio.TimerHandle, bool]] = {}
         self._opening: dict[asyncio.Task, socket.socket] = {}  # until the streams exist
-        self._tokens, self._stamp = REFUSAL_BURST, time.monotonic()
+        self._refusals = TokenBucket(REFUSAL_RATE, REFUSAL_BURST, time.monotonic())
         self.closed = False
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -196,12 +197,13 @@ class Acceptor:
         except OSError:
             pass
         conn.close()
-        now = time.monotonic()
-        self._tokens = min(REFUSAL_BURST, self._tokens + (now - self._stamp) * REFUSAL_RATE) - 1
-        self._stamp = now
-        if self._tokens >= 0:
+        now, bucket = time.monotonic(), self._refusals
+        bucket.wait(now)  # refilled up to now, then this refusal's token taken
+        bucket.take()
+        wait = bucket.wait(now)
+        if not wait:
             return True
-        self._pause(-self._tokens / REFUSAL_RATE)
+        self._pause(wait)
         return False
 
     async def close(self) -> None:

@@ -42,8 +42,8 @@ _END = b"\r\n\r\n"
 _SMALL = 16 * 1024  # bodies up to this go out in the same write as the head
 _OVERLOADED_BODY = b'{"error":"too many connections","status":503}'
 OVERLOADED = (b"HTTP/1.1 503 Service Unavailable\r\nServer: edgeface\r\n"
-               b"Content-Type: application/json\r\nContent-Length: %d\r\nRetry-After: 1\r\n"
-               b"Connection: close\r\n\r\n%s" % (len(_OVERLOADED_BODY), _OVERLOADED_BODY))
+              b"Content-Type: application/json\r\nContent-Length: %d\r\nRetry-After: 1\r\n"
+              b"Connection: close\r\n\r\n%s" % (len(_OVERLOADED_BODY), _OVERLOADED_BODY))
 
 
 class _Close(Exception):
@@ -115,8 +115,7 @@ class HttpConnections:
         assert task is not None
         c = self.counters
         c.connections_total += 1
-        overflow = (self._lanes[False] >= self.limits.max_connections
-                    and not (may_evict and self._evict_oldest(False)))
+        overflow = self.at_cap() and not (may_evict and self._evict_oldest(False))
         if overflow:
             c.refused_total += 1
             if self.closing or (self._lanes[True] >= self.limits.overflow_connections
