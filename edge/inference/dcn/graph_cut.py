@@ -26,9 +26,12 @@ import json
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+import numpy as np
+
 from edgeface.inference.dcn.gemm import MS_DOMAIN, Dcn, Segment, _const_dq, _dcn_from
 from edgeface.inference.dcn.proto import (
     _FLOAT,
+    _INT8,
     _UINT8,
     CutError,
     _fields,
@@ -38,6 +41,7 @@ from edgeface.inference.dcn.proto import (
     _node,
     _parse_node,
     _str,
+    _tensor_array,
     _text,
     _value_info,
 )
@@ -116,6 +120,11 @@ def _with_constants(group: List[_Node], constants: Dict[str, _Node],
     * the Transpose of a DCN's NHWC output to its NCHW name. In the part that reads it,
       ONNX Runtime cancels it against the NCHW -> NHWC Transpose it puts before its NHWC
       (QLinear) convolutions; the sampler reads the NHWC output itself.
+    * the DequantizeLinear of an activation that only ONNX Runtime nodes read (not a
+      sampler): the parts then pass uint8 between them, where a float tensor cost a
+      DequantizeLinear in the part that made it and a QuantizeLinear in each part that
+      read it (V1: the SSH branches that wait for the last segment's concatenation).
+      Such a node follows the node that makes its input when that is in ``group``.
     """
     produced = {o for n in group for o in n.outputs}
     todo = [i for n in group for i in n.inputs if i in constants and i not in produced]
@@ -125,7 +134,20 @@ def _with_constants(group: List[_Node], constants: Dict[str, _Node],
         if id(node) not in found:
             found[id(node)] = node
             todo += [i for i in node.inputs if i in constants]
-    return sorted(found.values(), key=lambda n: order[id(n)]) + group
+    ordered = sorted(found.values(), key=lambda n: order[id(n)])
+    after: Dict[str, List[_Node]] = {}
+    first = []
+    for node in ordered:
+        inner = next((i for i in node.inputs if i in produced), None)
+        (after.setdefault(inner, []) if inner else first).append(node)
+    if not after:
+        return first + group
+    out = first
+    for node in group:
+        out.append(node)
+        for o in node.outputs:
+            out += after.pop(o, [])
+    return out
 
 
 def _imports(head: List[bytes], domain: str) -> bool:
@@ -153,9 +175,17 @@ def _gemm_part(g: _Graph, dcn: Dcn, gemm: List[bytes], new_inits: List[bytes], i
     return Segment(head + _len_field(7, body), [dcn.cols], [out])
 
 
+def _zero_point_type(node: _Node, inits: Dict[str, bytes]) -> int:
+    """The element type of a QuantizeLinear's output: its zero point's (uint8 without one)."""
+    zp = node.inputs[2] if len(node.inputs) > 2 else ""
+    return {np.dtype(np.int8): _INT8}.get(_tensor_array(memoryview(inits[zp]))[1].dtype,
+                                           _UINT8) if zp in inits else _UINT8
+
+
 def _segments(g: _Graph, groups: List[List[_Node]], stages: List[List[Dcn]],
               constants: Dict[str, _Node], order: Dict[int, int]) -> List[Segment]:
     # what later segments, the samplers after this segment and the caller read from it
+    groups = [_with_constants(group, constants, order) for group in groups]
     later_reads: List[set] = []
     reads_after = set(g.outputs)
     for s in range(len(groups) - 1, -1, -1):
@@ -164,9 +194,11 @@ def _segments(g: _Graph, groups: List[List[_Node]], stages: List[List[Dcn]],
         later_reads.insert(0, set(reads_after))
         for n in groups[s]:
             reads_after |= set(i for i in n.inputs if i)
+    # what crosses between parts is float but for QuantizeLinear outputs (uint8 or int8)
+    types = {o: _zero_point_type(n, g.inits)
+             for group in groups for n in group if n.op == "QuantizeLinear" for o in n.outputs}
     segments = []
     for s, group in enumerate(groups):
-        group = _with_constants(group, constants, order)
         produced = {o for n in group for o in n.outputs}
         needed = [i for n in group for i in n.inputs if i and i not in produced]
         seg_in = list(dict.fromkeys(i for i in needed if i not in g.inits))
@@ -175,8 +207,9 @@ def _segments(g: _Graph, groups: List[List[_Node]], stages: List[List[Dcn]],
                    and (o not in constants or o in g.outputs)]
         body = (b"".join(_len_field(1, n.raw) for n in group) + _str(2, f"segment{s}")
                 + b"".join(_len_field(5, t) for t in used_inits)
-                + b"".join(_len_field(11, g.io_info.get(i) or _value_info(i)) for i in seg_in)
-                + b"".join(_len_field(12, g.io_info.get(o) or _value_info(o))
+                + b"".join(_len_field(11, g.io_info.get(i) or _value_info(i, types.get(i, _FLOAT)))
+                           for i in seg_in)
+                + b"".join(_len_field(12, g.io_info.get(o) or _value_info(o, types.get(o, _FLOAT)))
                            for o in seg_out))
         segments.append(Segment(b"".join(g.head) + _len_field(7, body), seg_in, seg_out))
     return segments
@@ -196,9 +229,12 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
     nodes, inits = g.nodes, g.inits
     producers = {o: n for n in nodes for o in n.outputs}
     uses: Dict[str, int] = {}
+    sampled: set = set()  # what a DeformConv reads: the sampler needs it in a segment's outputs
     for n in nodes:
         for i in n.inputs:
             uses[i] = uses.get(i, 0) + 1
+        if n.op == "DeformConv":
+            sampled.update(n.inputs)
     # DequantizeLinear of an int8 DeformConv weight: folded into the segment's GEMM
     folded = {n.inputs[1] for n in nodes if n.op == "DeformConv" and len(n.inputs) > 1
               and uses.get(n.inputs[1]) == 1 and _const_dq(n.inputs[1], inits, producers)}
@@ -219,6 +255,12 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
             constants.update((o, node) for o in node.outputs)
             continue
         lv = max((level.get(i, 0) for i in node.inputs if i), default=0)
+        if node.op == "DequantizeLinear" and node.outputs[0] not in sampled and \
+                node.outputs[0] not in g.outputs and node.domain in ("", "ai.onnx") and \
+                _const_dq(node.outputs[0], inits, producers, data=False):
+            constants[node.outputs[0]] = node  # in the parts that read it
+            level[node.outputs[0]] = lv
+            continue
         if node.op == "DeformConv" and node.domain in ("", "ai.onnx"):
             index = sum(map(len, stages))
             dcn, gemm, new_inits, nchw = _dcn_from(node, inits, producers, index,
