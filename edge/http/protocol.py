@@ -96,16 +96,26 @@ class HttpConnections:
         return self._lanes[False] + arriving >= self.limits.max_connections
 
     def would_refuse(self, head_ready: bool) -> bool:
-        """Whether a new connection would get only the 503: no free slot in either lane, and
-        none it may take (only a newcomer whose request head has arrived evicts a waiting
-        connection: a reconnecting half-sent one must not churn the others out)."""
-        if self.closing:
-            return True
+        """Whether a new connection would get only the 503 (:meth:`_admit`, evicting no one)."""
+        return self.closing or self._admit(head_ready, evict=False) is None
+
+    def _admit(self, may_evict: bool, evict: bool) -> Optional[bool]:
+        """The lane a newcomer gets (False: under the cap; True: the overflow lane, for
+        /healthz), or None: the 503. A full lane takes it only when ``may_evict`` and one of
+        its connections waits for a request head (only a newcomer whose request head has
+        arrived evicts: a reconnecting half-sent one must not churn the others out); with
+        ``evict`` that one is closed now."""
         for lane, cap in ((False, self.limits.max_connections),
                           (True, self.limits.overflow_connections)):
-            if self._lanes[lane] < cap or (head_ready and self._waiting[lane]):
-                return False
-        return True
+            if lane and self.closing:
+                return None
+            if self._lanes[lane] < cap:
+                return lane
+            if may_evict and self._waiting[lane]:
+                if evict:
+                    self._evict_oldest(lane)
+                return lane
+        return None
 
     async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                        may_evict: bool = True) -> None:
@@ -115,11 +125,10 @@ class HttpConnections:
         assert task is not None
         c = self.counters
         c.connections_total += 1
-        overflow = self.at_cap() and not (may_evict and self._evict_oldest(False))
-        if overflow:
+        overflow = self._admit(may_evict, evict=True)
+        if overflow is not False:
             c.refused_total += 1
-            if self.closing or (self._lanes[True] >= self.limits.overflow_connections
-                                and not (may_evict and self._evict_oldest(True))):
+            if overflow is None:
                 writer.write(OVERLOADED)
                 writer.close()
                 return
@@ -144,17 +153,14 @@ class HttpConnections:
                 self._lanes[overflow] -= 1
             c.open_connections = self._lanes[False]
 
-    def _evict_oldest(self, lane: bool) -> bool:
-        """Close the connection of ``lane`` that has waited longest for a request head and
-        free its slot now; False when every one is busy with a request."""
-        if not self._waiting[lane]:
-            return False
+    def _evict_oldest(self, lane: bool) -> None:
+        """Close the connection of ``lane`` that has waited longest for a request head (there
+        is one) and free its slot now."""
         task, writer = self._waiting[lane].popitem(last=False)
         writer.transport.abort()  # its read ends at once; its task frees nothing more
         self._evicted.add(task)
         self._lanes[lane] -= 1
         self.counters.evicted_total += 1
-        return True
 
     async def _finish(self, writer: asyncio.StreamWriter) -> None:
         """Close gracefully once what is queued reached the client; abort a stalled one."""
