@@ -18,8 +18,8 @@ on its own.
 Unlike the ``Pad`` + ``MaxPool`` spelling (dropped: ONNX Runtime 1.23.2 fuses the zero ``Pad``
 into the pooling's -inf padding and gets 19 of 338 values wrong) nothing here is a pattern
 an optimizer fuses; the floor's outputs are checked in tests/quantize/test_border_max.py.
-Runs after :func:`~edgeface.quantize.fold.fold_scalings`, which folds scalings through the
-``Where`` (a positive scaling does not commute with ``Max`` against -3.4e38). The
+Runs after :func:`~edgeface.quantize.fold.fold_scalings`, which folds BiFPN's fusion
+weights into the convolution through the ``Where`` (it does not walk through ``Max``). The
 dynamic-shape export spells the border with Slice + Relu + Concat (no constant mask): left as
 it is.
 """
