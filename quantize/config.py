@@ -61,8 +61,9 @@ class Int8Config:
     strip_debug_metadata: bool = True  # drop per-node metadata and value_info
     compact: bool = True  # same numerics, smaller file: see compact_model
     # exact rewrites of the FP32 graph before calibration that leave ONNX Runtime's CPU
-    # kernels less to do (quantize/merge.py, fold.py, upsample.py); off for
-    # TensorRT, which fuses on its own and where they were not measured
+    # kernels less to do (quantize/merge.py, fold.py, border_max.py, upsample.py,
+    # score_head.py); off for TensorRT, which fuses on its own and where they were not
+    # measured
     cpu_graph_rewrites: bool = True
     # ONNX Runtime quantize_static extra_options, e.g. {"ActivationSymmetric": True,
     # "WeightSymmetric": True} for a TensorRT-style target. Empty: ORT's defaults.

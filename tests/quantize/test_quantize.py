@@ -106,6 +106,10 @@ def test_int8_report_and_metadata(int8_model, v1_onnx):
     assert prov["source_sha256"] == _sha(v1_onnx) and meta["edgeface.precision"] == "int8"
     ops = {n.op_type for n in proto.graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "DeformConv"} <= ops
+    # BiFPN's pooling border is a float Max with a constant, not a QLinearWhere (border_max)
+    assert "Where" not in ops and "Max" in ops
+    # the face score is a sigmoid of the logit difference, not Softmax + Gather (score_head)
+    assert "Softmax" not in ops and "Gather" not in ops
 
 
 @pytest.mark.slow
