@@ -120,6 +120,7 @@ class _Run:
     pre_proto: Any = None
     blocks: dict[str, list[str]] = field(default_factory=dict)
     excluded_nodes: list[str] = field(default_factory=list)
+    score_path: list[str] = field(default_factory=list)  # kept in float (score_head.py)
     # _calibrate
     ranges_path: Path = Path()
     samples: list[np.ndarray] = field(default_factory=list)
@@ -179,22 +180,33 @@ def _preprocess(run: _Run) -> None:
     run.pre = run.tmp / "pre.onnx"
     preprocess_model(run.model, run.pre)
     run.pre_proto = load_model(run.pre)
-    if run.job.config.cpu_graph_rewrites and _rewrite(run.pre_proto):
-        require_onnx().save(run.pre_proto, str(run.pre))
+    if run.job.config.cpu_graph_rewrites:
+        changed, run.score_path = _rewrite(run.pre_proto)
+        if changed:
+            require_onnx().save(run.pre_proto, str(run.pre))
     run.blocks = node_blocks(run.pre_proto)
-    run.excluded_nodes = expand_exclusions(run.job.requested, run.blocks, run.pre_proto)
+    run.excluded_nodes = _exclusions(run, run.job.requested)
 
 
-def _rewrite(proto: Any) -> int:
+def _exclusions(run: _Run, names: list[str]) -> list[str]:
+    """The nodes kept in float: those of ``names`` (nodes or blocks) and the score path."""
+    return list(dict.fromkeys(expand_exclusions(names, run.blocks, run.pre_proto)
+                              + run.score_path))
+
+
+def _rewrite(proto: Any) -> tuple[int, list[str]]:
     """The exact float rewrites that leave the INT8 graph fewer operators for ONNX Runtime's
-    CPU kernels; how many nodes they replaced. In this order: the scalings fold through a
-    Resize, not through its channels-last spelling, and through the pooling border's Where,
-    not through its Max."""
+    CPU kernels: how many nodes they changed, and the face score path's nodes, to be kept in
+    float (quantize/score_head.py). In this order: the scalings fold through a Resize, not
+    through its channels-last spelling, and through the pooling border's Where, not through
+    its Max."""
     # No Pad + MaxPool spelling of BiFPN's zero-padded pooling: ONNX Runtime 1.23.2 (the
     # JetPack floor) fuses the Pad into the MaxPool's -inf padding, and 19 of 338 values of a
     # 26x26 pooling changed (by up to 1.84); it saved 0.20 ms of a 14 ms INT8 frame.
-    return (merge_sibling_convs(proto) + fold_scalings(proto) + spell_border_max(proto)
-            + spell_upsampling(proto) + spell_face_scores(proto))
+    changed = (merge_sibling_convs(proto) + fold_scalings(proto) + spell_border_max(proto)
+               + spell_upsampling(proto))
+    scores = spell_face_scores(proto)
+    return changed + len(scores), scores
 
 
 def _calibrate(run: _Run) -> None:
@@ -254,8 +266,7 @@ def _guard(run: _Run) -> None:
                              run.build, run.say, run.job.progress)
         if found is not None:
             run.auto_blocks, run.candidate = list(found[0]), found[1]
-            run.excluded_nodes = expand_exclusions(run.job.requested + run.auto_blocks,
-                                                   run.blocks, run.pre_proto)
+            run.excluded_nodes = _exclusions(run, run.job.requested + run.auto_blocks)
             chosen = next(t for t in judge.trials if t["float_blocks"] == run.auto_blocks)
     run.accuracy, run.trials = judge.record(chosen), judge.trials
     run.passed = run.accuracy["passed"]
@@ -287,7 +298,8 @@ def _report(run: _Run) -> Int8Report:
                      "skipped": [list(s) for s in run.calib_set.skipped],
                      "method": config.method, "seconds": round(run.calib_seconds, 2)},
         excluded={"requested": requested, "auto": run.auto_blocks,
-                  "blocks": requested + run.auto_blocks, "nodes": list(run.excluded_nodes)},
+                  "blocks": requested + run.auto_blocks, "nodes": list(run.excluded_nodes),
+                  "score_path": list(run.score_path)},
         float_nodes=float_nodes(load_model(cand)),
         accuracy=run.accuracy, latency=run.latency, search=run.trials, accepted=run.passed,
         created=_now(),

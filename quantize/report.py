@@ -76,9 +76,13 @@ class Int8Report:
                          f"{'s' if lat['threads'] > 1 else ''}, alternating): FP32 {f:.1f} ms, "
                          f"INT8 {q:.1f} ms, ratio {lat['ratio']['int8']:.2f}")
         ex = self.excluded
-        if ex["blocks"] or ex["nodes"]:
-            lines.append(f"  kept in float by request/search: {', '.join(ex['blocks']) or '-'}"
-                         f" ({len(ex['nodes'])} nodes)")
+        scores = ex.get("score_path", [])
+        if ex["blocks"]:
+            lines.append(f"  kept in float by request/search: {', '.join(ex['blocks'])}"
+                         f" ({len(ex['nodes']) - len(scores)} nodes)")
+        if scores:
+            lines.append(f"  kept in float for the face scores: {len(scores)} nodes "
+                         "(ClassHead convolutions to the scores' Concat)")
         lines.append(f"  nodes in float: {len(self.float_nodes)}: "
                      f"{summarize_float_nodes(self.float_nodes)}")
         lines.append(f"  sha256: FP32 {self.fp32['sha256'][:16]}..., INT8 "

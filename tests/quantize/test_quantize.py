@@ -108,8 +108,14 @@ def test_int8_report_and_metadata(int8_model, v1_onnx):
     assert {"QuantizeLinear", "DequantizeLinear", "DeformConv"} <= ops
     # BiFPN's pooling border is a float Max with a constant, not a QLinearWhere (border_max)
     assert "Where" not in ops and "Max" in ops
-    # the face score is a sigmoid of the logit difference, not Softmax + Gather (score_head)
+    # the face score is a sigmoid of the logit difference, not Softmax + Gather (score_head),
+    # and that path is kept in float: its convolutions and sigmoids are float nodes
     assert "Softmax" not in ops and "Gather" not in ops
+    path = set(report["excluded"]["score_path"])
+    assert len(path) == 13 and path <= set(report["excluded"]["nodes"])
+    floats = {n["name"] for n in report["float_nodes"]}
+    assert {n.name for n in proto.graph.node if n.op_type in ("Conv", "Sigmoid")
+            and n.name in path} <= floats
 
 
 @pytest.mark.slow
