@@ -14,6 +14,9 @@
  *   cols   float32 [n, oh*ow, kh*kw*c]       (written: pixel-major, then tap, then channel)
  * sample(..., threads, scale, zero_point): cols is uint8, each value quantized as ONNX
  *   QuantizeLinear does (round half to even, saturate to [0, 255]; x * (1/scale) for x / scale)
+ * sample(..., threads, scale, zero_point, off_scale, off_zp, mask_scale, mask_zp): offset
+ *   (mask) is uint8 when its scale is > 0, read as DequantizeLinear gives it:
+ *   (value - zp) * scale (scale 0: float32, as above; scale 0 for the columns: float columns)
  * to_nhwc(src, dst, n, c, h, w, threads): [n, c, h, w] -> [n, h, w, c]
  */
 #define PY_SSIZE_T_CLEAN
@@ -30,6 +33,8 @@
 
 typedef struct {
     const float *x, *off, *mask;
+    const unsigned char *off8, *mask8; /* uint8 offsets / mask instead of off / mask */
+    float oscale, ozp, mscale, mzp;    /* their DequantizeLinear */
     float *out;
     unsigned char *out8; /* quantized columns instead of `out` when not NULL */
     float qinv, qzp;     /* value -> round(value * qinv + qzp), clamped to [0, 255] */
@@ -92,6 +97,19 @@ static inline __attribute__((always_inline)) void tap_corners(
     }
 }
 
+/* `len` uint8 values from `a` (and from `a + b_at` into `b`, if any) as DequantizeLinear
+ * gives them: (q - zp) * scale, the same float ONNX Runtime's kernel computes. */
+static inline __attribute__((always_inline)) void dequantize(
+    float *restrict fa, float *restrict fb, const unsigned char *restrict a, long b_at,
+    int len, float scale, float zp)
+{
+    for (int t = 0; t < len; t++)
+        fa[t] = ((float)a[t] - zp) * scale;
+    if (fb)
+        for (int t = 0; t < len; t++)
+            fb[t] = ((float)a[b_at + t] - zp) * scale;
+}
+
 /* One tap of one pixel: the weighted sum of the four corners' channel vectors. Function
  * parameters, so that `restrict` spares gcc a run-time aliasing check per call. */
 static inline __attribute__((always_inline)) void blend4(
@@ -147,15 +165,24 @@ static inline __attribute__((always_inline)) void sample_range_c(const job_t *j,
         if (len > j->q1 - q)
             len = j->q1 - q;
         const float *x = j->x + img * j->h * j->w * c;
-        const float *off = j->off + img * 2 * k_count * p_count + p;
-        const float *mask = j->mask ? j->mask + img * k_count * p_count + p : NULL;
+        const long o0 = img * 2 * k_count * p_count + p, m0 = img * k_count * p_count + p;
+        const float *off = j->off8 ? NULL : j->off + o0;
+        const float *mask = j->mask ? j->mask + m0 : NULL;
+        float deq[3][TILE]; /* a uint8 tap's dy, dx, mask as float */
         float *out = u8 ? scratch : j->out + q * row;
         for (long i = 0; i < j->kh; i++) {
             for (long jj = 0; jj < j->kw; jj++) {
                 const long k = i * j->kw + jj;
-                tap_corners(j, off + 2 * k * p_count, off + (2 * k + 1) * p_count,
-                            mask ? mask + k * p_count : ones, oy, ox0, i, jj, (int)len, c, idx,
-                            wt);
+                const float *dy = off ? off + 2 * k * p_count : deq[0];
+                const float *dx = off ? off + (2 * k + 1) * p_count : deq[1];
+                const float *m = mask ? mask + k * p_count : j->mask8 ? deq[2] : ones;
+                if (!off)
+                    dequantize(deq[0], deq[1], j->off8 + o0 + 2 * k * p_count, p_count,
+                               (int)len, j->oscale, j->ozp);
+                if (j->mask8)
+                    dequantize(deq[2], NULL, j->mask8 + m0 + k * p_count, 0, (int)len,
+                               j->mscale, j->mzp);
+                tap_corners(j, dy, dx, m, oy, ox0, i, jj, (int)len, c, idx, wt);
                 for (long t = 0; t < len; t++)
                     blend4(out + t * row + k * c, x + idx[0][t], x + idx[1][t], x + idx[2][t],
                            x + idx[3][t], wt[0][t], wt[1][t], wt[2][t], wt[3][t], c);
@@ -308,13 +335,14 @@ static PyObject *py_sample(PyObject *self, PyObject *args)
     long threads, k_count, p_count;
     PyObject *ret = NULL;
     int have_mask = 0;
-    double qscale = 0.0, qzp = 0.0;
+    double qscale = 0.0, qzp = 0.0, oscale = 0.0, ozp = 0.0, mscale = 0.0, mzp = 0.0;
     volatile int failed = 0;
     (void)self;
     memset(&j, 0, sizeof(j));
-    if (!PyArg_ParseTuple(args, "y*y*Ow*lllllllllllllll|dd", &x, &off, &mask_obj, &out, &j.n,
-                          &j.h, &j.w, &j.c, &j.oh, &j.ow, &j.kh, &j.kw, &j.sh, &j.sw, &j.ph,
-                          &j.pw, &j.dh, &j.dw, &threads, &qscale, &qzp))
+    if (!PyArg_ParseTuple(args, "y*y*Ow*lllllllllllllll|dddddd", &x, &off, &mask_obj, &out,
+                          &j.n, &j.h, &j.w, &j.c, &j.oh, &j.ow, &j.kh, &j.kw, &j.sh, &j.sw,
+                          &j.ph, &j.pw, &j.dh, &j.dw, &threads, &qscale, &qzp, &oscale, &ozp,
+                          &mscale, &mzp))
         return NULL;
     if (mask_obj != Py_None) {
         if (PyObject_GetBuffer(mask_obj, &mask, PyBUF_C_CONTIGUOUS) < 0)
@@ -326,21 +354,35 @@ static PyObject *py_sample(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "sizes, strides and dilations must be >= 1, pads >= 0");
         goto done;
     }
-    if (qscale < 0.0 || (qscale > 0.0 && (qzp < 0.0 || qzp > 255.0))) {
+    if (qscale < 0.0 || (qscale > 0.0 && (qzp < 0.0 || qzp > 255.0)) || oscale < 0.0 ||
+        (oscale > 0.0 && (ozp < 0.0 || ozp > 255.0)) || mscale < 0.0 ||
+        (mscale > 0.0 && (mzp < 0.0 || mzp > 255.0))) {
         PyErr_SetString(PyExc_ValueError, "quantization: scale > 0, zero point in [0, 255]");
         goto done;
     }
     k_count = j.kh * j.kw;
     p_count = j.oh * j.ow;
     if (check_len(&x, j.n * j.h * j.w * j.c, "x") < 0 ||
-        check_len(&off, j.n * 2 * k_count * p_count, "offset") < 0 ||
-        (have_mask && check_len(&mask, j.n * k_count * p_count, "mask") < 0) ||
+        check_bytes(&off, j.n * 2 * k_count * p_count, oscale > 0.0 ? 1 : (long)sizeof(float),
+                    "offset") < 0 ||
+        (have_mask && check_bytes(&mask, j.n * k_count * p_count,
+                                  mscale > 0.0 ? 1 : (long)sizeof(float), "mask") < 0) ||
         check_bytes(&out, j.n * p_count * k_count * j.c, qscale > 0.0 ? 1 : (long)sizeof(float),
                     "cols") < 0)
         goto done;
     j.x = x.buf;
-    j.off = off.buf;
-    j.mask = have_mask ? mask.buf : NULL;
+    if (oscale > 0.0) {
+        j.off8 = off.buf;
+        j.oscale = (float)oscale;
+        j.ozp = (float)ozp;
+    } else
+        j.off = off.buf;
+    if (have_mask && mscale > 0.0) {
+        j.mask8 = mask.buf;
+        j.mscale = (float)mscale;
+        j.mzp = (float)mzp;
+    } else
+        j.mask = have_mask ? mask.buf : NULL;
     if (qscale > 0.0) {
         j.out8 = out.buf;
         j.qinv = (float)(1.0 / qscale);
@@ -401,8 +443,10 @@ done:
 static PyMethodDef methods[] = {
     {"sample", py_sample, METH_VARARGS,
      "sample(x, offset, mask, cols, n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, "
-     "threads[, scale, zero_point]): modulated deformable bilinear sampling, NHWC x -> cols "
-     "[n, oh*ow, kh*kw*c] (float32, or uint8 quantized with scale and zero_point)."},
+     "threads[, scale, zero_point[, off_scale, off_zp, mask_scale, mask_zp]]): modulated "
+     "deformable bilinear sampling, NHWC x -> cols [n, oh*ow, kh*kw*c] (float32, or uint8 "
+     "quantized with scale and zero_point); offset and mask float32, or uint8 read with "
+     "their scale and zero point (a scale of 0: float32)."},
     {"to_nhwc", py_to_nhwc, METH_VARARGS,
      "to_nhwc(src, dst, n, c, h, w, threads): float32 NCHW -> NHWC."},
     {NULL, NULL, 0, NULL},

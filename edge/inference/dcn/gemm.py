@@ -46,6 +46,9 @@ class Dcn:
     output: str = ""  # the GEMM's output: the DeformConv's, in NHWC
     # (scale, zero point): the sampler writes uint8 columns quantized so (QDQ models)
     quant: Optional[Tuple[float, int]] = None
+    # (scale, zero point) of a uint8 offset / mask, read as its DequantizeLinear would give it
+    offset_quant: Optional[Tuple[float, int]] = None
+    mask_quant: Optional[Tuple[float, int]] = None
     # cols -> the DeformConv's output: its own small model, run right after the sampling,
     # so that one columns buffer serves all 15 DCNs (per-DCN buffers read by the next
     # segment held 20 MB of FP32 columns at once)
@@ -54,6 +57,19 @@ class Dcn:
 
 def _const(name: str, inits: Dict[str, bytes]) -> np.ndarray:
     return _tensor_array(memoryview(inits[name]))[1]
+
+
+def uint8_dq(name: str, inits: Dict[str, bytes], producers: Dict[str, _Node]
+             ) -> Optional[Tuple[_Node, Tuple[float, int]]]:
+    """The DequantizeLinear producing ``name`` from uint8 data with one constant scale and
+    zero point, and those two; None when something else produces it."""
+    dq = _const_dq(name, inits, producers, data=False)
+    if dq is None or len(dq.inputs) < 3 or not dq.inputs[2]:
+        return None
+    scale, zp = _const(dq.inputs[1], inits), _const(dq.inputs[2], inits)
+    if scale.size != 1 or zp.size != 1 or zp.dtype != np.uint8:
+        return None
+    return dq, (float(scale.reshape(())), int(zp.reshape(())))
 
 
 def _const_dq(name: str, inits: Dict[str, bytes], producers: Dict[str, _Node],

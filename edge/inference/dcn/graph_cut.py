@@ -28,7 +28,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from edgeface.inference.dcn.gemm import MS_DOMAIN, Dcn, Segment, _const_dq, _dcn_from
+from edgeface.inference.dcn.gemm import MS_DOMAIN, Dcn, Segment, _const_dq, _dcn_from, uint8_dq
 from edgeface.inference.dcn.proto import (
     _FLOAT,
     _INT8,
@@ -238,6 +238,18 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
     # DequantizeLinear of an int8 DeformConv weight: folded into the segment's GEMM
     folded = {n.inputs[1] for n in nodes if n.op == "DeformConv" and len(n.inputs) > 1
               and uses.get(n.inputs[1]) == 1 and _const_dq(n.inputs[1], inits, producers)}
+    # DequantizeLinear of a uint8 offset or mask that only its DeformConv reads: the sampler
+    # dequantizes it itself (same floats), where ONNX Runtime made a float copy of each
+    # (30 nodes, 0.48 M values a V1 frame)
+    raw: Dict[str, tuple] = {}
+    if quantize_columns:
+        for n in nodes:
+            if n.op == "DeformConv" and n.domain in ("", "ai.onnx"):
+                for i in n.inputs[2:5:2]:
+                    found = uint8_dq(i, inits, producers) if i and uses.get(i) == 1 else None
+                    if found:
+                        raw[i] = (found[0].inputs[0], found[1])
+    folded |= set(raw)
     order = {id(n): k for k, n in enumerate(nodes)}
     # output -> its node, for the nodes each part computes itself (:func:`_with_constants`)
     constants: Dict[str, _Node] = {}
@@ -248,6 +260,8 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
     stages: List[List[Dcn]] = [[]]
     for node in nodes:
         if node.outputs and node.outputs[0] in folded:
+            if node.outputs[0] in raw:  # its DeformConv reads the uint8 input at its level
+                level[node.outputs[0]] = level.get(node.inputs[0], 0)
             continue
         if node.op != "DeformConv" and node.outputs and all(
                 i in inits or i in constant for i in node.inputs if i):
@@ -265,6 +279,10 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
             index = sum(map(len, stages))
             dcn, gemm, new_inits, nchw = _dcn_from(node, inits, producers, index,
                                                    quantize_columns, reduce_range)
+            if dcn.offset in raw:
+                dcn.offset, dcn.offset_quant = raw[dcn.offset]
+            if dcn.mask in raw:
+                dcn.mask, dcn.mask_quant = raw[dcn.mask]
             if dcn.x not in nhwc:
                 # a segment's output: that segment gives it in NHWC too, where ONNX Runtime
                 # can cancel the Transpose against its own layout changes (the sampler's

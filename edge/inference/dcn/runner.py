@@ -140,14 +140,18 @@ class FastDcnSession:
         pt, pl, pb, pr = d.pads
         oh = sampler.output_size(h, kh, sh, pt, pb, dh)
         ow = sampler.output_size(w, kw, sw, pl, pr, dw)
-        for name, a, shape in ((d.x, x, x.shape), (d.offset, off, (n, 2 * kh * kw, oh, ow)),
-                               (d.mask, mask, (n, kh * kw, oh, ow))):
-            if a is not None and (a.dtype != np.float32 or a.shape != shape):
-                raise ValueError(f"DCN input {name!r}: {a.dtype} {a.shape}, expected float32 "
+        for name, a, shape, q in ((d.x, x, x.shape, None),
+                                  (d.offset, off, (n, 2 * kh * kw, oh, ow), d.offset_quant),
+                                  (d.mask, mask, (n, kh * kw, oh, ow), d.mask_quant)):
+            dtype = np.dtype(np.uint8 if q else np.float32)
+            if a is not None and (a.dtype != dtype or a.shape != shape):
+                raise ValueError(f"DCN input {name!r}: {a.dtype} {a.shape}, expected {dtype} "
                                  f"{shape}")
         cols = self._columns((n, oh, ow, kh * kw * c), np.uint8 if d.quant else np.float32)
+        raw = [float(v) for q in (d.offset_quant, d.mask_quant) for v in (q or (0, 0))]
         return (cols, (n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, self.threads,
-                       *((float(d.quant[0]), float(d.quant[1])) if d.quant else ())))
+                       *((float(d.quant[0]), float(d.quant[1])) if d.quant else (0.0, 0.0)),
+                       *raw))
 
     def run(self, output_names: Optional[Sequence[str]],
             feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
