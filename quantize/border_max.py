@@ -26,10 +26,11 @@ it is.
 
 from __future__ import annotations
 
-from collections import defaultdict
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Optional
 
 import numpy as np
+
+from edgeface.quantize.rewrite_graph import index, prune
 
 LOWEST = np.finfo(np.float32).min  # max(m, LOWEST) == m for every finite float32 m
 
@@ -66,13 +67,7 @@ def spell_border_max(proto: Any) -> int:
     from onnx import TensorProto, helper, numpy_helper
 
     g = proto.graph
-    inits = {t.name: t for t in g.initializer}
-    producers = {o: n for n in g.node for o in n.output}
-    consumers: Dict[str, List[Any]] = defaultdict(list)
-    for n in g.node:
-        for i in n.input:
-            consumers[i].append(n)
-    outputs = {o.name for o in g.output}
+    inits, producers, consumers, outputs = index(g)
     ranks: Optional[Dict[str, Optional[int]]] = None
     made: Dict[tuple, str] = {}
     dropped = set()
@@ -103,11 +98,5 @@ def spell_border_max(proto: Any) -> int:
         g.node.remove(relu)
         dropped.add(relu.output[0])
     if dropped:
-        read = {i for n in g.node for i in n.input} | outputs
-        used = [t for t in g.initializer if t.name in read]
-        del g.initializer[:]
-        g.initializer.extend(used)
-        vi = [v for v in g.value_info if v.name not in dropped]
-        del g.value_info[:]
-        g.value_info.extend(vi)
+        prune(g, dropped)
     return len(dropped)

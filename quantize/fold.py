@@ -18,6 +18,8 @@ from typing import Any, Dict, List, Optional, Set
 
 import numpy as np
 
+from edgeface.quantize.rewrite_graph import index, prune
+
 # Operators that commute with multiplication by a positive scalar on their data inputs
 # (Where: when its condition is a constant; Resize: any mode, it is linear in its input).
 _POSITIVE_COMMUTING = {"Resize", "MaxPool", "Relu", "LeakyRelu", "Where"}
@@ -85,15 +87,8 @@ def fold_scalings(proto: Any) -> int:
     Relu, Where with a constant condition) or into the DeformConvs whose mask they give.
     Changes ``proto`` in place; returns how many ``Mul`` nodes it removed."""
     g = proto.graph
-    inits = {t.name: t for t in g.initializer}
-    outputs = {o.name for o in g.output}
-    producers = {o: n for n in g.node for o in n.output}
-    consumers: Dict[str, List[Any]] = defaultdict(list)
-    uses: Dict[str, int] = defaultdict(int)
-    for n in g.node:
-        for i in n.input:
-            consumers[i].append(n)
-            uses[i] += 1
+    inits, producers, consumers, outputs = index(g)
+    uses: Dict[str, int] = defaultdict(int, {k: len(v) for k, v in consumers.items()})
     removed: Set[str] = set()
     for mul in list(g.node):
         if mul.op_type != "Mul" or mul.output[0] in outputs:
@@ -114,13 +109,7 @@ def fold_scalings(proto: Any) -> int:
     kept = [n for n in g.node if not n.output or n.output[0] not in removed]
     del g.node[:]
     g.node.extend(kept)
-    vi = [v for v in g.value_info if v.name not in removed]
-    del g.value_info[:]
-    g.value_info.extend(vi)
-    read = {i for n in g.node for i in n.input} | outputs
-    used = [t for t in g.initializer if t.name in read]
-    del g.initializer[:]
-    g.initializer.extend(used)
+    prune(g, removed)
     return len(removed)
 
 

@@ -18,6 +18,8 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
+from edgeface.quantize.rewrite_graph import index, prune
+
 _INT64_MAX = np.iinfo(np.int64).max
 
 
@@ -77,11 +79,7 @@ def merge_sibling_convs(proto: Any) -> int:
     from onnx import numpy_helper
 
     g = proto.graph
-    inits = {t.name: t for t in g.initializer}
-    consumers: Dict[str, List[Any]] = defaultdict(list)
-    for n in g.node:
-        for i in n.input:
-            consumers[i].append(n)
+    inits, _, consumers, _ = index(g)
     removed, reshaped = set(), set()
     for group in _siblings(g, inits, consumers):
         first = group[0]
@@ -112,12 +110,5 @@ def merge_sibling_convs(proto: Any) -> int:
         kept = [n for n in g.node if not n.output or n.output[0] not in removed]
         del g.node[:]
         g.node.extend(kept)
-        read = {i for n in g.node for i in n.input} | {o.name for o in g.output}
-        used = [t for t in g.initializer if t.name in read]
-        del g.initializer[:]
-        g.initializer.extend(used)
-        produced = {o for n in g.node for o in n.output} | {i.name for i in g.input}
-        vi = [v for v in g.value_info if v.name in produced and v.name not in reshaped]
-        del g.value_info[:]
-        g.value_info.extend(vi)
+        prune(g, reshaped)
     return len(removed)

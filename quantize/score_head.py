@@ -26,10 +26,11 @@ rather than one after the Concat was the better of the two while the path was qu
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any, Dict, List, Optional
 
 import numpy as np
+
+from edgeface.quantize.rewrite_graph import index, prune
 
 
 def _attr(node: Any, name: str, default: Any) -> Any:
@@ -110,13 +111,7 @@ def spell_face_scores(proto: Any) -> List[str]:
     from onnx import helper, numpy_helper
 
     g = proto.graph
-    inits = {t.name: t for t in g.initializer}
-    producers = {o: n for n in g.node for o in n.output}
-    consumers: Dict[str, List[Any]] = defaultdict(list)
-    for n in g.node:
-        for i in n.input:
-            consumers[i].append(n)
-    outputs = {o.name for o in g.output}
+    inits, producers, consumers, outputs = index(g)
     removed, changed, path = [], set(), []
     for gather in [n for n in g.node if n.op_type == "Gather"]:
         found = _match(gather, producers, consumers, inits, outputs)
@@ -157,11 +152,5 @@ def spell_face_scores(proto: Any) -> List[str]:
     if removed:
         for n in removed:
             g.node.remove(n)
-        read = {i for n in g.node for i in n.input} | outputs
-        used = [t for t in g.initializer if t.name in read]
-        del g.initializer[:]
-        g.initializer.extend(used)
-        vi = [v for v in g.value_info if v.name not in changed]
-        del g.value_info[:]
-        g.value_info.extend(vi)
+        prune(g, changed)
     return path

@@ -22,3 +22,18 @@ def run_cpu(model: Any, feeds: Mapping[str, Any]) -> list:
 
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return sess.run(None, dict(feeds))
+
+
+def real_model_and_feeds(path: Any, image: Any) -> tuple:
+    """An exported model (onnx ModelProto) and its input for ``image``, preprocessed as the
+    runtime does: for the rewrites checked on the real V1."""
+    import onnx
+
+    from edgeface.inference.model_info import ModelInfo
+    from edgeface.inference.preprocess import preprocess
+    from edgeface.media.images import read_image
+
+    model = onnx.load(str(path))
+    info = ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props})
+    blob, _ = preprocess(read_image(image), info.input_size, info.mean)
+    return model, {model.graph.input[0].name: blob}

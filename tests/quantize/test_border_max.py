@@ -12,7 +12,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from onnx_graphs import run_cpu, tiny_model  # noqa: E402
+from onnx_graphs import real_model_and_feeds, run_cpu, tiny_model  # noqa: E402
 from requires import needs_deformconv  # noqa: E402
 
 from edgeface.quantize.border_max import LOWEST, spell_border_max  # noqa: E402
@@ -94,15 +94,9 @@ def test_a_relu_read_elsewhere_is_left_alone():
 
 @needs_deformconv
 def test_real_v1_outputs_are_the_same(v1_onnx, native_images):
-    from edgeface.inference.model_info import ModelInfo
-    from edgeface.inference.preprocess import preprocess
-    from edgeface.media.images import read_image
     from edgeface.quantize.fold import fold_scalings
 
-    model = onnx.load(str(v1_onnx))
-    info = ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props})
-    blob, _ = preprocess(read_image(native_images[0]), info.input_size, info.mean)
-    feeds = {model.graph.input[0].name: blob}
+    model, feeds = real_model_and_feeds(v1_onnx, native_images[0])
     fold_scalings(model)  # as in the pipeline: the scalings fold through the Where first
     want = run_cpu(model, feeds)
     assert spell_border_max(model) == 4

@@ -11,7 +11,7 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-from onnx_graphs import run_cpu, tiny_model  # noqa: E402
+from onnx_graphs import real_model_and_feeds, run_cpu, tiny_model  # noqa: E402
 from requires import needs_deformconv  # noqa: E402
 
 from edgeface.quantize.score_head import spell_face_scores  # noqa: E402
@@ -76,14 +76,7 @@ def test_other_heads_are_left_alone(kw):
 
 @needs_deformconv
 def test_real_v1_scores_are_the_same(v1_onnx, native_images):
-    from edgeface.inference.model_info import ModelInfo
-    from edgeface.inference.preprocess import preprocess
-    from edgeface.media.images import read_image
-
-    model = onnx.load(str(v1_onnx))
-    info = ModelInfo.from_metadata({p.key: p.value for p in model.metadata_props})
-    blob, _ = preprocess(read_image(native_images[0]), info.input_size, info.mean)
-    feeds = {model.graph.input[0].name: blob}
+    model, feeds = real_model_and_feeds(v1_onnx, native_images[0])
     want = dict(zip([o.name for o in model.graph.output], run_cpu(model, feeds)))
     assert len(spell_face_scores(model)) == 13
     got = dict(zip([o.name for o in model.graph.output], run_cpu(model, feeds)))
