@@ -97,17 +97,13 @@ static inline __attribute__((always_inline)) void tap_corners(
     }
 }
 
-/* `len` uint8 values from `a` (and from `a + b_at` into `b`, if any) as DequantizeLinear
- * gives them: (q - zp) * scale, the same float ONNX Runtime's kernel computes. */
+/* `len` uint8 values as DequantizeLinear gives them: (q - zp) * scale, the same float ONNX
+ * Runtime's kernel computes. */
 static inline __attribute__((always_inline)) void dequantize(
-    float *restrict fa, float *restrict fb, const unsigned char *restrict a, long b_at,
-    int len, float scale, float zp)
+    float *restrict f, const unsigned char *restrict q, int len, float scale, float zp)
 {
     for (int t = 0; t < len; t++)
-        fa[t] = ((float)a[t] - zp) * scale;
-    if (fb)
-        for (int t = 0; t < len; t++)
-            fb[t] = ((float)a[b_at + t] - zp) * scale;
+        f[t] = ((float)q[t] - zp) * scale;
 }
 
 /* One tap of one pixel: the weighted sum of the four corners' channel vectors. Function
@@ -176,12 +172,15 @@ static inline __attribute__((always_inline)) void sample_range_c(const job_t *j,
                 const float *dy = off ? off + 2 * k * p_count : deq[0];
                 const float *dx = off ? off + (2 * k + 1) * p_count : deq[1];
                 const float *m = mask ? mask + k * p_count : j->mask8 ? deq[2] : ones;
-                if (!off)
-                    dequantize(deq[0], deq[1], j->off8 + o0 + 2 * k * p_count, p_count,
-                               (int)len, j->oscale, j->ozp);
+                if (!off) {
+                    dequantize(deq[0], j->off8 + o0 + 2 * k * p_count, (int)len, j->oscale,
+                               j->ozp);
+                    dequantize(deq[1], j->off8 + o0 + (2 * k + 1) * p_count, (int)len,
+                               j->oscale, j->ozp);
+                }
                 if (j->mask8)
-                    dequantize(deq[2], NULL, j->mask8 + m0 + k * p_count, 0, (int)len,
-                               j->mscale, j->mzp);
+                    dequantize(deq[2], j->mask8 + m0 + k * p_count, (int)len, j->mscale,
+                               j->mzp);
                 tap_corners(j, dy, dx, m, oy, ox0, i, jj, (int)len, c, idx, wt);
                 for (long t = 0; t < len; t++)
                     blend4(out + t * row + k * c, x + idx[0][t], x + idx[1][t], x + idx[2][t],

@@ -178,8 +178,9 @@ def _gemm_part(g: _Graph, dcn: Dcn, gemm: List[bytes], new_inits: List[bytes], i
 def _zero_point_type(node: _Node, inits: Dict[str, bytes]) -> int:
     """The element type of a QuantizeLinear's output: its zero point's (uint8 without one)."""
     zp = node.inputs[2] if len(node.inputs) > 2 else ""
-    return {np.dtype(np.int8): _INT8}.get(_tensor_array(memoryview(inits[zp]))[1].dtype,
-                                           _UINT8) if zp in inits else _UINT8
+    if zp in inits and _tensor_array(memoryview(inits[zp]))[1].dtype == np.int8:
+        return _INT8
+    return _UINT8
 
 
 def _segments(g: _Graph, groups: List[List[_Node]], stages: List[List[Dcn]],
