@@ -163,26 +163,134 @@ def test_the_part_after_a_dcn_computes_its_own_weights_and_reads_the_nhwc_output
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
 
 
-def test_uint8_offsets_and_mask_are_read_as_their_dequantized_floats():
-    """The sampler reads a uint8 offset / mask with its scale and zero point: the same columns,
-    bit for bit, as from the floats DequantizeLinear gives ((q - zp) * scale)."""
+def test_uint8_offsets_and_mask_are_read_through_their_tables():
+    """The sampler reads a uint8 offset / mask at its channels of a wider tensor, each byte
+    as (q - zp) * scale or through a table: the same columns, bit for bit, as from the floats
+    those give."""
     rng = np.random.default_rng(11)
     n, h, w, c = 1, 13, 11, 14
     x = (rng.standard_normal((n, h, w, c)) * 2).astype(np.float32)
-    oq = rng.integers(0, 256, (n, 18, h, w)).astype(np.uint8)
-    mq = rng.integers(0, 256, (n, 9, h, w)).astype(np.uint8)
-    (os_, ozp), (ms, mzp) = (0.07, 120), (1 / 255, 3)  # offsets to +-8.4 px: out of the image
-    offset = (oq.astype(np.int32) - ozp).astype(np.float32) * np.float32(os_)
-    mask = (mq.astype(np.int32) - mzp).astype(np.float32) * np.float32(ms)
+    raw = rng.integers(0, 256, (n, 54, h, w)).astype(np.uint8)  # two DCNs' 27 channels
+    os_, ozp = 0.07, 120  # offsets to +-8.4 px: out of the image
+    otable = (np.arange(256, dtype=np.float32) - np.float32(ozp)) * np.float32(os_)
+    mtable = (1 / (1 + np.exp(-(np.arange(256) - 128) / 16))).astype(np.float32)  # a sigmoid
+    offset, mask = otable[raw[:, 27:45]], mtable[raw[:, 45:54]]
     ext, geometry = sampler.extension(), (n, h, w, c, h, w, 3, 3, 1, 1, 1, 1, 1, 1, 2)
     for quant, dtype in (((0.05, 37.0), np.uint8), ((0.0, 0.0), np.float32)):
         want = np.empty((n, h * w, 9 * c), dtype)
-        got = np.empty_like(want)
         ext.sample(x, offset, mask, want, *geometry, *quant)
-        ext.sample(x, oq, mq, got, *geometry, *quant, os_, float(ozp), ms, float(mzp))
-        np.testing.assert_array_equal(got, want)
-    with pytest.raises(ValueError, match="offset"):  # uint8 offsets given as float32
-        ext.sample(x, offset, mask, got, *geometry, 0.0, 0.0, os_, float(ozp), ms, float(mzp))
+        for ospec in ((None, os_, float(ozp), 27, 54), (otable, 0.0, 0.0, 27, 54)):
+            got = np.empty_like(want)
+            ext.sample(x, raw, raw, got, *geometry, *quant, ospec, (mtable, 0.0, 0.0, 45, 54))
+            np.testing.assert_array_equal(got, want)
+    got = np.empty((n, h * w, 9 * c), np.float32)
+    for bad, match in (((None, os_, float(ozp), 40, 54), "channels 40..58 of 54"),
+                       ((otable[:255], 0.0, 0.0, 0, 54), "offset has 1020 bytes"),
+                       ((None, 0.0, 0.0, 0, 54), "scale > 0"),
+                       ((None, os_, float(ozp), 0, 55), "offset has 7722 bytes")):
+        with pytest.raises(ValueError, match=match):
+            ext.sample(x, raw, None, got, *geometry, 0.0, 0.0, bad, None)
+    with pytest.raises(ValueError, match="offset"):  # uint8 offsets without a spec
+        ext.sample(x, raw[:, :18], mask, got, *geometry, 0.0, 0.0)
+
+
+def _merged_offset_conv(c: int, o: int, s: int, wq: np.ndarray, ws: np.ndarray,
+                        side_output: bool) -> bytes:
+    """As `edgeface quantize` leaves V1's SSH: one uint8 tensor of 27 channels (here quantized
+    from the input ``raw``) -> DQ -> Slice [0, 18) -> Q -> DQ: the offset; Slice [18, 27) ->
+    Q -> DQ -> Sigmoid -> Q -> DQ: the mask. With ``side_output`` the DQ before the slices is
+    read by a graph output as well."""
+    inits = [ow.tensor("xs", ow.FLOAT, [], [0.02]), _uint8_scalar("xzp", 100),
+             ow.tensor("rs", ow.FLOAT, [], [0.07]), _uint8_scalar("rzp", 120),
+             ow.tensor("ss", ow.FLOAT, [], [1 / 256]), _uint8_scalar("szp", 0),
+             proto._tensor("wq", wq), proto._tensor("ws", ws),
+             proto._tensor("wzp", np.zeros(o, np.int8))]
+    for name, v in (("zero", 0), ("eighteen", 18), ("end", 27), ("one", 1)):
+        inits.append(ow.tensor(name, ow.INT64, [1], [v]))
+    nodes = [ow.node("QuantizeLinear", ["x", "xs", "xzp"], ["xq"]),
+             ow.node("DequantizeLinear", ["xq", "xs", "xzp"], ["xd"]),
+             ow.node("QuantizeLinear", ["raw", "rs", "rzp"], ["rq"]),
+             ow.node("DequantizeLinear", ["rq", "rs", "rzp"], ["rd"]),
+             ow.node("Slice", ["rd", "zero", "eighteen", "one"], ["o_f"]),
+             ow.node("QuantizeLinear", ["o_f", "rs", "rzp"], ["o_q"]),
+             ow.node("DequantizeLinear", ["o_q", "rs", "rzp"], ["offset"]),
+             ow.node("Slice", ["rd", "eighteen", "end", "one"], ["m_f"]),
+             ow.node("QuantizeLinear", ["m_f", "rs", "rzp"], ["m_q"]),
+             ow.node("DequantizeLinear", ["m_q", "rs", "rzp"], ["m_d"]),
+             ow.node("Sigmoid", ["m_d"], ["m_s"]),
+             ow.node("QuantizeLinear", ["m_s", "ss", "szp"], ["m_sq"]),
+             ow.node("DequantizeLinear", ["m_sq", "ss", "szp"], ["mask"]),
+             ow.node("DequantizeLinear", ["wq", "ws", "wzp"], ["w"], axis=0),
+             ow.node("DeformConv", ["xd", "w", "offset", "", "mask"], ["y"],
+                     kernel_shape=[3, 3], pads=[1, 1, 1, 1])]
+    outputs = [ow.value_info("y", ow.FLOAT, [1, o, s, s])]
+    if side_output:
+        nodes.append(ow.node("Relu", ["rd"], ["side"]))
+        outputs.append(ow.value_info("side", ow.FLOAT, [1, 27, s, s]))
+    io = [("x", [1, c, s, s]), ("raw", [1, 27, s, s])]
+    g = ow.graph("merged_offsets", nodes, [ow.value_info(n, ow.FLOAT, d) for n, d in io],
+                 outputs, inits)
+    return ow.model(g, ir_version=9, opset=19)
+
+
+@pytest.mark.parametrize("side_output", [False, True])
+def test_the_sampler_reads_sliced_offsets_and_a_sigmoid_mask_from_the_uint8_tensor(
+        monkeypatch, side_output):
+    """offset and mask as channel slices of one uint8 tensor, the mask behind a Sigmoid
+    between Q/DQ pairs (V1's SSH): the sampler reads the uint8 tensor, the offset as its
+    DequantizeLinear and the mask through a table that ONNX Runtime computed, the Slice and
+    Sigmoid nodes are gone unless something else reads them, and the outputs are those of
+    the cut that keeps every node."""
+    import onnx
+
+    rng = np.random.default_rng(17)
+    c, o, s = 14, 28, 13
+    weight = rng.standard_normal((o, c, 3, 3)).astype(np.float32) / 10
+    ws = (np.abs(weight).reshape(o, -1).max(1) / 127).astype(np.float32)
+    wq = np.round(weight / ws[:, None, None, None]).astype(np.int8)
+    model = _merged_offset_conv(c, o, s, wq, ws, side_output)
+    fast = graph_cut.cut(model)
+    (d,), = fast.stages[:1]
+    assert (d.offset, d.mask) == ("rq", "rq") and fast.tables is not None
+    assert (d.offset_from.start, d.offset_from.stop) == (0, 18)
+    assert (d.mask_from.start, d.mask_from.stop) == (18, 27)
+    seg0 = fast.segments[0]
+    ops = {n.output[0]: n.op_type for n in onnx.load_from_string(seg0.model).graph.node}
+    assert "Sigmoid" not in ops.values() and "Slice" not in ops.values()
+    assert ("rd" in ops) == side_output  # for the side output
+    feeds = {"x": rng.uniform(-2, 3, (1, c, s, s)).astype(np.float32),
+             "raw": rng.uniform(-9, 9, (1, 27, s, s)).astype(np.float32)}
+    session = runner.FastDcnSession(fast)
+    specs = session._prepare(d, dict(zip(seg0.outputs, session._sessions[0].run(
+        seg0.outputs, feeds))))[1][-2:]
+    assert specs[0][0] is None and specs[0][1] == pytest.approx(0.07)  # the DequantizeLinear
+    assert specs[1][0].shape == (256,)  # the sigmoid's table
+    got = session.run(None, feeds)
+    monkeypatch.setattr(graph_cut.uint8_inputs, "trace", lambda *a: None)
+    kept = graph_cut.cut(model)
+    assert kept.tables is None and kept.stages[0][0].offset == "offset"
+    want = runner.FastDcnSession(kept).run(None, feeds)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_a_gemm_output_read_by_a_later_part_has_its_rank():
+    """A DCN's NHWC output, an input of the part after it, is declared with rank 4 and its
+    channels: without a rank ONNX Runtime's NHWC transformer leaves the QLinearConv that reads
+    it in NCHW between two Transposes (0.51 against 0.45 ms for V1's three)."""
+    import onnx
+
+    rng = np.random.default_rng(5)
+    weight = rng.standard_normal((14, 14, 3, 3)).astype(np.float32) / 10
+    ws = (np.abs(weight).reshape(14, -1).max(1) / 127).astype(np.float32)
+    wq = np.round(weight / ws[:, None, None, None]).astype(np.int8)
+    fast = graph_cut.cut(_qdq_deformconv(14, 14, 13, 0.02, 100, wq, ws,
+                                         np.zeros(14, np.float32)))
+    assert len(fast.segments) == 2  # the last transposes the graph output to NCHW
+    last = onnx.load_from_string(fast.segments[-1].model)
+    dims = {i.name: [d.dim_value or None for d in i.type.tensor_type.shape.dim]
+            for i in last.graph.input}
+    assert dims["y__nhwc"] == [None, None, None, 14]
 
 
 def test_the_cut_hands_the_sampler_uint8_offsets_and_mask(monkeypatch):
@@ -199,8 +307,8 @@ def test_the_cut_hands_the_sampler_uint8_offsets_and_mask(monkeypatch):
     fast = graph_cut.cut(model)
     (d,), = fast.stages[:1]
     assert (d.offset, d.mask) == ("oq", "mq")
-    assert d.offset_quant == (pytest.approx(0.07), 120)
-    assert d.mask_quant == (pytest.approx(1 / 255), 0)
+    assert d.offset_from.linear == (pytest.approx(0.07), 120)
+    assert d.mask_from.linear == (pytest.approx(1 / 255), 0)
     feeds = {"x": rng.uniform(-2, 3, (1, c, s, s)).astype(np.float32),
              "offset": random_offsets(rng, (1, 18, s, s)),
              "mask": rng.uniform(0, 1, (1, 9, s, s)).astype(np.float32)}
@@ -211,7 +319,7 @@ def test_the_cut_hands_the_sampler_uint8_offsets_and_mask(monkeypatch):
     assert seg0["oq"].dtype == np.uint8 and seg0["mq"].dtype == np.uint8
     assert "od" not in seg0 and "md" not in seg0
     got = session.run(None, feeds)[0]
-    monkeypatch.setattr(graph_cut, "uint8_dq", lambda *a: None)
+    monkeypatch.setattr(graph_cut.uint8_inputs, "trace", lambda *a: None)
     kept = graph_cut.cut(model)
-    assert (kept.stages[0][0].offset, kept.stages[0][0].offset_quant) == ("od", None)
+    assert (kept.stages[0][0].offset, kept.stages[0][0].offset_from) == ("od", None)
     np.testing.assert_array_equal(got, runner.FastDcnSession(kept).run(None, feeds)[0])

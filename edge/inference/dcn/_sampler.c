@@ -14,9 +14,12 @@
  *   cols   float32 [n, oh*ow, kh*kw*c]       (written: pixel-major, then tap, then channel)
  * sample(..., threads, scale, zero_point): cols is uint8, each value quantized as ONNX
  *   QuantizeLinear does (round half to even, saturate to [0, 255]; x * (1/scale) for x / scale)
- * sample(..., threads, scale, zero_point, off_scale, off_zp, mask_scale, mask_zp): offset
- *   (mask) is uint8 when its scale is > 0, read as DequantizeLinear gives it:
- *   (value - zp) * scale (scale 0: float32, as above; scale 0 for the columns: float columns)
+ * sample(..., threads, scale, zero_point, off_spec, mask_spec): a spec (not None) makes the
+ *   offset (mask) uint8 [n, channels, oh, ow], read at its channels base.. as
+ *   spec = (table, scale, zero_point, base, channels): each byte through `table` (float32
+ *   [256]: the per-value ops between a quantized tensor and the DeformConv input, e.g. a
+ *   Sigmoid between Q/DQ pairs, as one lookup), or with table None as DequantizeLinear gives
+ *   it, (byte - zero_point) * scale (a scale of 0 for the columns: float columns)
  * to_nhwc(src, dst, n, c, h, w, threads): [n, c, h, w] -> [n, h, w, c]
  */
 #define PY_SSIZE_T_CLEAN
@@ -33,8 +36,10 @@
 
 typedef struct {
     const float *x, *off, *mask;
-    const unsigned char *off8, *mask8; /* uint8 offsets / mask instead of off / mask */
-    float oscale, ozp, mscale, mzp;    /* their DequantizeLinear */
+    const unsigned char *off8, *mask8; /* uint8 offsets / mask instead, planar */
+    const float *otab, *mtab;          /* byte -> value (256 entries), or NULL: */
+    float oscale, ozp, mscale, mzp;    /* (byte - zp) * scale */
+    long obase, ochannels, mbase, mchannels; /* the channels read, of how many */
     float *out;
     unsigned char *out8; /* quantized columns instead of `out` when not NULL */
     float qinv, qzp;     /* value -> round(value * qinv + qzp), clamped to [0, 255] */
@@ -97,13 +102,18 @@ static inline __attribute__((always_inline)) void tap_corners(
     }
 }
 
-/* `len` uint8 values as DequantizeLinear gives them: (q - zp) * scale, the same float ONNX
- * Runtime's kernel computes. */
-static inline __attribute__((always_inline)) void dequantize(
-    float *restrict f, const unsigned char *restrict q, int len, float scale, float zp)
+/* `len` uint8 values as the float the DeformConv reads: through `table`, or as
+ * DequantizeLinear gives them, (q - zp) * scale, the same float ONNX Runtime computes. */
+static inline __attribute__((always_inline)) void from_bytes(
+    float *restrict f, const unsigned char *restrict q, int len, const float *restrict table,
+    float scale, float zp)
 {
-    for (int t = 0; t < len; t++)
-        f[t] = ((float)q[t] - zp) * scale;
+    if (table)
+        for (int t = 0; t < len; t++)
+            f[t] = table[q[t]];
+    else
+        for (int t = 0; t < len; t++)
+            f[t] = ((float)q[t] - zp) * scale;
 }
 
 /* One tap of one pixel: the weighted sum of the four corners' channel vectors. Function
@@ -161,9 +171,13 @@ static inline __attribute__((always_inline)) void sample_range_c(const job_t *j,
         if (len > j->q1 - q)
             len = j->q1 - q;
         const float *x = j->x + img * j->h * j->w * c;
-        const long o0 = img * 2 * k_count * p_count + p, m0 = img * k_count * p_count + p;
-        const float *off = j->off8 ? NULL : j->off + o0;
-        const float *mask = j->mask ? j->mask + m0 : NULL;
+        const float *off = j->off8 ? NULL : j->off + img * 2 * k_count * p_count + p;
+        const float *mask = j->mask ? j->mask + img * k_count * p_count + p : NULL;
+        /* the tap's planes of uint8 offsets / mask */
+        const unsigned char *off8 =
+            j->off8 ? j->off8 + (img * j->ochannels + j->obase) * p_count + p : NULL;
+        const unsigned char *mask8 =
+            j->mask8 ? j->mask8 + (img * j->mchannels + j->mbase) * p_count + p : NULL;
         float deq[3][TILE]; /* a uint8 tap's dy, dx, mask as float */
         float *out = u8 ? scratch : j->out + q * row;
         for (long i = 0; i < j->kh; i++) {
@@ -171,15 +185,15 @@ static inline __attribute__((always_inline)) void sample_range_c(const job_t *j,
                 const long k = i * j->kw + jj;
                 const float *dy = off ? off + 2 * k * p_count : deq[0];
                 const float *dx = off ? off + (2 * k + 1) * p_count : deq[1];
-                const float *m = mask ? mask + k * p_count : j->mask8 ? deq[2] : ones;
-                if (!off) {
-                    dequantize(deq[0], j->off8 + o0 + 2 * k * p_count, (int)len, j->oscale,
+                const float *m = mask ? mask + k * p_count : mask8 ? deq[2] : ones;
+                if (off8) {
+                    from_bytes(deq[0], off8 + 2 * k * p_count, (int)len, j->otab, j->oscale,
                                j->ozp);
-                    dequantize(deq[1], j->off8 + o0 + (2 * k + 1) * p_count, (int)len,
+                    from_bytes(deq[1], off8 + (2 * k + 1) * p_count, (int)len, j->otab,
                                j->oscale, j->ozp);
                 }
-                if (j->mask8)
-                    dequantize(deq[2], j->mask8 + m0 + k * p_count, (int)len, j->mscale,
+                if (mask8)
+                    from_bytes(deq[2], mask8 + k * p_count, (int)len, j->mtab, j->mscale,
                                j->mzp);
                 tap_corners(j, dy, dx, m, oy, ox0, i, jj, (int)len, c, idx, wt);
                 for (long t = 0; t < len; t++)
@@ -326,22 +340,60 @@ static int check_len(const Py_buffer *b, long count, const char *name)
     return check_bytes(b, count, (long)sizeof(float), name);
 }
 
+/* A uint8 input's spec, (table or None, scale, zero_point, base, channels), into the job's
+ * fields; its buffers are checked against `count` channels of `pixels` each. Returns 1 when
+ * `table` was taken (to release), 0 without one, -1 with an exception set. */
+static int parse_spec(PyObject *spec, const Py_buffer *data, Py_buffer *table, long pixels,
+                      long count, const char *name, const float **tab, float *scale,
+                      float *zp, long *base, long *channels)
+{
+    PyObject *table_obj;
+    double s, z;
+    int have_table = 0;
+    if (!PyArg_ParseTuple(spec, "Oddll", &table_obj, &s, &z, base, channels))
+        return -1;
+    if (table_obj != Py_None) {
+        if (PyObject_GetBuffer(table_obj, table, PyBUF_C_CONTIGUOUS) < 0)
+            return -1;
+        have_table = 1;
+        if (check_len(table, 256, name) < 0)
+            goto fail;
+        *tab = table->buf;
+    } else if (!(s > 0.0) || z < 0.0 || z > 255.0) {
+        PyErr_Format(PyExc_ValueError, "%s: scale > 0, zero point in [0, 255]", name);
+        return -1;
+    }
+    if (*base < 0 || *channels < 1 || *base + count > *channels) {
+        PyErr_Format(PyExc_ValueError, "%s: channels %ld..%ld of %ld", name, *base,
+                     *base + count, *channels);
+        goto fail;
+    }
+    if (check_bytes(data, pixels * *channels, 1, name) < 0)
+        goto fail;
+    *scale = (float)s;
+    *zp = (float)z;
+    return have_table;
+fail:
+    if (have_table)
+        PyBuffer_Release(table);
+    return -1;
+}
+
 static PyObject *py_sample(PyObject *self, PyObject *args)
 {
-    Py_buffer x, off, out, mask;
-    PyObject *mask_obj;
+    Py_buffer x, off, out, mask, otab, mtab;
+    PyObject *mask_obj, *ospec = Py_None, *mspec = Py_None;
     job_t j;
     long threads, k_count, p_count;
     PyObject *ret = NULL;
-    int have_mask = 0;
-    double qscale = 0.0, qzp = 0.0, oscale = 0.0, ozp = 0.0, mscale = 0.0, mzp = 0.0;
+    int have_mask = 0, have_otab = 0, have_mtab = 0;
+    double qscale = 0.0, qzp = 0.0;
     volatile int failed = 0;
     (void)self;
     memset(&j, 0, sizeof(j));
-    if (!PyArg_ParseTuple(args, "y*y*Ow*lllllllllllllll|dddddd", &x, &off, &mask_obj, &out,
+    if (!PyArg_ParseTuple(args, "y*y*Ow*lllllllllllllll|ddOO", &x, &off, &mask_obj, &out,
                           &j.n, &j.h, &j.w, &j.c, &j.oh, &j.ow, &j.kh, &j.kw, &j.sh, &j.sw,
-                          &j.ph, &j.pw, &j.dh, &j.dw, &threads, &qscale, &qzp, &oscale, &ozp,
-                          &mscale, &mzp))
+                          &j.ph, &j.pw, &j.dh, &j.dw, &threads, &qscale, &qzp, &ospec, &mspec))
         return NULL;
     if (mask_obj != Py_None) {
         if (PyObject_GetBuffer(mask_obj, &mask, PyBUF_C_CONTIGUOUS) < 0)
@@ -353,35 +405,45 @@ static PyObject *py_sample(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "sizes, strides and dilations must be >= 1, pads >= 0");
         goto done;
     }
-    if (qscale < 0.0 || (qscale > 0.0 && (qzp < 0.0 || qzp > 255.0)) || oscale < 0.0 ||
-        (oscale > 0.0 && (ozp < 0.0 || ozp > 255.0)) || mscale < 0.0 ||
-        (mscale > 0.0 && (mzp < 0.0 || mzp > 255.0))) {
+    if (qscale < 0.0 || (qscale > 0.0 && (qzp < 0.0 || qzp > 255.0))) {
         PyErr_SetString(PyExc_ValueError, "quantization: scale > 0, zero point in [0, 255]");
+        goto done;
+    }
+    if (mspec != Py_None && !have_mask) {
+        PyErr_SetString(PyExc_ValueError, "a mask spec without a mask");
         goto done;
     }
     k_count = j.kh * j.kw;
     p_count = j.oh * j.ow;
     if (check_len(&x, j.n * j.h * j.w * j.c, "x") < 0 ||
-        check_bytes(&off, j.n * 2 * k_count * p_count, oscale > 0.0 ? 1 : (long)sizeof(float),
-                    "offset") < 0 ||
-        (have_mask && check_bytes(&mask, j.n * k_count * p_count,
-                                  mscale > 0.0 ? 1 : (long)sizeof(float), "mask") < 0) ||
         check_bytes(&out, j.n * p_count * k_count * j.c, qscale > 0.0 ? 1 : (long)sizeof(float),
                     "cols") < 0)
         goto done;
-    j.x = x.buf;
-    if (oscale > 0.0) {
+    if (ospec != Py_None) {
+        have_otab = parse_spec(ospec, &off, &otab, j.n * p_count, 2 * k_count, "offset",
+                               &j.otab, &j.oscale, &j.ozp, &j.obase, &j.ochannels);
+        if (have_otab < 0) {
+            have_otab = 0;
+            goto done;
+        }
         j.off8 = off.buf;
-        j.oscale = (float)oscale;
-        j.ozp = (float)ozp;
-    } else
+    } else if (check_len(&off, j.n * 2 * k_count * p_count, "offset") < 0)
+        goto done;
+    else
         j.off = off.buf;
-    if (have_mask && mscale > 0.0) {
+    if (mspec != Py_None) {
+        have_mtab = parse_spec(mspec, &mask, &mtab, j.n * p_count, k_count, "mask", &j.mtab,
+                               &j.mscale, &j.mzp, &j.mbase, &j.mchannels);
+        if (have_mtab < 0) {
+            have_mtab = 0;
+            goto done;
+        }
         j.mask8 = mask.buf;
-        j.mscale = (float)mscale;
-        j.mzp = (float)mzp;
-    } else
+    } else if (have_mask && check_len(&mask, j.n * k_count * p_count, "mask") < 0)
+        goto done;
+    else
         j.mask = have_mask ? mask.buf : NULL;
+    j.x = x.buf;
     if (qscale > 0.0) {
         j.out8 = out.buf;
         j.qinv = (float)(1.0 / qscale);
@@ -400,6 +462,10 @@ static PyObject *py_sample(PyObject *self, PyObject *args)
     Py_INCREF(Py_None);
     ret = Py_None;
 done:
+    if (have_mtab)
+        PyBuffer_Release(&mtab);
+    if (have_otab)
+        PyBuffer_Release(&otab);
     if (have_mask)
         PyBuffer_Release(&mask);
     PyBuffer_Release(&x);
@@ -442,10 +508,11 @@ done:
 static PyMethodDef methods[] = {
     {"sample", py_sample, METH_VARARGS,
      "sample(x, offset, mask, cols, n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, "
-     "threads[, scale, zero_point[, off_scale, off_zp, mask_scale, mask_zp]]): modulated "
-     "deformable bilinear sampling, NHWC x -> cols [n, oh*ow, kh*kw*c] (float32, or uint8 "
-     "quantized with scale and zero_point); offset and mask float32, or uint8 read with "
-     "their scale and zero point (a scale of 0: float32)."},
+     "threads[, scale, zero_point[, off_spec, mask_spec]]): modulated deformable bilinear "
+     "sampling, NHWC x -> cols [n, oh*ow, kh*kw*c] (float32, or uint8 quantized with scale "
+     "and zero_point); offset and mask float32 [n, 2K|K, oh, ow], or with a spec (table or "
+     "None, scale, zero_point, base, channels) uint8 [n, channels, oh, ow] read from channel "
+     "base through the table, or as (byte - zero_point) * scale."},
     {"to_nhwc", py_to_nhwc, METH_VARARGS,
      "to_nhwc(src, dst, n, c, h, w, threads): float32 NCHW -> NHWC."},
     {NULL, NULL, 0, NULL},

@@ -32,6 +32,18 @@ class Segment:
 
 
 @dataclass
+class TableInput:
+    """Channels ``[start, stop)`` (stop None: to the last) of a uint8 NCHW tensor, each byte
+    read as ``CutModel.tables``' output ``table`` gives it; ``linear``: the (scale, zero
+    point) of the DequantizeLinear that ends the chain, which the table may equal."""
+
+    start: int
+    stop: Optional[int]
+    table: str
+    linear: Optional[Tuple[float, int]] = None
+
+
+@dataclass
 class Dcn:
     """One DeformConv, as the runner executes it: sampled into ``cols``, then ``gemm``."""
 
@@ -44,11 +56,13 @@ class Dcn:
     pads: Tuple[int, int, int, int]
     dilation: Tuple[int, int]
     output: str = ""  # the GEMM's output: the DeformConv's, in NHWC
+    out_channels: int = 0
     # (scale, zero point): the sampler writes uint8 columns quantized so (QDQ models)
     quant: Optional[Tuple[float, int]] = None
-    # (scale, zero point) of a uint8 offset / mask, read as its DequantizeLinear would give it
-    offset_quant: Optional[Tuple[float, int]] = None
-    mask_quant: Optional[Tuple[float, int]] = None
+    # a uint8 offset / mask (:mod:`.uint8_inputs`): ``offset`` (``mask``) names the uint8
+    # tensor, read at channels [start, stop) through a table
+    offset_from: Optional[TableInput] = None
+    mask_from: Optional[TableInput] = None
     # cols -> the DeformConv's output: its own small model, run right after the sampling,
     # so that one columns buffer serves all 15 DCNs (per-DCN buffers read by the next
     # segment held 20 MB of FP32 columns at once)
@@ -57,19 +71,6 @@ class Dcn:
 
 def _const(name: str, inits: Dict[str, bytes]) -> np.ndarray:
     return _tensor_array(memoryview(inits[name]))[1]
-
-
-def uint8_dq(name: str, inits: Dict[str, bytes], producers: Dict[str, _Node]
-             ) -> Optional[Tuple[_Node, Tuple[float, int]]]:
-    """The DequantizeLinear producing ``name`` from uint8 data with one constant scale and
-    zero point, and those two; None when something else produces it."""
-    dq = _const_dq(name, inits, producers, data=False)
-    if dq is None or len(dq.inputs) < 3 or not dq.inputs[2]:
-        return None
-    scale, zp = _const(dq.inputs[1], inits), _const(dq.inputs[2], inits)
-    if scale.size != 1 or zp.size != 1 or zp.dtype != np.uint8:
-        return None
-    return dq, (float(scale.reshape(())), int(zp.reshape(())))
 
 
 def _const_dq(name: str, inits: Dict[str, bytes], producers: Dict[str, _Node],
@@ -220,7 +221,8 @@ def _dcn_from(node: _Node, inits: Dict[str, bytes], producers: Dict[str, _Node],
     nodes, new_inits, quant = _gemm(index, cols, nhwc, w, bias, inits, x_dq, reduce_range)
     dcn = Dcn(x, offset, mask or None, cols, w.shape[2:],
               tuple(a.get("strides") or (1, 1)), tuple(a.get("pads") or (0, 0, 0, 0)),
-              tuple(a.get("dilations") or (1, 1)), output=nhwc, quant=quant)
+              tuple(a.get("dilations") or (1, 1)), output=nhwc, out_channels=w.shape[0],
+              quant=quant)
     nchw = _parse_node(memoryview(_node("Transpose", [nhwc], [out], f"dcn{index}_nchw",
                                         perm=[0, 3, 1, 2])))
     return dcn, nodes, new_inits, nchw

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
-from edgeface.inference.dcn.gemm import MS_DOMAIN, Dcn, Segment, _const_dq, _dcn_from, uint8_dq
+from edgeface.inference.dcn import uint8_inputs
+from edgeface.inference.dcn.gemm import MS_DOMAIN, Dcn, Segment, TableInput, _const_dq, _dcn_from
 from edgeface.inference.dcn.proto import (
     _FLOAT,
     _INT8,
@@ -51,12 +52,15 @@ __all__ = ["CutError", "CutModel", "Dcn", "Segment", "cut"]
 
 @dataclass
 class CutModel:
-    """Segments in order; ``stages[s]`` are the DCNs sampled after ``segments[s]``."""
+    """Segments in order; ``stages[s]`` are the DCNs sampled after ``segments[s]``;
+    ``tables``: the model whose outputs are the byte tables of uint8 offsets and masks
+    (:mod:`.uint8_inputs`), run once at load."""
 
     segments: List[Segment]
     stages: List[List[Dcn]]
     graph_inputs: List[str]
     graph_outputs: List[str]
+    tables: Optional[bytes] = None
 
 
 def _quantization_record(metadata_prop) -> Optional[dict]:
@@ -184,7 +188,8 @@ def _zero_point_type(node: _Node, inits: Dict[str, bytes]) -> int:
 
 
 def _segments(g: _Graph, groups: List[List[_Node]], stages: List[List[Dcn]],
-              constants: Dict[str, _Node], order: Dict[int, int]) -> List[Segment]:
+              constants: Dict[str, _Node], order: Dict[int, int],
+              uint8: set) -> List[Segment]:
     # what later segments, the samplers after this segment and the caller read from it
     groups = [_with_constants(group, constants, order) for group in groups]
     later_reads: List[set] = []
@@ -198,6 +203,10 @@ def _segments(g: _Graph, groups: List[List[_Node]], stages: List[List[Dcn]],
     # what crosses between parts is float but for QuantizeLinear outputs (uint8 or int8)
     types = {o: _zero_point_type(n, g.inits)
              for group in groups for n in group if n.op == "QuantizeLinear" for o in n.outputs}
+    types.update((o, _UINT8) for o in uint8)
+    # a GEMM's NHWC output read by a part: its rank, without which ONNX Runtime's NHWC
+    # transformer leaves a QLinearConv reading it in NCHW between two Transposes
+    dims = {d.output: [None, None, None, d.out_channels] for stage in stages for d in stage}
     segments = []
     for s, group in enumerate(groups):
         produced = {o for n in group for o in n.outputs}
@@ -208,7 +217,8 @@ def _segments(g: _Graph, groups: List[List[_Node]], stages: List[List[Dcn]],
                    and (o not in constants or o in g.outputs)]
         body = (b"".join(_len_field(1, n.raw) for n in group) + _str(2, f"segment{s}")
                 + b"".join(_len_field(5, t) for t in used_inits)
-                + b"".join(_len_field(11, g.io_info.get(i) or _value_info(i, types.get(i, _FLOAT)))
+                + b"".join(_len_field(11, g.io_info.get(i)
+                                      or _value_info(i, types.get(i, _FLOAT), dims.get(i)))
                            for i in seg_in)
                 + b"".join(_len_field(12, g.io_info.get(o) or _value_info(o, types.get(o, _FLOAT)))
                            for o in seg_out))
@@ -239,18 +249,27 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
     # DequantizeLinear of an int8 DeformConv weight: folded into the segment's GEMM
     folded = {n.inputs[1] for n in nodes if n.op == "DeformConv" and len(n.inputs) > 1
               and uses.get(n.inputs[1]) == 1 and _const_dq(n.inputs[1], inits, producers)}
-    # DequantizeLinear of a uint8 offset or mask that only its DeformConv reads: the sampler
-    # dequantizes it itself (same floats), where ONNX Runtime made a float copy of each
-    # (30 nodes, 0.48 M values a V1 frame)
-    raw: Dict[str, tuple] = {}
+    # a uint8 offset or mask (behind per-value operators and a channel Slice): the sampler
+    # reads the uint8 tensor through a table, and the nodes on the way that nothing else
+    # reads are dropped
+    sources: Dict[Tuple[int, int], uint8_inputs.Source] = {}  # (DeformConv id, input slot)
+    read: Dict[str, set] = {}
     if quantize_columns:
         for n in nodes:
             if n.op == "DeformConv" and n.domain in ("", "ai.onnx"):
-                for i in n.inputs[2:5:2]:
-                    found = uint8_dq(i, inits, producers) if i and uses.get(i) == 1 else None
+                for slot in (2, 4):
+                    name = n.inputs[slot] if len(n.inputs) > slot else ""
+                    found = uint8_inputs.trace(name, inits, producers) if name else None
                     if found:
-                        raw[i] = (found[0].inputs[0], found[1])
-    folded |= set(raw)
+                        sources[(id(n), slot)] = found
+                        read.setdefault(name, set()).add(id(n))
+    consumers: Dict[str, List[_Node]] = {}
+    for n in nodes:
+        for i in n.inputs:
+            consumers.setdefault(i, []).append(n)
+    dropped = uint8_inputs.droppable(sources.values(), consumers, read, g.outputs)
+    tables: Dict[str, uint8_inputs.Source] = {}
+    uint8: set = set()  # tensors the sampler reads as uint8
     order = {id(n): k for k, n in enumerate(nodes)}
     # output -> its node, for the nodes each part computes itself (:func:`_with_constants`)
     constants: Dict[str, _Node] = {}
@@ -260,9 +279,11 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
     groups: List[List[_Node]] = [[]]  # the nodes of each segment
     stages: List[List[Dcn]] = [[]]
     for node in nodes:
+        if id(node) in dropped:  # its outputs keep their level: the DCN reads them there
+            lv = max((level.get(i, 0) for i in node.inputs if i), default=0)
+            level.update((o, lv) for o in node.outputs)
+            continue
         if node.outputs and node.outputs[0] in folded:
-            if node.outputs[0] in raw:  # its DeformConv reads the uint8 input at its level
-                level[node.outputs[0]] = level.get(node.inputs[0], 0)
             continue
         if node.op != "DeformConv" and node.outputs and all(
                 i in inits or i in constant for i in node.inputs if i):
@@ -280,10 +301,15 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
             index = sum(map(len, stages))
             dcn, gemm, new_inits, nchw = _dcn_from(node, inits, producers, index,
                                                    quantize_columns, reduce_range)
-            if dcn.offset in raw:
-                dcn.offset, dcn.offset_quant = raw[dcn.offset]
-            if dcn.mask in raw:
-                dcn.mask, dcn.mask_quant = raw[dcn.mask]
+            for slot, kind in ((2, "offset"), (4, "mask")):
+                src = sources.get((id(node), slot))
+                if src is None:
+                    continue
+                key = f"dcn{index}_{kind}_table"
+                tables[key] = src
+                uint8.add(src.tensor)
+                setattr(dcn, kind, src.tensor)
+                setattr(dcn, f"{kind}_from", TableInput(src.start, src.stop, key, src.linear))
             if dcn.x not in nhwc:
                 # a segment's output: that segment gives it in NHWC too, where ONNX Runtime
                 # can cancel the Transpose against its own layout changes (the sampler's
@@ -316,5 +342,6 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
     # a graph output that no part reads (a constant, a DCN's output): the last part gives it
     groups[-1] += list({id(constants[o]): constants[o] for o in g.outputs
                         if o in constants}.values())
-    return CutModel(_segments(g, groups, stages, constants, order), stages,
-                    [i for i in g.inputs if i not in inits], g.outputs)
+    return CutModel(_segments(g, groups, stages, constants, order, uint8), stages,
+                    [i for i in g.inputs if i not in inits], g.outputs,
+                    uint8_inputs.tables_model(g.head, tables, inits) if tables else None)

@@ -5,7 +5,7 @@ so that the device needs no ``onnx`` package."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -56,10 +56,27 @@ def _tensor(name: str, a: np.ndarray) -> bytes:
             + _str(8, name) + _len_field(9, a.tobytes()))
 
 
-def _value_info(name: str, elem_type: int = _FLOAT) -> bytes:
-    """ValueInfoProto: name=1, type=2 {tensor_type=1 {elem_type=1}}; the shape is left to
-    ONNX Runtime's inference."""
-    return _str(1, name) + _len_field(2, _len_field(1, _int_field(1, elem_type)))
+def _value_info(name: str, elem_type: int = _FLOAT,
+                dims: Optional[Sequence[Optional[int]]] = None) -> bytes:
+    """ValueInfoProto: name=1, type=2 {tensor_type=1 {elem_type=1, shape=2 {dim=1
+    {dim_value=1}}}}. Without ``dims`` the shape is left to ONNX Runtime's inference; a None
+    dim is unknown (its rank alone is known)."""
+    tensor = _int_field(1, elem_type)
+    if dims is not None:
+        tensor += _len_field(2, b"".join(
+            _len_field(1, b"" if d is None else _int_field(1, d)) for d in dims))
+    return _str(1, name) + _len_field(2, _len_field(1, tensor))
+
+
+def _renamed(node: _Node, inputs: List[str], outputs: List[str], name: str) -> bytes:
+    """``node``'s NodeProto with new inputs (1), outputs (2) and name (3); its op type,
+    domain and attributes copied byte for byte."""
+    body = b"".join(_str(1, i) for i in inputs) + b"".join(_str(2, o) for o in outputs)
+    body += _str(3, name)
+    for fn, _, fv in _fields(memoryview(node.raw)):
+        if fn not in (1, 2, 3):  # every other NodeProto field is length-delimited
+            body += _len_field(fn, bytes(fv))
+    return body
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -128,12 +145,12 @@ def _tensor_array(v) -> Tuple[str, np.ndarray]:
             raw = bytes(fv)
         elif fn == 4 and wire == 2:
             floats = bytes(fv)
-        elif fn == 5:  # int32_data, which small integer types may use
+        elif fn in (5, 7):  # int32_data (small integer types too), int64_data
             ints += _packed_varints(fv) if wire == 2 else [fv - (1 << 64) if fv >= 1 << 63
                                                            else fv]
     if dtype not in _DTYPES:
         raise CutError(f"initializer {name!r} has data type {dtype}, not float or int64")
-    if raw is None and floats is None and ints and dtype in (2, 3, 6):
+    if raw is None and floats is None and ints and dtype in (2, 3, 6, 7):
         return name, np.array(ints, dtype=_DTYPES[dtype]).reshape(dims)
     data = raw if raw is not None else floats
     if data is None:

@@ -10,7 +10,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from edgeface.inference.dcn import sampler
+from edgeface.inference.dcn import sampler, uint8_inputs
 from edgeface.inference.dcn.graph_cut import CutError, CutModel, Dcn, cut
 
 #: ``dcn_path`` values: the fast form, and ONNX Runtime's own DeformConv kernel.
@@ -93,6 +93,13 @@ class FastDcnSession:
         self._sessions = [session(seg.model) if seg.outputs else None
                           for seg in self.cut.segments]
         stages = [[(d, session(d.gemm.model)) for d in stage] for stage in self.cut.stages]
+        # the byte tables of uint8 offsets and masks, computed once by ONNX Runtime itself
+        self._tables: Dict[str, np.ndarray] = {}
+        if self.cut.tables is not None:
+            tables = session(self.cut.tables)
+            names = [o.name for o in tables.get_outputs()]
+            found = tables.run(names, {uint8_inputs.TABLE_INPUT: np.arange(256, dtype=np.uint8)})
+            self._tables = {n: np.ascontiguousarray(t, np.float32) for n, t in zip(names, found)}
         self._shared: Dict[Any, np.ndarray] = {}  # the one columns buffer per dtype
         self._calls: Dict[tuple, tuple] = {}
         self.input_names = list(self.cut.graph_inputs)
@@ -130,6 +137,29 @@ class FastDcnSession:
             self._calls.clear()
         return flat[:size].reshape(shape)
 
+    def _spec(self, name: str, a: Optional[np.ndarray], src: Any, count: int,
+              pixels: Tuple[int, int, int]) -> Optional[tuple]:
+        """The extension's spec of a uint8 offset or mask ``a`` read through a table, after
+        checking it: (table, 0, 0) or, where the table is the chain's DequantizeLinear,
+        (None, scale, zero point), then the first channel and the channel count. None for a
+        float one."""
+        if src is None or a is None:
+            return None
+        n, oh, ow = pixels
+        if a.dtype != np.uint8 or a.ndim != 4 or (a.shape[0], *a.shape[2:]) != pixels:
+            raise ValueError(f"DCN input {name!r}: {a.dtype} {a.shape}, expected uint8 "
+                             f"{(n, 'C', oh, ow)}")
+        stop = a.shape[1] if src.stop is None else min(src.stop, a.shape[1])
+        if stop - src.start != count:
+            raise ValueError(f"DCN input {name!r}: channels {src.start}..{stop} of "
+                             f"{a.shape[1]}, expected {count}")
+        table = self._tables[src.table]
+        if src.linear is not None:
+            scale, zp = np.float32(src.linear[0]), np.float32(src.linear[1])
+            if np.array_equal(table, (np.arange(256, dtype=np.float32) - zp) * scale):
+                return None, float(scale), float(zp), src.start, a.shape[1]
+        return table, 0.0, 0.0, src.start, a.shape[1]
+
     def _prepare(self, d: Dcn, env: Dict[str, np.ndarray]) -> tuple:
         """Checked once per (DCN, input shape): buffers and the extension's arguments, so
         that later frames call it straight (it still checks every buffer's size)."""
@@ -140,18 +170,19 @@ class FastDcnSession:
         pt, pl, pb, pr = d.pads
         oh = sampler.output_size(h, kh, sh, pt, pb, dh)
         ow = sampler.output_size(w, kw, sw, pl, pr, dw)
-        for name, a, shape, q in ((d.x, x, x.shape, None),
-                                  (d.offset, off, (n, 2 * kh * kw, oh, ow), d.offset_quant),
-                                  (d.mask, mask, (n, kh * kw, oh, ow), d.mask_quant)):
-            dtype = np.dtype(np.uint8 if q else np.float32)
-            if a is not None and (a.dtype != dtype or a.shape != shape):
-                raise ValueError(f"DCN input {name!r}: {a.dtype} {a.shape}, expected {dtype} "
+        k = kh * kw
+        for name, a, shape, src in ((d.x, x, x.shape, None),
+                                    (d.offset, off, (n, 2 * k, oh, ow), d.offset_from),
+                                    (d.mask, mask, (n, k, oh, ow), d.mask_from)):
+            if a is not None and src is None and (a.dtype != np.float32 or a.shape != shape):
+                raise ValueError(f"DCN input {name!r}: {a.dtype} {a.shape}, expected float32 "
                                  f"{shape}")
-        cols = self._columns((n, oh, ow, kh * kw * c), np.uint8 if d.quant else np.float32)
-        raw = [float(v) for q in (d.offset_quant, d.mask_quant) for v in (q or (0, 0))]
+        specs = (self._spec(d.offset, off, d.offset_from, 2 * k, (n, oh, ow)),
+                 self._spec(d.mask, mask, d.mask_from, k, (n, oh, ow)))
+        cols = self._columns((n, oh, ow, k * c), np.uint8 if d.quant else np.float32)
         return (cols, (n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, self.threads,
                        *((float(d.quant[0]), float(d.quant[1])) if d.quant else (0.0, 0.0)),
-                       *raw))
+                       *specs))
 
     def run(self, output_names: Optional[Sequence[str]],
             feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
