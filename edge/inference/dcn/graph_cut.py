@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -252,22 +252,8 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
     # a uint8 offset or mask (behind per-value operators and a channel Slice): the sampler
     # reads the uint8 tensor through a table, and the nodes on the way that nothing else
     # reads are dropped
-    sources: Dict[Tuple[int, int], uint8_inputs.Source] = {}  # (DeformConv id, input slot)
-    read: Dict[str, set] = {}
-    if quantize_columns:
-        for n in nodes:
-            if n.op == "DeformConv" and n.domain in ("", "ai.onnx"):
-                for slot in (2, 4):
-                    name = n.inputs[slot] if len(n.inputs) > slot else ""
-                    found = uint8_inputs.trace(name, inits, producers) if name else None
-                    if found:
-                        sources[(id(n), slot)] = found
-                        read.setdefault(name, set()).add(id(n))
-    consumers: Dict[str, List[_Node]] = {}
-    for n in nodes:
-        for i in n.inputs:
-            consumers.setdefault(i, []).append(n)
-    dropped = uint8_inputs.droppable(sources.values(), consumers, read, g.outputs)
+    sources, dropped = uint8_inputs.find(nodes, inits, producers, g.outputs) \
+        if quantize_columns else ({}, set())
     tables: Dict[str, uint8_inputs.Source] = {}
     uint8: set = set()  # tensors the sampler reads as uint8
     order = {id(n): k for k, n in enumerate(nodes)}

@@ -116,6 +116,28 @@ def trace(name: str, inits: Dict[str, bytes], producers: Dict[str, _Node]
     return best
 
 
+def find(nodes: List[_Node], inits: Dict[str, bytes], producers: Dict[str, _Node],
+         outputs: Iterable[str]) -> Tuple[Dict[Tuple[int, int], Source], set]:
+    """The sources of the DeformConv offsets (input 2) and masks (input 4) that have one, by
+    (id of the DeformConv, input), and the ids of the nodes on their way that nothing else
+    reads."""
+    sources: Dict[Tuple[int, int], Source] = {}
+    read: Dict[str, set] = {}
+    for n in nodes:
+        if n.op == "DeformConv" and n.domain in ("", "ai.onnx"):
+            for slot in (2, 4):
+                name = n.inputs[slot] if len(n.inputs) > slot else ""
+                found = trace(name, inits, producers) if name else None
+                if found:
+                    sources[(id(n), slot)] = found
+                    read.setdefault(name, set()).add(id(n))
+    consumers: Dict[str, List[_Node]] = {}
+    for n in nodes:
+        for i in n.inputs:
+            consumers.setdefault(i, []).append(n)
+    return sources, droppable(sources.values(), consumers, read, outputs)
+
+
 def droppable(sources: Iterable[Source], consumers: Dict[str, List[_Node]],
               read: Dict[str, set], outputs: Iterable[str]) -> set:
     """ids of the sources' nodes that nothing else reads: those whose every output goes only
