@@ -81,7 +81,12 @@ def _qdq_deformconv(c: int, o: int, s: int, xs: float, xzp: int, wq: np.ndarray,
     return ow.model(g, ir_version=9, opset=19)
 
 
-def test_a_qdq_deformconv_runs_as_an_integer_gemm():
+@pytest.mark.parametrize("next_part", [False, True])
+def test_a_qdq_deformconv_runs_as_an_integer_gemm(monkeypatch, next_part):
+    """In its own run, or (columns of at most NEXT_PART_MAX_BYTES, 126 here) in the segment
+    after the sampling: the same integer GEMM."""
+    if not next_part:
+        monkeypatch.setattr(graph_cut, "NEXT_PART_MAX_BYTES", 0)
     rng = np.random.default_rng(3)
     c, o, s = 14, 28, 13
     xs, xzp = 0.02, 100
@@ -98,9 +103,13 @@ def test_a_qdq_deformconv_runs_as_an_integer_gemm():
     fast = graph_cut.cut(model)  # no quantization record: 7-bit weights (reduce_range)
     (dcn,), = fast.stages[:1]
     assert dcn.quant is not None and dcn.quant[1] == xzp and abs(dcn.quant[0] - xs) < 1e-9
-    seg = dcn.gemm.model
-    assert b"MatMulIntegerToFloat" in seg and b"MatMulNBits" not in seg
-    assert b"QuantizeLinear" not in seg and b"DequantizeLinear" not in seg  # one GEMM node
+    if next_part:
+        assert dcn.gemm is None and fast.segments[1].inputs == [dcn.cols]
+        assert b"MatMulIntegerToFloat" in fast.segments[1].model
+    else:
+        seg = dcn.gemm.model
+        assert b"MatMulIntegerToFloat" in seg and b"MatMulNBits" not in seg
+        assert b"QuantizeLinear" not in seg and b"DequantizeLinear" not in seg  # one node
     assert not any(b"DeformConv" in s.model for s in fast.segments)
     got = runner.FastDcnSession(fast).run(None, feeds)[0]
     # each column is off by at most half a step of x's scale, each 7-bit weight by half of
@@ -115,10 +124,13 @@ def test_a_qdq_deformconv_runs_as_an_integer_gemm():
     np.testing.assert_allclose(got, want, rtol=0, atol=1e-4)
 
 
-def test_the_part_after_a_dcn_computes_its_own_weights_and_reads_the_nhwc_output():
+def test_the_part_after_a_dcn_computes_its_own_weights_and_reads_the_nhwc_output(
+        monkeypatch):
     """A QDQ Conv behind a DeformConv: its weight's DequantizeLinear is in its own part, not
     a float input from segment 0 (which kept ONNX Runtime from fusing it into QLinearConv),
-    and the part reads the GEMM's NHWC output and transposes it itself."""
+    and the part reads the GEMM's NHWC output and transposes it itself. With the GEMM in
+    that part (narrow columns) it reads the columns instead, and the outputs are the same
+    bit for bit."""
     rng = np.random.default_rng(5)
     c, o, s = 14, 14, 13
     xs, xzp = 0.02, 100
@@ -145,6 +157,9 @@ def test_the_part_after_a_dcn_computes_its_own_weights_and_reads_the_nhwc_output
                               [ow.value_info(n, ow.FLOAT, d) for n, d in io],
                               [ow.value_info("z", ow.FLOAT, [1, o, s, s])], inits),
                      ir_version=9, opset=19)
+    inner = graph_cut.cut(model)
+    assert inner.segments[1].inputs == ["y__dcn_cols"] and inner.stages[0][0].gemm is None
+    monkeypatch.setattr(graph_cut, "NEXT_PART_MAX_BYTES", 0)
     fast = graph_cut.cut(model)
     (d,), = fast.stages[:1]
     assert d.output == "y__nhwc"
@@ -161,6 +176,7 @@ def test_the_part_after_a_dcn_computes_its_own_weights_and_reads_the_nhwc_output
     # 7-bit GEMM weights and y requantized: 2.9% of the output's range measured, where
     # a wrong layout (NHWC read as NCHW) or a dropped bias is of the order of the output
     assert np.abs(got - want).max() < 0.05 * np.abs(want).max()
+    np.testing.assert_array_equal(runner.FastDcnSession(inner).run(None, feeds)[0], got)
 
 
 def test_uint8_offsets_and_mask_are_read_through_their_tables():
@@ -274,23 +290,26 @@ def test_the_sampler_reads_sliced_offsets_and_a_sigmoid_mask_from_the_uint8_tens
         np.testing.assert_array_equal(g, w)
 
 
-def test_a_gemm_output_read_by_a_later_part_has_its_rank():
-    """A DCN's NHWC output, an input of the part after it, is declared with rank 4 and its
-    channels: without a rank ONNX Runtime's NHWC transformer leaves the QLinearConv that reads
-    it in NCHW between two Transposes (0.51 against 0.45 ms for V1's three)."""
+def test_a_gemm_output_read_by_a_later_part_has_its_rank(monkeypatch):
+    """A DCN's NHWC output (or its columns), an input of the part after it, is declared with
+    rank 4 and its channels: without a rank ONNX Runtime's NHWC transformer leaves the
+    QLinearConv that reads it in NCHW between two Transposes (0.51 against 0.45 ms for V1's
+    three)."""
     import onnx
 
     rng = np.random.default_rng(5)
     weight = rng.standard_normal((14, 14, 3, 3)).astype(np.float32) / 10
     ws = (np.abs(weight).reshape(14, -1).max(1) / 127).astype(np.float32)
     wq = np.round(weight / ws[:, None, None, None]).astype(np.int8)
-    fast = graph_cut.cut(_qdq_deformconv(14, 14, 13, 0.02, 100, wq, ws,
-                                         np.zeros(14, np.float32)))
-    assert len(fast.segments) == 2  # the last transposes the graph output to NCHW
-    last = onnx.load_from_string(fast.segments[-1].model)
-    dims = {i.name: [d.dim_value or None for d in i.type.tensor_type.shape.dim]
-            for i in last.graph.input}
-    assert dims["y__nhwc"] == [None, None, None, 14]
+    model = _qdq_deformconv(14, 14, 13, 0.02, 100, wq, ws, np.zeros(14, np.float32))
+    for limit, name, width in ((128, "y__dcn_cols", 126), (0, "y__nhwc", 14)):
+        monkeypatch.setattr(graph_cut, "NEXT_PART_MAX_BYTES", limit)
+        fast = graph_cut.cut(model)
+        assert len(fast.segments) == 2  # the last transposes the graph output to NCHW
+        last = onnx.load_from_string(fast.segments[-1].model)
+        dims = {i.name: [d.dim_value or None for d in i.type.tensor_type.shape.dim]
+                for i in last.graph.input}
+        assert dims == {name: [None, None, None, width]}
 
 
 def test_the_cut_hands_the_sampler_uint8_offsets_and_mask(monkeypatch):

@@ -57,6 +57,7 @@ class Dcn:
     dilation: Tuple[int, int]
     output: str = ""  # the GEMM's output: the DeformConv's, in NHWC
     out_channels: int = 0
+    col_width: int = 0  # kh * kw * C: a column's values
     # (scale, zero point): the sampler writes uint8 columns quantized so (QDQ models)
     quant: Optional[Tuple[float, int]] = None
     # a uint8 offset / mask (:mod:`.uint8_inputs`): ``offset`` (``mask``) names the uint8
@@ -65,7 +66,8 @@ class Dcn:
     mask_from: Optional[TableInput] = None
     # cols -> the DeformConv's output: its own small model, run right after the sampling,
     # so that one columns buffer serves all 15 DCNs (per-DCN buffers read by the next
-    # segment held 20 MB of FP32 columns at once)
+    # segment held 20 MB of FP32 columns at once); None: the next segment runs the GEMM
+    # (narrow integer columns, :data:`graph_cut.NEXT_PART_MAX_BYTES`)
     gemm: Optional[Segment] = None
 
 
@@ -222,7 +224,7 @@ def _dcn_from(node: _Node, inits: Dict[str, bytes], producers: Dict[str, _Node],
     dcn = Dcn(x, offset, mask or None, cols, w.shape[2:],
               tuple(a.get("strides") or (1, 1)), tuple(a.get("pads") or (0, 0, 0, 0)),
               tuple(a.get("dilations") or (1, 1)), output=nhwc, out_channels=w.shape[0],
-              quant=quant)
+              col_width=w.shape[1] * w.shape[2] * w.shape[3], quant=quant)
     nchw = _parse_node(memoryview(_node("Transpose", [nhwc], [out], f"dcn{index}_nchw",
                                         perm=[0, 3, 1, 2])))
     return dcn, nodes, new_inits, nchw

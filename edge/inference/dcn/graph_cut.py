@@ -49,6 +49,14 @@ from edgeface.inference.dcn.proto import (
 
 __all__ = ["CutError", "CutModel", "Dcn", "Segment", "cut"]
 
+#: An integer GEMM whose columns take at most this many bytes a pixel runs in the segment
+#: after its stage, not in its own session: each ONNX Runtime run costs ~20 us of its own
+#: (thread CPU, 2-core AVX2 EPYC: 29 us for V1's 13x13 GEMM of 0.3 M MACs). Its columns
+#: then stay alive until that segment runs: V1's 9 SSH DCNs that read the 14-channel
+#: branch (126 bytes a pixel) hold 0.9 MB at once; the 6 that read 56 channels (504 bytes,
+#: 1.4 MB each at 52x52) keep their own run and the one shared buffer.
+NEXT_PART_MAX_BYTES = 128
+
 
 @dataclass
 class CutModel:
@@ -163,15 +171,21 @@ def _imports(head: List[bytes], domain: str) -> bool:
     return False
 
 
+def _ms_opset(head: List[bytes], nodes: List[_Node]) -> List[bytes]:
+    """``head`` with an opset_import (8) of ONNX Runtime's contrib domain when ``nodes`` use
+    it (MatMulIntegerToFloat) and it has none."""
+    if any(n.domain == MS_DOMAIN for n in nodes) and not _imports(head, MS_DOMAIN):
+        return head + [_len_field(8, _str(1, MS_DOMAIN) + _int_field(2, 1))]
+    return head
+
+
 def _gemm_part(g: _Graph, dcn: Dcn, gemm: List[bytes], new_inits: List[bytes], index: int,
                out: str, constants: Dict[str, _Node], order: Dict[int, int]) -> Segment:
     nodes = _with_constants([_parse_node(memoryview(b)) for b in gemm], constants, order)
     made = {o for n in nodes for o in n.outputs}
     used = [g.inits[i] for i in dict.fromkeys(i for n in nodes for i in n.inputs)
             if i in g.inits and i not in made]
-    head = b"".join(g.head)
-    if any(n.domain == MS_DOMAIN for n in nodes) and not _imports(g.head, MS_DOMAIN):
-        head += _len_field(8, _str(1, MS_DOMAIN) + _int_field(2, 1))  # opset_import
+    head = b"".join(_ms_opset(g.head, nodes))
     body = (b"".join(_len_field(1, n.raw) for n in nodes) + _str(2, f"dcn{index}_gemm")
             + b"".join(_len_field(5, t) for t in used + new_inits)
             + _len_field(11, _value_info(dcn.cols, _UINT8 if dcn.quant else _FLOAT))
@@ -207,6 +221,7 @@ def _segments(g: _Graph, groups: List[List[_Node]], stages: List[List[Dcn]],
     # a GEMM's NHWC output read by a part: its rank, without which ONNX Runtime's NHWC
     # transformer leaves a QLinearConv reading it in NCHW between two Transposes
     dims = {d.output: [None, None, None, d.out_channels] for stage in stages for d in stage}
+    dims.update((d.cols, [None, None, None, d.col_width]) for stage in stages for d in stage)
     segments = []
     for s, group in enumerate(groups):
         produced = {o for n in group for o in n.outputs}
@@ -255,7 +270,8 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
     sources, dropped = uint8_inputs.find(nodes, inits, producers, g.outputs) \
         if quantize_columns else ({}, set())
     tables: Dict[str, uint8_inputs.Source] = {}
-    uint8: set = set()  # tensors the sampler reads as uint8
+    uint8: set = set()  # tensors the sampler reads or writes as uint8
+    next_part: List[tuple] = []  # (segment, GEMM nodes) run in a segment
     order = {id(n): k for k, n in enumerate(nodes)}
     # output -> its node, for the nodes each part computes itself (:func:`_with_constants`)
     constants: Dict[str, _Node] = {}
@@ -310,8 +326,13 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
             while len(stages) <= lv + 1:
                 stages.append([])
                 groups.append([])
-            dcn.gemm = _gemm_part(g, dcn, gemm, new_inits, index, dcn.output, constants,
-                                  order)
+            if dcn.quant and dcn.col_width <= NEXT_PART_MAX_BYTES:
+                next_part.append((lv + 1, [_parse_node(memoryview(b)) for b in gemm]))
+                inits.update((_tensor_array(memoryview(t))[0], t) for t in new_inits)
+                uint8.add(dcn.cols)
+            else:
+                dcn.gemm = _gemm_part(g, dcn, gemm, new_inits, index, dcn.output, constants,
+                                      order)
             stages[lv].append(dcn)
             level[node.outputs[0]] = lv + 1
         else:
@@ -325,6 +346,9 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
         # up to 0.4 (measured); ONNX Runtime's DeformConv runs it as written.
         raise CutError("a Q/DQ model whose DeformConv weights are not int8 (a TensorRT "
                        "target?) keeps ONNX Runtime's DeformConv")
+    for part, gemm_nodes in next_part:  # they read only their columns and weights: first
+        groups[part][:0] = gemm_nodes
+    g.head = _ms_opset(g.head, [n for _, gemm_nodes in next_part for n in gemm_nodes])
     # a graph output that no part reads (a constant, a DCN's output): the last part gives it
     groups[-1] += list({id(constants[o]): constants[o] for o in g.outputs
                         if o in constants}.values())

@@ -51,7 +51,7 @@ def _register_shared_arena() -> bool:
 
 
 def _lean(so: Any) -> Any:
-    """``so`` set up for the fast form's 4 segments and 15 GEMMs (it is changed: pass one
+    """``so`` set up for the fast form's segments and GEMM runs (it is changed: pass one
     made for them). Each of those 19 sessions kept its own arena and its own memory-pattern
     blocks: after 20 frames of V1 FP32 at 1 thread that was 12 MB more RSS than ONNX
     Runtime's DeformConv (51.0 against 38.9 MB above the process before loading). One arena
@@ -92,7 +92,8 @@ class FastDcnSession:
         # graph's outputs) gets no session: ONNX Runtime refuses an empty graph
         self._sessions = [session(seg.model) if seg.outputs else None
                           for seg in self.cut.segments]
-        stages = [[(d, session(d.gemm.model)) for d in stage] for stage in self.cut.stages]
+        stages = [[(d, session(d.gemm.model) if d.gemm else None) for d in stage]
+                  for stage in self.cut.stages]
         # the byte tables of uint8 offsets and masks, computed once by ONNX Runtime itself
         self._tables: Dict[str, np.ndarray] = {}
         if self.cut.tables is not None:
@@ -100,7 +101,12 @@ class FastDcnSession:
             names = [o.name for o in tables.get_outputs()]
             found = tables.run(names, {uint8_inputs.TABLE_INPUT: np.arange(256, dtype=np.uint8)})
             self._tables = {n: np.ascontiguousarray(t, np.float32) for n, t in zip(names, found)}
-        self._shared: Dict[Any, np.ndarray] = {}  # the one columns buffer per dtype
+        # columns buffers by (dtype, slot): slot 0 is shared by the DCNs whose GEMM runs right
+        # after their sampling; a stage's DCNs whose GEMM the next segment runs each hold a
+        # slot of their own until then (slot 1, 2...: reused by the next stage)
+        self._shared: Dict[Any, np.ndarray] = {}
+        self._slot = {d.cols: 1 + k for stage in self.cut.stages
+                      for k, d in enumerate(d for d in stage if d.gemm is None)}
         self._calls: Dict[tuple, tuple] = {}
         self.input_names = list(self.cut.graph_inputs)
         self.output_names = list(self.cut.graph_outputs)
@@ -127,13 +133,13 @@ class FastDcnSession:
     def get_providers(self) -> List[str]:
         return ["CPUExecutionProvider"]
 
-    def _columns(self, shape: Tuple[int, ...], dtype: Any) -> np.ndarray:
-        """A view of the shared columns buffer; growing it drops the prepared calls, whose
-        views point into the old one (the first frame only)."""
+    def _columns(self, shape: Tuple[int, ...], dtype: Any, slot: int = 0) -> np.ndarray:
+        """A view of a columns buffer; growing it drops the prepared calls, whose views may
+        point into the old one (the first frame only)."""
         size = int(np.prod(shape))
-        flat = self._shared.get(dtype)
+        flat = self._shared.get((dtype, slot))
         if flat is None or flat.size < size:
-            flat = self._shared[dtype] = np.empty(size, dtype)
+            flat = self._shared[(dtype, slot)] = np.empty(size, dtype)
             self._calls.clear()
         return flat[:size].reshape(shape)
 
@@ -179,7 +185,8 @@ class FastDcnSession:
                                  f"{shape}")
         specs = (self._spec(d.offset, off, d.offset_from, 2 * k, (n, oh, ow)),
                  self._spec(d.mask, mask, d.mask_from, k, (n, oh, ow)))
-        cols = self._columns((n, oh, ow, k * c), np.uint8 if d.quant else np.float32)
+        cols = self._columns((n, oh, ow, k * c), np.uint8 if d.quant else np.float32,
+                             self._slot.get(d.cols, 0))
         return (cols, (n, h, w, c, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, self.threads,
                        *((float(d.quant[0]), float(d.quant[1])) if d.quant else (0.0, 0.0)),
                        *specs))
@@ -201,7 +208,10 @@ class FastDcnSession:
                 ext.sample(np.ascontiguousarray(env[d.x]), np.ascontiguousarray(env[d.offset]),
                            np.ascontiguousarray(env[d.mask]) if d.mask else None, cols,
                            *sample_args)
-                env[d.output] = gemm.run(d.gemm.outputs, {d.cols: cols})[0]
+                if gemm is None:  # the next segment reads the columns
+                    env[d.cols] = cols
+                else:
+                    env[d.output] = gemm.run(d.gemm.outputs, {d.cols: cols})[0]
         names = self.output_names if output_names is None else output_names
         return [env[name] for name in names]
 
