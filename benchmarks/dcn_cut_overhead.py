@@ -52,7 +52,8 @@ def main() -> None:
     args = ap.parse_args()
     fast = runner.FastDcnSession(open(args.model, "rb").read(), 1, session_options(1))
     x = np.random.default_rng(0).random((1, 3, 416, 416)).astype(np.float32)
-    fast._plan = [(_Recorded(s) if s else None, i, o, [(d, _Recorded(g)) for d, g in st])
+    fast._plan = [(_Recorded(s) if s else None, i, o,
+                   [(d, _Recorded(g) if g else None) for d, g in st])
                   for s, i, o, st in fast._plan]
     fast.run(None, {"input": x})  # records every part's outputs
     sampler._module = types.SimpleNamespace(sample=lambda *a: None)
@@ -69,7 +70,8 @@ def main() -> None:
     sess = ort.InferenceSession(model, session_options(1), providers=["CPUExecutionProvider"])
     a = np.zeros(1, np.float32)
     call = _median_us(lambda: sess.run(["y"], {"x": a}), args.runs)
-    calls = len(fast.cut.segments) - 1 + sum(map(len, fast.cut.stages))
+    calls = len(fast.cut.segments) - 1 + sum(d.gemm is not None for st in fast.cut.stages
+                                             for d in st)
     print(f"python glue: median {glue[0]:.1f} us (min {glue[1]:.1f})")
     print(f"ONNX Runtime run(): median {call[0]:.1f} us (min {call[1]:.1f}); the cut adds "
           f"{calls} calls: {calls * call[0]:.0f} us (min {calls * call[1]:.0f})")

@@ -48,7 +48,8 @@ def main() -> None:
     fast = runner.FastDcnSession(open(args.model, "rb").read(), 1, session_options(1))
     times: dict = collections.defaultdict(list)
     fast._plan = [(_Timed(s, lambda n, a, i=i: f"segment {i}", times) if s else None, ins, outs,
-                   [(d, _Timed(g, lambda n, a, i=i: f"gemm after segment {i}", times))
+                   [(d, _Timed(g, lambda n, a, i=i: f"gemm after segment {i}", times)
+                     if g else None)  # None: the next segment runs this GEMM
                     for d, g in stage])
                   for i, (s, ins, outs, stage) in enumerate(fast._plan)]
     sampler._load()
