@@ -79,6 +79,30 @@ def test_thread_count_does_not_change_the_columns():
         np.testing.assert_allclose(many, one, rtol=0, atol=1e-6, err_msg=f"{threads} threads")
 
 
+def test_a_band_of_output_rows_is_those_rows_of_the_whole():
+    """sample(..., row0, rows) writes the columns of those output rows only (a GEMM then runs
+    a band at a time), for 2 images, float and uint8 columns, with 2 threads."""
+    rng = np.random.default_rng(9)
+    n, c, s = 2, 14, 13
+    x, _, _, offset, mask = reference_inputs(rng, n, c, s, s, 14, 3, 3, s, s)
+    xt = sampler.to_nhwc(x)
+    ext = sampler.extension()
+    geometry = (n, s, s, c, s, s, 3, 3, 1, 1, 1, 1, 1, 1, 2)
+    for quant, dtype in (((0.0, 0.0), np.float32), ((0.05, 37.0), np.uint8)):
+        whole = np.empty((n, s, s, 9 * c), dtype)
+        ext.sample(xt, offset, mask, whole, *geometry, *quant)
+        for row0, rows in ((0, 5), (5, 5), (10, 3), (12, 1)):
+            band = np.empty((n, rows, s, 9 * c), dtype)
+            ext.sample(xt, offset, mask, band, *geometry, *quant, None, None, row0, rows)
+            np.testing.assert_array_equal(band, whole[:, row0:row0 + rows])
+    band = np.empty((n, 5, s, 9 * c), np.float32)
+    for row0, rows in ((10, 5), (-1, 5), (0, 0)):
+        with pytest.raises(ValueError, match="rows"):
+            ext.sample(xt, offset, mask, band, *geometry, 0.0, 0.0, None, None, row0, rows)
+    with pytest.raises(ValueError, match="cols"):  # a band's columns sized for the whole
+        ext.sample(xt, offset, mask, band, *geometry, 0.0, 0.0, None, None, 0, 4)
+
+
 def test_to_nhwc_and_preallocated_outputs():
     x = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
     out = np.empty((2, 4, 5, 3), np.float32)

@@ -20,6 +20,8 @@
  *   [256]: the per-value ops between a quantized tensor and the DeformConv input, e.g. a
  *   Sigmoid between Q/DQ pairs, as one lookup), or with table None as DequantizeLinear gives
  *   it, (byte - zero_point) * scale (a scale of 0 for the columns: float columns)
+ * sample(..., mask_spec, row0, rows): only output rows [row0, row0 + rows) of each image, into
+ *   cols [n, rows*ow, kh*kw*c] (the GEMM after it can then run a band at a time)
  * to_nhwc(src, dst, n, c, h, w, threads): [n, c, h, w] -> [n, h, w, c]
  */
 #define PY_SSIZE_T_CLEAN
@@ -45,7 +47,8 @@ typedef struct {
     float qinv, qzp;     /* value -> round(value * qinv + qzp), clamped to [0, 255] */
     volatile int *failed; /* set by a worker that could not allocate its scratch */
     long n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw;
-    long q0, q1; /* this worker's range of work items */
+    long row0, rows; /* the output rows sampled: [row0, row0 + rows) of each image */
+    long q0, q1;     /* this worker's range of work items */
 } job_t;
 
 typedef void (*work_fn)(const job_t *);
@@ -147,7 +150,8 @@ static inline __attribute__((always_inline)) void quantize_u8(
     }
 }
 
-/* Work item q = image * (oh * ow) + output pixel: all taps and channels of one pixel.
+/* Work item q = image * (rows * ow) + output pixel from row0: all taps and channels of one
+ * pixel, written at columns row q.
  * Inlined with a constant channel count for FeatherFace's 14, 28 and 56, the per-channel loop
  * is unrolled and its remainder resolved at compile time. */
 static inline __attribute__((always_inline)) void sample_range_c(const job_t *j, const long c,
@@ -155,7 +159,7 @@ static inline __attribute__((always_inline)) void sample_range_c(const job_t *j,
 {
     const int u8 = scratch != NULL; /* float columns of a tile, then quantized into out8 */
     const long p_count = j->oh * j->ow, k_count = j->kh * j->kw;
-    const long row = k_count * c;
+    const long row = k_count * c, sampled = j->rows * j->ow;
     int idx[4][TILE];
     float wt[4][TILE];
     float ones[TILE]; /* the mask when there is none */
@@ -163,7 +167,7 @@ static inline __attribute__((always_inline)) void sample_range_c(const job_t *j,
         ones[t] = 1.0f;
     long q = j->q0;
     while (q < j->q1) {
-        const long img = q / p_count, p = q % p_count;
+        const long img = q / sampled, p = j->row0 * j->ow + q % sampled;
         const long oy = p / j->ow, ox0 = p % j->ow;
         long len = j->ow - ox0; /* the tile stays in one output row */
         if (len > TILE)
@@ -391,10 +395,14 @@ static PyObject *py_sample(PyObject *self, PyObject *args)
     volatile int failed = 0;
     (void)self;
     memset(&j, 0, sizeof(j));
-    if (!PyArg_ParseTuple(args, "y*y*Ow*lllllllllllllll|ddOO", &x, &off, &mask_obj, &out,
+    j.rows = -1;
+    if (!PyArg_ParseTuple(args, "y*y*Ow*lllllllllllllll|ddOOll", &x, &off, &mask_obj, &out,
                           &j.n, &j.h, &j.w, &j.c, &j.oh, &j.ow, &j.kh, &j.kw, &j.sh, &j.sw,
-                          &j.ph, &j.pw, &j.dh, &j.dw, &threads, &qscale, &qzp, &ospec, &mspec))
+                          &j.ph, &j.pw, &j.dh, &j.dw, &threads, &qscale, &qzp, &ospec, &mspec,
+                          &j.row0, &j.rows))
         return NULL;
+    if (j.rows == -1)
+        j.rows = j.oh - j.row0;
     if (mask_obj != Py_None) {
         if (PyObject_GetBuffer(mask_obj, &mask, PyBUF_C_CONTIGUOUS) < 0)
             goto done;
@@ -403,6 +411,10 @@ static PyObject *py_sample(PyObject *self, PyObject *args)
     if (j.n < 1 || j.h < 1 || j.w < 1 || j.c < 1 || j.oh < 1 || j.ow < 1 || j.kh < 1 ||
         j.kw < 1 || j.sh < 1 || j.sw < 1 || j.dh < 1 || j.dw < 1 || j.ph < 0 || j.pw < 0) {
         PyErr_SetString(PyExc_ValueError, "sizes, strides and dilations must be >= 1, pads >= 0");
+        goto done;
+    }
+    if (j.row0 < 0 || j.rows < 1 || j.row0 + j.rows > j.oh) {
+        PyErr_Format(PyExc_ValueError, "rows %ld..%ld of %ld", j.row0, j.row0 + j.rows, j.oh);
         goto done;
     }
     if (qscale < 0.0 || (qscale > 0.0 && (qzp < 0.0 || qzp > 255.0))) {
@@ -416,8 +428,8 @@ static PyObject *py_sample(PyObject *self, PyObject *args)
     k_count = j.kh * j.kw;
     p_count = j.oh * j.ow;
     if (check_len(&x, j.n * j.h * j.w * j.c, "x") < 0 ||
-        check_bytes(&out, j.n * p_count * k_count * j.c, qscale > 0.0 ? 1 : (long)sizeof(float),
-                    "cols") < 0)
+        check_bytes(&out, j.n * j.rows * j.ow * k_count * j.c,
+                    qscale > 0.0 ? 1 : (long)sizeof(float), "cols") < 0)
         goto done;
     if (ospec != Py_None) {
         have_otab = parse_spec(ospec, &off, &otab, j.n * p_count, 2 * k_count, "offset",
@@ -451,9 +463,10 @@ static PyObject *py_sample(PyObject *self, PyObject *args)
     } else
         j.out = out.buf;
     j.failed = &failed;
-    threads = clamp_threads(threads, j.n * p_count * k_count * j.c);
+    threads = clamp_threads(threads, j.n * j.rows * j.ow * k_count * j.c);
     Py_BEGIN_ALLOW_THREADS
-    run_parallel(qscale > 0.0 ? sample_range_u8 : sample_range, &j, j.n * p_count, threads);
+    run_parallel(qscale > 0.0 ? sample_range_u8 : sample_range, &j, j.n * j.rows * j.ow,
+                 threads);
     Py_END_ALLOW_THREADS
     if (failed) {
         PyErr_NoMemory();
@@ -508,7 +521,8 @@ done:
 static PyMethodDef methods[] = {
     {"sample", py_sample, METH_VARARGS,
      "sample(x, offset, mask, cols, n, h, w, c, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, "
-     "threads[, scale, zero_point[, off_spec, mask_spec]]): modulated deformable bilinear "
+     "threads[, scale, zero_point[, off_spec, mask_spec[, row0, rows]]]): modulated "
+     "deformable bilinear "
      "sampling, NHWC x -> cols [n, oh*ow, kh*kw*c] (float32, or uint8 quantized with scale "
      "and zero_point); offset and mask float32 [n, 2K|K, oh, ow], or with a spec (table or "
      "None, scale, zero_point, base, channels) uint8 [n, channels, oh, ow] read from channel "
