@@ -70,8 +70,10 @@ def main() -> None:
     sess = ort.InferenceSession(model, session_options(1), providers=["CPUExecutionProvider"])
     a = np.zeros(1, np.float32)
     call = _median_us(lambda: sess.run(["y"], {"x": a}), args.runs)
-    calls = len(fast.cut.segments) - 1 + sum(d.gemm is not None for st in fast.cut.stages
-                                             for d in st)
+    # the runs the cut adds: segments past the first, each band of a GEMM run of its own
+    own = {d.cols for st in fast.cut.stages for d in st if d.gemm is not None}
+    calls = sum(s is not None for s in fast._sessions) - 1 + sum(
+        len(bands) for key, (_, bands, _) in fast._calls.items() if key[0] in own)
     print(f"python glue: median {glue[0]:.1f} us (min {glue[1]:.1f})")
     print(f"ONNX Runtime run(): median {call[0]:.1f} us (min {call[1]:.1f}); the cut adds "
           f"{calls} calls: {calls * call[0]:.0f} us (min {calls * call[1]:.0f})")

@@ -366,3 +366,49 @@ def test_a_dcn_with_wide_columns_runs_in_bands_with_the_same_outputs(monkeypatch
         (_, bands, _), = banded._calls.values()
         assert len(bands) > 1 and sum(rows for _, rows in bands) == s
         monkeypatch.undo()
+
+
+@pytest.mark.parametrize("source", ["graph input", "constant"])
+def test_a_uint8_offset_that_no_segment_computes_stays_with_its_dequantizelinear(source):
+    """The sampler reads a uint8 tensor only when a segment computes it: a uint8 graph input
+    keeps its DequantizeLinear (no part would declare the input: get_inputs() lost it) and
+    the model runs; a constant offset (no part exports it) keeps ONNX Runtime's kernel."""
+    rng = np.random.default_rng(23)
+    c, o, s = 14, 28, 13
+    weight = rng.standard_normal((o, c, 3, 3)).astype(np.float32) / 10
+    ws = (np.abs(weight).reshape(o, -1).max(1) / 127).astype(np.float32)
+    wq = np.round(weight / ws[:, None, None, None]).astype(np.int8)
+    oq = rng.integers(100, 140, (1, 18, s, s)).astype(np.uint8)
+    inits = [ow.tensor("xs", ow.FLOAT, [], [0.02]), _uint8_scalar("xzp", 100),
+             ow.tensor("os", ow.FLOAT, [], [0.07]), _uint8_scalar("ozp", 120),
+             proto._tensor("wq", wq), proto._tensor("ws", ws),
+             proto._tensor("wzp", np.zeros(o, np.int8))]
+    nodes = [ow.node("QuantizeLinear", ["x", "xs", "xzp"], ["xq"]),
+             ow.node("DequantizeLinear", ["xq", "xs", "xzp"], ["xd"]),
+             ow.node("DequantizeLinear", ["oq", "os", "ozp"], ["offset"]),
+             ow.node("DequantizeLinear", ["wq", "ws", "wzp"], ["w"], axis=0),
+             ow.node("DeformConv", ["xd", "w", "offset"], ["y"], kernel_shape=[3, 3],
+                     pads=[1, 1, 1, 1])]
+    inputs = [ow.value_info("x", ow.FLOAT, [1, c, s, s])]
+    feeds = {"x": rng.uniform(-2, 3, (1, c, s, s)).astype(np.float32)}
+    if source == "graph input":
+        inputs.append(ow.value_info("oq", UINT8, [1, 18, s, s]))
+        feeds["oq"] = oq
+    else:  # QuantizeLinear of a float initializer
+        inits.append(ow.tensor("of", ow.FLOAT, [1, 18, s, s],
+                               ((oq.astype(np.float32) - 120) * 0.07).ravel().tolist()))
+        nodes.insert(0, ow.node("QuantizeLinear", ["of", "os", "ozp"], ["oq"]))
+    model = ow.model(ow.graph("uint8_offset_source", nodes, inputs,
+                              [ow.value_info("y", ow.FLOAT, [1, o, s, s])], inits),
+                     ir_version=9, opset=19)
+    if source == "constant":
+        with pytest.raises(graph_cut.CutError, match="constant"):
+            graph_cut.cut(model)
+        return
+    fast = graph_cut.cut(model)
+    (d,), = fast.stages[:1]
+    assert d.offset == "offset" and d.offset_from is None and fast.tables is None
+    session = runner.FastDcnSession(fast)
+    assert sorted(i.name for i in session.get_inputs()) == sorted(feeds)
+    got = session.run(None, feeds)[0]
+    assert got.shape == (1, o, s, s) and np.isfinite(got).all()

@@ -300,6 +300,9 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
             level[node.outputs[0]] = lv
             continue
         if node.op == "DeformConv" and node.domain in ("", "ai.onnx"):
+            if any(i in inits or i in constants for i in node.inputs[0:5:2] if i):
+                # no segment computes it for the sampler: ONNX Runtime's kernel reads it
+                raise CutError("a DeformConv reads a constant input, offset or mask")
             index = sum(map(len, stages))
             dcn, gemm, new_inits, nchw = _dcn_from(node, inits, producers, index,
                                                    quantize_columns, reduce_range)

@@ -166,7 +166,7 @@ class FastDcnSession:
             raise ValueError(f"DCN input {name!r}: channels {src.start}..{stop} of "
                              f"{a.shape[1]}, expected {count}")
         table = self._tables[src.table]
-        if src.linear is not None:
+        if src.linear is not None and src.linear[0] > 0 and 0 <= src.linear[1] <= 255:
             scale, zp = np.float32(src.linear[0]), np.float32(src.linear[1])
             if np.array_equal(table, (np.arange(256, dtype=np.float32) - zp) * scale):
                 return None, float(scale), float(zp), src.start, a.shape[1]

@@ -19,6 +19,7 @@ import numpy as np
 from edgeface.inference.dcn.proto import (
     _FLOAT,
     _UINT8,
+    CutError,
     _len_field,
     _Node,
     _renamed,
@@ -51,10 +52,29 @@ class Source:
 
 
 def _scalar(name: str, inits: Dict[str, bytes]) -> Optional[np.ndarray]:
+    """A one-value initializer; None for anything else (an element type the cut does not
+    read, float16 or int16, stops the trace instead of the fast path)."""
     if name not in inits:
         return None
-    a = _tensor_array(memoryview(inits[name]))[1]
+    try:
+        a = _tensor_array(memoryview(inits[name]))[1]
+    except CutError:
+        return None
     return a if a.size == 1 else None
+
+
+def _computed(name: str, inits: Dict[str, bytes], producers: Dict[str, _Node],
+              seen: Dict[str, bool]) -> bool:
+    """Whether a node computes ``name`` from the graph's inputs (not from initializers
+    alone): only such a tensor is a segment's output for the sampler to read."""
+    if name not in seen:
+        p = producers.get(name)
+        seen[name] = False  # a cycle (invalid graph) reads as constant
+        seen[name] = p is not None and p.op != "Constant" and any(
+            i and i not in inits and (i not in producers
+                                      or _computed(i, inits, producers, seen))
+            for i in p.inputs)
+    return seen[name]
 
 
 def _per_value(node: _Node, inits: Dict[str, bytes]) -> bool:
@@ -107,10 +127,11 @@ def trace(name: str, inits: Dict[str, bytes], producers: Dict[str, _Node]
             break
         nodes.append(p)
         current = p.inputs[0]
-        if uint8 and current not in inits:
+        if uint8 and _computed(current, inits, producers, {}):
             best = Source(current, start, stop, list(chain), list(nodes))
     last = best.chain[-1] if best else None
-    if last is not None and last.op == "DequantizeLinear" and len(last.inputs) > 2:
+    if last is not None and last.op == "DequantizeLinear" and len(last.inputs) > 2 and \
+            last.inputs[2]:
         best.linear = (float(_scalar(last.inputs[1], inits).reshape(())),
                        int(_scalar(last.inputs[2], inits).reshape(())))
     return best
