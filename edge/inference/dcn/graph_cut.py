@@ -43,6 +43,7 @@ from edgeface.inference.dcn.proto import (
     _parse_node,
     _str,
     _tensor_array,
+    _tensor_name,
     _text,
     _value_info,
 )
@@ -108,8 +109,7 @@ def _read(model_bytes: bytes) -> _Graph:
         if fn == 1:
             g.nodes.append(_parse_node(fv))
         elif fn == 5:
-            name = _text(next((v for n, _, v in _fields(fv) if n == 8), b""))
-            g.inits[name] = bytes(fv)
+            g.inits[_tensor_name(fv)] = bytes(fv)
         elif fn in (11, 12):
             name = _text(next(v for n, _, v in _fields(fv) if n == 1))
             (g.inputs if fn == 11 else g.outputs).append(name)
@@ -331,7 +331,7 @@ def cut(model_bytes: bytes, *, quantize_columns: bool = True,
                 groups.append([])
             if dcn.quant and dcn.col_width <= NEXT_PART_MAX_BYTES:
                 next_part.append((lv + 1, [_parse_node(memoryview(b)) for b in gemm]))
-                inits.update((_tensor_array(memoryview(t))[0], t) for t in new_inits)
+                inits.update((_tensor_name(t), t) for t in new_inits)
                 uint8.add(dcn.cols)
             else:
                 dcn.gemm = _gemm_part(g, dcn, gemm, new_inits, index, dcn.output, constants,

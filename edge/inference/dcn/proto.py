@@ -132,6 +132,11 @@ def _parse_node(v) -> _Node:
     return n
 
 
+def _tensor_name(v) -> str:
+    """A TensorProto's name (field 8), without decoding its data."""
+    return _text(next((fv for fn, _, fv in _fields(memoryview(v)) if fn == 8), b""))
+
+
 def _tensor_array(v) -> Tuple[str, np.ndarray]:
     dims, dtype, name, raw, floats, ints = [], None, "", None, None, []
     for fn, wire, fv in _fields(v):

@@ -194,7 +194,8 @@ class FastDcnSession:
         dtype = np.dtype(np.uint8 if d.quant else np.float32)
         rows = oh  # a GEMM run right after its sampling can take the columns a band at a time
         if d.gemm is not None:
-            rows = -(-oh // -(-n * oh * ow * k * c * dtype.itemsize // BAND_BYTES))
+            count = -(-n * oh * ow * k * c * dtype.itemsize // BAND_BYTES)  # bands, rounded up
+            rows = -(-oh // count)
         bands = [(r, min(rows, oh - r)) for r in range(0, oh, rows)]
         cols = [self._columns((n, b, ow, k * c), dtype, self._slot.get(d.cols, 0))
                 for _, b in bands]

@@ -63,18 +63,16 @@ def _scalar(name: str, inits: Dict[str, bytes]) -> Optional[np.ndarray]:
     return a if a.size == 1 else None
 
 
-def _computed(name: str, inits: Dict[str, bytes], producers: Dict[str, _Node],
-              seen: Dict[str, bool]) -> bool:
-    """Whether a node computes ``name`` from the graph's inputs (not from initializers
-    alone): only such a tensor is a segment's output for the sampler to read."""
-    if name not in seen:
-        p = producers.get(name)
-        seen[name] = False  # a cycle (invalid graph) reads as constant
-        seen[name] = p is not None and p.op != "Constant" and any(
-            i and i not in inits and (i not in producers
-                                      or _computed(i, inits, producers, seen))
-            for i in p.inputs)
-    return seen[name]
+def computed(nodes: List[_Node], inits: Dict[str, bytes]) -> set:
+    """The tensors that nodes compute from the graph's inputs (not from initializers alone,
+    nodes being in topological order): only such a tensor is a segment's output for the
+    sampler to read."""
+    made = {o for n in nodes for o in n.outputs}
+    found = {i for n in nodes for i in n.inputs if i and i not in inits and i not in made}
+    for n in nodes:
+        if n.op != "Constant" and any(i in found for i in n.inputs):
+            found.update(n.outputs)
+    return found - {i for n in nodes for i in n.inputs if i not in made}
 
 
 def _per_value(node: _Node, inits: Dict[str, bytes]) -> bool:
@@ -104,10 +102,10 @@ def _channel_slice(node: _Node, inits: Dict[str, bytes]) -> Optional[Tuple[int, 
     return (start, end) if 0 <= start < end else None
 
 
-def trace(name: str, inits: Dict[str, bytes], producers: Dict[str, _Node]
-          ) -> Optional[Source]:
-    """The deepest uint8 tensor that ``name`` is per-value operators and at most one channel
-    Slice of; None when there is none."""
+def trace(name: str, inits: Dict[str, bytes], producers: Dict[str, _Node],
+          computed_by_nodes: set) -> Optional[Source]:
+    """The deepest uint8 tensor of ``computed_by_nodes`` (:func:`computed`) that ``name`` is
+    per-value operators and at most one channel Slice of; None when there is none."""
     chain: List[_Node] = []
     nodes: List[_Node] = []
     start, stop = 0, None
@@ -127,7 +125,7 @@ def trace(name: str, inits: Dict[str, bytes], producers: Dict[str, _Node]
             break
         nodes.append(p)
         current = p.inputs[0]
-        if uint8 and _computed(current, inits, producers, {}):
+        if uint8 and current in computed_by_nodes:
             best = Source(current, start, stop, list(chain), list(nodes))
     last = best.chain[-1] if best else None
     if last is not None and last.op == "DequantizeLinear" and len(last.inputs) > 2 and \
@@ -144,11 +142,12 @@ def find(nodes: List[_Node], inits: Dict[str, bytes], producers: Dict[str, _Node
     reads."""
     sources: Dict[Tuple[int, int], Source] = {}
     read: Dict[str, set] = {}
+    by_nodes = computed(nodes, inits)
     for n in nodes:
         if n.op == "DeformConv" and n.domain in ("", "ai.onnx"):
             for slot in (2, 4):
                 name = n.inputs[slot] if len(n.inputs) > slot else ""
-                found = trace(name, inits, producers) if name else None
+                found = trace(name, inits, producers, by_nodes) if name else None
                 if found:
                     sources[(id(n), slot)] = found
                     read.setdefault(name, set()).add(id(n))
