@@ -41,6 +41,22 @@ def test_fast_form_matches_native_v1(v1_onnx, v1_blobs):
             np.testing.assert_allclose(b, a, rtol=0, atol=1e-4, err_msg=name)
 
 
+@pytest.mark.skipif(not sampler.available(), reason=str(sampler.unavailable_reason()))
+def test_fast_form_runs_from_several_threads(v1_onnx, v1_blobs):
+    """The columns buffers are shared between calls: two threads (the camera loop and the
+    image API) each get their own frame's outputs, as from ONNX Runtime's session."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    fast = runner.FastDcnSession(graph_cut.cut(v1_onnx.read_bytes()), threads=1)
+    blobs = list(v1_blobs)[:2]
+    want = [fast.run(None, {"input": b}) for b in blobs]
+    with ThreadPoolExecutor(2) as pool:
+        got = list(pool.map(lambda i: fast.run(None, {"input": blobs[i % 2]}), range(16)))
+    for i, outs in enumerate(got):
+        for a, b in zip(want[i % 2], outs):
+            np.testing.assert_array_equal(b, a)
+
+
 @pytest.mark.parametrize("arena", [True, False])
 def test_fast_form_parts_share_one_arena_without_memory_patterns(arena):
     """19 sessions with an arena and memory patterns each held 12 MB more RSS than ONNX

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
@@ -78,6 +79,8 @@ class FastDcnSession:
     ``run``, ``get_inputs``, ``get_outputs``, ``get_modelmeta`` and ``get_providers`` mirror
     ``onnxruntime.InferenceSession``. ``sess_options`` is changed for the parts (one shared
     arena, no memory patterns: :func:`_lean`), so pass options made for this session.
+    Like ONNX Runtime's sessions, ``run`` may be called from several threads: the columns
+    buffers are shared between calls, so one frame runs at a time.
     """
 
     dcn_path = FAST
@@ -114,6 +117,7 @@ class FastDcnSession:
         self._slot = {d.cols: 1 + k for stage in self.cut.stages
                       for k, d in enumerate(d for d in stage if d.gemm is None)}
         self._calls: Dict[tuple, tuple] = {}
+        self._lock = threading.Lock()
         self.input_names = list(self.cut.graph_inputs)
         self.output_names = list(self.cut.graph_outputs)
         # per segment: (session, its inputs, its outputs, [(DCN, its GEMM session)] after it)
@@ -205,6 +209,11 @@ class FastDcnSession:
 
     def run(self, output_names: Optional[Sequence[str]],
             feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
+        with self._lock:
+            return self._run(output_names, feeds)
+
+    def _run(self, output_names: Optional[Sequence[str]],
+             feeds: Dict[str, np.ndarray]) -> List[np.ndarray]:
         ext = sampler.extension()
         env: Dict[str, np.ndarray] = dict(feeds)
         for sess, seg_in, seg_out, stage in self._plan:
