@@ -150,3 +150,20 @@ def test_notices_held_keeps_quantize_probes_quiet_and_then_says_it(monkeypatch, 
     runner.notice("a probe")  # outside: said, once
     runner.notice("a probe")
     assert capsys.readouterr().err.count("DCN fast path off") == 1
+
+
+def test_notices_held_mutes_only_its_own_thread(monkeypatch, capsys):
+    """A quantize holding its probes' notices mutes no other thread's (a served model
+    loaded meanwhile still says why its fast path is off)."""
+    import threading
+
+    from edgeface.inference.dcn import runner
+
+    monkeypatch.setattr(runner, "_noticed", set())
+    with runner.notices_held():
+        other = threading.Thread(target=runner.notice, args=("another thread",))
+        other.start()
+        other.join()
+        runner.notice("this thread")
+    err = capsys.readouterr().err
+    assert "another thread" in err and "this thread" not in err

@@ -242,7 +242,7 @@ class FastDcnSession:
 
 
 _noticed: set = set()
-_held = [0]
+_held = threading.local()  # per thread: a quantize holding its notices mutes no other thread
 
 
 @contextlib.contextmanager
@@ -250,17 +250,17 @@ def notices_held() -> Iterator[None]:
     """No notice within: for models nobody will run (quantize's ranking probes are bare Q/DQ
     models whose DeformConv weights stay float; the fast path refusing them said "DCN fast
     path off" in the middle of a quantize whose output runs on it)."""
-    _held[0] += 1
+    _held.depth = getattr(_held, "depth", 0) + 1
     try:
         yield
     finally:
-        _held[0] -= 1
+        _held.depth -= 1
 
 
 def notice(reason: str) -> None:
     """The one line saying that ONNX Runtime's DeformConv runs instead (once per reason and
     process: a guard or a bench opens the same model many times)."""
-    if reason not in _noticed and not _held[0]:
+    if reason not in _noticed and not getattr(_held, "depth", 0):
         _noticed.add(reason)
         print(f"edgeface: note: DCN fast path off, using ONNX Runtime's DeformConv: {reason}",
               file=sys.stderr)
