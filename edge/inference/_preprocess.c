@@ -77,16 +77,19 @@ static inline uint64_t spread(uint64_t bytes)
     return (bytes & 0xFF00FFu) | ((bytes & 0xFF00u) << 24);
 }
 
-/* The horizontal blend of one source row into three planar rows h[c * tw + d] = w0 * pixel
- * (x0, c) + w1 * pixel(x0 + 1, c): both pixels in one 8-byte load, the three channels in
- * one multiplication a weight in 16-bit lanes (each <= 256 * 255 = 65280 as w0 + w1 = 256,
- * so no lane carries into the next). A channel at a time, 6 byte loads and 6
- * multiplications a pixel, took 0.53 ms a 640x480 frame in place of 0.27 on x86. */
+/* The horizontal blend of one source row into three planar rows h[c * tw + d] = w0 *
+ * pixel(x0, c) + w1 * pixel(x0 + 1, c): both pixels in one 8-byte load (short of the
+ * image's end: avail bytes are left from s), the three channels in one multiplication a
+ * weight in 16-bit lanes (each <= 256 * 255 = 65280 as w0 + w1 = 256, so no lane carries
+ * into the next). A channel at a time, 6 byte loads and 6 multiplications a pixel, took
+ * 0.53 ms a 640x480 frame in place of 0.27 on x86. */
 HOT static void blend_columns(const uint8_t *restrict s, long w, const long *restrict x0,
-                              const uint16_t *restrict w1, long tw, long safe,
+                              const uint16_t *restrict w1, long tw, long avail,
                               uint16_t *restrict h)
 {
-    long d = 0;
+    long d = 0, safe = tw;
+    while (safe > 0 && 3 * x0[safe - 1] + 8 > avail) /* x0 never decreases */
+        safe--;
     for (; d < safe; d++) { /* 8 bytes from pixel x0 lie inside the image */
         uint64_t bytes, v;
         const uint64_t c1 = w1[d], c0 = 256 - c1;
@@ -96,7 +99,7 @@ HOT static void blend_columns(const uint8_t *restrict s, long w, const long *res
         h[tw + d] = (uint16_t)(v >> 32);
         h[2 * tw + d] = (uint16_t)(v >> 16);
     }
-    for (; d < tw; d++) { /* the last pixels of the last row: no read past the image */
+    for (; d < tw; d++) { /* the last pixels of the last rows: no read past the image */
         uint64_t bytes = 0, v;
         const uint64_t c1 = w1[d], c0 = 256 - c1;
         memcpy(&bytes, s + 3 * x0[d], x0[d] + 1 < w ? 6 : 3);
@@ -153,12 +156,9 @@ static void lay_out(job_t *j, void *scratch)
 static void resize_subtract(job_t *j)
 {
     const long row = 3 * j->w, tw = j->tw, plane = j->th * tw;
-    long held[2] = {-1, -1}, safe = tw;
+    long held[2] = {-1, -1};
     linear_taps(j->w, tw, j->x0, j->x1, j->wx);
     linear_taps(j->h, j->th, j->y0, j->y1, j->wy);
-    /* the 8-byte load of the last row must stay inside the image */
-    while (safe > 0 && (j->h - 1) * row + 3 * j->x0[safe - 1] + 8 > j->h * row)
-        safe--;
     for (long dy = 0; dy < j->th; dy++) {
         const long want[2] = {j->y0[dy], j->y1[dy]};
         const uint16_t *h[2];
@@ -167,7 +167,7 @@ static void resize_subtract(job_t *j)
             if (slot < 0) { /* into the slot that the other tap does not read */
                 slot = held[0] == want[1 - k] ? 1 : 0;
                 blend_columns(j->src + want[k] * row, j->w, j->x0, j->wx, tw,
-                              want[k] == j->h - 1 ? safe : tw, j->rows[slot]);
+                              (j->h - want[k]) * row, j->rows[slot]);
                 held[slot] = want[k];
             }
             h[k] = j->rows[slot];
