@@ -70,43 +70,45 @@ static void linear_taps(long src, long dst, long *first, long *second, uint16_t 
 #define HOT
 #endif
 
-/* The three bytes of one pixel (b, g, r) spread to 16-bit lanes (b, r, g, 0) of a word, in
- * four operations: b and r are already 16 bits apart. */
-static inline uint64_t spread(uint64_t bytes)
-{
-    return (bytes & 0xFF00FFu) | ((bytes & 0xFF00u) << 24);
-}
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the bytes of a pixel are read as the low bytes of a uint32_t: little-endian only"
+#endif
 
 /* The horizontal blend of one source row into three planar rows h[c * tw + d] = w0 *
- * pixel(x0, c) + w1 * pixel(x0 + 1, c): both pixels in one 8-byte load (short of the
- * image's end: avail bytes are left from s), the three channels in one multiplication a
- * weight in 16-bit lanes (each <= 256 * 255 = 65280 as w0 + w1 = 256, so no lane carries
- * into the next). A channel at a time, 6 byte loads and 6 multiplications a pixel, took
- * 0.53 ms a 640x480 frame in place of 0.27 on x86. */
-HOT static void blend_columns(const uint8_t *restrict s, long w, const long *restrict x0,
-                              const uint16_t *restrict w1, long tw, long avail,
+ * pixel(x, c) + w1 * pixel(x + 1, c), x3[d] = 3 * x the byte offset of pixel x. Each pixel
+ * is one 4-byte load (b, g, r, next byte): b and r, 16 bits apart, blend in one 32-bit
+ * multiplication a weight (each lane <= 256 * 255 = 65280 as w0 + w1 = 256, so no carry
+ * into the next), g in another. One multiplication a channel and byte loads took 0.53 ms a
+ * 640x480 frame in place of 0.28 (SSE2) or 0.15 (AVX2, gathers) on x86. The 4-byte loads
+ * reach 7 bytes past x3[d]: pixels closer than that to the image's end (avail bytes from
+ * s) are read byte by byte. */
+HOT static void blend_columns(const uint8_t *restrict s, const int32_t *restrict x3,
+                              const uint16_t *restrict w1, long tw, long w, long avail,
                               uint16_t *restrict h)
 {
     long d = 0, safe = tw;
-    while (safe > 0 && 3 * x0[safe - 1] + 8 > avail) /* x0 never decreases */
+    while (safe > 0 && x3[safe - 1] + 7L > avail) /* x3 never decreases */
         safe--;
-    for (; d < safe; d++) { /* 8 bytes from pixel x0 lie inside the image */
-        uint64_t bytes, v;
-        const uint64_t c1 = w1[d], c0 = 256 - c1;
-        memcpy(&bytes, s + 3 * x0[d], 8);
-        v = c0 * spread(bytes) + c1 * spread(bytes >> 24);
-        h[d] = (uint16_t)v;
-        h[tw + d] = (uint16_t)(v >> 32);
-        h[2 * tw + d] = (uint16_t)(v >> 16);
+    for (; d < safe; d++) {
+        uint32_t p, q;
+        const uint32_t c1 = w1[d], c0 = 256 - c1;
+        memcpy(&p, s + x3[d], 4);
+        memcpy(&q, s + x3[d] + 3, 4);
+        const uint32_t br = c0 * (p & 0xFF00FFu) + c1 * (q & 0xFF00FFu);
+        h[d] = (uint16_t)br;
+        h[tw + d] = (uint16_t)(c0 * ((p >> 8) & 0xFFu) + c1 * ((q >> 8) & 0xFFu));
+        h[2 * tw + d] = (uint16_t)(br >> 16);
     }
-    for (; d < tw; d++) { /* the last pixels of the last rows: no read past the image */
-        uint64_t bytes = 0, v;
-        const uint64_t c1 = w1[d], c0 = 256 - c1;
-        memcpy(&bytes, s + 3 * x0[d], x0[d] + 1 < w ? 6 : 3);
-        v = c0 * spread(bytes) + c1 * spread(bytes >> 24);
-        h[d] = (uint16_t)v;
-        h[tw + d] = (uint16_t)(v >> 32);
-        h[2 * tw + d] = (uint16_t)(v >> 16);
+    for (; d < tw; d++) {
+        uint32_t p = 0, q = 0;
+        const uint32_t c1 = w1[d], c0 = 256 - c1;
+        memcpy(&p, s + x3[d], 3);
+        if (x3[d] + 3 < 3 * w) /* the right edge pixel has no right neighbour (w1 = 0) */
+            memcpy(&q, s + x3[d] + 3, 3);
+        const uint32_t br = c0 * (p & 0xFF00FFu) + c1 * (q & 0xFF00FFu);
+        h[d] = (uint16_t)br;
+        h[tw + d] = (uint16_t)(c0 * ((p >> 8) & 0xFFu) + c1 * ((q >> 8) & 0xFFu));
+        h[2 * tw + d] = (uint16_t)(br >> 16);
     }
 }
 
@@ -131,6 +133,7 @@ typedef struct {
     float mean[3];
     float *out;
     long *x0, *x1, *y0, *y1; /* source columns and rows */
+    int32_t *x3;              /* 3 * x0: byte offsets in a row */
     uint16_t *wx, *wy;
     uint16_t *rows[2]; /* two horizontally blended source rows, [3, tw] each */
 } job_t;
@@ -138,7 +141,8 @@ typedef struct {
 /* Scratch for job_t's rows and tables, in one block. */
 static size_t scratch_bytes(long th, long tw)
 {
-    return (size_t)(2 * (tw + th)) * sizeof(long) + (size_t)(7 * tw + th) * sizeof(uint16_t);
+    return (size_t)(2 * (tw + th)) * sizeof(long) + (size_t)tw * sizeof(int32_t) +
+           (size_t)(7 * tw + th) * sizeof(uint16_t);
 }
 
 static void lay_out(job_t *j, void *scratch)
@@ -147,7 +151,8 @@ static void lay_out(job_t *j, void *scratch)
     j->x1 = j->x0 + j->tw;
     j->y0 = j->x1 + j->tw;
     j->y1 = j->y0 + j->th;
-    j->rows[0] = (uint16_t *)(j->y1 + j->th);
+    j->x3 = (int32_t *)(j->y1 + j->th);
+    j->rows[0] = (uint16_t *)(j->x3 + j->tw);
     j->rows[1] = j->rows[0] + 3 * j->tw;
     j->wx = j->rows[1] + 3 * j->tw;
     j->wy = j->wx + j->tw;
@@ -159,6 +164,8 @@ static void resize_subtract(job_t *j)
     long held[2] = {-1, -1};
     linear_taps(j->w, tw, j->x0, j->x1, j->wx);
     linear_taps(j->h, j->th, j->y0, j->y1, j->wy);
+    for (long d = 0; d < tw; d++)
+        j->x3[d] = (int32_t)(3 * j->x0[d]);
     for (long dy = 0; dy < j->th; dy++) {
         const long want[2] = {j->y0[dy], j->y1[dy]};
         const uint16_t *h[2];
@@ -166,7 +173,7 @@ static void resize_subtract(job_t *j)
             int slot = held[0] == want[k] ? 0 : held[1] == want[k] ? 1 : -1;
             if (slot < 0) { /* into the slot that the other tap does not read */
                 slot = held[0] == want[1 - k] ? 1 : 0;
-                blend_columns(j->src + want[k] * row, j->w, j->x0, j->wx, tw,
+                blend_columns(j->src + want[k] * row, j->x3, j->wx, tw, j->w,
                               (j->h - want[k]) * row, j->rows[slot]);
                 held[slot] = want[k];
             }
