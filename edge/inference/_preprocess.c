@@ -36,8 +36,9 @@ static void linear_taps(long src, long dst, long *first, long *second, uint16_t 
     double scale = 1.0 / ((double)dst / (double)src);
     for (long d = 0; d < dst; d++) {
         /* volatile: the product is rounded to double before the subtraction, as OpenCV's
-         * softdouble does; a fused multiply-add (gcc contracts by default on aarch64) moves
-         * f by an ulp and, at a tie, w1 by one step. */
+         * softdouble does. gcc contracts the two into a fused multiply-add by default on
+         * aarch64: there the tables then differed for 3,826 of the 1.4 million (src, dst)
+         * pairs up to 2000 x 700 (the first: 2 -> 6; gcc 12 -O3 under qemu). */
         volatile double product = scale * ((double)d + 0.5);
         double f = product - 0.5;
         long i = (long)f;
