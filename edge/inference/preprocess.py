@@ -35,8 +35,9 @@ def _load_fused() -> Optional[ModuleType]:
 # `edgeface bench`'s preprocess p50 0.87 -> 0.33 ms.
 _fused = _load_fused()
 
-# This thread's model-sized uint8 buffers (the resized BGRA image, its planes), reused from
-# frame to frame: allocated afresh, the 4 planes of 173 KB at 416x416 set glibc's malloc
+# This thread's model-sized uint8 buffers for OpenCV's path (the resized BGRA image, its
+# planes; the compiled kernel needs 20 KB of tables and rows, below malloc's mmap threshold),
+# reused from frame to frame: allocated afresh, the 4 planes of 173 KB at 416x416 set glibc's malloc
 # mapping and unmapping every buffer of the frame, 1,253 page faults a frame (3.8 ms in
 # place of 0.7 at 640x480, measured in `edgeface bench`); reused, 4 to 14.
 _scratch = threading.local()
@@ -98,8 +99,9 @@ def _subtract_mean_nchw(image: np.ndarray, mean: tuple[float, float, float],
     no HWC float temporary."""
     means = [np.float32(m) for m in mean]
     # OpenCV 5 casts an integer-valued scalar to int16 for a uint8 source (5.1: x - 32768
-    # gave -32767 at x = 0); other dtypes keep numpy's casting rules. A 1x1 plane is taken
-    # for the scalar (5.1 returned a 4x1 array and left the blob unwritten): numpy too.
+    # gave -32767 at x = 0); other dtypes keep numpy's casting rules. A plane of up to 4
+    # pixels can pass for the scalar (5.1 took a 1x1 one for it, returned a 4x1 array and
+    # left the blob unwritten): numpy there too.
     if (image.dtype != np.uint8 or image.shape[0] * image.shape[1] <= 4
             or max(abs(m) for m in means) > 32767):
         for c in range(3):
