@@ -37,9 +37,9 @@ _fused = _load_fused()
 
 # This thread's model-sized uint8 buffers for OpenCV's path (the resized BGRA image, its
 # planes; the compiled kernel needs 20 KB of tables and rows, below malloc's mmap threshold),
-# reused from frame to frame: allocated afresh, the 4 planes of 173 KB at 416x416 set glibc's malloc
-# mapping and unmapping every buffer of the frame, 1,253 page faults a frame (3.8 ms in
-# place of 0.7 at 640x480, measured in `edgeface bench`); reused, 4 to 14.
+# reused from frame to frame: allocated afresh, the 4 planes of 173 KB at 416x416 set
+# glibc's malloc mapping and unmapping every buffer of the frame, 1,253 page faults a frame
+# (3.8 ms in place of 0.7 at 640x480, measured in `edgeface bench`); reused, 4 to 14.
 _scratch = threading.local()
 
 
