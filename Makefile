@@ -8,7 +8,8 @@ OUT ?= out
 
 .PHONY: setup docs export export-gridsample demo test test-arm test-pi test-trixie test-apt-opencv test-floor lint clean
 
-$(BIN)/edgeface: setup.cfg setup.py pyproject.toml edge/inference/dcn/_sampler.c
+$(BIN)/edgeface: setup.cfg setup.py pyproject.toml edge/inference/dcn/_sampler.c \
+    edge/inference/_preprocess.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -3,17 +3,43 @@ so that every path sees identical tensors."""
 
 from __future__ import annotations
 
+import os
 import threading
+from types import ModuleType
+from typing import Optional
 
 import cv2
 import numpy as np
 
 from edgeface.inference.model_info import DEFAULT_MEAN_BGR
 
-# This thread's model-sized uint8 buffers (the resized BGRA image, its planes), reused from
-# frame to frame: allocated afresh, the 4 planes of 173 KB at 416x416 set glibc's malloc
-# mapping and unmapping every buffer of the frame, 1,253 page faults a frame (3.8 ms in
-# place of 0.7 at 640x480, measured in `edgeface bench`); reused, 4 to 14.
+#: Set to 1 to keep OpenCV's path even where the compiled kernel is built (same values).
+DISABLE_ENV = "EDGEFACE_NO_PREPROCESS_EXT"
+
+
+def _load_fused() -> Optional[ModuleType]:
+    """The compiled resize-and-subtract kernel (_preprocess.c), or None: not built (no
+    compiler where the package was installed) or switched off by ``DISABLE_ENV``."""
+    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+        return None
+    try:
+        from edgeface.inference import _preprocess
+    except ImportError:
+        return None
+    return _preprocess
+
+
+# One pass from the frame to the blob, the values of the OpenCV path below bit for bit:
+# 640x480 -> 416x416 in 0.25 ms in place of 0.61 (0.28 for 0.70 with the caches emptied
+# between frames; x86 AVX2, 1 thread, thread CPU time, benchmarks/preprocess_fused.py), and
+# `edgeface bench`'s preprocess p50 0.87 -> 0.33 ms.
+_fused = _load_fused()
+
+# This thread's model-sized uint8 buffers for OpenCV's path (the resized BGRA image, its
+# planes; the compiled kernel needs 20 KB of tables and rows, below malloc's mmap threshold),
+# reused from frame to frame: allocated afresh, the 4 planes of 173 KB at 416x416 set
+# glibc's malloc mapping and unmapping every buffer of the frame, 1,253 page faults a frame
+# (3.8 ms in place of 0.7 at 640x480, measured in `edgeface bench`); reused, 4 to 14.
 _scratch = threading.local()
 
 
@@ -44,6 +70,13 @@ def preprocess(
         raise ValueError(f"expected a BGR image of shape HxWx3, got {shape}")
     h, w = image_bgr.shape[:2]
     tw, th = size
+    fw, fh = frame_size if frame_size is not None else (w, h)
+    if ((w, h) != (tw, th) and _fused is not None and image_bgr.dtype == np.uint8
+            and image_bgr.flags.c_contiguous and tw > 0 and th > 0):
+        blob = np.empty((1, 3, th, tw), dtype=np.float32)
+        _fused.resize_subtract(image_bgr, blob, h, w, th, tw,
+                               *(float(np.float32(m)) for m in mean))
+        return blob, (fw / tw, fh / th)
     if (w, h) != (tw, th):
         # Bit-exact on every CPU: INTER_LINEAR's SIMD paths differ by one grey level on ~11%
         # of pixels between x86 and ARM NEON, which moved scores by up to 5e-3. The exact
@@ -57,7 +90,6 @@ def preprocess(
                                interpolation=cv2.INTER_LINEAR_EXACT)
     blob = np.empty((1, 3, th, tw), dtype=np.float32)
     _subtract_mean_nchw(image_bgr, mean, blob[0])
-    fw, fh = frame_size if frame_size is not None else (w, h)
     return blob, (fw / tw, fh / th)
 
 
@@ -67,8 +99,11 @@ def _subtract_mean_nchw(image: np.ndarray, mean: tuple[float, float, float],
     no HWC float temporary."""
     means = [np.float32(m) for m in mean]
     # OpenCV 5 casts an integer-valued scalar to int16 for a uint8 source (5.1: x - 32768
-    # gave -32767 at x = 0); other dtypes keep numpy's casting rules.
-    if image.dtype != np.uint8 or max(abs(m) for m in means) > 32767:
+    # gave -32767 at x = 0); other dtypes keep numpy's casting rules. A plane of up to 4
+    # pixels can pass for the scalar (5.1 took a 1x1 one for it, returned a 4x1 array and
+    # left the blob unwritten): numpy there too.
+    if (image.dtype != np.uint8 or image.shape[0] * image.shape[1] <= 4
+            or max(abs(m) for m in means) > 32767):
         for c in range(3):
             np.subtract(image[:, :, c], means[c], out=out[c], dtype=np.float32)
         return
