@@ -112,7 +112,8 @@ def run_benchmark(s: BenchSettings, show_progress: bool = True) -> dict[str, Any
     doc: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION, "kind": RESULT_KIND,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "mode": mode, "interrupted": False, "platform": {**fingerprint(), "dcn": _dcn()},
+        "mode": mode, "interrupted": False, "platform": {**fingerprint(), "dcn": _dcn(),
+                                                   "preprocess": _preprocess()},
         "settings": {
             "runs": s.runs, "warmup": s.warmup, "chunk": s.chunk, "threads": list(s.threads),
             "interleaved": mode == "model", "isolation": "one process per (model, threads)",
@@ -211,6 +212,13 @@ def _dcn() -> str:
 
     reason = sampler.unavailable_reason()
     return "sampler (C extension)" if reason is None else f"onnxruntime ({reason})"
+
+
+def _preprocess() -> str:
+    """Which preprocessing the workers run (the compiled kernel or OpenCV's path)."""
+    from edgeface.inference.preprocess import preprocess_path
+
+    return preprocess_path()
 
 
 def _loadavg() -> list[float] | None:

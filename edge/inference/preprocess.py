@@ -35,6 +35,16 @@ def _load_fused() -> Optional[ModuleType]:
 # `edgeface bench`'s preprocess p50 0.87 -> 0.33 ms.
 _fused = _load_fused()
 
+
+def preprocess_path() -> str:
+    """Which preprocessing runs here, for `edgeface doctor` and the bench record:
+    ``kernel`` (the compiled one) or ``opencv (why)``."""
+    if _fused is not None:
+        return "kernel (C extension)"
+    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+        return f"opencv ({DISABLE_ENV} is set)"
+    return "opencv (the compiled kernel is not built)"
+
 # This thread's model-sized uint8 buffers for OpenCV's path (the resized BGRA image, its
 # planes; the compiled kernel needs 20 KB of tables and rows, below malloc's mmap threshold),
 # reused from frame to frame: allocated afresh, the 4 planes of 173 KB at 416x416 set

@@ -168,8 +168,11 @@ def check_opencv(p: Probe) -> Finding:
     origin = p.origin(getattr(cv2, "__file__", None))
     details = {"version": cv2.__version__, "origin": origin, "wheels": wheels, **build}
     flag = {True: "yes", False: "no", None: "?"}
+    pre, _ = p.load("edgeface.inference.preprocess")
+    details["preprocess"] = pre.preprocess_path() if pre is not None else None
     summary = (f"{cv2.__version__} ({origin}{': ' + ', '.join(wheels) if wheels else ''}), "
-               f"GStreamer: {flag[build['gstreamer']]}, V4L2: {flag[build['v4l2']]}")
+               f"GStreamer: {flag[build['gstreamer']]}, V4L2: {flag[build['v4l2']]}"
+               + (f", preprocessing: {details['preprocess']}" if details["preprocess"] else ""))
     if len(wheels) > 1:
         keep = "opencv-python-headless"
         return Finding("opencv", "warn", summary + " — several OpenCV wheels overwrite each "

@@ -381,6 +381,9 @@ def test_bench_end_to_end(tmp_path, v1_onnx, capsys):
     paths = [r["model"].get("dcn_path") for r in doc["results"]]
     assert paths[0] == ("sampler" if sampler.available() else "onnxruntime")
     assert doc["platform"]["dcn"].startswith(paths[0])
+    from edgeface.inference.preprocess import preprocess_path
+
+    assert doc["platform"]["preprocess"] == preprocess_path()
     if sampler.available():
         assert paths[1] == "onnxruntime"
     for r in doc["results"]:
