@@ -62,29 +62,46 @@ _HALF_SIGNS = np.array([[-0.5], [-0.5], [0.5], [0.5]], np.float32)
 _NEG_LOW = np.array([[-1], [-1], [1], [1]], np.float32)
 
 
-@functools.lru_cache(maxsize=64, typed=True)
-def _weak_f32(v: object) -> object:
-    """``v`` as a float32 0-d array where NumPy computes ``float32_array OP v`` in float32
-    (a Python int or float in float32's range: NumPy 1.x takes float64 beyond it; a numpy
-    float64 is float64 arithmetic under NumPy 2), else ``v`` itself."""
+def _f32_number(v: object) -> np.ndarray | None:
+    """``v`` as a float32 0-d array where NumPy computes ``float32_array OP v`` in float32:
+    a Python int or float in float32's range (NumPy 1.x takes float64 beyond it; a numpy
+    float64, or a 0-d array, is float64 arithmetic under NumPy 2). None otherwise."""
     if type(v) in (int, float) and -1e38 < v < 1e38:  # type: ignore[operator]
         return np.array(v, np.float32)
-    return v
+    return None
+
+
+@functools.lru_cache(maxsize=64, typed=True)
+def _weak_f32(v: object) -> object:
+    """:func:`_f32_number` of ``v``, else ``v`` itself."""
+    f = _f32_number(v)
+    return v if f is None else f
 
 
 @functools.lru_cache(maxsize=16, typed=True)
 def _variance_rows(v0: object, v1: object) -> np.ndarray | None:
     """The column that multiplies :func:`_decode_scaled`'s 4 size and 14 point rows by v1
     and v0, or None where float32 arithmetic is not what NumPy does with them."""
-    f0, f1 = _weak_f32(v0), _weak_f32(v1)
-    if not (isinstance(f0, np.ndarray) and isinstance(f1, np.ndarray)):
+    f0, f1 = _f32_number(v0), _f32_number(v1)
+    if f0 is None or f1 is None:
         return None
-    return np.array([[f1]] * 4 + [[f0]] * 14, np.float32)
+    rows = np.array([[f1]] * 4 + [[f0]] * 14, np.float32)
+    rows.setflags(write=False)
+    return rows
+
+
+def _cached(fn, *args):  # type: ignore[no-untyped-def]
+    """``fn(*args)`` through its cache, or around it for an unhashable argument."""
+    try:
+        return fn(*args)
+    except TypeError:
+        return fn.__wrapped__(*args)
 
 
 @functools.lru_cache(maxsize=16, typed=True)
 def _pixel_scale(w: int, h: int, sx: float, sy: float) -> np.ndarray:
-    """[2, 1] float32 (x, y) factors from normalised coordinates to image pixels."""
+    """[2, 1] float32 (x, y) factors from normalised coordinates to image pixels (the
+    frame size is the same frame after frame: 1.7 us a frame made afresh, cold)."""
     px = np.array([w * sx, h * sy], dtype=np.float32)[:, None]
     px.setflags(write=False)
     return px
@@ -103,7 +120,7 @@ def _decode_scaled(loc: np.ndarray, landm: np.ndarray, priors: np.ndarray, cand:
     (b + a for a + b, b * a for a * b: commutative in IEEE 754), so the bits are the same.
     Other dtypes and variances take :func:`decode` itself.
     """
-    vrows = _variance_rows(*variance)
+    vrows = _cached(_variance_rows, *variance)
     loc, landm, priors = loc.take(cand, 0), landm.take(cand, 0), priors.take(cand, 0)
     if vrows is None or not loc.dtype == landm.dtype == priors.dtype == np.float32:
         boxes, lms = decode(loc, landm, priors, variance)
@@ -168,7 +185,7 @@ def _greedy(ok: np.ndarray, limit: int) -> list[int]:
         i = ((free & -free).bit_length() - 1) >> 3
 
 
-#: Candidates whose IoUs one block computes at once: 256 x 256 pairs (4 MB of minima) at
+#: Candidates whose IoUs one block computes at once: 256 x 256 pairs (1 MB of minima) at
 #: the most, and one block for every frame of the shared set at conf 0.5 (160 at the most).
 NMS_BLOCK = 256
 
@@ -185,7 +202,7 @@ def _nms_sorted(corners: np.ndarray, threshold: float, limit: int) -> list[int]:
     if n <= 1:
         return list(range(min(n, limit)))
     q = corners * _NEG_LOW
-    threshold = _weak_f32(threshold)
+    threshold = _cached(_weak_f32, threshold)
     if n <= NMS_BLOCK:  # every frame at conf 0.5: no index arrays at all
         return _greedy(_iou_ok(q, q, None, None, threshold), limit)
     wh = corners[2:] - corners[:2]
@@ -258,7 +275,7 @@ def postprocess(
         order = (-sc).argsort(kind="stable")
         cand, sc = cand.take(order), sc.take(order)
     w, h = input_size
-    pts = _decode_scaled(loc, landm, priors, cand, variance, _pixel_scale(w, h, *scale))
+    pts = _decode_scaled(loc, landm, priors, cand, variance, _cached(_pixel_scale, w, h, *scale))
     keep = _nms_sorted(pts[:4], config.nms_threshold, config.keep_top_k)
     if len(keep) < cand.size:
         pts, sc = pts.take(keep, 1), sc.take(keep)

@@ -142,16 +142,17 @@ def test_other_dtypes_keep_their_arithmetic(dtype):
 
 
 @pytest.mark.parametrize("variance", [(np.float64(0.1), np.float64(0.2)), (1, 2), (0.1, 0.2),
-                                      (np.float32(0.1), 0.2)])
+                                      (np.float32(0.1), 0.2), (np.array(0.1), np.array(0.2))])
 def test_variances_of_any_type(variance):
-    """A numpy float64 variance is float64 arithmetic under NumPy 2: the fast path is only
-    taken where it computes what the reference computes."""
+    """A numpy float64 or 0-d array variance is float64 arithmetic under NumPy 2: the fast
+    path is only taken where it computes what the reference computes."""
     info = replace(ModelInfo(input_size=(96, 96)), variance=variance)
     priors = prior_boxes(96, 96, info.min_sizes, info.steps)
     loc, scores, landm = made_up(info, np.random.default_rng(13), 10)
     for config in CONFIGS:
-        args = (loc, scores, landm, priors, (96, 96), (1.1, 0.9), variance, config)
-        assert_same(pp.postprocess(*args), ref.postprocess(*args))
+        for scale in ((1.1, 0.9), (np.float64(1.1), np.array(0.9))):  # unhashable too
+            args = (loc, scores, landm, priors, (96, 96), scale, variance, config)
+            assert_same(pp.postprocess(*args), ref.postprocess(*args))
 
 
 def test_nms_sorted_keeps_what_one_box_at_a_time_keeps():
