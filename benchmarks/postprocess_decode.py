@@ -111,6 +111,9 @@ def _time(detector, frames: list[tuple], config, runs: int, cold: bool) -> dict:
                      "p90_us": round(float(np.percentile(t, 90)), 1)}
     per_round = [np.median([x for _, x in n]) / np.median([x for _, x in o])
                  for n, o in zip(chunks["new"], chunks["old"])]
+    res["per_frame_p50_us"] = {
+        name: [round(float(np.median([x for c in cs for k, x in c if k == i])) * 1e6, 1)
+               for i in range(len(frames))] for name, cs in chunks.items()}
     res["new_over_old_p50"] = round(res["new"]["p50_us"] / res["old"]["p50_us"], 3)
     res["new_over_old_round_median"] = round(float(np.median(per_round)), 3)
     return res
@@ -155,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:22s} old p50 {res['old']['p50_us']:6.1f} us  new p50 "
               f"{res['new']['p50_us']:6.1f} us  new/old {res['new_over_old_p50']:.2f} "
               f"(per-round median {res['new_over_old_round_median']:.2f})", flush=True)
+        per = res["per_frame_p50_us"]
+        for label, i in (("no face", faces.index(min(faces))),
+                         ("most faces", faces.index(max(faces)))):
+            print(f"  {label} ({faces[i]}): old {per['old'][i]} us, new {per['new'][i]} us")
     out["load_after"] = os.getloadavg()
     print(f"load average before {out['load_before']}, after {out['load_after']}")
     if args.out:

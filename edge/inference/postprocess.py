@@ -1,6 +1,9 @@
 """Network outputs -> face detections: decode, threshold, NMS, top-k, map back.
 
-Everything is vectorised over anchors; only NMS iterates, once per *kept* box.
+A frame has a few dozen candidates over the threshold, so the cost is the count of numpy
+calls (~1 us each warm, several right after an inference), not their size: candidates are
+decoded in one buffer and NMS is one IoU matrix per block, with the float32 operations of
+:func:`decode` and :func:`nms` element by element, so the detections keep their bits.
 """
 
 from __future__ import annotations
