@@ -110,6 +110,10 @@ def _pixel_scale(w: int, h: int, sx: float, sy: float) -> np.ndarray:
     return px
 
 
+# _decode_scaled's rows, as columns of [loc, landm, priors].
+_ROWS = np.array([2, 3, 2, 3, 0, 1, 0, 1, *range(4, 14), 0, 1, 2, 3, *range(14, 18)])
+
+
 def _decode_scaled(loc: np.ndarray, landm: np.ndarray, priors: np.ndarray, cand: np.ndarray,
                    variance: tuple[float, float], px: np.ndarray) -> np.ndarray:
     """:func:`decode` of anchors ``cand`` scaled to image pixels by ``px`` [2, 1]: a
@@ -132,8 +136,7 @@ def _decode_scaled(loc: np.ndarray, landm: np.ndarray, priors: np.ndarray, cand:
         return np.concatenate([boxes, lms], axis=1).T.copy()
     # Rows: 0-3 size regressions (w, h twice), 4-17 centre regressions (twice) and
     # landmarks, 18-21 room for exp (filled with anything), 22-25 the priors.
-    size, centre = loc[:, 2:], loc[:, :2]
-    rows = np.concatenate((size, size, centre, centre, landm, loc, priors), axis=1).T.copy()
+    rows = np.concatenate((loc, landm, priors), axis=1).T.take(_ROWS, 0)
     n = rows.shape[1]
     rows[:18] *= vrows
     np.exp(rows[:4], out=rows[18:22])  # contiguous to contiguous, as decode's exp runs
