@@ -63,6 +63,8 @@ _ZERO, _ONE = np.array(0, np.float32), np.array(1, np.float32)
 # in either form, negation always), and c + -h is c - h in IEEE 754.
 _HALF_SIGNS = np.array([[-0.5], [-0.5], [0.5], [0.5]], np.float32)
 _NEG_LOW = np.array([[-1], [-1], [1], [1]], np.float32)
+for _shared in (_ZERO, _ONE, _HALF_SIGNS, _NEG_LOW):
+    _shared.setflags(write=False)
 
 
 def _f32_number(v: object) -> np.ndarray | None:
@@ -70,7 +72,9 @@ def _f32_number(v: object) -> np.ndarray | None:
     a Python int or float in float32's range (NumPy 1.x takes float64 beyond it; a numpy
     float64, or a 0-d array, is float64 arithmetic under NumPy 2). None otherwise."""
     if type(v) in (int, float) and -1e38 < v < 1e38:  # type: ignore[operator]
-        return np.array(v, np.float32)
+        f = np.array(v, np.float32)
+        f.setflags(write=False)  # cached and shared
+        return f
     return None
 
 
@@ -112,6 +116,7 @@ def _pixel_scale(w: int, h: int, sx: float, sy: float) -> np.ndarray:
 
 # _decode_scaled's rows, as columns of [loc, landm, priors].
 _ROWS = np.array([2, 3, 2, 3, 0, 1, 0, 1, *range(4, 14), 0, 1, 2, 3, *range(14, 18)])
+_ROWS.setflags(write=False)
 
 
 def _decode_scaled(loc: np.ndarray, landm: np.ndarray, priors: np.ndarray, cand: np.ndarray,
