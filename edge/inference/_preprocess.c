@@ -83,6 +83,17 @@ static void linear_taps(long src, long dst, long *first, long *second, uint16_t 
  * 640x480 frame in place of 0.28 (SSE2) or 0.15 (AVX2, gathers) on x86. The 4-byte loads
  * reach 7 bytes past x3[d]: pixels closer than that to the image's end (avail bytes from
  * s) are read byte by byte. */
+static inline __attribute__((always_inline)) void blend_pixel(uint32_t p, uint32_t q,
+                                                             uint32_t c1, long d, long tw,
+                                                             uint16_t *restrict h)
+{
+    const uint32_t c0 = 256 - c1;
+    const uint32_t br = c0 * (p & 0xFF00FFu) + c1 * (q & 0xFF00FFu);
+    h[d] = (uint16_t)br;
+    h[tw + d] = (uint16_t)(c0 * ((p >> 8) & 0xFFu) + c1 * ((q >> 8) & 0xFFu));
+    h[2 * tw + d] = (uint16_t)(br >> 16);
+}
+
 HOT static void blend_columns(const uint8_t *restrict s, const int32_t *restrict x3,
                               const uint16_t *restrict w1, long tw, long w, long avail,
                               uint16_t *restrict h)
@@ -92,24 +103,16 @@ HOT static void blend_columns(const uint8_t *restrict s, const int32_t *restrict
         safe--;
     for (; d < safe; d++) {
         uint32_t p, q;
-        const uint32_t c1 = w1[d], c0 = 256 - c1;
         memcpy(&p, s + x3[d], 4);
         memcpy(&q, s + x3[d] + 3, 4);
-        const uint32_t br = c0 * (p & 0xFF00FFu) + c1 * (q & 0xFF00FFu);
-        h[d] = (uint16_t)br;
-        h[tw + d] = (uint16_t)(c0 * ((p >> 8) & 0xFFu) + c1 * ((q >> 8) & 0xFFu));
-        h[2 * tw + d] = (uint16_t)(br >> 16);
+        blend_pixel(p, q, w1[d], d, tw, h);
     }
     for (; d < tw; d++) {
         uint32_t p = 0, q = 0;
-        const uint32_t c1 = w1[d], c0 = 256 - c1;
         memcpy(&p, s + x3[d], 3);
         if (x3[d] + 3 < 3 * w) /* the right edge pixel has no right neighbour (w1 = 0) */
             memcpy(&q, s + x3[d] + 3, 3);
-        const uint32_t br = c0 * (p & 0xFF00FFu) + c1 * (q & 0xFF00FFu);
-        h[d] = (uint16_t)br;
-        h[tw + d] = (uint16_t)(c0 * ((p >> 8) & 0xFFu) + c1 * ((q >> 8) & 0xFFu));
-        h[2 * tw + d] = (uint16_t)(br >> 16);
+        blend_pixel(p, q, w1[d], d, tw, h);
     }
 }
 
