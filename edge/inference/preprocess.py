@@ -17,10 +17,14 @@ from edgeface.inference.model_info import DEFAULT_MEAN_BGR
 DISABLE_ENV = "EDGEFACE_NO_PREPROCESS_EXT"
 
 
+def _switched_off() -> bool:
+    return os.environ.get(DISABLE_ENV, "") not in ("", "0")
+
+
 def _load_fused() -> Optional[ModuleType]:
     """The compiled resize-and-subtract kernel (_preprocess.c), or None: not built (no
     compiler where the package was installed) or switched off by ``DISABLE_ENV``."""
-    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
+    if _switched_off():
         return None
     try:
         from edgeface.inference import _preprocess
@@ -41,9 +45,9 @@ def preprocess_path() -> str:
     ``kernel`` (the compiled one) or ``opencv (why)``."""
     if _fused is not None:
         return "kernel (C extension)"
-    if os.environ.get(DISABLE_ENV, "") not in ("", "0"):
-        return f"opencv ({DISABLE_ENV} is set)"
-    return "opencv (the compiled kernel is not built)"
+    return f"opencv ({DISABLE_ENV} is set)" if _switched_off() else \
+        "opencv (the compiled kernel is not built)"
+
 
 # This thread's model-sized uint8 buffers for OpenCV's path (the resized BGRA image, its
 # planes; the compiled kernel needs 20 KB of tables and rows, below malloc's mmap threshold),
